@@ -1,0 +1,38 @@
+# Two commands set everything up: `make demo` (the main job) and `make test`.
+# Both install what they need on a fresh Debian bookworm machine (apt-get, pip).
+
+PYTHON ?= python3
+# Debian packages the tests, the demo and the benchmarks use as peers and oracles.
+APT_PACKAGES = busybox-static skopeo docker-registry umoci
+BENCH_APT_PACKAGES = podman crun
+PYTEST_ARGS ?=
+
+.PHONY: deps test unit integration demo bench clean
+
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "apt-get install:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	$(PYTHON) -m pip install -q --disable-pip-version-check -e '.[test]'
+
+test: deps
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+unit: deps
+	$(PYTHON) -m pytest -m unit $(PYTEST_ARGS)
+
+integration: deps
+	$(PYTHON) -m pytest -m integration $(PYTEST_ARGS)
+
+demo: deps
+	$(PYTHON) examples/demo.py
+
+bench: deps
+	@missing=""; for p in $(BENCH_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+	$(PYTHON) bench/pull.py
+
+clean:
+	rm -rf build dist src/*.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,61 @@
+"""The engine library: the product. The CLI (and later the API service) are thin fronts over it.
+
+Its surface mirrors Docker's nouns; stores open lazily so a command pays only
+for what it touches.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from dockyard import config
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from dockyard.images.service import Images
+    from dockyard.store.content import ContentStore
+    from dockyard.store.images import ImageStore
+    from dockyard.store.layers import LayerStore
+
+
+class Engine:
+    def __init__(self, settings: config.Settings | None = None) -> None:
+        self.settings = settings or config.load()
+        self.root = self.settings.root
+
+    @cached_property
+    def db(self) -> "sqlite3.Connection":
+        from dockyard.store import db
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        return db.connect(self.root)
+
+    @cached_property
+    def content(self) -> "ContentStore":
+        from dockyard.store.content import ContentStore
+
+        return ContentStore(self.root)
+
+    @cached_property
+    def layers(self) -> "LayerStore":
+        from dockyard.store.layers import LayerStore
+
+        return LayerStore(self.root, self.db)
+
+    @cached_property
+    def image_store(self) -> "ImageStore":
+        from dockyard.store.images import ImageStore
+
+        return ImageStore(self.db, self.content)
+
+    @cached_property
+    def images(self) -> "Images":
+        from dockyard.images.service import Images
+
+        return Images(self)
+
+    def close(self) -> None:
+        if "db" in self.__dict__:
+            self.db.close()

@@ -1,0 +1,1 @@
+"""Image verbs of the engine: commit blobs into images, list, tag, remove, save, load, import."""

@@ -1,0 +1,1 @@
+"""Local stores: content (blobs by digest), layers (unpacked), images (names), sqlite state."""

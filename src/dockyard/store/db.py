@@ -1,0 +1,115 @@
+"""The sqlite state database: schema, migrations, transactions.
+
+One file under the root holds all metadata (images, tags, layers). WAL mode lets
+many CLI processes read while one writes; every change is one transaction, so a
+kill -9 at any point leaves either the old or the new state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from pathlib import Path
+from typing import Iterator
+
+# Each entry migrates from version i to i+1. Append, never edit.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE images (
+        id TEXT PRIMARY KEY,                 -- config digest: Docker's image ID
+        manifest_digest TEXT NOT NULL,       -- the single-platform manifest
+        manifest_media_type TEXT NOT NULL,
+        created TEXT,                        -- from the image config
+        size INTEGER NOT NULL,               -- sum of unpacked layer sizes
+        added_at REAL NOT NULL
+    );
+    CREATE TABLE image_layers (
+        image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        chain_id TEXT NOT NULL,
+        PRIMARY KEY (image_id, position)
+    );
+    CREATE INDEX image_layers_chain ON image_layers(chain_id);
+    CREATE TABLE tags (
+        name TEXT PRIMARY KEY,               -- normalized: docker.io/library/nginx:latest
+        image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE
+    );
+    CREATE INDEX tags_image ON tags(image_id);
+    CREATE TABLE repo_digests (
+        repository TEXT NOT NULL,            -- normalized: docker.io/library/nginx
+        digest TEXT NOT NULL,                -- manifest or index digest as pulled/pushed
+        image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        PRIMARY KEY (repository, digest)
+    );
+    CREATE INDEX repo_digests_image ON repo_digests(image_id);
+    CREATE TABLE layers (
+        chain_id TEXT PRIMARY KEY,
+        diff_id TEXT NOT NULL,
+        parent TEXT,                         -- parent chain ID, NULL for a base layer
+        size INTEGER NOT NULL,               -- bytes of the unpacked diff
+        created REAL NOT NULL
+    );
+    CREATE TABLE layer_blobs (                -- compressed forms known for a diff ID
+        diff_id TEXT NOT NULL,
+        blob_digest TEXT NOT NULL,
+        media_type TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        PRIMARY KEY (diff_id, blob_digest)
+    );
+    CREATE INDEX layer_blobs_blob ON layer_blobs(blob_digest);
+    """,
+    # 1 -> 2: which repositories of a registry hold a blob (pulled from or pushed to),
+    # so a push can mount it from there instead of uploading it again.
+    """
+    CREATE TABLE blob_sources (
+        blob_digest TEXT NOT NULL,
+        registry TEXT NOT NULL,              -- the reference's domain: docker.io, 127.0.0.1:5000
+        repository TEXT NOT NULL,            -- path inside the registry: library/nginx
+        PRIMARY KEY (blob_digest, registry, repository)
+    );
+    """,
+]
+
+DB_NAME = "dockyard.db"
+
+
+def connect(root: Path | str) -> sqlite3.Connection:
+    """Open (and create or migrate) the state DB under ``root``."""
+    path = Path(root) / DB_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA busy_timeout = 30000")
+    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    _migrate(conn)
+    return conn
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version >= len(MIGRATIONS):
+        return
+    with transaction(conn):
+        # Re-read inside the write lock: another process may have migrated meanwhile.
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        for i in range(version, len(MIGRATIONS)):
+            for statement in MIGRATIONS[i].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A write transaction: BEGIN IMMEDIATE takes the write lock up front (no upgrade deadlocks)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    else:
+        conn.execute("COMMIT")
