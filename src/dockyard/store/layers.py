@@ -1,0 +1,402 @@
+"""The layer store: each layer unpacked once, keyed by chain ID, shared by images.
+
+Layout under ``<root>/layers``::
+
+    <chain-id-hex>/diff    an unpacked layer, usable as an overlayfs lowerdir
+    tmp/<random>           unpacks in progress and layers being deleted
+    locks/<chain-id-hex>   flock files: one unpack per chain at a time
+    locks/tmp              held shared while a temp dir is created, exclusive by clean_tmp
+
+A layer appears under its final name only by ``rename`` after its diff ID was
+verified, and the ``layers`` row is written after that, so a kill -9 leaves at
+worst a temp dir or a final dir without a row, both invisible to ``has()`` and
+removed by ``clean_tmp()``. Every temp dir is flocked by the process using it,
+which is how ``clean_tmp()`` tells abandoned ones from live ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import shutil
+import sqlite3
+import stat
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from dockyard import digest as digests
+from dockyard.errors import ConflictError, NotFoundError
+from dockyard.store import archive
+from dockyard.store.db import transaction
+
+
+def chain_id(parent: str | None, diff_id: str) -> str:
+    """The OCI chain ID: the diff ID for a base layer, else sha256 of "<parent> <diff_id>"."""
+    if parent is None:
+        return diff_id
+    return "sha256:" + hashlib.sha256(f"{parent} {diff_id}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    chain_id: str
+    diff_id: str
+    parent: str | None
+    size: int
+
+
+class LayerStore:
+    def __init__(self, root: Path, conn: sqlite3.Connection) -> None:
+        self.root = Path(root) / "layers"
+        self.tmp_dir = self.root / "tmp"
+        self.locks_dir = self.root / "locks"
+        for d in (self.root, self.tmp_dir, self.locks_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self._conn = conn
+        # One connection, many threads: a statement of one thread must not land inside
+        # another thread's transaction.
+        self._db_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ queries
+
+    def path(self, chain_id: str) -> Path:
+        """The diff directory of a layer (whether or not it exists)."""
+        return self._layer_dir(chain_id) / "diff"
+
+    def has(self, chain_id: str) -> bool:
+        return self._row(chain_id) is not None and self.path(chain_id).is_dir()
+
+    def get(self, chain_id: str) -> LayerInfo:
+        row = self._row(chain_id)
+        if row is None:
+            raise NotFoundError(f"layer {chain_id} not found in the layer store")
+        return _info(row)
+
+    def lowerdirs(self, chain_id: str) -> list[Path]:
+        """Diff dirs from ``chain_id`` down to its base: the order overlayfs wants in lowerdir=."""
+        dirs: list[Path] = []
+        current: str | None = chain_id
+        while current is not None:
+            info = self.get(current)
+            dirs.append(self.path(current))
+            current = info.parent
+        return dirs
+
+    def children(self, chain_id: str) -> list[str]:
+        rows = self._query("SELECT chain_id FROM layers WHERE parent = ? ORDER BY chain_id", (chain_id,))
+        return [r["chain_id"] for r in rows]
+
+    def unused(self, older_than: float = 0.0) -> list[str]:
+        """Layers no image needs, children before parents (the order to delete them in).
+
+        A layer is needed when an image lists it, or when it is an ancestor of one that is.
+        ``older_than`` (seconds) spares layers unpacked more recently than that: a pull in
+        progress has unpacked layers before it records the image that uses them.
+        """
+        rows = self._query(
+            """
+            WITH RECURSIVE used(id) AS (
+                SELECT chain_id FROM image_layers
+                UNION
+                SELECT l.parent FROM layers l JOIN used u ON l.chain_id = u.id WHERE l.parent IS NOT NULL
+            )
+            SELECT chain_id FROM layers WHERE chain_id NOT IN (SELECT id FROM used) AND created <= ?
+            """,
+            (time.time() - older_than,),
+        )
+        parents = {r["chain_id"]: r["parent"] for r in self._query("SELECT chain_id, parent FROM layers")}
+        return sorted((r["chain_id"] for r in rows), key=lambda c: (-_depth(c, parents), c))
+
+    def total_size(self) -> int:
+        rows = self._query("SELECT COALESCE(SUM(size), 0) AS total FROM layers")
+        return int(rows[0]["total"])
+
+    def blobs_for(self, diff_id: str) -> list[tuple[str, str, int]]:
+        rows = self._query(
+            "SELECT blob_digest, media_type, size FROM layer_blobs WHERE diff_id = ? ORDER BY blob_digest", (diff_id,)
+        )
+        return [(r["blob_digest"], r["media_type"], r["size"]) for r in rows]
+
+    # ------------------------------------------------------------------ changes
+
+    def record_blob(self, diff_id: str, blob_digest: str, media_type: str, size: int) -> None:
+        """Remember a compressed form of a diff ID (what push and save can send instead of re-packing)."""
+        digests.validate(diff_id)
+        digests.validate(blob_digest)
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO layer_blobs (diff_id, blob_digest, media_type, size) VALUES (?, ?, ?, ?)",
+                (diff_id, blob_digest, media_type, size),
+            )
+
+    def unpack(self, blob: BinaryIO, compression: str | None, diff_id: str | None, parent: str | None) -> LayerInfo:
+        """Unpack a layer blob on top of ``parent`` unless that chain is already here.
+
+        With ``diff_id`` known, an existing chain returns at once without reading ``blob``,
+        and concurrent unpackers of one chain (threads or processes) wait for the first
+        and reuse its result. With ``diff_id`` None (``import``) it is computed first.
+        """
+        if diff_id is not None:
+            digests.validate(diff_id)
+            cid = chain_id(parent, diff_id)
+            if self.has(cid):
+                return self.get(cid)
+        self._require_parent(parent)
+        if diff_id is None:
+            return self._unpack_unknown(blob, compression, parent)
+        with self._chain_lock(cid):
+            if self.has(cid):  # another unpacker finished while we waited
+                return self.get(cid)
+            with self._temp_dir() as tmp:
+                result = self._extract(blob, compression, diff_id, tmp)
+                return self._commit(tmp, cid, result.diff_id, parent, result.size)
+
+    def delete(self, chain_id: str) -> bool:
+        """Remove a layer no image and no child layer uses. False if it was not there."""
+        with self._chain_lock(chain_id):
+            with self._transaction() as conn:
+                if conn.execute("SELECT 1 FROM layers WHERE chain_id = ?", (chain_id,)).fetchone() is None:
+                    found = False
+                else:
+                    self._check_unused(conn, chain_id)
+                    conn.execute("DELETE FROM layers WHERE chain_id = ?", (chain_id,))
+                    found = True
+            layer_dir = self._layer_dir(chain_id)
+            if layer_dir.exists():  # also an orphan left by a kill between rename and insert
+                self._discard(layer_dir)
+                found = True
+        return found
+
+    def clean_tmp(self) -> int:
+        """Remove temp dirs of unpacks and deletes that died, and final dirs that never got
+        their row. Safe while other unpacks run: their dirs are locked. Returns how many."""
+        removed = 0
+        dead: list[tuple[Path, int]] = []
+        with self._tmp_creation_lock(fcntl.LOCK_EX):
+            # Holding this, nobody is between creating a temp dir and locking it, so an
+            # unlocked temp dir is abandoned.
+            for entry in os.scandir(self.tmp_dir):
+                if not entry.is_dir(follow_symlinks=False):
+                    os.unlink(entry.path)  # nothing we create; a stray file
+                    removed += 1
+                    continue
+                fd = _try_lock_dir(entry.path)
+                if fd is not None:
+                    dead.append((Path(entry.path), fd))
+        for path, fd in dead:
+            try:
+                _rmtree(path)
+                removed += 1
+            finally:
+                os.close(fd)
+        for entry in os.scandir(self.root):
+            cid = f"sha256:{entry.name}"
+            if entry.name in ("tmp", "locks") or not digests.is_digest(cid) or self._row(cid) is not None:
+                continue
+            removed += self._remove_orphan(cid)
+        return removed
+
+    # ------------------------------------------------------------------ unpack steps
+
+    def _require_parent(self, parent: str | None) -> None:
+        if parent is not None and not self.has(parent):
+            raise NotFoundError(f"parent layer {parent} not found in the layer store")
+
+    def _unpack_unknown(self, blob: BinaryIO, compression: str | None, parent: str | None) -> LayerInfo:
+        # The chain ID is known only after the whole stream was read: unpack first, then
+        # take the chain lock to move it in (or drop it if someone else was faster).
+        with self._temp_dir() as tmp:
+            result = self._extract(blob, compression, None, tmp)
+            cid = chain_id(parent, result.diff_id)
+            with self._chain_lock(cid):
+                if self.has(cid):
+                    return self.get(cid)
+                return self._commit(tmp, cid, result.diff_id, parent, result.size)
+
+    def _extract(self, blob: BinaryIO, compression: str | None, diff_id: str | None, tmp: Path) -> archive.ExtractResult:
+        diff = tmp / "diff"
+        diff.mkdir(mode=0o755)
+        return archive.extract(archive.open_decompressed(blob, compression), diff, diff_id=diff_id)
+
+    def _commit(self, tmp: Path, cid: str, diff_id: str, parent: str | None, size: int) -> LayerInfo:
+        """Rename the unpacked dir into place, then record it. Caller holds the chain lock."""
+        final = self._layer_dir(cid)
+        if final.exists():
+            self._discard(final)  # an orphan from a kill between rename and insert, or a row-less dir
+        os.chmod(tmp, 0o711)
+        os.rename(tmp, final)
+        _fsync_dir(self.root)
+        info = LayerInfo(chain_id=cid, diff_id=diff_id, parent=parent, size=size)
+        try:
+            with self._transaction() as conn:
+                # The parent could have been deleted while we unpacked.
+                if parent is not None and conn.execute("SELECT 1 FROM layers WHERE chain_id = ?", (parent,)).fetchone() is None:
+                    raise NotFoundError(f"parent layer {parent} was deleted during the unpack")
+                conn.execute(
+                    "INSERT OR REPLACE INTO layers (chain_id, diff_id, parent, size, created) VALUES (?, ?, ?, ?, ?)",
+                    (cid, diff_id, parent, size, time.time()),
+                )
+        except BaseException:
+            self._discard(final)
+            raise
+        return info
+
+    def _check_unused(self, conn: sqlite3.Connection, cid: str) -> None:
+        image = conn.execute("SELECT image_id FROM image_layers WHERE chain_id = ? LIMIT 1", (cid,)).fetchone()
+        if image is not None:
+            raise ConflictError(f"layer {cid} is used by image {image['image_id']}")
+        child = conn.execute("SELECT chain_id FROM layers WHERE parent = ? LIMIT 1", (cid,)).fetchone()
+        if child is not None:
+            raise ConflictError(f"layer {cid} is the parent of layer {child['chain_id']}")
+
+    def _remove_orphan(self, cid: str) -> int:
+        fd = self._lock_fd(cid)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return 0  # an unpack is between its rename and its insert right now
+            if self._row(cid) is not None:
+                return 0
+            self._discard(self._layer_dir(cid))
+            return 1
+        finally:
+            os.close(fd)
+
+    # ------------------------------------------------------------------ files and locks
+
+    def _layer_dir(self, cid: str) -> Path:
+        return self.root / digests.hex_of(cid)
+
+    def _lock_fd(self, cid: str) -> int:
+        return os.open(self.locks_dir / digests.hex_of(cid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+    @contextlib.contextmanager
+    def _chain_lock(self, cid: str) -> Iterator[None]:
+        """One unpack (or delete) per chain across threads and processes: each holder opens
+        its own file description, so flock excludes threads of one process too."""
+        fd = self._lock_fd(cid)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing the description releases the lock
+
+    @contextlib.contextmanager
+    def _tmp_creation_lock(self, mode: int) -> Iterator[None]:
+        fd = os.open(self.locks_dir / "tmp", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, mode)
+            yield
+        finally:
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def _temp_dir(self) -> Iterator[Path]:
+        """A fresh dir under tmp/, flocked for as long as we use it; removed unless renamed away."""
+        with self._tmp_creation_lock(fcntl.LOCK_SH):
+            path = self.tmp_dir / uuid.uuid4().hex
+            path.mkdir(mode=0o700)
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield path
+        finally:
+            try:
+                if path.exists():
+                    _rmtree(path)
+            finally:
+                os.close(fd)
+
+    def _discard(self, layer_dir: Path) -> None:
+        """Remove a layer dir atomically: rename it into tmp/ (locked, so clean_tmp leaves it
+        to us), then delete the tree at leisure."""
+        trash = self.tmp_dir / f"trash-{uuid.uuid4().hex}"
+        fd = os.open(layer_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.rename(layer_dir, trash)
+            _rmtree(trash)
+        finally:
+            os.close(fd)
+
+    # ------------------------------------------------------------------ database
+
+    def _row(self, cid: str) -> sqlite3.Row | None:
+        rows = self._query("SELECT chain_id, diff_id, parent, size FROM layers WHERE chain_id = ?", (cid,))
+        return rows[0] if rows else None
+
+    def _query(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
+        with self._db_lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._db_lock, transaction(self._conn) as conn:
+            yield conn
+
+
+def _info(row: sqlite3.Row) -> LayerInfo:
+    return LayerInfo(chain_id=row["chain_id"], diff_id=row["diff_id"], parent=row["parent"], size=row["size"])
+
+
+def _depth(cid: str, parents: dict[str, str | None]) -> int:
+    depth = 0
+    current = parents.get(cid)
+    while current is not None and depth <= len(parents):
+        depth += 1
+        current = parents.get(current)
+    return depth
+
+
+def _try_lock_dir(path: str) -> int | None:
+    """An fd holding the lock of a temp dir nobody else holds, or None if it is in use."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None  # its owner just finished with it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _rmtree(path: Path) -> None:
+    """shutil.rmtree that gets through read-only dirs (made writable on the way) and
+    tolerates a concurrent remover."""
+
+    def onerror(func, failed: str, exc_info) -> None:
+        exc = exc_info[1]
+        if isinstance(exc, FileNotFoundError):
+            return
+        if not isinstance(exc, PermissionError):
+            raise exc
+        parent = os.path.dirname(failed)
+        try:
+            os.chmod(parent, stat.S_IMODE(os.lstat(parent).st_mode) | stat.S_IRWXU)
+            st = os.lstat(failed)
+        except OSError:
+            raise exc from None  # not ours to fix: report what rmtree hit
+        if stat.S_ISDIR(st.st_mode):
+            os.chmod(failed, stat.S_IMODE(st.st_mode) | stat.S_IRWXU)
+            shutil.rmtree(failed, onerror=onerror)
+        else:
+            func(failed)
+
+    shutil.rmtree(path, onerror=onerror)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
