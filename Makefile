@@ -3,8 +3,8 @@
 
 PYTHON ?= python3
 # Debian packages the tests, the demo and the benchmarks use as peers and oracles.
-APT_PACKAGES = busybox-static skopeo docker-registry umoci
-BENCH_APT_PACKAGES = podman crun
+APT_PACKAGES = busybox-static skopeo docker-registry umoci crun runc podman libseccomp2 curl openssl
+BENCH_APT_PACKAGES = podman crun runc
 PYTEST_ARGS ?=
 
 .PHONY: deps test unit integration demo bench clean

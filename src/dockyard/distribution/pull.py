@@ -19,6 +19,9 @@ import asyncio
 import contextlib
 import json
 import math
+import os
+import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
@@ -179,6 +182,10 @@ class _Puller:
         # Writers kept between attempts of one blob, so a retry resumes with a Range request.
         self._partial: dict[str, "Writer"] = {}
         self.lock_waiters = ThreadPoolExecutor(max_workers=64, thread_name_prefix="dockyard-lock")
+        # Phase timings for benchmarks (DOCKYARD_PULL_TIMINGS=1): when the pull began and
+        # when the last blob landed in the content store.
+        self.started = time.perf_counter()
+        self.downloaded = self.started
 
     async def in_worker(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.worker, fn, *args)
@@ -253,6 +260,7 @@ class _Puller:
         blobs = [config_desc["digest"]] + [d["digest"] for d, *_ in plan if d["mediaType"] not in mt.NON_DISTRIBUTABLE]
         await self.in_worker(sources.remember, engine.db, ref.domain, ref.path, blobs)
 
+        _report_timings(self.started, self.downloaded)
         self.progress.message(f"Digest: {top_digest}")
         if before is not None and before.id == image.id:
             self.progress.message(f"Status: Image is up to date for {ref.familiar()}")
@@ -316,6 +324,7 @@ class _Puller:
         async with self._blob_lock(digest):
             if not content.has(digest):  # another pull may have fetched it while we waited
                 await self._download(desc, layer_id)
+                self.downloaded = max(self.downloaded, time.perf_counter())
         if layer_id:
             self.progress.status(layer_id, "Download complete")
 
@@ -398,6 +407,15 @@ class _Puller:
             raise TransferError(f"download of {digest} failed: {reason_of(e)}") from None
         except asyncio.TimeoutError:
             raise TransferError(f"download of {digest} timed out") from None
+
+
+def _report_timings(started: float, downloaded: float) -> None:
+    """With DOCKYARD_PULL_TIMINGS set, say on stderr how long the download phase took
+    (manifest request to the last blob stored) beside the whole pull: bench/pull.py reads it."""
+    if os.environ.get("DOCKYARD_PULL_TIMINGS"):
+        now = time.perf_counter()
+        print(f"timings: download={downloaded - started:.3f} unpack_tail={now - downloaded:.3f} "
+              f"total={now - started:.3f}", file=sys.stderr)
 
 
 def _range_starts_at(resp: aiohttp.ClientResponse, offset: int) -> bool:

@@ -1,0 +1,2 @@
+"""Containers at the OCI runtime boundary: bundles (spec), rootfs mounts, the runtime
+adapter (oci) and pyrunc, our own runtime. Kept import-free: pyrunc starts from here."""

@@ -1,0 +1,5 @@
+import sys
+
+from dockyard.runtime.pyrunc.cli import main
+
+sys.exit(main(sys.argv[1:]))

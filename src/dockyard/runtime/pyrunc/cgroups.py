@@ -1,0 +1,243 @@
+"""Cgroups v1 (including the v1/v2 hybrid) and v2, with the layout detected at run time.
+
+A container's cgroup is ``linux.cgroupsPath`` below the root of every hierarchy:
+each v1 controller mount (and a hybrid's cgroup2 mount) on v1 hosts, the one tree
+on v2 hosts. Only the files for the resources the spec sets are written.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def is_unified() -> bool:
+    """True on a pure cgroup v2 host (/sys/fs/cgroup is itself the cgroup2 mount)."""
+    return os.path.exists(CGROUP_ROOT + "/cgroup.controllers")
+
+
+def v1_hierarchies() -> dict[str, str]:
+    """Mount point -> super options (``rw,cpu`` / ``rw,name=systemd``) of each cgroup mount,
+    plus the cgroup2 mount of a hybrid host under the option ``unified``."""
+    found: dict[str, str] = {}
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            sep = fields.index("-")
+            fstype, point = fields[sep + 1], fields[4]
+            if fstype == "cgroup":
+                found.setdefault(point, fields[sep + 3])
+            elif fstype == "cgroup2":
+                found.setdefault(point, "unified")
+    return found
+
+
+def controllers_of(options: str) -> list[str]:
+    return [o for o in options.split(",") if o not in ("rw", "ro") and "=" not in o or o.startswith("name=")]
+
+
+class Cgroup:
+    """The container's cgroup in every hierarchy of this host."""
+
+    def __init__(self, path: str) -> None:
+        if not path.startswith("/"):
+            path = "/" + path
+        self.path = os.path.normpath(path)
+        self.unified = is_unified()
+        if self.unified:
+            self.dirs = {"": CGROUP_ROOT + self.path}
+        else:
+            self.dirs = {}
+            for point, options in v1_hierarchies().items():
+                key = "unified" if options == "unified" else ",".join(controllers_of(options))
+                self.dirs[key] = point + self.path
+
+    # ------------------------------------------------------------------ set-up
+
+    def create(self) -> None:
+        for key, path in self.dirs.items():
+            if "cpuset" in key.split(","):
+                _mkdir_cpuset(path)
+            else:
+                os.makedirs(path, exist_ok=True)
+        if self.unified:
+            _enable_controllers(self.path)
+
+    def add(self, pid: int) -> None:
+        for path in self.dirs.values():
+            _write(path + "/cgroup.procs", str(pid))
+
+    def apply(self, resources: "dict[str, Any]") -> None:
+        if self.unified:
+            _apply_v2(self.dirs[""], resources)
+        else:
+            _apply_v1(self._dir, resources)
+
+    def _dir(self, controller: str) -> str | None:
+        for key, path in self.dirs.items():
+            if controller in key.split(","):
+                return path
+        return None
+
+    # ------------------------------------------------------------------ queries
+
+    def pids(self) -> list[int]:
+        path = self.dirs.get("") or self._dir("pids") or self._dir("memory") or next(iter(self.dirs.values()))
+        try:
+            with open(path + "/cgroup.procs") as f:
+                return [int(line) for line in f if line.strip()]
+        except FileNotFoundError:
+            return []
+
+    # ------------------------------------------------------------------ tear-down
+
+    def destroy(self, timeout: float = 5.0) -> None:
+        """Remove the leaf in every hierarchy; processes that linger are killed first."""
+        deadline = time.monotonic() + timeout
+        for path in self.dirs.values():
+            while True:
+                try:
+                    os.rmdir(path)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError as e:
+                    if e.errno != errno.EBUSY or time.monotonic() > deadline:
+                        raise
+                    for pid in self.pids():
+                        try:
+                            os.kill(pid, 9)
+                        except ProcessLookupError:
+                            pass
+                    time.sleep(0.005)
+
+
+def _write(path: str, value: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, value.encode())
+    except OSError as e:
+        raise OSError(e.errno, f"writing {value!r} to {path}: {os.strerror(e.errno)}") from None
+    finally:
+        os.close(fd)
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read().strip()
+
+
+def _mkdir_cpuset(path: str) -> None:
+    """v1 cpuset cgroups start with empty cpus/mems, which refuses tasks: copy the parent's
+    values down every level we create."""
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        _mkdir_cpuset(parent)
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        return
+    for name in ("cpuset.cpus", "cpuset.mems"):
+        if not _read(f"{path}/{name}"):
+            _write(f"{path}/{name}", _read(f"{parent}/{name}"))
+
+
+def _enable_controllers(path: str) -> None:
+    """v2: a cgroup gets a controller's files only if every ancestor delegates it."""
+    available = _read(CGROUP_ROOT + "/cgroup.controllers").split()
+    wanted = " ".join("+" + c for c in available if c in ("cpu", "cpuset", "memory", "pids", "io", "hugetlb"))
+    current = CGROUP_ROOT
+    for part in path.strip("/").split("/")[:-1]:
+        try:
+            _write(current + "/cgroup.subtree_control", wanted)
+        except OSError:
+            pass  # a controller in use by a domain with processes; the rest still applies
+        current += "/" + part
+    try:
+        _write(current + "/cgroup.subtree_control", wanted)
+    except OSError:
+        pass
+
+
+def _apply_v1(dir_of, resources: "dict[str, Any]") -> None:
+    memory = resources.get("memory") or {}
+    mem = dir_of("memory")
+    if mem:
+        if "limit" in memory:
+            _write(mem + "/memory.limit_in_bytes", str(memory["limit"]))
+        if "swap" in memory and os.path.exists(mem + "/memory.memsw.limit_in_bytes"):
+            _write(mem + "/memory.memsw.limit_in_bytes", str(memory["swap"]))
+        if "reservation" in memory:
+            _write(mem + "/memory.soft_limit_in_bytes", str(memory["reservation"]))
+        if memory.get("swappiness") is not None:
+            _write(mem + "/memory.swappiness", str(memory["swappiness"]))
+        if memory.get("disableOOMKiller"):
+            _write(mem + "/memory.oom_control", "1")
+    cpu = resources.get("cpu") or {}
+    cpu_dir = dir_of("cpu")
+    if cpu_dir:
+        if cpu.get("shares"):
+            _write(cpu_dir + "/cpu.shares", str(cpu["shares"]))
+        if cpu.get("period"):  # the period first: a quota is checked against it
+            _write(cpu_dir + "/cpu.cfs_period_us", str(cpu["period"]))
+        if cpu.get("quota"):
+            _write(cpu_dir + "/cpu.cfs_quota_us", str(cpu["quota"]))
+    cpuset = dir_of("cpuset")
+    if cpuset:
+        if cpu.get("cpus"):
+            _write(cpuset + "/cpuset.cpus", cpu["cpus"])
+        if cpu.get("mems"):
+            _write(cpuset + "/cpuset.mems", cpu["mems"])
+    pids = (resources.get("pids") or {}).get("limit")
+    pids_dir = dir_of("pids")
+    if pids is not None and pids_dir:
+        _write(pids_dir + "/pids.max", "max" if pids <= 0 else str(pids))
+    devices = dir_of("devices")
+    if devices and resources.get("devices"):
+        for rule in resources["devices"]:
+            _write(devices + ("/devices.allow" if rule.get("allow") else "/devices.deny"), _device_rule(rule))
+
+
+def _device_rule(rule: "dict[str, Any]") -> str:
+    kind = rule.get("type") or "a"
+    if kind == "a":
+        return "a"
+    major = rule.get("major")
+    minor = rule.get("minor")
+    major = "*" if major is None or major < 0 else str(major)
+    minor = "*" if minor is None or minor < 0 else str(minor)
+    return f"{kind} {major}:{minor} {rule.get('access') or 'rwm'}"
+
+
+def _apply_v2(path: str, resources: "dict[str, Any]") -> None:
+    memory = resources.get("memory") or {}
+    if "limit" in memory:
+        _write(path + "/memory.max", "max" if memory["limit"] < 0 else str(memory["limit"]))
+        swap = memory.get("swap")
+        if swap is not None and os.path.exists(path + "/memory.swap.max"):
+            # v1 counts memory+swap, v2 swap alone.
+            _write(path + "/memory.swap.max", "max" if swap < 0 else str(max(swap - memory["limit"], 0)))
+    if memory.get("reservation"):
+        _write(path + "/memory.low", str(memory["reservation"]))
+    cpu = resources.get("cpu") or {}
+    if cpu.get("shares"):
+        weight = 1 + ((cpu["shares"] - 2) * 9999) // 262142
+        _write(path + "/cpu.weight", str(weight))
+    if cpu.get("quota") or cpu.get("period"):
+        quota = cpu.get("quota") or 0
+        _write(path + "/cpu.max", f"{quota if quota > 0 else 'max'} {cpu.get('period') or 100000}")
+    if cpu.get("cpus"):
+        _write(path + "/cpuset.cpus", cpu["cpus"])
+    if cpu.get("mems"):
+        _write(path + "/cpuset.mems", cpu["mems"])
+    pids = (resources.get("pids") or {}).get("limit")
+    if pids is not None:
+        _write(path + "/pids.max", "max" if pids <= 0 else str(pids))
+    # Device rules on v2 need an eBPF program (BPF_CGROUP_DEVICE); not done yet.

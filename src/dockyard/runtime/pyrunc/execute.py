@@ -1,0 +1,128 @@
+"""``exec``: a new process in a running container, in every one of its namespaces and its
+cgroup, with the same kind of process fields (user, caps, no_new_privs, seccomp, rlimits)."""
+
+from __future__ import annotations
+
+import os
+
+from dockyard.runtime.pyrunc import container as containers
+from dockyard.runtime.pyrunc import fastjson, linux, process
+from dockyard.runtime.pyrunc.cgroups import Cgroup
+from dockyard.runtime.pyrunc.process import SetupError
+from dockyard.runtime.pyrunc.state import Container, StateError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+# setns order: the mount namespace last (after it the host's /proc is out of reach).
+_ORDER = ("user", "ipc", "uts", "network", "cgroup", "time", "mount")
+
+
+def main(root: str, container_id: str, options: "dict[str, list[str]]", args: "list[str]") -> int:
+    container = Container(root, container_id)
+    status = container.status()
+    if status not in ("running", "created"):
+        raise StateError(f"cannot exec in a {status} container `{container_id}`")
+    spec = container.config()
+    proc = build_process(spec.get("process") or {}, options, args)
+    if proc.get("terminal"):
+        raise SetupError("exec with a terminal is not supported by pyrunc yet")
+    state = container.state
+    pid = state["pid"]
+    types = [ns["type"] for ns in (spec.get("linux") or {}).get("namespaces") or []]
+    ns_fds = {t: os.open(f"/proc/{pid}/ns/{linux.NAMESPACES[t][1]}", os.O_RDONLY | os.O_CLOEXEC)
+              for t in types if t in linux.NAMESPACES}
+    seccomp_profile = (spec.get("linux") or {}).get("seccomp")
+    cgroup = Cgroup(state["cgroup"])
+    sync_r, sync_w = os.pipe()
+    if "pid" in ns_fds:
+        linux.setns(ns_fds.pop("pid"), linux.CLONE_NEWPID)  # the child is born in it
+    preserve = int((options.get("--preserve-fds") or ["0"])[-1])
+    child = os.fork()
+    if child == 0:
+        os.close(sync_r)
+        _child(proc, ns_fds, cgroup, seccomp_profile, sync_w, preserve, root + "/.seccomp")
+    os.close(sync_w)
+    for fd in ns_fds.values():
+        os.close(fd)
+    failure = containers._read_records(sync_r)
+    os.close(sync_r)
+    if failure is not None:
+        containers._reap(child)
+        raise SetupError(failure[1], failure[0])
+    pid_file = (options.get("--pid-file") or [None])[-1]
+    if pid_file:
+        containers._write_pid_file(pid_file, child)
+    if "--detach" in options or "-d" in options:
+        return 0
+    containers._forward_signals(child)
+    _, status = os.waitpid(child, 0)
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def build_process(base: "dict[str, Any]", options: "dict[str, list[str]]", args: "list[str]") -> "dict[str, Any]":
+    path = (options.get("--process") or options.get("-p") or [None])[-1]
+    if path:
+        with open(path, "rb") as f:
+            return fastjson.loads(f.read())
+    if not args:
+        raise SetupError("exec needs a command (or --process)")
+    proc = dict(base)
+    proc["args"] = list(args)
+    proc["terminal"] = "--tty" in options or "-t" in options
+    env = {}
+    for item in list(base.get("env") or []) + options.get("--env", []) + options.get("-e", []):
+        key, _, value = item.partition("=")
+        env[key] = value
+    proc["env"] = [f"{k}={v}" for k, v in env.items()]
+    cwd = (options.get("--cwd") or [None])[-1]
+    if cwd:
+        proc["cwd"] = cwd
+    user = (options.get("--user") or options.get("-u") or [None])[-1]
+    if user:
+        uid, _, gid = user.partition(":")
+        proc["user"] = {"uid": int(uid), "gid": int(gid or 0)}
+    gids = options.get("--additional-gids", []) + options.get("-g", [])
+    if gids:
+        proc.setdefault("user", {})["additionalGids"] = [int(g) for item in gids for g in item.split(",")]
+    extra_caps = options.get("--cap", []) + options.get("-c", [])
+    if extra_caps:
+        caps = {k: list(v) for k, v in (base.get("capabilities") or {}).items()}
+        for cap in extra_caps:
+            for kind in ("bounding", "effective", "permitted"):
+                if cap not in caps.setdefault(kind, []):
+                    caps[kind].append(cap)
+        proc["capabilities"] = caps
+    if "--no-new-privs" in options:
+        proc["noNewPrivileges"] = True
+    return proc
+
+
+def _child(proc: "dict[str, Any]", ns_fds: "dict[str, int]", cgroup: Cgroup, seccomp_profile, sync_w: int,
+           preserve: int, cache_dir: str) -> None:
+    try:
+        linux.prctl(linux.PR_SET_DUMPABLE, 0)  # see container._init: the host's python is our exe
+        for path in cgroup.dirs.values():
+            with open(path + "/cgroup.procs", "w") as f:
+                f.write("0")  # "0" is the writer itself; getpid() here is a container PID
+        seccomp_program = process.prepare_seccomp(seccomp_profile, cache_dir)
+        for kind in _ORDER:
+            if kind in ns_fds:
+                linux.setns(ns_fds[kind], linux.NAMESPACES[kind][0])
+        os.chdir("/")
+        process.set_rlimits(proc.get("rlimits") or [])
+        cwd = proc.get("cwd") or "/"
+        os.chdir(cwd)
+        path = process.find_executable(proc["args"][0], proc.get("env") or [])
+        process.mark_cloexec(3 + preserve)
+        os.setsid()
+        process.finalize(proc, seccomp_program, path)
+    except SetupError as e:
+        containers._report(sync_w, e.code, str(e))
+        os._exit(e.code)
+    except BaseException as e:  # noqa: BLE001
+        containers._report(sync_w, 1, containers._describe(e))
+        os._exit(1)
+    os._exit(1)

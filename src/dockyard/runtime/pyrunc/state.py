@@ -1,0 +1,107 @@
+"""The state directory ``<root>/<id>/``: state.json, the bundle's config at create time,
+and exec.fifo while the container waits for ``start``."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from dockyard.runtime.pyrunc import fastjson
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+DEFAULT_ROOT = "/run/pyrunc"
+OCI_VERSION = "1.0.2"
+
+
+class StateError(Exception):
+    """A container that does not exist, or is not in the state a command needs."""
+
+
+class Container:
+    def __init__(self, root: str, container_id: str) -> None:
+        if not container_id or "/" in container_id or container_id in (".", ".."):
+            raise StateError(f"invalid container id {container_id!r}")
+        self.id = container_id
+        self.dir = f"{root}/{container_id}"
+        self.fifo = self.dir + "/exec.fifo"
+        self._state: "dict[str, Any] | None" = None
+
+    # ------------------------------------------------------------------ files
+
+    def exists(self) -> bool:
+        return os.path.exists(self.dir + "/state.json")
+
+    @property
+    def state(self) -> "dict[str, Any]":
+        if self._state is None:
+            try:
+                with open(self.dir + "/state.json", "rb") as f:
+                    self._state = fastjson.loads(f.read())
+            except FileNotFoundError:
+                raise StateError(f"container `{self.id}` does not exist") from None
+        return self._state
+
+    def save(self, state: "dict[str, Any]") -> None:
+        tmp = self.dir + "/.state.json.tmp"
+        with open(tmp, "w") as f:
+            f.write(fastjson.dumps(state))
+        os.rename(tmp, self.dir + "/state.json")
+        self._state = state
+
+    def config(self) -> "dict[str, Any]":
+        with open(self.dir + "/config.json", "rb") as f:
+            return fastjson.loads(f.read())
+
+    # ------------------------------------------------------------------ status
+
+    def status(self) -> str:
+        state = self.state
+        if not process_alive(state["pid"], state.get("starttime")):
+            return "stopped"
+        if os.path.exists(self.fifo):
+            return "created"
+        return "running"
+
+    def oci_state(self) -> "dict[str, Any]":
+        s = self.state
+        status = self.status()
+        result = {"ociVersion": OCI_VERSION, "id": self.id, "pid": s["pid"] if status != "stopped" else 0,
+                  "status": status, "bundle": s["bundle"], "rootfs": s["rootfs"], "created": s["created"],
+                  "owner": ""}
+        if s.get("annotations"):
+            result["annotations"] = s["annotations"]
+        return result
+
+
+def process_alive(pid: int, starttime: "str | None") -> bool:
+    """Alive, not a zombie, and the same process (not a reused PID)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    fields = data[data.rindex(b")") + 2:].split()
+    if fields[0] in (b"Z", b"X"):
+        return False
+    return starttime is None or fields[19].decode() == starttime
+
+
+def starttime_of(pid: int) -> str:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        data = f.read()
+    return data[data.rindex(b")") + 2:].split()[19].decode()
+
+
+def timestamp() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + ".%09dZ" % int((now % 1) * 1e9)
+
+
+def list_ids(root: str) -> "list[str]":
+    try:
+        return sorted(e for e in os.listdir(root) if os.path.exists(f"{root}/{e}/state.json"))
+    except FileNotFoundError:
+        return []

@@ -1,0 +1,94 @@
+"""A container's root filesystem: an overlayfs of its image's layers plus its own upper dir.
+
+Layout under the container's directory::
+
+    upper/   the container's changes     work/   overlayfs scratch     rootfs/  the mount
+
+Overlay options are limited to one page; with many layers the lowerdirs are given
+relative to the layer store's root (mount(2) resolves them against the cwd), which is
+why the mount runs in a child process with that cwd.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Sequence
+
+from dockyard.errors import DockyardError
+
+PAGE = 4096
+
+
+class RootfsError(DockyardError):
+    exit_code = 125
+
+
+def overlay_options(lowerdirs: Sequence[Path], upper: Path, work: Path) -> tuple[str, Path | None]:
+    """(options, cwd to mount from or None). Lowerdirs top first, as the layer store gives them."""
+    options = f"lowerdir={':'.join(str(d) for d in lowerdirs)},upperdir={upper},workdir={work}"
+    if len(options) < PAGE - 1:
+        return options, None
+    base = Path(os.path.commonpath([str(d) for d in lowerdirs]))
+    relative = ":".join(os.path.relpath(d, base) for d in lowerdirs)
+    options = f"lowerdir={relative},upperdir={upper},workdir={work}"
+    if len(options) >= PAGE - 1:
+        raise RootfsError(f"too many layers ({len(lowerdirs)}) for one overlay mount")
+    return options, base
+
+
+def mount(lowerdirs: Sequence[Path], container_dir: str | os.PathLike) -> Path:
+    """Mount the rootfs of a container under ``container_dir``; returns the mount point.
+
+    Idempotent: an already mounted rootfs is returned as it is."""
+    if not lowerdirs:
+        raise RootfsError("an image needs at least one layer to make a rootfs")
+    base = Path(container_dir)
+    upper, work, target = base / "upper", base / "work", base / "rootfs"
+    for d in (upper, work, target):
+        d.mkdir(parents=True, exist_ok=True)
+    if is_mounted(target):
+        return target
+    options, cwd = overlay_options(list(lowerdirs), upper.resolve(), work.resolve())
+    result = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, str(target.resolve())],
+                            cwd=cwd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RootfsError(f"cannot mount the container's rootfs: {result.stderr.strip()}")
+    return target
+
+
+def unmount(container_dir: str | os.PathLike) -> None:
+    """Unmount the rootfs if mounted (lazily if busy)."""
+    target = Path(container_dir) / "rootfs"
+    if not is_mounted(target):
+        return
+    result = subprocess.run(["umount", str(target)], capture_output=True, text=True)
+    if result.returncode != 0:
+        subprocess.run(["umount", "-l", str(target)], capture_output=True, text=True, check=False)
+
+
+def remove(container_dir: str | os.PathLike) -> None:
+    """Unmount and delete the container's rootfs, upper and work dirs."""
+    unmount(container_dir)
+    base = Path(container_dir)
+    if is_mounted(base / "rootfs"):
+        raise RootfsError(f"{base / 'rootfs'} is still mounted")
+    if base.exists():
+        shutil.rmtree(base)
+
+
+def is_mounted(path: Path) -> bool:
+    try:
+        real = os.path.realpath(path)
+        with open("/proc/self/mountinfo") as f:
+            return any(_unescape(line.split()[4]) == real for line in f)
+    except OSError:
+        return False
+
+
+def _unescape(field: str) -> str:
+    import re
+
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), field)
