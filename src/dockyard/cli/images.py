@@ -8,7 +8,6 @@ the commands.
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -287,28 +286,14 @@ def save(output: str | None, names: tuple[str, ...]) -> None:
 
 def _save_atomically(engine: Any, names: Sequence[str], output: str) -> None:
     """Write to a temp file beside ``output`` and rename: a failed save leaves no half tar."""
-    import tempfile
-
+    from dockyard.atomicfile import atomic_write
     from dockyard.errors import DockyardError
 
-    directory = os.path.dirname(os.path.abspath(output))
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".dockyard-save-", dir=directory)
+        with atomic_write(output, mode=0o600) as f:
+            engine.images.save(names, f)
     except OSError as e:
         raise DockyardError(f"failed to save image: {output}: {e.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            engine.images.save(names, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, output)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 @click.command()

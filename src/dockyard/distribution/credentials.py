@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dockyard import config
+from dockyard.atomicfile import atomic_write
 from dockyard.errors import DockyardError
 
 # Docker Hub's key in config.json, kept from the v1 API days.
@@ -76,26 +75,8 @@ def _read(path: Path) -> dict[str, Any]:
 def _write(path: Path, data: dict[str, Any]) -> None:
     """Temp file + fsync + rename: a crash leaves the old file or the new one, never half."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".config.json.")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent="\t")
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    with atomic_write(path, mode=0o600) as f:
+        f.write((json.dumps(data, indent="\t") + "\n").encode())
 
 
 def _matching_keys(auths: dict[str, Any], key: str) -> list[str]:

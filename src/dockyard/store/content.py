@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from dockyard import digest as digests
+from dockyard.atomicfile import fsync_dir
 from dockyard.errors import NotFoundError
 
 # Temp files older than this are from dead writers and may be removed.
@@ -61,7 +62,7 @@ class Writer:
             os.chmod(self._path, 0o444)
             # rename is atomic; a concurrent writer of the same digest wrote the same bytes.
             os.rename(self._path, target)
-            _fsync_dir(target.parent)
+            fsync_dir(target.parent)
         except BaseException:
             self.abort()
             raise
@@ -175,11 +176,3 @@ class ContentStore:
                     os.unlink(entry.path)
                     removed += 1
         return removed
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -68,6 +68,38 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (blob_digest, registry, repository)
     );
     """,
+    # 2 -> 3: containers (Docker's Config/HostConfig as JSON, the state as columns) and
+    # named volumes.
+    """
+    CREATE TABLE containers (
+        id TEXT PRIMARY KEY,                 -- 64 hex
+        name TEXT NOT NULL UNIQUE,           -- without Docker's leading "/"
+        image_id TEXT NOT NULL,              -- sha256:...
+        image TEXT NOT NULL,                 -- as the user gave it
+        created REAL NOT NULL,
+        status TEXT NOT NULL,                -- created|running|paused|restarting|removing|exited|dead
+        pid INTEGER NOT NULL DEFAULT 0,
+        shim_pid INTEGER NOT NULL DEFAULT 0,
+        shim_start TEXT NOT NULL DEFAULT '', -- /proc starttime of the shim: PIDs get reused
+        exit_code INTEGER NOT NULL DEFAULT 0,
+        error TEXT NOT NULL DEFAULT '',
+        oom_killed INTEGER NOT NULL DEFAULT 0,
+        started_at REAL,
+        finished_at REAL,
+        restart_count INTEGER NOT NULL DEFAULT 0,
+        stopped_by_user INTEGER NOT NULL DEFAULT 0,
+        config TEXT NOT NULL                 -- JSON: Path, Args, Config, HostConfig, Mounts
+    );
+    CREATE INDEX containers_image ON containers(image_id);
+    CREATE TABLE volumes (
+        name TEXT PRIMARY KEY,
+        driver TEXT NOT NULL DEFAULT 'local',
+        created REAL NOT NULL,
+        labels TEXT NOT NULL DEFAULT '{}',
+        options TEXT NOT NULL DEFAULT '{}',
+        anonymous INTEGER NOT NULL DEFAULT 0
+    );
+    """,
 ]
 
 DB_NAME = "dockyard.db"

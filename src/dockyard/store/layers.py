@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from dockyard import digest as digests
+from dockyard.atomicfile import fsync_dir
 from dockyard.errors import ConflictError, NotFoundError
 from dockyard.store import archive
 from dockyard.store.db import transaction
@@ -231,7 +232,7 @@ class LayerStore:
             self._discard(final)  # an orphan from a kill between rename and insert, or a row-less dir
         os.chmod(tmp, 0o711)
         os.rename(tmp, final)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         info = LayerInfo(chain_id=cid, diff_id=diff_id, parent=parent, size=size)
         try:
             with self._transaction() as conn:
@@ -392,11 +393,3 @@ def _rmtree(path: Path) -> None:
             func(failed)
 
     shutil.rmtree(path, onerror=onerror)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
