@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("dockyard.cli.images:inspect", "Return low-level information on objects"),
     "image": ("dockyard.cli.groups:image", "Manage images"),
     "system": ("dockyard.cli.groups:system", "Manage dockyard"),
+    "registry": ("dockyard.cli.registry:registry", "Run and manage an OCI registry"),
 }
 
 

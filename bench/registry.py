@@ -1,0 +1,246 @@
+#!/usr/bin/env python3
+"""Benchmark: dockyard's registry beside CNCF distribution 2.8, in one run, same client.
+
+  A = one 256 MiB incompressible layer; B = 30 layers of 4 MiB.
+  push / pull   skopeo copy (a private blob-info cache per run, a new repository per
+                run, so every push uploads every byte), interleaved between servers;
+                pulls write into tmpfs (/dev/shm) when it has room; median of --runs
+  parallel      64 concurrent curl processes each pulling B (manifest + config + 30
+                layers on one keep-alive connection): aggregate MiB/s, failures, and
+                the server's peak RSS while it serves them
+  catalog       GET /v2/_catalog?n=1000 with 1000 repositories (median ms), and tags/list
+  rss           idle RSS after start-up, peak RSS over the whole run (VmHWM)
+
+Targets (issue 3): push/pull >= 1.0x distribution; parallel pulls with 0 failures,
+>= 1.0x aggregate and <= 0.25x peak RSS; catalog >= 10x faster.
+Traffic goes only to 127.0.0.1. Usage: python3 bench/registry.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+from dockyard.registry.testing import DockyardRegistry  # noqa: E402
+from dockyard.testing.images import ImageSpec, push_oci_layout, random_layer_tar, skopeo, write_oci_layout  # noqa: E402
+from dockyard.testing.registry import DistributionRegistry  # noqa: E402
+
+MiB = 1 << 20
+
+
+def rss_kib(pid: int, field: str = "VmRSS") -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+class RssSampler:
+    """Samples a process's RSS every 10 ms in a thread; ``peak`` in KiB."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak, self._stop = pid, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_kib(self.pid))
+            time.sleep(0.01)
+
+    def __enter__(self) -> "RssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def build(work: Path, size_a: int, layers_b: int, layer_b: int) -> dict[str, Path]:
+    a = random_layer_tar(work / "a.tar", size_a, seed=1)
+    write_oci_layout(work / "layout-a", [ImageSpec([a], compression="", cmd=["sh"])])
+    b = [random_layer_tar(work / f"b{i}.tar", layer_b, seed=100 + i, name=f"d{i}.bin") for i in range(layers_b)]
+    write_oci_layout(work / "layout-b", [ImageSpec(b, compression="", cmd=["sh"])])
+    for p in (a, *b):
+        p.unlink()
+    return {"A": work / "layout-a", "B": work / "layout-b"}
+
+
+def timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def layout_bytes(layout: Path) -> int:
+    return sum(p.stat().st_size for p in (layout / "blobs" / "sha256").iterdir())
+
+
+def push_pull(servers: dict, layouts: dict[str, Path], work: Path, runs: int) -> dict:
+    # Pull into tmpfs when it has room: skopeo's disk writes otherwise dominate and add noise.
+    shm = Path("/dev/shm")
+    pull_dir = shm if shm.is_dir() and shutil.disk_usage(shm).free > 2 * sum(map(layout_bytes, layouts.values())) \
+        else work
+    results: dict = {(s, img, op): [] for s in servers for img in layouts for op in ("push", "pull")}
+    for run in range(runs):
+        for img, layout in layouts.items():
+            for name, srv in servers.items():  # interleaved: noise hits both alike
+                ref = f"{srv.address}/bench/{img.lower()}-{run}:latest"
+                results[(name, img, "push")].append(timed(lambda: push_oci_layout(layout, ref)))
+                out = pull_dir / f"pull-{name}"
+                results[(name, img, "pull")].append(timed(lambda: skopeo(
+                    "copy", "--src-tls-verify=false", f"docker://{ref}", f"oci:{out}:latest")))
+                shutil.rmtree(out, ignore_errors=True)
+    return {k: statistics.median(v) for k, v in results.items()}
+
+
+def parallel_pulls(srv, clients: int) -> dict:
+    """``clients`` curl processes, each fetching all of image B over one connection."""
+    base = f"{srv.url}/v2/bench/b-0"
+    conn = http.client.HTTPConnection(srv.address.split(":")[0], int(srv.address.split(":")[1]))
+    conn.request("GET", "/v2/bench/b-0/manifests/latest",
+                 headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    manifest = json.loads(conn.getresponse().read())
+    conn.close()
+    urls = [f"{base}/manifests/latest"] + [f"{base}/blobs/{d['digest']}" for d in [manifest["config"], *manifest["layers"]]]
+    expected = sum(d["size"] for d in [manifest["config"], *manifest["layers"]])
+    cmd = ["curl", "-s", "--fail", "-H", "Accept: application/vnd.oci.image.manifest.v1+json",
+           "-w", "%{http_code} %{size_download}\\n"]
+    for u in urls:
+        cmd += ["-o", "/dev/null", u]
+    with RssSampler(srv.proc.pid) as sampler:
+        t = time.perf_counter()
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                 for _ in range(clients)]
+        outs = [p.communicate()[0] for p in procs]
+        elapsed = time.perf_counter() - t
+    failures, total = 0, 0
+    for p, out in zip(procs, outs):
+        lines = out.split()
+        codes, sizes = lines[0::2], [int(x) for x in lines[1::2]]
+        ok = p.returncode == 0 and len(codes) == len(urls) and all(c == "200" for c in codes)
+        failures += 0 if ok and sum(sizes[1:]) == expected else 1
+        total += sum(sizes)
+    return {"mibs": total / MiB / elapsed, "failures": failures, "peak_rss": sampler.peak, "seconds": elapsed}
+
+
+def make_repos(srv, count: int) -> None:
+    """``count`` repositories with one tag each (a mounted blob and a manifest: 2 requests)."""
+    host, port = srv.address.split(":")
+    conn = http.client.HTTPConnection(host, int(port))
+
+    def req(method: str, path: str, body: bytes = b"", headers: dict | None = None) -> http.client.HTTPResponse:
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        r.read()
+        return r
+
+    config = b"{}"
+    import hashlib
+
+    cd = "sha256:" + hashlib.sha256(config).hexdigest()
+    r = req("POST", "/v2/catalog/seed/blobs/uploads/")
+    loc = r.getheader("Location")
+    loc = loc if loc.startswith("/") else "/" + loc.split("/", 3)[3]
+    assert req("PUT", f"{loc}{'&' if '?' in loc else '?'}digest={cd}", config).status == 201
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd,
+                                      "size": 2}, "layers": []}).encode()
+    for i in range(count):
+        repo = f"catalog/r{i:04d}"
+        assert req("POST", f"/v2/{repo}/blobs/uploads/?mount={cd}&from=catalog/seed").status == 201
+        assert req("PUT", f"/v2/{repo}/manifests/v1", manifest,
+                   {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}).status == 201
+    conn.close()
+
+
+def median_ms(srv, path: str, repeat: int) -> float:
+    host, port = srv.address.split(":")
+    conn = http.client.HTTPConnection(host, int(port))
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        conn.request("GET", path)
+        r = conn.getresponse()
+        r.read()
+        times.append((time.perf_counter() - t) * 1000)
+        assert r.status == 200, r.status
+    conn.close()
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small images, 1 run (a smoke test of the script)")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--clients", type=int, default=64)
+    ap.add_argument("--repos", type=int, default=1000)
+    args = ap.parse_args()
+    size_a, layers_b, layer_b, runs = (256 * MiB, 30, 4 * MiB, args.runs)
+    if args.quick:
+        size_a, layers_b, layer_b, runs = (16 * MiB, 5, 1 * MiB, 1)
+
+    work = Path(tempfile.mkdtemp(prefix="dockyard-bench-registry-"))
+    servers: dict = {}
+    try:
+        print(f"building images in {work} ...", file=sys.stderr)
+        layouts = build(work, size_a, layers_b, layer_b)
+        servers["distribution"] = DistributionRegistry().start()
+        servers["dockyard"] = DockyardRegistry({"fsync": True}).start()
+        time.sleep(1)
+        idle = {n: rss_kib(s.proc.pid) for n, s in servers.items()}
+        print("push/pull ...", file=sys.stderr)
+        pp = push_pull(servers, layouts, work, runs)
+        print("parallel pulls ...", file=sys.stderr)
+        par = {n: parallel_pulls(s, args.clients) for n, s in servers.items()}
+        print("catalog ...", file=sys.stderr)
+        cat, tags = {}, {}
+        for n, s in servers.items():
+            make_repos(s, args.repos)
+            cat[n] = median_ms(s, f"/v2/_catalog?n={args.repos}", 21)
+            tags[n] = median_ms(s, f"/v2/catalog/r{args.repos // 2:04d}/tags/list", 21)
+        hwm = {n: rss_kib(s.proc.pid, "VmHWM") for n, s in servers.items()}
+    finally:
+        for s in servers.values():
+            s.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    sizes = {"A": size_a, "B": layers_b * layer_b}
+    rows = []
+    for img in ("A", "B"):
+        for op in ("push", "pull"):
+            d, y = pp[("distribution", img, op)], pp[("dockyard", img, op)]
+            rows.append((f"{op} {img} ({sizes[img] // MiB} MiB)", f"{d:.2f} s ({sizes[img] / MiB / d:.0f} MiB/s)",
+                         f"{y:.2f} s ({sizes[img] / MiB / y:.0f} MiB/s)", f"{d / y:.2f}x throughput", "≥ 1.0x"))
+    d, y = par["distribution"], par["dockyard"]
+    rows.append((f"{args.clients} parallel pulls of B", f"{d['mibs']:.0f} MiB/s, {d['failures']} failed",
+                 f"{y['mibs']:.0f} MiB/s, {y['failures']} failed", f"{y['mibs'] / d['mibs']:.2f}x", "≥ 1.0x, 0 failed"))
+    rows.append(("  peak RSS during them", f"{d['peak_rss'] / 1024:.1f} MiB", f"{y['peak_rss'] / 1024:.1f} MiB",
+                 f"{y['peak_rss'] / d['peak_rss']:.2f}x", "≤ 0.25x"))
+    rows.append((f"_catalog?n={args.repos} ({args.repos} repos)", f"{cat['distribution']:.2f} ms",
+                 f"{cat['dockyard']:.2f} ms", f"{cat['distribution'] / cat['dockyard']:.1f}x faster", "≥ 10x"))
+    rows.append(("tags/list", f"{tags['distribution']:.2f} ms", f"{tags['dockyard']:.2f} ms",
+                 f"{tags['distribution'] / tags['dockyard']:.1f}x faster", ""))
+    rows.append(("idle RSS", f"{idle['distribution'] / 1024:.1f} MiB", f"{idle['dockyard'] / 1024:.1f} MiB",
+                 f"{idle['dockyard'] / idle['distribution']:.2f}x", ""))
+    rows.append(("peak RSS (whole run, VmHWM)", f"{hwm['distribution'] / 1024:.1f} MiB",
+                 f"{hwm['dockyard'] / 1024:.1f} MiB", f"{hwm['dockyard'] / hwm['distribution']:.2f}x", ""))
+    header = ("", "distribution 2.8", "dockyard", "ratio", "target")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(5)]
+    for r in [header, tuple("-" * w for w in widths), *rows]:
+        print(" | ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""``/v2/<name>/blobs/uploads/[<uuid>]``: POST (monolithic, session, mount), PATCH,
+PUT, GET (status) and DELETE (cancel)."""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+
+from dockyard.registry import auth
+from dockyard.registry.errors import APIError
+from dockyard.registry.handlers.common import empty, registry
+from dockyard.registry.names import NAME_RE, check_digest
+from dockyard.registry.uploads import Upload, blob_path
+
+_CONTENT_RANGE = re.compile(r"^(?:bytes )?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
+
+
+def _session_headers(name: str, up: Upload) -> dict[str, str]:
+    return {"Location": f"/v2/{name}/blobs/uploads/{up.id}", "Range": up.range, "Docker-Upload-UUID": up.id}
+
+
+def _created(name: str, digest: str) -> web.Response:
+    return empty(201, {"Location": f"/v2/{name}/blobs/{digest}", "Docker-Content-Digest": digest})
+
+
+async def start_upload(request: web.Request, name: str) -> web.StreamResponse:
+    reg = registry(request)
+    mount, source = request.query.get("mount"), request.query.get("from")
+    if mount:
+        check_digest(mount)
+        if source and NAME_RE.match(source) and await reg.index.blob_linked(source, mount) \
+                and await reg.auth.allowed(request.headers, [auth.repository(source, "pull")]):
+            await reg.index.link_blob(name, mount)  # marks it in use first (see gc.py) ...
+            if await reg.driver.stat(blob_path(mount)) is not None:  # ... then checks it is still there
+                return _created(name, mount)
+            await reg.index.unlink_blob(name, mount)
+        # Cannot mount (unknown blob, or no read access to the source): a plain session.
+        up = await reg.uploads.start(name)
+        return empty(202, _session_headers(name, up))
+
+    digest = request.query.get("digest")
+    up = await reg.uploads.start(name)
+    if digest is None:
+        return empty(202, _session_headers(name, up))
+    check_digest(digest)
+    async with up.lock:  # monolithic: the whole blob in this request
+        try:
+            await reg.uploads.append(up, request.content.iter_any())
+        except BaseException:
+            await reg.uploads.cancel(up)
+            raise
+        await _check_length(request, up.offset, reg, up)
+        await reg.uploads.finish(up, digest)
+    return _created(name, digest)
+
+
+async def _check_length(request: web.Request, got: int, reg, up: Upload) -> None:
+    declared = request.headers.get("Content-Length")
+    if declared is not None and declared.isdigit() and int(declared) != got:
+        await reg.uploads.cancel(up)
+        raise APIError("SIZE_INVALID", {"declared": int(declared), "received": got})
+
+
+def _check_range(request: web.Request, up: Upload) -> None:
+    """A chunk must start where the upload stands (416 otherwise)."""
+    header = request.headers.get("Content-Range")
+    if not header:
+        return
+    m = _CONTENT_RANGE.match(header.strip())
+    if not m:
+        raise APIError("BLOB_UPLOAD_INVALID", {"Content-Range": header}, message="malformed Content-Range")
+    start, end = int(m.group(1)), int(m.group(2))
+    if start != up.offset or end < start:
+        raise APIError("RANGE_INVALID", {"Content-Range": header, "offset": up.offset}, status=416,
+                       headers={"Range": up.range, "Location": f"/v2/{up.repo}/blobs/uploads/{up.id}",
+                                "Docker-Upload-UUID": up.id})
+
+
+async def patch_upload(request: web.Request, name: str, upload_id: str) -> web.StreamResponse:
+    reg = registry(request)
+    up = reg.uploads.get(name, upload_id)
+    async with up.lock:
+        _check_range(request, up)
+        before = up.offset
+        await reg.uploads.append(up, request.content.iter_any())
+        declared = request.headers.get("Content-Length")
+        if request.headers.get("Content-Range") and declared and declared.isdigit() \
+                and int(declared) != up.offset - before:
+            up.broken = True
+            raise APIError("SIZE_INVALID", {"declared": int(declared), "received": up.offset - before})
+    return empty(202, _session_headers(name, up))
+
+
+async def put_upload(request: web.Request, name: str, upload_id: str) -> web.StreamResponse:
+    reg = registry(request)
+    up = reg.uploads.get(name, upload_id)
+    digest = request.query.get("digest")
+    if not digest:
+        raise APIError("DIGEST_INVALID", message="the final PUT needs ?digest=")
+    check_digest(digest)
+    async with up.lock:
+        _check_range(request, up)
+        try:
+            await reg.uploads.append(up, request.content.iter_any())
+        except BaseException:
+            await reg.uploads.cancel(up)
+            raise
+        await reg.uploads.finish(up, digest)
+    return _created(name, digest)
+
+
+async def get_upload(request: web.Request, name: str, upload_id: str) -> web.StreamResponse:
+    up = registry(request).uploads.get(name, upload_id)
+    return empty(204, _session_headers(name, up))
+
+
+async def delete_upload(request: web.Request, name: str, upload_id: str) -> web.StreamResponse:
+    reg = registry(request)
+    up = reg.uploads.get(name, upload_id, allow_broken=True)
+    await reg.uploads.cancel(up)
+    return empty(204)
