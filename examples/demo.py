@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """`make demo`: the private-registry lab as far as dockyard goes today.
 
-Builds a busybox image from Debian's busybox-static, starts a local registry
-(CNCF distribution until dockyard's own registry server lands), then runs the lab's
+Builds a busybox image from Debian's busybox-static, starts dockyard's own registry
+server (`dockyard registry serve`; in a container once containers land), then runs the lab's
 commands with `dockyard` in place of `docker`: tag, push, remove, pull back, and the
 registry's catalog and tag list with curl-like requests. Every command is printed
 before it runs, with its output, so the demo reads like the lab.
@@ -13,19 +13,23 @@ fresh on each run; the registry is stopped at the end.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from dockyard.testing.images import busybox_rootfs_tar  # noqa: E402
-from dockyard.testing.registry import DistributionRegistry, free_port  # noqa: E402
+from dockyard.testing.registry import free_port  # noqa: E402
 
 
 def show(title: str) -> None:
@@ -57,6 +61,35 @@ def port_5000_or_free() -> int:
             return free_port()
 
 
+@contextlib.contextmanager
+def registry_server(port: int, storage: Path) -> Iterator[str]:
+    """`dockyard registry serve` on 127.0.0.1:port; yields its address, stops it by PID."""
+    address = f"127.0.0.1:{port}"
+    print(f"$ dockyard registry serve --addr {address} --root {storage} &", flush=True)
+    log = open(storage.parent / "registry.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "dockyard", "registry", "serve", "--addr", address,
+                             "--root", str(storage)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(f"http://{address}/v2/", timeout=1).close()
+                break
+            except (urllib.error.URLError, OSError):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"demo failed: the registry did not start; see {log.name}")
+                time.sleep(0.1)
+        yield address
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
 def main() -> int:
     root = Path(os.environ.get("DOCKYARD_ROOT", "/var/tmp/dockyard-demo"))
     shutil.rmtree(root, ignore_errors=True)
@@ -65,14 +98,14 @@ def main() -> int:
     print(f"dockyard root for this demo: {root}")
 
     with tempfile.TemporaryDirectory(prefix="dockyard-demo-") as work, \
-            DistributionRegistry(port=port_5000_or_free()) as registry:
+            registry_server(port_5000_or_free(), Path(work) / "registry") as registry:
         show("A busybox image from Debian's busybox-static")
         tarball = busybox_rootfs_tar(Path(work) / "busybox.tar")
         dockyard("import", "--change", 'CMD ["sh"]', str(tarball), "busybox:latest")
         dockyard("images")
 
-        target = f"{registry.address}/busybox:latest"
-        show(f"A private registry at {registry.address}: tag, push, remove, pull back")
+        target = f"{registry}/busybox:latest"
+        show(f"A private registry at {registry}: tag, push, remove, pull back")
         dockyard("tag", "busybox:latest", target)
         dockyard("push", target)
         dockyard("rmi", target, "busybox:latest")
@@ -81,8 +114,8 @@ def main() -> int:
         dockyard("images", "--digests")
 
         show("What the registry holds")
-        curl(f"{registry.url}/v2/_catalog")
-        curl(f"{registry.url}/v2/busybox/tags/list")
+        curl(f"http://{registry}/v2/_catalog")
+        curl(f"http://{registry}/v2/busybox/tags/list")
 
         show("Inspect, history and disk usage")
         dockyard("image", "inspect", "--format", "{{.Id}} {{.Os}}/{{.Architecture}} {{.Config.Cmd}}", target)
