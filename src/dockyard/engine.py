@@ -14,10 +14,12 @@ from dockyard import config
 if TYPE_CHECKING:
     import sqlite3
 
+    from dockyard.containers.manager import Containers
     from dockyard.images.service import Images
     from dockyard.store.content import ContentStore
     from dockyard.store.images import ImageStore
     from dockyard.store.layers import LayerStore
+    from dockyard.volumes import Volumes
 
 
 class Engine:
@@ -55,6 +57,18 @@ class Engine:
         from dockyard.images.service import Images
 
         return Images(self)
+
+    @cached_property
+    def containers(self) -> "Containers":
+        from dockyard.containers.manager import Containers
+
+        return Containers(self)
+
+    @cached_property
+    def volumes(self) -> "Volumes":
+        from dockyard.volumes import Volumes
+
+        return Volumes(self)
 
     def close(self) -> None:
         if "db" in self.__dict__:

@@ -1,4 +1,4 @@
-"""Command groups (``image``, ``system``) whose subcommands load lazily."""
+"""Command groups (``image``, ``container``, ``volume``, ``system``) whose subcommands load lazily."""
 
 from __future__ import annotations
 
@@ -24,6 +24,47 @@ IMAGE_COMMANDS: dict[str, tuple[str, str]] = {
 
 SYSTEM_COMMANDS: dict[str, tuple[str, str]] = {
     "df": ("dockyard.cli.system:df", "Show dockyard disk usage"),
+    "reset": ("dockyard.cli.containers:system_reset", "Remove everything dockyard created (containers, mounts, state)"),
+}
+
+_C = "dockyard.cli.containers:"
+CONTAINER_COMMANDS: dict[str, tuple[str, str]] = {
+    name: (_C + attr, text) for name, attr, text in [
+        ("run", "run", "Create and run a new container from an image"),
+        ("create", "create", "Create a new container"),
+        ("start", "start", "Start one or more stopped containers"),
+        ("stop", "stop", "Stop one or more running containers"),
+        ("kill", "kill", "Kill one or more running containers"),
+        ("restart", "restart", "Restart one or more containers"),
+        ("rm", "rm", "Remove one or more containers"),
+        ("remove", "rm", "Remove one or more containers"),
+        ("ls", "ps", "List containers"),
+        ("list", "ps", "List containers"),
+        ("ps", "ps", "List containers"),
+        ("logs", "logs", "Fetch the logs of a container"),
+        ("exec", "exec_", "Execute a command in a running container"),
+        ("inspect", "container_inspect", "Display detailed information on one or more containers"),
+        ("wait", "wait", "Block until one or more containers stop, then print their exit codes"),
+        ("rename", "rename", "Rename a container"),
+        ("pause", "pause", "Pause all processes within one or more containers"),
+        ("unpause", "unpause", "Unpause all processes within one or more containers"),
+        ("top", "top", "Display the running processes of a container"),
+        ("stats", "stats", "Display container(s) resource usage statistics"),
+        ("attach", "attach", "Attach to a running container's input and output"),
+        ("cp", "cp", "Copy files/folders between a container and the local filesystem"),
+        ("prune", "prune", "Remove all stopped containers"),
+    ]
+}
+
+_V = "dockyard.cli.volumes:"
+VOLUME_COMMANDS: dict[str, tuple[str, str]] = {
+    "create": (_V + "create", "Create a volume"),
+    "ls": (_V + "ls", "List volumes"),
+    "list": (_V + "ls", "List volumes"),
+    "inspect": (_V + "inspect", "Display detailed information on one or more volumes"),
+    "rm": (_V + "rm", "Remove one or more volumes"),
+    "remove": (_V + "rm", "Remove one or more volumes"),
+    "prune": (_V + "prune", "Remove unused local volumes"),
 }
 
 
@@ -35,3 +76,13 @@ def image() -> None:
 @click.group(cls=LazyGroup, lazy=SYSTEM_COMMANDS)
 def system() -> None:
     """Manage dockyard."""
+
+
+@click.group(cls=LazyGroup, lazy=CONTAINER_COMMANDS)
+def container() -> None:
+    """Manage containers."""
+
+
+@click.group(cls=LazyGroup, lazy=VOLUME_COMMANDS)
+def volume() -> None:
+    """Manage volumes."""

@@ -103,10 +103,9 @@ class Images:
     def containers_using(self, image_id: str) -> list[tuple[str, bool]]:
         """(container ID, running) of every container created from ``image_id``.
 
-        The seam for the container store: until containers exist, no image is in use.
-        rmi, prune and system df ask only this.
+        The seam for the container store: rmi, prune and system df ask only this.
         """
-        return []
+        return self.engine.containers.containers_using(image_id)
 
     # ---- list ------------------------------------------------------------------------
 

@@ -1,0 +1,110 @@
+"""Volume commands: ``volume create|ls|inspect|rm|prune``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from dockyard.cli import common
+
+VOLUME_HEADERS = {"Driver": "DRIVER", "Name": "VOLUME NAME", "Mountpoint": "MOUNTPOINT", "Labels": "LABELS",
+                  "Scope": "SCOPE", "Links": "LINKS", "Size": "SIZE"}
+
+
+def _kv(items: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        out[key] = value
+    return out
+
+
+@click.command()
+@click.option("-d", "--driver", default="local", help="Specify volume driver name.")
+@click.option("--label", multiple=True, help="Set metadata for a volume.")
+@click.option("-o", "--opt", multiple=True, help="Set driver specific options.")
+@click.argument("name", required=False)
+def create(driver: str, label: tuple[str, ...], opt: tuple[str, ...], name: str | None) -> None:
+    """Create a volume."""
+    volume = common.engine().volumes.create(name, driver=driver, labels=_kv(label), options=_kv(opt))
+    click.echo(volume.name)
+
+
+@click.command(name="ls")
+@click.option("-f", "--filter", "filters", multiple=True, help="Provide filter values (e.g. 'dangling=true').")
+@click.option("--format", "format_", help="Format output using a custom template.")
+@click.option("-q", "--quiet", is_flag=True, help="Only display volume names.")
+def ls(filters: tuple[str, ...], format_: str | None, quiet: bool) -> None:
+    """List volumes."""
+    from dockyard.cli import formatting as fmt
+    from dockyard.cli.images import parse_filters
+
+    volumes = common.engine().volumes.list(parse_filters(filters))
+    if quiet:
+        sys.stdout.write("".join(v.name + "\n" for v in volumes))
+        return
+    rows = [{"Driver": v.driver, "Name": v.name, "Mountpoint": v.mountpoint, "Scope": "local",
+             "Labels": ",".join(f"{k}={val}" for k, val in v.labels.items()), "Links": "N/A", "Size": "N/A"}
+            for v in volumes]
+    template = format_ if format_ and format_ != "table" else "table {{.Driver}}\t{{.Name}}"
+    sys.stdout.write(fmt.render_rows(template, rows, VOLUME_HEADERS))
+
+
+@click.command()
+@click.option("-f", "--format", "format_", help="Format output using a custom template.")
+@click.argument("names", nargs=-1, required=True)
+def inspect(format_: str | None, names: tuple[str, ...]) -> None:
+    """Display detailed information on one or more volumes."""
+    from dockyard.cli import formatting as fmt
+    from dockyard.errors import DockyardError
+
+    engine = common.engine()
+    found: list[dict[str, Any]] = []
+    errors: list[DockyardError] = []
+    for name in names:
+        try:
+            found.append(engine.volumes.get(name).inspect())
+        except DockyardError as e:
+            errors.append(e)
+    if format_:
+        template = fmt.Template(format_)
+        sys.stdout.write("".join(template.render(o) + "\n" for o in found))
+    else:
+        sys.stdout.write(json.dumps(found, indent=4) + "\n")
+    if errors:
+        for e in errors[:-1]:
+            click.echo(f"Error: {e}", err=True)
+        raise errors[-1]
+
+
+@click.command()
+@click.option("-f", "--force", is_flag=True, help="Force the removal of one or more volumes.")
+@click.argument("names", nargs=-1, required=True)
+def rm(force: bool, names: tuple[str, ...]) -> None:
+    """Remove one or more volumes."""
+    from dockyard.cli.containers import _each
+
+    volumes = common.engine().volumes
+    _each(names, lambda n: volumes.remove(n, force=force))
+
+
+@click.command()
+@click.option("-a", "--all", "all_", is_flag=True, help="Remove all unused volumes, not just anonymous ones.")
+@click.option("--filter", "filters", multiple=True, help="Provide filter values (e.g. 'label=<label>').")
+@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
+def prune(all_: bool, filters: tuple[str, ...], force: bool) -> None:
+    """Remove unused local volumes."""
+    from dockyard.cli import formatting as fmt
+    from dockyard.cli.images import confirm, parse_filters
+
+    if not force and not confirm("WARNING! This will remove anonymous local volumes not used by at least one "
+                                 "container.\nAre you sure you want to continue?"):
+        return
+    removed, freed = common.engine().volumes.prune(all=all_, filters=parse_filters(filters))
+    out = ""
+    if removed:
+        out = "Deleted Volumes:\n" + "".join(r + "\n" for r in removed) + "\n"
+    sys.stdout.write(out + f"Total reclaimed space: {fmt.human_size(freed)}\n")

@@ -1,0 +1,2 @@
+"""Containers: records (store), names and IDs, the lifecycle (manager), the per-container
+monitor (shim), json-file logs, attach."""

@@ -1,0 +1,81 @@
+"""``inspect`` of a container in Docker's JSON shape (types.ContainerJSON)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from dockyard.containers.store import PAUSED, RESTARTING, ContainerRecord
+
+if TYPE_CHECKING:
+    from dockyard.containers.manager import Containers
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def _time(epoch: float | None) -> str:
+    from dockyard.cli.formatting import rfc3339_nano_utc
+
+    return rfc3339_nano_utc(epoch) if epoch else ZERO_TIME
+
+
+def inspect_container(containers: "Containers", r: ContainerRecord) -> dict[str, Any]:
+    host = dict(r.host_config)
+    mounts = [{k: v for k, v in m.items() if k not in ("NoCopy", "TmpfsOptions", "CreateSource", "Anonymous")}
+              for m in r.config.get("Mounts") or []]
+    for m in mounts:
+        if m["Type"] != "volume":
+            m.pop("Name", None)
+            m.pop("Driver", None)
+    network = host.get("NetworkMode") or "default"
+    running = r.status in ("running", "paused", "restarting")
+    networks: dict[str, Any] = {}
+    if network in ("host", "none"):
+        networks[network] = {"IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": "", "EndpointID": "",
+                             "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
+                             "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": "", "DriverOpts": None}
+    cdir = containers.container_dir(r.id)
+    result = {
+        "Id": r.id,
+        "Created": _time(r.created),
+        "Path": r.config.get("Path", ""),
+        "Args": r.config.get("Args", []),
+        "State": {
+            "Status": r.status,
+            "Running": running and r.status != RESTARTING,
+            "Paused": r.status == PAUSED,
+            "Restarting": r.status == RESTARTING,
+            "OOMKilled": r.oom_killed,
+            "Dead": r.status == "dead",
+            "Pid": r.pid if running else 0,
+            "ExitCode": r.exit_code,
+            "Error": r.error,
+            "StartedAt": _time(r.started_at),
+            "FinishedAt": _time(r.finished_at),
+        },
+        "Image": r.image_id,
+        "ResolvConfPath": str(cdir / "resolv.conf"),
+        "HostnamePath": str(cdir / "hostname"),
+        "HostsPath": str(cdir / "hosts"),
+        "LogPath": str(containers.log_path(r.id)),
+        "Name": "/" + r.name,
+        "RestartCount": r.restart_count,
+        "Driver": "overlay2",
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": None,
+        "HostConfig": host,
+        "GraphDriver": {"Data": {"MergedDir": str(cdir / "rootfs"), "UpperDir": str(cdir / "upper"),
+                                 "WorkDir": str(cdir / "work")}, "Name": "overlay2"},
+        "Mounts": mounts,
+        "Config": r.container_config,
+        "NetworkSettings": {
+            "Bridge": "", "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "",
+            "LinkLocalIPv6PrefixLen": 0, "Ports": {}, "SandboxKey": f"/proc/{r.pid}/ns/net" if running and r.pid else "",
+            "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, "EndpointID": "", "Gateway": "",
+            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "", "IPPrefixLen": 0,
+            "IPv6Gateway": "", "MacAddress": "", "Networks": networks,
+        },
+    }
+    return result

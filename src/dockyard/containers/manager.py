@@ -1,0 +1,943 @@
+"""``engine.containers``: the container lifecycle and its state machine.
+
+    created --start--> running --(exit)--> exited --start--> running ...
+                        |  ^                  ^
+                  pause |  | unpause          | (policy says no / stop)
+                        v  |                  |
+                       paused            restarting (policy says restart; the shim waits, restarts)
+
+The CLI front (``dockyard.cli.containers``) parses and prints; everything else is here.
+The container's process is watched by its shim (``shim.py``); this module writes the
+bundle, launches the shim, and talks to it through the attach socket. A shim that died
+(kill -9) is noticed by the next command that reads the container (``_reconcile``): the
+container is stopped and marked exited with an error saying so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal as signals
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+
+from dockyard.containers import frames, names
+from dockyard.containers.store import (ACTIVE, CREATED, EXITED, PAUSED, RESTARTING, RUNNING, ContainerRecord,
+                                       ContainerStore)
+from dockyard.errors import ConflictError, DockyardError, NotFoundError
+
+if TYPE_CHECKING:
+    import socket
+
+    from dockyard.engine import Engine
+
+# -I ignores PYTHON* variables (PYTHONDONTWRITEBYTECODE would make every shim compile its
+# modules again) and -S skips site: the package's parent goes on sys.path by hand.
+SHIM_MAIN = "import sys; sys.path.insert(0, {path!r}); from dockyard.containers.shim import main; main()"
+DEFAULT_STOP_TIMEOUT = 10
+SHIM_DIED = "the container's shim (dockyard monitor, pid {pid}) died; the container was stopped"
+LIST_FILTERS = frozenset({"status", "name", "label", "ancestor", "id", "exited", "before", "since"})
+
+
+class ContainerError(DockyardError):
+    """An engine-side failure while starting or driving a container (Docker's 125)."""
+
+    exit_code = 125
+
+
+@dataclass
+class SpawnedShim:
+    """A shim process not yet told which container to run (``Containers.spawn_shim``)."""
+
+    process: subprocess.Popen
+    ready: int            # read end of its ready pipe
+
+    def cancel(self) -> None:
+        try:
+            self.process.stdin.close()  # EOF: the shim leaves without doing anything
+        except OSError:
+            pass
+        os.close(self.ready)
+        self.process.wait()
+
+
+@dataclass
+class StartHandle:
+    """A shim being launched: read its reports with ``wait_created`` / ``wait_started``."""
+
+    record: ContainerRecord
+    ready: Any            # the read end of the ready pipe (a file)
+    shim: subprocess.Popen
+    pid: int = 0
+    started_at: float = 0.0
+
+    def _line(self) -> str:
+        line = self.ready.readline().decode(errors="replace").rstrip("\n")
+        if not line:
+            self.shim.wait()
+            return f"E125 the container's shim exited before reporting (exit status {self.shim.returncode})"
+        return line
+
+    def wait_created(self) -> int:
+        line = self._line()
+        if line.startswith("C"):
+            self.pid = int(line[1:])
+            return self.pid
+        self._fail(line)
+        return 0
+
+    def wait_started(self) -> None:
+        line = self._line()
+        self.ready.close()
+        if not line.startswith("S"):
+            self._fail(line)
+        self.started_at = float(line[1:] or 0)
+
+    def _fail(self, line: str) -> None:
+        self.ready.close()
+        code, _, message = line[1:].partition(" ")
+        raise ContainerError(f"failed to start container {self.record.id[:12]}: {message}",
+                             exit_code=int(code) if code.isdigit() else 125)
+
+
+class Containers:
+    def __init__(self, engine: "Engine") -> None:
+        self.engine = engine
+        self.store = ContainerStore(engine.db)
+        self.base = Path(engine.root) / "containers"
+        self.run_base = Path(engine.settings.runroot)
+
+    # ------------------------------------------------------------------ paths
+
+    def container_dir(self, cid: str) -> Path:
+        return self.base / cid
+
+    def shim_dir(self, cid: str) -> Path:
+        # Short: unix socket paths are limited to 108 bytes.
+        return self.run_base / "shims" / cid[:16]
+
+    def socket_path(self, cid: str) -> Path:
+        return self.shim_dir(cid) / "attach.sock"
+
+    def log_path(self, cid: str) -> Path:
+        return self.container_dir(cid) / f"{cid}-json.log"
+
+    def runtime_root(self, name: str) -> Path:
+        return self.run_base / "runtime" / name
+
+    def runtime(self, name: str):  # noqa: ANN201 - OCIRuntime
+        from dockyard.runtime.oci import OCIRuntime
+
+        return OCIRuntime(name, root=self.runtime_root(name))
+
+    # ------------------------------------------------------------------ lookup
+
+    def resolve(self, typed: str) -> str:
+        return names.resolve(typed, self.store.ids_and_names())
+
+    def get(self, typed: str) -> ContainerRecord:
+        record = self.store.get(self.resolve(typed))
+        if record is None:
+            raise names.NoSuchContainer(f"No such container: {typed}")
+        return self._reconcile(record)
+
+    def find(self, typed: str) -> ContainerRecord | None:
+        try:
+            return self.get(typed)
+        except NotFoundError:
+            return None
+
+    def containers_using(self, image_id: str) -> list[tuple[str, bool]]:
+        return self.store.using_image(image_id)
+
+    # ------------------------------------------------------------------ create
+
+    def create(self, config: dict[str, Any], host_config: dict[str, Any], name: str | None = None) -> ContainerRecord:
+        """Docker's ContainerCreate: ``config`` and ``host_config`` in the API's shape."""
+        image = self.engine.image_store.lookup(config["Image"])
+        image_conf = (self.engine.image_store.config(image).get("config") or {})
+        merged = _merge_config(config, image_conf)
+        cid = names.new_id()
+        if name:
+            name = names.check_name(name)
+        else:
+            name = names.random_name(n for _, n in self.store.ids_and_names())
+        host_config = dict(host_config)
+        host_config.setdefault("NetworkMode", "default")
+        host_config.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
+        host_config.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
+        host_config.setdefault("Runtime", "pyrunc")
+        host_config.setdefault("CgroupParent", os.environ.get("DOCKYARD_CGROUP_PARENT", "dockyard"))
+        _check_host_config(host_config, merged)
+        mounts = self._resolve_mounts(host_config, merged, image_conf)
+        args = (merged.get("Entrypoint") or []) + (merged.get("Cmd") or [])
+        if not args:
+            raise ContainerError("no command specified")
+        record = ContainerRecord(
+            id=cid, name=name, image_id=image.id, image=config["Image"], created=time.time(),
+            config={"Path": args[0], "Args": args[1:], "Config": merged, "HostConfig": host_config,
+                    "Mounts": mounts, "ImageChain": image.layers[-1] if image.layers else ""})
+        self.container_dir(cid).mkdir(parents=True, exist_ok=True)
+        try:
+            self.store.add(record)
+        except BaseException:
+            import shutil
+
+            shutil.rmtree(self.container_dir(cid), ignore_errors=True)
+            raise
+        return record
+
+    def _resolve_mounts(self, host_config: dict[str, Any], config: dict[str, Any],
+                        image_conf: dict[str, Any]) -> list[dict[str, Any]]:
+        from dockyard.containers import mounts as mounts_mod
+
+        records = [mounts_mod.parse_volume(b) for b in host_config.get("Binds") or []]
+        records += [dict(m) for m in host_config.get("Mounts") or []]
+        records += [mounts_mod.parse_tmpfs(f"{k}:{v}" if v else k) for k, v in (host_config.get("Tmpfs") or {}).items()]
+        taken = {os.path.normpath(m["Destination"]) for m in records}
+        for dest in (image_conf.get("Volumes") or {}):  # the image's VOLUMEs get anonymous volumes
+            if os.path.normpath(dest) not in taken:
+                records.append({"Type": "volume", "Name": "", "Source": "", "Destination": dest,
+                                "Driver": "local", "Mode": "", "RW": True, "Propagation": ""})
+        mounts_mod.check_unique(records)
+        for m in records:
+            if m["Type"] == "volume":
+                volume = self.engine.volumes.create(m["Name"] or None)
+                m["Name"], m["Source"] = volume.name, volume.mountpoint
+                m["Anonymous"] = volume.anonymous
+        return records
+
+    # ------------------------------------------------------------------ start
+
+    def spawn_shim(self) -> "SpawnedShim":
+        """Start a shim that waits for its orders on stdin. ``run`` calls this first, so that
+        the shim's interpreter start-up overlaps the container's creation."""
+        read_fd, write_fd = os.pipe()
+        package_parent = str(Path(__file__).resolve().parents[2])
+        process = subprocess.Popen([sys.executable, "-I", "-S", "-c", SHIM_MAIN.format(path=package_parent),
+                                    str(write_fd)], pass_fds=(write_fd,), stdin=subprocess.PIPE,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                                   cwd="/")
+        os.close(write_fd)
+        return SpawnedShim(process, read_fd)
+
+    def start(self, typed: str, attach_first: bool = False, tty_size: tuple[int, int] | None = None,
+              shim: "SpawnedShim | None" = None) -> StartHandle | None:
+        """Launch the container's shim; None when it already runs (Docker: a no-op)."""
+        try:
+            record = self.get(typed)
+            if record.status == PAUSED:
+                raise ContainerError("cannot start a paused container, try unpause instead")
+            if record.status in (RUNNING, RESTARTING):
+                if shim is not None:
+                    shim.cancel()
+                return None
+            return self._launch(record, attach_first, tty_size, shim)
+        except BaseException:
+            if shim is not None and shim.process.returncode is None and not shim.process.stdin.closed:
+                shim.cancel()
+            raise
+
+    def _launch(self, record: ContainerRecord, attach_first: bool, tty_size: tuple[int, int] | None,
+                shim: "SpawnedShim | None") -> StartHandle:
+        cid = record.id
+        bundle = self.container_dir(cid)
+        try:
+            spec = self._prepare(record)
+        except DockyardError as e:
+            self.store.update(cid, error=str(e))
+            raise
+        from dockyard.runtime import spec as specs
+
+        specs.write_bundle(bundle, spec)
+        shim_dir = self.shim_dir(cid)
+        shim_dir.mkdir(parents=True, exist_ok=True)
+        host = record.host_config
+        log_config = (host.get("LogConfig") or {}).get("Config") or {}
+        runtime_name = host.get("Runtime") or "pyrunc"
+        cfg = {
+            "id": cid, "root": str(self.engine.root), "runtime": runtime_name,
+            "runtime_root": str(self.runtime_root(runtime_name)),
+            "runtime_path": _runtime_path(runtime_name),
+            "bundle": str(bundle), "container_dir": str(bundle), "pid_file": str(shim_dir / "pid"),
+            "log_path": str(self.log_path(cid)), "socket": str(self.socket_path(cid)),
+            "log_max_size": _log_size(log_config.get("max-size")), "log_max_files": int(log_config.get("max-file") or 1),
+            "terminal": bool(record.container_config.get("Tty")),
+            "open_stdin": bool(record.container_config.get("OpenStdin")),
+            "attach_first": attach_first, "tty_size": list(tty_size) if tty_size else None,
+            "rm": bool(host.get("AutoRemove")), "restart": host.get("RestartPolicy") or {},
+            "cgroup": spec["linux"]["cgroupsPath"],
+            "anonymous_volumes": [m["Name"] for m in record.config.get("Mounts") or [] if m.get("Anonymous")],
+        }
+        (shim_dir / "shim.json").write_text(json.dumps(cfg))  # for the record: what the shim was told
+        self.store.update(cid, stopped_by_user=0, error="")
+        spawned = shim if shim is not None else self.spawn_shim()
+        try:
+            spawned.process.stdin.write(json.dumps(cfg).encode())
+            spawned.process.stdin.close()
+        except BrokenPipeError:
+            pass
+        self.store.update(cid, shim_pid=spawned.process.pid)
+        read_fd = spawned.ready
+        shim = spawned.process
+        return StartHandle(record, os.fdopen(read_fd, "rb"), shim)
+
+    def start_and_wait(self, typed: str, shim: "SpawnedShim | None" = None) -> ContainerRecord:
+        handle = self.start(typed, shim=shim)
+        if handle is None:
+            return self.get(typed)
+        handle.wait_created()
+        handle.wait_started()
+        self.mark_running(handle)
+        return handle.record
+
+    def mark_running(self, handle: StartHandle) -> None:
+        """Record what the shim reported: its own write is asynchronous, and whoever reads
+        the state after ``start`` returned must see it running (unless it exited already)."""
+        # Not if this very run already ended (the shim wrote a later finish time).
+        self.engine.db.execute(
+            "UPDATE containers SET status = ?, pid = ?, started_at = ?, error = '' WHERE id = ? "
+            "AND status IN (?, ?) AND (finished_at IS NULL OR finished_at < ?)",
+            (RUNNING, handle.pid, handle.started_at, handle.record.id, CREATED, EXITED, handle.started_at))
+
+    def _prepare(self, record: ContainerRecord) -> dict[str, Any]:
+        """Mount the rootfs, fill new volumes, write hosts files; the OCI spec."""
+        from dockyard.containers import mounts as mounts_mod
+        from dockyard.runtime import rootfs
+        from dockyard.runtime import spec as specs
+
+        cid = record.id
+        cdir = self.container_dir(cid)
+        conf = record.container_config
+        host = record.host_config
+        chain = record.config.get("ImageChain")
+        if not chain or not self.engine.layers.has(chain):
+            raise ContainerError(f"the image of container {cid[:12]} ({record.image}) is gone")
+        target = rootfs.mount(self.engine.layers.lowerdirs(chain), cdir)
+        oci_mounts = []
+        inodes = {}
+        for m in record.config.get("Mounts") or []:
+            if m["Type"] == "volume":
+                self.engine.volumes.prepare(m["Name"], target, m["Destination"], copy=not m.get("NoCopy"))
+            elif m["Type"] == "bind":
+                if not os.path.exists(m["Source"]):
+                    if not m.get("CreateSource"):
+                        raise ContainerError(f"invalid mount config for type \"bind\": bind source path does not exist: {m['Source']}")
+                    os.makedirs(m["Source"], exist_ok=True)
+                st = os.stat(m["Source"])
+                if not os.path.isdir(m["Source"]):
+                    inodes[m["Source"]] = [st.st_dev, st.st_ino]
+            oci_mounts.append(mounts_mod.to_oci(m))
+        network = host.get("NetworkMode") or "default"
+        hostname = conf.get("Hostname") or (os.uname().nodename if network == "host" else cid[:12])
+        oci_mounts += self._etc_files(cdir, hostname, network, {m["destination"] for m in oci_mounts})
+        config = dict(record.config)
+        config["BindInodes"] = inodes
+        self.store.update(cid, config=config)
+        record.config = config
+        options = specs.RunOptions(
+            command=conf.get("Cmd") or [], entrypoint=conf.get("Entrypoint") or [""], env=list(conf.get("Env") or []),
+            workdir=conf.get("WorkingDir") or None, user=conf.get("User") or "",
+            hostname=hostname, terminal=bool(conf.get("Tty")), read_only=bool(host.get("ReadonlyRootfs")),
+            mounts=oci_mounts, network="host" if network == "host" else "none",
+            memory=host.get("Memory") or None, memory_swap=host.get("MemorySwap") or None,
+            cpu_quota=int(host["NanoCpus"] / 1e9 * 100000) if host.get("NanoCpus") else None,
+            cpu_period=100000 if host.get("NanoCpus") else None, cpu_shares=host.get("CpuShares") or None,
+            pids_limit=host.get("PidsLimit") or None, cap_add=list(host.get("CapAdd") or []),
+            cap_drop=list(host.get("CapDrop") or []), privileged=bool(host.get("Privileged")),
+            ulimits={u["Name"]: (u["Soft"], u["Hard"]) for u in host.get("Ulimits") or []},
+            cgroups_path=f"/{host.get('CgroupParent') or 'dockyard'}/{cid}",
+            annotations={"org.dockyard.container.name": record.name},
+        )
+        # The image config carries the defaults; Config already has them merged.
+        spec = specs.build({"Env": []}, target, options, cid)
+        spec["process"]["args"] = [record.config["Path"], *record.config["Args"]]
+        if host.get("Init"):
+            # Docker's --init: its tini (docker-init) bind-mounted in, as PID 1 in front of the command.
+            init = _init_binary()
+            spec["mounts"].append({"destination": INIT_PATH, "type": "bind", "source": init,
+                                   "options": ["rbind", "ro", "rprivate"]})
+            spec["process"]["args"] = [INIT_PATH, "--", *spec["process"]["args"]]
+        return spec
+
+    def _etc_files(self, cdir: Path, hostname: str, network: str, taken: set[str]) -> list[dict[str, Any]]:
+        """/etc/hostname, /etc/hosts and /etc/resolv.conf, bind-mounted as Docker does."""
+        files = {"hostname": hostname + "\n"}
+        if network == "host":
+            files["hosts"] = _read("/etc/hosts")
+        else:
+            files["hosts"] = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                              f"127.0.0.1\t{hostname}\n")
+        files["resolv.conf"] = _read("/etc/resolv.conf")
+        out = []
+        for name, text in files.items():
+            dest = f"/etc/{name}"
+            if dest in taken:
+                continue
+            path = cdir / name
+            path.write_text(text)
+            out.append({"destination": dest, "type": "bind", "source": str(path), "options": ["rbind", "rprivate"]})
+        return out
+
+    # ------------------------------------------------------------------ talking to the shim
+
+    def connect(self, cid: str, stdin: bool = False, stdout: bool = False, stderr: bool = False,
+                signal: int | None = None, timeout: float | None = None) -> socket.socket | None:
+        """An attach connection to the container's shim; None when no shim listens."""
+        import socket
+
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(str(self.socket_path(cid)))
+        except OSError:
+            sock.close()
+            return None
+        hello = {"stdin": stdin, "stdout": stdout, "stderr": stderr}
+        if signal:
+            hello["signal"] = signal
+        sock.sendall(json.dumps(hello).encode() + b"\n")
+        sock.settimeout(timeout)
+        return sock
+
+    def wait_exit_frame(self, sock: socket.socket, timeout: float | None = None) -> dict[str, Any] | None:
+        """Read frames until the exit frame; None on timeout or when the shim went away."""
+        reader = frames.Reader()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while True:
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return None
+                    sock.settimeout(remaining)
+                try:
+                    data = sock.recv(65536)
+                except OSError:  # a timeout too
+                    return None
+                if not data:
+                    return None
+                for stream, payload in reader.feed(data):
+                    if stream == frames.EXIT:
+                        return json.loads(payload)
+        finally:
+            pass
+
+    def _signal(self, record: ContainerRecord, sig: int) -> bool:
+        sock = self.connect(record.id, signal=sig)
+        if sock is None:
+            return False
+        sock.close()
+        return True
+
+    # ------------------------------------------------------------------ stop, kill, restart, wait
+
+    def stop(self, typed: str, timeout: int | None = None, signal: str | int | None = None) -> ContainerRecord:
+        record = self.get(typed)
+        if record.status not in ACTIVE:
+            return record
+        self.store.update(record.id, stopped_by_user=1)
+        if record.status == RESTARTING:
+            self._wake_shim(record)
+            self._wait_shim_gone(record, 10)
+            return self.get(record.id)
+        conf = record.container_config
+        sig = _signal_number(signal or conf.get("StopSignal") or "SIGTERM")
+        if timeout is None:
+            timeout = conf.get("StopTimeout") if conf.get("StopTimeout") is not None else DEFAULT_STOP_TIMEOUT
+        sock = self.connect(record.id, signal=sig)
+        if sock is None:
+            return self._reconcile(self.store.get(record.id) or record)
+        try:
+            if record.status == PAUSED:
+                self._freeze(record, False)
+            if self.wait_exit_frame(sock, timeout if timeout >= 0 else None) is None:
+                sock.close()
+                sock = self.connect(record.id, signal=signals.SIGKILL)
+                if sock is not None:
+                    self.wait_exit_frame(sock, 30)
+        finally:
+            if sock is not None:
+                sock.close()
+        self._wait_shim_gone(record, 5)
+        return self.store.get(record.id) or record
+
+    def kill(self, typed: str, signal: str | int = "SIGKILL") -> ContainerRecord:
+        record = self.get(typed)
+        sig = _signal_number(signal)
+        if record.status not in (RUNNING, PAUSED):
+            raise ConflictError(f"Cannot kill container: {typed}: Container {record.id} is not running")
+        if sig in (signals.SIGKILL, signals.SIGTERM, signals.SIGINT):
+            # Docker: a kill the container dies of is a stop the restart policy respects.
+            self.store.update(record.id, stopped_by_user=1)
+        if not self._signal(record, sig):
+            raise ConflictError(f"Cannot kill container: {typed}: Container {record.id} is not running")
+        if record.status == PAUSED and sig == signals.SIGKILL:
+            self._freeze(record, False)
+        return record
+
+    def restart(self, typed: str, timeout: int | None = None) -> ContainerRecord:
+        self.stop(typed, timeout)
+        return self.start_and_wait(typed)
+
+    def wait(self, typed: str, condition: str = "not-running") -> int:
+        """Block until the container is not running; its exit code."""
+        record = self.get(typed)
+        while True:
+            if record.status not in ACTIVE and condition == "not-running":
+                return record.exit_code
+            sock = self.connect(record.id)
+            if sock is not None:
+                frame = self.wait_exit_frame(sock)
+                sock.close()
+                if frame is not None and record.status != RESTARTING:
+                    current = self.store.get(record.id)
+                    if current is None or current.status != RESTARTING:
+                        return int(frame.get("StatusCode", 0))
+            time.sleep(0.05)
+            current = self.store.get(record.id)
+            if current is None:
+                return record.exit_code
+            record = self._reconcile(current)
+
+    def _wake_shim(self, record: ContainerRecord) -> None:
+        if record.shim_pid and _alive(record.shim_pid, record.shim_start or None):
+            try:
+                os.kill(record.shim_pid, signals.SIGUSR1)
+            except ProcessLookupError:
+                pass
+
+    def _wait_shim_gone(self, record: ContainerRecord, timeout: float) -> None:
+        current = self.store.get(record.id)
+        pid = current.shim_pid if current else record.shim_pid
+        start = current.shim_start if current else record.shim_start
+        deadline = time.monotonic() + timeout
+        while pid and _alive(pid, start or None) and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    # ------------------------------------------------------------------ remove, prune, rename
+
+    def remove(self, typed: str, force: bool = False, volumes: bool = False) -> str:
+        record = self.get(typed)
+        if record.status in ACTIVE:
+            if not force:
+                if record.status == PAUSED:
+                    raise ConflictError(f"You cannot remove a paused container {record.id}. "
+                                        "Unpause and then stop the container before attempting removal or force remove")
+                raise ConflictError(f"You cannot remove a running container {record.id}. "
+                                    "Stop the container before attempting removal or force remove")
+            self.store.update(record.id, stopped_by_user=1)
+            if record.status == RESTARTING:
+                self._wake_shim(record)
+            else:
+                sock = self.connect(record.id, signal=signals.SIGKILL)
+                if record.status == PAUSED:
+                    self._freeze(record, False)
+                if sock is not None:
+                    self.wait_exit_frame(sock, 30)
+                    sock.close()
+            self._wait_shim_gone(record, 10)
+        self._remove_files(record, volumes)
+        return record.id
+
+    def _remove_files(self, record: ContainerRecord, volumes: bool) -> None:
+        from dockyard.containers import cleanup
+
+        runtime_name = record.host_config.get("Runtime") or "pyrunc"
+        if (self.runtime_root(runtime_name) / record.id).exists():
+            try:
+                self.runtime(runtime_name).delete(record.id, force=True)
+            except DockyardError:
+                pass
+        anonymous = [m["Name"] for m in record.config.get("Mounts") or [] if m.get("Anonymous")] if volumes else []
+        self.store.delete(record.id)
+        cleanup.remove_container_files(str(self.engine.root), record.id, str(self.container_dir(record.id)), anonymous)
+        import shutil
+
+        shutil.rmtree(self.shim_dir(record.id), ignore_errors=True)
+
+    def prune(self, filters: Mapping[str, Sequence[str]] | None = None) -> tuple[list[str], int]:
+        removed, freed = [], 0
+        for record in self.list(all=True, filters={**(filters or {})}):
+            if record.status in ACTIVE or record.status == "removing":
+                continue
+            if "until" in (filters or {}):
+                from dockyard.containers.logs import parse_since
+
+                if record.created >= parse_since(filters["until"][-1]):
+                    continue
+            freed += _du(self.container_dir(record.id) / "upper")
+            self.remove(record.id)
+            removed.append(record.id)
+        return removed, freed
+
+    def rename(self, typed: str, new_name: str) -> None:
+        record = self.get(typed)
+        new_name = names.check_name(new_name)
+        if new_name == record.name:
+            raise DockyardError("Renaming a container with the same name as its current name")
+        self.store.update(record.id, name=new_name)
+
+    # ------------------------------------------------------------------ pause
+
+    def pause(self, typed: str) -> None:
+        record = self.get(typed)
+        if record.status == PAUSED:
+            raise ConflictError(f"Container {record.id} is already paused")
+        if record.status != RUNNING:
+            raise ConflictError(f"Container {record.id} is not running")
+        self._freeze(record, True)
+        self.store.update(record.id, status=PAUSED)
+
+    def unpause(self, typed: str) -> None:
+        record = self.get(typed)
+        if record.status != PAUSED:
+            raise ConflictError(f"Container {record.id} is not paused")
+        self._freeze(record, False)
+        self.store.update(record.id, status=RUNNING)
+
+    def cgroup(self, record: ContainerRecord):  # noqa: ANN201 - pyrunc's Cgroup
+        from dockyard.runtime.pyrunc.cgroups import Cgroup
+
+        return Cgroup(f"/{record.host_config.get('CgroupParent') or 'dockyard'}/{record.id}")
+
+    def _freeze(self, record: ContainerRecord, frozen: bool) -> None:
+        cg = self.cgroup(record)
+        if cg.unified or "unified" in cg.dirs and not cg._dir("freezer"):
+            path = cg.dirs.get("") or cg.dirs["unified"]
+            Path(path, "cgroup.freeze").write_text("1" if frozen else "0")
+            return
+        path = Path(cg._dir("freezer"), "freezer.state")
+        path.write_text("FROZEN" if frozen else "THAWED")
+        deadline = time.monotonic() + 5
+        want = "FROZEN" if frozen else "THAWED"
+        while path.read_text().strip() != want and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    # ------------------------------------------------------------------ list, reconcile
+
+    def list(self, all: bool = False, filters: Mapping[str, Sequence[str]] | None = None,
+             last: int = -1) -> list[ContainerRecord]:
+        filters = dict(filters or {})
+        for key in filters:
+            if key not in LIST_FILTERS:
+                raise DockyardError(f"invalid filter '{key}'")
+        records = [self._reconcile(r) for r in self.store.all()]
+        if last > 0:
+            records = records[:last]
+            all = True
+        out = []
+        for r in records:
+            if not all and r.status not in (RUNNING, PAUSED, RESTARTING) and "status" not in filters:
+                continue
+            if not _matches(self, r, filters):
+                continue
+            out.append(r)
+        return out
+
+    def _reconcile(self, record: ContainerRecord) -> ContainerRecord:
+        """A container whose shim is gone is not running, whatever its record says."""
+        if record.status not in ACTIVE:
+            return record
+        if record.shim_pid and _alive(record.shim_pid, record.shim_start or None):
+            return record
+        if not record.shim_pid:
+            return record
+        # Re-read: the shim may just have finished and written its last word.
+        current = self.store.get(record.id)
+        if current is None:
+            raise names.NoSuchContainer(f"No such container: {record.id}")
+        if current.status not in ACTIVE:
+            return current
+        runtime_name = current.host_config.get("Runtime") or "pyrunc"
+        if current.status == PAUSED:
+            try:
+                self._freeze(current, False)
+            except OSError:
+                pass
+        try:
+            self.runtime(runtime_name).delete(current.id, force=True)
+        except DockyardError:
+            pass
+        from dockyard.runtime import rootfs
+
+        rootfs.unmount(self.container_dir(current.id))
+        message = SHIM_DIED.format(pid=current.shim_pid)
+        self.store.update(current.id, status=EXITED, pid=0, exit_code=137, error=message, finished_at=time.time())
+        import shutil
+
+        shutil.rmtree(self.shim_dir(current.id), ignore_errors=True)
+        return self.store.get(current.id) or current
+
+    # ------------------------------------------------------------------ inspect, top, stats
+
+    def inspect(self, typed: str) -> dict[str, Any]:
+        from dockyard.containers.inspect import inspect_container
+
+        return inspect_container(self, self.get(typed))
+
+    def replaced_binds(self, record: ContainerRecord) -> list[str]:
+        """Single-file binds whose host file is no longer the file that was mounted (an editor
+        saved a new inode): the container still sees the old one."""
+        out = []
+        if record.status not in ACTIVE:
+            return out
+        for source, (dev, ino) in (record.config.get("BindInodes") or {}).items():
+            try:
+                st = os.stat(source)
+            except OSError:
+                out.append(source)
+                continue
+            if (st.st_dev, st.st_ino) != (dev, ino):
+                out.append(source)
+        return out
+
+    def top(self, typed: str, ps_args: Sequence[str] = ()) -> tuple[list[str], list[list[str]]]:
+        record = self.get(typed)
+        if record.status not in (RUNNING, PAUSED):
+            raise ConflictError(f"Container {record.id} is not running")
+        pids = set(self.cgroup(record).pids())
+        args = list(ps_args) or ["-ef"]
+        out = subprocess.run(["ps", *args], capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            raise DockyardError(f"Error running ps: {out.stderr.strip()}")
+        lines = out.stdout.splitlines()
+        header = lines[0].split()
+        column = header.index("PID") if "PID" in header else 1
+        rows = []
+        for line in lines[1:]:
+            fields = line.split(None, len(header) - 1)
+            if len(fields) > column and fields[column].isdigit() and int(fields[column]) in pids:
+                rows.append(fields)
+        return header, rows
+
+    def stats(self, record: ContainerRecord) -> dict[str, Any]:
+        from dockyard.containers.stats import read_stats
+
+        return read_stats(self.cgroup(record))
+
+    # ------------------------------------------------------------------ exec
+
+    def exec(self, typed: str, command: Sequence[str], *, env: Sequence[str] = (), user: str | None = None,
+             workdir: str | None = None, detach: bool = False, stdin: Any = subprocess.DEVNULL,
+             stdout: Any = None, stderr: Any = None, privileged: bool = False) -> int:
+        """Run ``command`` in the running container; its exit code (0 for ``detach``)."""
+        from dockyard.containers.execute import run_exec
+
+        record = self.get(typed)
+        if record.status == PAUSED:
+            raise ConflictError(f"Container {record.id} is paused, unpause the container before exec")
+        if record.status != RUNNING:
+            raise ConflictError(f"Container {record.id} is not running")
+        return run_exec(self, record, list(command), env=list(env), user=user, workdir=workdir, detach=detach,
+                        stdin=stdin, stdout=stdout, stderr=stderr)
+
+    # ------------------------------------------------------------------ logs
+
+    def logs(self, typed: str, follow: bool = False, tail: int | None = None,
+             since: float | None = None) -> Iterator[dict[str, str]]:
+        from dockyard.containers import logs
+
+        record = self.get(typed)
+        log_type = (record.host_config.get("LogConfig") or {}).get("Type", "json-file")
+        if log_type == "none":
+            raise DockyardError("configured logging driver does not support reading")
+        path = str(self.log_path(record.id))
+
+        def alive() -> bool:
+            current = self.store.get(record.id)
+            if current is None or current.status not in ACTIVE:
+                return False
+            return bool(current.shim_pid) and _alive(current.shim_pid, current.shim_start or None)
+
+        return logs.read(path, tail=tail, since=since, follow=follow and record.status in ACTIVE, alive=alive)
+
+    # ------------------------------------------------------------------ reset
+
+    def reset(self) -> list[str]:
+        """Force-remove every container (system reset)."""
+        removed = []
+        for record in self.store.all():
+            try:
+                self.remove(record.id, force=True, volumes=True)
+            except NotFoundError:
+                continue
+            removed.append(record.id)
+        return removed
+
+
+# ------------------------------------------------------------------ helpers
+
+def _merge_config(config: dict[str, Any], image_conf: dict[str, Any]) -> dict[str, Any]:
+    """Docker's merge of the image's config under the container's (daemon/create.go)."""
+    merged = dict(config)
+    env: dict[str, str] = {}
+    for item in list(image_conf.get("Env") or []) + list(config.get("Env") or []):
+        key, sep, value = item.partition("=")
+        if not sep:
+            if key in os.environ:
+                env[key] = os.environ[key]
+            continue
+        env[key] = value
+    if "PATH" not in env:
+        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", **env}
+    merged["Env"] = [f"{k}={v}" for k, v in env.items()]
+    if config.get("Entrypoint") is None:
+        merged["Entrypoint"] = image_conf.get("Entrypoint")
+        if not config.get("Cmd"):
+            merged["Cmd"] = image_conf.get("Cmd")
+    else:
+        merged["Entrypoint"] = [a for a in config["Entrypoint"] if a] or None
+    for key in ("WorkingDir", "User", "StopSignal"):
+        if not merged.get(key) and image_conf.get(key):
+            merged[key] = image_conf[key]
+    labels = dict(image_conf.get("Labels") or {})
+    labels.update(config.get("Labels") or {})
+    merged["Labels"] = labels
+    if image_conf.get("Volumes"):
+        merged["Volumes"] = {**image_conf["Volumes"], **(config.get("Volumes") or {})}
+    if image_conf.get("ExposedPorts"):
+        merged["ExposedPorts"] = {**image_conf["ExposedPorts"], **(config.get("ExposedPorts") or {})}
+    for key, default in (("Hostname", ""), ("Domainname", ""), ("User", ""), ("AttachStdin", False),
+                         ("AttachStdout", False), ("AttachStderr", False), ("Tty", False), ("OpenStdin", False),
+                         ("StdinOnce", False), ("WorkingDir", ""), ("OnBuild", None)):
+        merged.setdefault(key, default)
+    return merged
+
+
+def _check_host_config(host: dict[str, Any], config: dict[str, Any]) -> None:
+    from dockyard.runtime.oci import RUNTIMES
+
+    if host["Runtime"] not in RUNTIMES:
+        raise ContainerError(f"unknown or invalid runtime name: {host['Runtime']}")
+    policy = host["RestartPolicy"]
+    if policy.get("Name") not in ("", "no", "always", "on-failure", "unless-stopped"):
+        raise ContainerError(f"invalid restart policy '{policy.get('Name')}'")
+    if host.get("AutoRemove") and policy.get("Name") not in ("", "no"):
+        raise ContainerError("Conflicting options: --restart and --rm")
+    if policy.get("MaximumRetryCount") and policy.get("Name") != "on-failure":
+        raise ContainerError(f"maximum retry count cannot be used with restart policy '{policy['Name']}'")
+    network = host.get("NetworkMode") or "default"
+    if network not in ("default", "none", "host", "bridge"):
+        raise ContainerError(f"network {network} not found")
+    log_type = host["LogConfig"].get("Type") or "json-file"
+    if log_type not in ("json-file", "none"):
+        raise ContainerError(f"logging driver {log_type!r} is not supported (json-file, none)")
+    if host.get("Memory") and host["Memory"] < 6 * 1024 * 1024:
+        raise ContainerError("Minimum memory limit allowed is 6MB")
+
+
+INIT_PATH = "/sbin/docker-init"
+
+
+def _init_binary() -> str:
+    import shutil
+
+    for name in ("docker-init", "tini-static", "tini"):
+        path = shutil.which(name) or (f"/usr/bin/{name}" if os.path.exists(f"/usr/bin/{name}") else None)
+        if path:
+            return path
+    raise ContainerError("--init needs an init binary on the host: docker-init or tini (apt-get install tini)")
+
+
+def _runtime_path(name: str) -> str:
+    if name == "pyrunc":
+        return ""
+    import shutil
+
+    path = shutil.which(name)
+    if path is None:
+        raise ContainerError(f"OCI runtime {name!r} not found in PATH")
+    return path
+
+
+def _log_size(value: str | None) -> int:
+    if not value:
+        return 0
+    from dockyard.containers.logs import parse_size
+
+    try:
+        return parse_size(value)
+    except ValueError as e:
+        raise ContainerError(str(e)) from None
+
+
+def _signal_number(sig: str | int) -> int:
+    if isinstance(sig, int) or str(sig).isdigit():
+        return int(sig)
+    name = str(sig).upper()
+    name = name if name.startswith("SIG") else "SIG" + name
+    try:
+        return int(getattr(signals, name))
+    except AttributeError:
+        raise DockyardError(f"Invalid signal: {sig}") from None
+
+
+def _alive(pid: int, starttime: str | None) -> bool:
+    from dockyard.runtime.pyrunc.state import process_alive
+
+    return process_alive(pid, starttime)
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def _du(path: Path) -> int:
+    total = 0
+    for dirpath, _, filenames in os.walk(path):
+        for f in filenames:
+            try:
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def _matches(containers: Containers, r: ContainerRecord, filters: Mapping[str, Sequence[str]]) -> bool:
+    for key, values in filters.items():
+        if key == "status" and r.status not in values:
+            return False
+        if key == "name" and not any(_name_match(v, r.name) for v in values):
+            return False
+        if key == "id" and not any(r.id.startswith(v) for v in values):
+            return False
+        if key == "exited" and not (r.status == EXITED and str(r.exit_code) in values):
+            return False
+        if key == "label":
+            labels = r.container_config.get("Labels") or {}
+            for v in values:
+                k, sep, val = v.partition("=")
+                if k not in labels or (sep and labels[k] != val):
+                    return False
+        if key == "ancestor" and not any(_is_ancestor(containers, v, r) for v in values):
+            return False
+        if key in ("before", "since"):
+            other = containers.get(values[-1])
+            if key == "before" and not r.created < other.created:
+                return False
+            if key == "since" and not r.created > other.created:
+                return False
+    return True
+
+
+def _name_match(pattern: str, name: str) -> bool:
+    import re
+
+    try:
+        return re.search(pattern.lstrip("/"), name) is not None
+    except re.error:
+        return pattern in name
+
+
+def _is_ancestor(containers: Containers, value: str, r: ContainerRecord) -> bool:
+    if value == r.image:
+        return True
+    image = containers.engine.images.find(value)
+    return image is not None and image.id == r.image_id

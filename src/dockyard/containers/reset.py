@@ -1,0 +1,55 @@
+"""``system reset``: remove everything dockyard created, for a clean machine."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+if TYPE_CHECKING:
+    from dockyard.engine import Engine
+
+
+def _mounts_below(path: Path) -> list[str]:
+    prefix = str(path.resolve()) + "/"
+    points = []
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                point = line.split()[4].replace("\\040", " ")
+                if point.startswith(prefix):
+                    points.append(point)
+    except OSError:
+        pass
+    return sorted(points, key=len, reverse=True)
+
+
+def system_reset(engine: "Engine") -> Iterator[str]:
+    """Containers (their processes, shims, mounts, cgroups), volumes, images, state."""
+    for cid in engine.containers.reset():
+        yield f"Deleted container: {cid}"
+    for root in (engine.settings.runroot, engine.root):
+        for point in _mounts_below(Path(root)):
+            subprocess.run(["umount", "-l", point], stderr=subprocess.DEVNULL, check=False)
+    # Our cgroup parents (containers' cgroups are gone with them; the parents stay empty).
+    parent = os.environ.get("DOCKYARD_CGROUP_PARENT", "dockyard")
+    base = Path("/sys/fs/cgroup")
+    for hierarchy in [base] + [p for p in base.iterdir() if p.is_dir()] if base.is_dir() else []:
+        d = hierarchy / parent
+        if d.is_dir() and (d / "cgroup.procs").exists():
+            for child in sorted((c for c in d.rglob("*") if c.is_dir()), key=lambda p: len(p.parts), reverse=True):
+                try:
+                    child.rmdir()
+                except OSError:
+                    pass
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+    engine.close()
+    for path in (Path(engine.settings.runroot), Path(engine.root)):
+        if path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+            yield f"Deleted: {path}"

@@ -1,0 +1,757 @@
+"""The per-container monitor (our conmon): one small process per container.
+
+Started detached (own session) by the CLI with ``python -S``; it is the container's
+subreaper, so the container's init becomes its child when the runtime's ``create``
+exits, and its exit is learnt through wait() the moment it happens (this machine's init
+reaps orphans late, so polling PIDs would lie). It:
+
+- drives the runtime's create/start (pyrunc in a forked child: no interpreter start-up),
+- holds the container's stdio (pipes, or the pty master with ``-t``) and writes the
+  json-file log,
+- serves attach clients over a unix socket (``frames`` protocol), delivers signals,
+- records start, exit code, finish time and OOM in the state DB,
+- applies the restart policy, and does ``--rm`` removal.
+
+Reports to the CLI on the ready pipe: ``C<pid>`` created, ``S`` started, ``E<code> <message>``.
+Imports: the standard library's cheap parts, sqlite3, and the pyrunc modules it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+
+from dockyard.containers import frames
+from dockyard.containers.logs import LogWriter
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+PR_SET_CHILD_SUBREAPER = 36
+DRAIN_AFTER_EXIT = 2.0       # seconds to wait for the last output after the init died
+ATTACH_FIRST_TIMEOUT = 30.0
+
+
+class LaunchError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Client:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.hello = b""
+        self.wants: "dict[str, Any] | None" = None
+        self.reader = frames.Reader()
+
+
+class Shim:
+    def __init__(self, cfg: "dict[str, Any]", ready_fd: int) -> None:
+        self.cfg = cfg
+        self.id: str = cfg["id"]
+        self.ready_fd = ready_fd
+        self.sel = selectors.DefaultSelector()
+        self.clients: "dict[socket.socket, Client]" = {}
+        self.outputs: "dict[int, str]" = {}       # fd -> "stdout" | "stderr"
+        self.stdin_fd = -1
+        self.pid = 0
+        self.exit_status: "int | None" = None
+        self.terminating = False
+        self.last_exit: "dict[str, Any] | None" = None
+        self._sql_pending: "list[int]" = []
+        self._conn = None
+        self.log = LogWriter(cfg["log_path"], int(cfg.get("log_max_size") or 0), int(cfg.get("log_max_files") or 1))
+
+    # ------------------------------------------------------------------ set-up
+
+    def setup(self) -> None:
+        from dockyard.runtime.pyrunc import linux
+
+        linux.prctl(PR_SET_CHILD_SUBREAPER, 1)
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.wake_r = wake_r
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.signal(signal.SIGUSR1, lambda *_: None)   # "look at the DB again" (stop while restarting)
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        self.sel.register(wake_r, selectors.EVENT_READ, "wake")
+        path = self.cfg["socket"]
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(path)
+        self.listener.listen(64)
+        self.listener.setblocking(False)
+        self.sel.register(self.listener, selectors.EVENT_READ, "listen")
+
+    def _on_term(self, *_: "Any") -> None:
+        self.terminating = True
+        if self.pid and self.exit_status is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def sql(self, statement: str, params: "tuple" = (), fetch: bool = False) -> "Any":
+        """Run one statement in a forked child, in order: the long-lived shim never loads
+        sqlite3 (2 MiB of its RSS). Writes return at once; ``fetch`` waits for the first row."""
+        self.wait_sql()
+        if self.exit_status is not None or self._conn is not None:
+            # The container is gone and the shim soon: no RSS left to save, so no fork.
+            if self._conn is None:
+                from dockyard.store import db
+
+                self._conn = db.connect(self.cfg["root"])
+            row = self._conn.execute(statement, params).fetchone()
+            return list(row) if fetch and row is not None else None
+        r, w = os.pipe2(os.O_CLOEXEC) if fetch else (-1, -1)
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                from dockyard.store import db
+
+                conn = db.connect(self.cfg["root"])
+                row = conn.execute(statement, params).fetchone()
+                if fetch:
+                    os.write(w, json.dumps(list(row) if row is not None else None).encode())
+                conn.close()
+            except BaseException:  # noqa: BLE001 - the child must never return
+                import traceback
+
+                traceback.print_exc()
+                code = 1
+            os._exit(code)
+        if not fetch:
+            self._sql_pending.append(pid)
+            return None
+        os.close(w)
+        data = b""
+        while True:
+            chunk = os.read(r, 65536)
+            if not chunk:
+                break
+            data += chunk
+        os.close(r)
+        self._waitpid(pid)
+        return json.loads(data) if data else None
+
+    def wait_sql(self) -> None:
+        while self._sql_pending:
+            self._waitpid(self._sql_pending.pop(0))
+
+    def _waitpid(self, pid: int) -> None:
+        while True:
+            try:
+                os.waitpid(pid, 0)
+                return
+            except ChildProcessError:
+                return
+            except InterruptedError:
+                continue
+
+    def update(self, **columns: "Any") -> None:
+        sets = ", ".join(f"{k} = ?" for k in columns)
+        self.sql(f"UPDATE containers SET {sets} WHERE id = ?", (*columns.values(), self.id))
+
+    def report(self, text: str) -> None:
+        if self.ready_fd >= 0:
+            try:
+                os.write(self.ready_fd, text.encode() + b"\n")
+            except OSError:
+                pass
+
+    def close_ready(self) -> None:
+        if self.ready_fd >= 0:
+            os.close(self.ready_fd)
+            self.ready_fd = -1
+
+    # ------------------------------------------------------------------ runtime
+
+    def _runtime_verb(self, args: "list[str]", stdio: "tuple[int, int, int]") -> "tuple[int, str]":
+        """(exit code, error text) of one runtime command with the container's stdio."""
+        name = self.cfg["runtime"]
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        if name == "pyrunc":
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    os.close(err_r)
+                    for i, fd in enumerate(stdio):
+                        os.dup2(fd, i)
+                    sys.stderr = open(err_w, "w", closefd=False)
+                    from dockyard.runtime.pyrunc.cli import main
+
+                    code = main(["--root", self.cfg["runtime_root"], *args])
+                    sys.stderr.flush()
+                except BaseException as e:  # noqa: BLE001 - the child must never return
+                    try:
+                        os.write(err_w, f"pyrunc: {type(e).__name__}: {e}\n".encode())
+                    except OSError:
+                        pass
+                os._exit(code)
+            os.close(err_w)
+            _, status = os.waitpid(pid, 0)
+            code = os.waitstatus_to_exitcode(status)
+        else:
+            import subprocess
+
+            command = [self.cfg["runtime_path"], "--root", self.cfg["runtime_root"], *args]
+            proc = subprocess.run(command, stdin=stdio[0], stdout=stdio[1],
+                                  stderr=stdio[2] if args[0] == "create" else err_w, close_fds=True, check=False)
+            os.close(err_w)
+            code = proc.returncode
+        os.set_blocking(err_r, False)
+        try:
+            text = os.read(err_r, 65536).decode(errors="replace")
+        except BlockingIOError:
+            text = ""
+        os.close(err_r)
+        return code, text
+
+    def _quiet_verb(self, args: "list[str]") -> "tuple[int, str]":
+        devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            return self._runtime_verb(args, (devnull,) * 3)
+        finally:
+            os.close(devnull)
+
+    def _delete_runtime_state(self) -> None:
+        self._quiet_verb(["delete", "--force", self.id])
+
+    def launch(self, attach_first: bool) -> int:
+        """Create and start the container with fresh stdio; its PID. Raises LaunchError."""
+        cfg = self.cfg
+        devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        mine: "list[int]" = []   # container-side ends, closed once the runtime has passed them on
+        console = None
+        args = ["create", "--bundle", cfg["bundle"], "--pid-file", cfg["pid_file"]]
+        if cfg.get("terminal"):
+            console_path = os.path.join(os.path.dirname(cfg["socket"]), "console.sock")
+            try:
+                os.unlink(console_path)
+            except FileNotFoundError:
+                pass
+            console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            console.bind(console_path)
+            console.listen(1)
+            args += ["--console-socket", console_path]
+            stdio = (devnull, devnull, devnull)
+        else:
+            out_r, out_w = os.pipe2(os.O_CLOEXEC)
+            err_r, err_w = os.pipe2(os.O_CLOEXEC)
+            in_fd = devnull
+            if cfg.get("open_stdin"):
+                in_r, in_w = os.pipe2(os.O_CLOEXEC)
+                self.stdin_fd = in_w
+                in_fd = in_r
+                mine.append(in_r)
+            mine += [out_w, err_w]
+            stdio = (in_fd, out_w, err_w)
+            self._add_output(out_r, "stdout")
+            self._add_output(err_r, "stderr")
+        try:
+            os.unlink(cfg["pid_file"])
+        except FileNotFoundError:
+            pass
+        code, text = self._runtime_verb(args + [self.id], stdio)
+        for fd in mine:
+            os.close(fd)
+        os.close(devnull)
+        if code != 0:
+            self._drain_outputs_now()
+            message = _last_line(text) or _last_line(self._early_stderr) or f"exit status {code}"
+            self._delete_runtime_state()
+            raise LaunchError(_docker_code(code, message), message)
+        with open(cfg["pid_file"]) as f:
+            self.pid = int(f.read().strip())
+        if console is not None:
+            conn, _ = console.accept()
+            _, fds, _, _ = socket.recv_fds(conn, 1024, 1)
+            conn.close()
+            console.close()
+            master = fds[0]
+            os.set_blocking(master, False)
+            self._add_output(master, "stdout")
+            self.stdin_fd = master
+            size = cfg.get("tty_size")
+            if size:
+                _resize(master, *size)
+        self.report(f"C{self.pid}")
+        if attach_first:
+            self._accept_first()
+        code, text = self._quiet_verb(["start", self.id])
+        if code != 0:
+            message = _last_line(text) or f"exit status {code}"
+            self._delete_runtime_state()
+            raise LaunchError(_docker_code(code, message), message)
+        return self.pid
+
+    _early_stderr = ""
+
+    def _drain_outputs_now(self) -> None:
+        for fd, stream in list(self.outputs.items()):
+            try:
+                os.set_blocking(fd, False)
+                data = os.read(fd, 65536)
+            except OSError:
+                data = b""
+            if stream == "stderr":
+                self._early_stderr = data.decode(errors="replace")
+            self._remove_output(fd)
+
+    def _accept_first(self) -> None:
+        """Wait for the first attach client so that it sees the container's first byte."""
+        deadline = time.monotonic() + ATTACH_FIRST_TIMEOUT
+        while time.monotonic() < deadline:
+            for key, _ in self.sel.select(0.1):
+                if key.data == "listen":
+                    self._accept()
+                elif isinstance(key.data, Client):
+                    self._client_readable(key.data)
+                elif key.data == "wake":
+                    _drain(self.wake_r)
+            if any(c.wants is not None for c in self.clients.values()):
+                return
+
+    # ------------------------------------------------------------------ stdio and clients
+
+    def _add_output(self, fd: int, stream: str) -> None:
+        os.set_blocking(fd, False)
+        self.outputs[fd] = stream
+        self.sel.register(fd, selectors.EVENT_READ, "output")
+
+    def _remove_output(self, fd: int) -> None:
+        if fd in self.outputs:
+            del self.outputs[fd]
+            self.sel.unregister(fd)
+            if fd == self.stdin_fd:
+                self.stdin_fd = -1
+            os.close(fd)
+
+    def _output_readable(self, fd: int) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:   # EIO: the pty's other side is gone
+            data = b""
+        if not data:
+            self._remove_output(fd)
+            return
+        stream = self.outputs[fd]
+        self.log.write(stream, data)
+        frame = frames.pack(frames.STDOUT if stream == "stdout" else frames.STDERR, data)
+        for client in list(self.clients.values()):
+            if client.wants and client.wants.get(stream):
+                self._send(client, frame)
+
+    def _accept(self) -> None:
+        try:
+            sock, _ = self.listener.accept()
+        except BlockingIOError:
+            return
+        sock.setblocking(False)
+        client = Client(sock)
+        self.clients[sock] = client
+        self.sel.register(sock, selectors.EVENT_READ, client)
+        if self.last_exit is not None and self.pid == 0:
+            self._send(client, frames.pack(frames.EXIT, json.dumps(self.last_exit).encode()))
+
+    def _send(self, client: Client, data: bytes) -> None:
+        try:
+            client.sock.setblocking(True)
+            client.sock.settimeout(10)
+            client.sock.sendall(data)
+            client.sock.setblocking(False)
+        except OSError:
+            self._drop(client)
+
+    def _drop(self, client: Client) -> None:
+        if client.sock in self.clients:
+            del self.clients[client.sock]
+            self.sel.unregister(client.sock)
+            client.sock.close()
+
+    def _client_readable(self, client: Client) -> None:
+        try:
+            data = client.sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(client)
+            return
+        if client.wants is None:
+            client.hello += data
+            if b"\n" not in client.hello:
+                return
+            line, _, data = client.hello.partition(b"\n")
+            try:
+                client.wants = json.loads(line)
+            except ValueError:
+                self._drop(client)
+                return
+            if client.wants.get("signal") and self.pid and self.exit_status is None:
+                try:
+                    os.kill(self.pid, int(client.wants["signal"]))
+                except ProcessLookupError:
+                    pass
+        for stream, payload in client.reader.feed(data):
+            if stream == frames.STDIN:
+                self._write_stdin(payload)
+            elif stream == frames.CONTROL:
+                self._control(json.loads(payload))
+
+    def _write_stdin(self, payload: bytes) -> None:
+        if self.stdin_fd < 0:
+            return
+        if not payload:  # EOF from the client: the container sees EOF too (not on a tty)
+            if self.stdin_fd not in self.outputs:
+                os.close(self.stdin_fd)
+                self.stdin_fd = -1
+            return
+        try:
+            os.set_blocking(self.stdin_fd, True)
+            os.write(self.stdin_fd, payload)
+            if self.stdin_fd in self.outputs:
+                os.set_blocking(self.stdin_fd, False)
+        except OSError:
+            pass
+
+    def _offer_removal(self) -> bool:
+        """Send the exit frame saying the record is the client's to delete; True once a client
+        confirms it did (within 2 s, or until every client has gone)."""
+        if not self.clients:
+            return False
+        self.wait_sql()
+        offer = frames.pack(frames.EXIT, json.dumps({**(self.last_exit or {}), "RemoveRecord": True}).encode())
+        for client in list(self.clients.values()):
+            self._send(client, offer)
+        self._removal_confirmed = False
+        deadline = time.monotonic() + 2.0
+        while self.clients and not self._removal_confirmed and time.monotonic() < deadline:
+            for key, _ in self.sel.select(max(deadline - time.monotonic(), 0)):
+                if isinstance(key.data, Client):
+                    self._client_readable(key.data)
+                elif key.data == "wake":
+                    _drain(self.wake_r)
+                    self._reap()
+        return self._removal_confirmed
+
+    _removal_confirmed = False
+
+    def _control(self, message: "dict[str, Any]") -> None:
+        if message.get("removed"):
+            self._removal_confirmed = True
+        if "resize" in message and self.stdin_fd in self.outputs:
+            _resize(self.stdin_fd, *message["resize"])
+        if message.get("signal") and self.pid and self.exit_status is None:
+            try:
+                os.kill(self.pid, int(message["signal"]))
+            except ProcessLookupError:
+                pass
+
+    # ------------------------------------------------------------------ the loop
+
+    def serve_until_exit(self) -> int:
+        """Pump stdio and clients until the init exited and its output is drained."""
+        drain_deadline = None
+        while True:
+            if self.exit_status is not None:
+                if not self.outputs:
+                    break
+                if drain_deadline is None:
+                    drain_deadline = time.monotonic() + DRAIN_AFTER_EXIT
+                elif time.monotonic() > drain_deadline:
+                    for fd in list(self.outputs):
+                        self._remove_output(fd)
+                    break
+            timeout = 0.2 if self.exit_status is not None else None
+            for key, _ in self.sel.select(timeout):
+                if key.data == "wake":
+                    _drain(self.wake_r)
+                    self._reap()
+                elif key.data == "listen":
+                    self._accept()
+                elif key.data == "output":
+                    if key.fd in self.outputs:
+                        self._output_readable(key.fd)
+                elif isinstance(key.data, Client):
+                    self._client_readable(key.data)
+            self._reap()
+        self.log.flush()
+        if self.stdin_fd >= 0:
+            os.close(self.stdin_fd)
+            self.stdin_fd = -1
+        assert self.exit_status is not None
+        return self.exit_status
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid in self._sql_pending:
+                self._sql_pending.remove(pid)
+            if pid == self.pid:
+                code = os.waitstatus_to_exitcode(status)
+                self.exit_status = 128 - code if code < 0 else code
+
+    # ------------------------------------------------------------------ life
+
+    def run(self) -> None:
+        self.setup()
+        first = True
+        delay = 0.1
+        while True:
+            self.exit_status = None
+            try:
+                self.launch(attach_first=first and bool(self.cfg.get("attach_first")))
+            except LaunchError as e:
+                self.update(status="exited" if first else "exited", pid=0, exit_code=e.code, error=e.message,
+                            finished_at=time.time())
+                self.report(f"E{e.code} {e.message}")
+                self.close_ready()
+                self.last_exit = {"StatusCode": e.code, "Error": e.message}
+                self._notify_exit()
+                self.finish(remove=bool(self.cfg.get("rm")) and not first)
+                return
+            started = time.time()
+            self.update(status="running", pid=self.pid, started_at=started, error="", exit_code=0,
+                        shim_pid=os.getpid(), shim_start=_starttime(os.getpid()))
+            if first:
+                self.report(f"S{started}")
+                self.close_ready()
+            first = False
+            code = self.serve_until_exit()
+            oom = _oom_killed(self.cfg.get("cgroup", ""))
+            self._delete_runtime_state()
+            self.pid = 0
+            restart = self._should_restart(code)
+            count = 0
+            if restart:
+                row = self.sql("SELECT restart_count FROM containers WHERE id = ?", (self.id,), fetch=True)
+                count = row[0] if row else 0
+                self.update(status="restarting", exit_code=code, finished_at=time.time(), oom_killed=int(oom),
+                            restart_count=count + 1)
+            elif not self.cfg.get("rm"):  # --rm deletes the record in finish()
+                self.update(status="exited", exit_code=code, finished_at=time.time(), oom_killed=int(oom))
+            self.last_exit = {"StatusCode": code, "Error": ""}
+            if not restart:
+                self.finish(remove=bool(self.cfg.get("rm")))
+                return
+            self._notify_exit()
+            delay = 0.1 if time.time() - started >= 10 else min(delay * 2, 60.0) if count else 0.1
+            if not self._sleep_unless_stopped(delay):
+                self.update(status="exited")
+                self.finish(remove=bool(self.cfg.get("rm")))
+                return
+
+    def _should_restart(self, code: int) -> bool:
+        if self.terminating:
+            return False
+        policy = self.cfg.get("restart") or {}
+        name = policy.get("Name") or "no"
+        if name == "no":
+            return False
+        row = self.sql("SELECT stopped_by_user, restart_count FROM containers WHERE id = ?", (self.id,), fetch=True)
+        if row is None or row[0]:
+            return False
+        if name in ("always", "unless-stopped"):
+            return True
+        if name == "on-failure":
+            limit = int(policy.get("MaximumRetryCount") or 0)
+            return code != 0 and (limit == 0 or row[1] < limit)
+        return False
+
+    def _sleep_unless_stopped(self, delay: float) -> bool:
+        """Back off before a restart; False if someone stopped the container meanwhile."""
+        deadline = time.monotonic() + delay
+        while True:
+            remaining = deadline - time.monotonic()
+            row = self.sql("SELECT stopped_by_user FROM containers WHERE id = ?", (self.id,), fetch=True)
+            if row is None or row[0] or self.terminating:
+                return False
+            if remaining <= 0:
+                return True
+            for key, _ in self.sel.select(min(remaining, 0.2)):
+                if key.data == "wake":
+                    _drain(self.wake_r)
+                elif key.data == "listen":
+                    self._accept()
+                elif isinstance(key.data, Client):
+                    self._client_readable(key.data)
+            self._reap()
+
+    def _notify_exit(self) -> None:
+        self.wait_sql()  # whoever hears of the exit must find it recorded
+        frame = frames.pack(frames.EXIT, json.dumps(self.last_exit).encode())
+        for client in list(self.clients.values()):
+            self._send(client, frame)
+            self._drop(client)
+
+    def finish(self, remove: bool) -> None:
+        """The container is done for good: unmount, maybe remove, tell clients, go."""
+        try:
+            self.log.close()
+        except OSError:
+            pass
+        _unmount(os.path.join(self.cfg["container_dir"], "rootfs"))
+        if remove:
+            import shutil
+
+            shutil.rmtree(self.cfg["container_dir"], ignore_errors=True)
+            volumes = self.cfg.get("anonymous_volumes") or []
+            # An attached `run --rm` deletes the record itself (its DB is open, ours is not):
+            # offer it, and do it here only if no client took it.
+            if volumes or not self._offer_removal():
+                if volumes:
+                    from dockyard.containers import cleanup
+
+                    cleanup.remove_container_files(self.cfg["root"], self.id, self.cfg["container_dir"], volumes)
+                self.sql("DELETE FROM containers WHERE id = ?", (self.id,))
+        self._notify_exit()
+        try:
+            self.listener.close()
+            os.unlink(self.cfg["socket"])
+        except OSError:
+            pass
+        import shutil
+
+        shutil.rmtree(os.path.dirname(self.cfg["socket"]), ignore_errors=True)
+
+
+# ------------------------------------------------------------------ helpers
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    if not lines:
+        return ""
+    line = lines[-1]
+    if 'msg="' in line:  # runc's logrus format
+        line = line.split('msg="', 1)[1].rsplit('"', 1)[0].replace('\\"', '"')
+    for prefix in ("pyrunc: ", "crun: "):
+        if line.startswith(prefix):
+            line = line[len(prefix):]
+    return line
+
+
+def _docker_code(code: int, message: str) -> int:
+    if code in (126, 127):
+        return code
+    text = message.lower()
+    if "executable file not found" in text or "no such file or directory" in text or "not found in $path" in text:
+        return 127
+    if "permission denied" in text or "exec format error" in text or "not a directory" in text:
+        return 126
+    return 125
+
+
+def _resize(fd: int, rows: int, cols: int) -> None:
+    import fcntl
+    import struct
+    import termios
+
+    try:
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", int(rows), int(cols), 0, 0))
+    except OSError:
+        pass
+
+
+def _starttime(pid: int) -> str:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        data = f.read()
+    return data[data.rindex(b")") + 2:].split()[19].decode()
+
+
+def _oom_killed(cgroup: str) -> bool:
+    """Whether the kernel's OOM killer struck in the container's cgroup (v1 or v2)."""
+    for path, key in ((f"/sys/fs/cgroup/memory{cgroup}/memory.oom_control", "oom_kill"),
+                      (f"/sys/fs/cgroup{cgroup}/memory.events", "oom_kill")):
+        try:
+            with open(path) as f:
+                for line in f:
+                    name, _, value = line.partition(" ")
+                    if name == key and int(value) > 0:
+                        return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+def _unmount(path: str) -> None:
+    from dockyard.runtime.pyrunc import linux
+
+    for flags in (0, linux.MNT_DETACH):
+        try:
+            linux.umount(path, flags)
+            return
+        except OSError as e:
+            if e.errno in (22, 2):  # EINVAL: not a mount point; ENOENT
+                return
+
+
+def main() -> None:
+    """``shim READY_FD``: orders (the config JSON) come on stdin; EOF without them means
+    the container was never created, and the shim leaves quietly."""
+    ready_fd = int(sys.argv[1])
+    # Load what the launch needs while the CLI is still creating the container.
+    import dockyard.runtime.pyrunc.cli  # noqa: F401
+    import dockyard.runtime.pyrunc.container  # noqa: F401
+    import dockyard.runtime.pyrunc.linux  # noqa: F401
+
+    data = sys.stdin.buffer.read()
+    if not data:
+        return
+    cfg = json.loads(data)
+    log = os.open(os.path.join(os.path.dirname(cfg["socket"]), "shim.log"),
+                  os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(devnull)
+    os.close(log)
+    shim = Shim(cfg, ready_fd)
+    try:
+        shim.run()
+    except BaseException as e:  # noqa: BLE001 - leave a trace for `inspect`, then go
+        import traceback
+
+        traceback.print_exc()
+        try:
+            shim.report(f"E125 shim failed: {type(e).__name__}: {e}")
+            shim.update(status="exited", pid=0, exit_code=125, error=f"shim failed: {e}", finished_at=time.time())
+        except Exception:  # noqa: BLE001
+            pass
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""Container records in the state DB: one row per container, its state in columns (so
+``ps`` and the shim touch only what they need) and Docker's Config/HostConfig as JSON.
+
+Every change is one statement or one transaction; the shim and many CLIs write
+concurrently and sqlite's write lock orders them.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from dockyard.errors import ConflictError
+
+# Docker's container states (types.ContainerState).
+CREATED, RUNNING, PAUSED, RESTARTING, REMOVING, EXITED, DEAD = (
+    "created", "running", "paused", "restarting", "removing", "exited", "dead")
+ACTIVE = (RUNNING, PAUSED, RESTARTING)
+
+_STATE_COLUMNS = ("status", "pid", "shim_pid", "shim_start", "exit_code", "error", "oom_killed",
+                  "started_at", "finished_at", "restart_count", "stopped_by_user")
+
+
+@dataclass
+class ContainerRecord:
+    id: str
+    name: str
+    image_id: str
+    image: str
+    created: float
+    config: dict[str, Any]            # Path, Args, Config, HostConfig, Mounts, Runtime, ...
+    status: str = CREATED
+    pid: int = 0
+    shim_pid: int = 0
+    shim_start: str = ""
+    exit_code: int = 0
+    error: str = ""
+    oom_killed: bool = False
+    started_at: float | None = None
+    finished_at: float | None = None
+    restart_count: int = 0
+    stopped_by_user: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def host_config(self) -> dict[str, Any]:
+        return self.config.get("HostConfig") or {}
+
+    @property
+    def container_config(self) -> dict[str, Any]:
+        return self.config.get("Config") or {}
+
+    @property
+    def running(self) -> bool:
+        return self.status in ACTIVE
+
+
+def name_conflict(name: str, holder: str) -> ConflictError:
+    return ConflictError(
+        f'Conflict. The container name "/{name}" is already in use by container "{holder}". '
+        "You have to remove (or rename) that container to be able to reuse that name.", exit_code=125)
+
+
+class ContainerStore:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def add(self, record: ContainerRecord) -> None:
+        try:
+            self.conn.execute(
+                "INSERT INTO containers (id, name, image_id, image, created, status, config) VALUES (?,?,?,?,?,?,?)",
+                (record.id, record.name, record.image_id, record.image, record.created, record.status,
+                 json.dumps(record.config)))
+        except sqlite3.IntegrityError:
+            row = self.conn.execute("SELECT id FROM containers WHERE name = ?", (record.name,)).fetchone()
+            if row is not None:
+                raise name_conflict(record.name, row[0]) from None
+            raise
+
+    def get(self, container_id: str) -> ContainerRecord | None:
+        row = self.conn.execute("SELECT * FROM containers WHERE id = ?", (container_id,)).fetchone()
+        return _record(row) if row is not None else None
+
+    def all(self) -> list[ContainerRecord]:
+        rows = self.conn.execute("SELECT * FROM containers ORDER BY created DESC").fetchall()
+        return [_record(r) for r in rows]
+
+    def ids_and_names(self) -> list[tuple[str, str]]:
+        return [(r[0], r[1]) for r in self.conn.execute("SELECT id, name FROM containers")]
+
+    def update(self, container_id: str, **changes: Any) -> None:
+        """Set state columns (and ``config``) of one container in one statement."""
+        if not changes:
+            return
+        columns, values = [], []
+        for key, value in changes.items():
+            if key == "config":
+                value = json.dumps(value)
+            elif key not in _STATE_COLUMNS and key != "name":
+                raise KeyError(key)
+            columns.append(f"{key} = ?")
+            values.append(value)
+        try:
+            self.conn.execute(f"UPDATE containers SET {', '.join(columns)} WHERE id = ?", (*values, container_id))
+        except sqlite3.IntegrityError:
+            name = changes.get("name", "")
+            row = self.conn.execute("SELECT id FROM containers WHERE name = ?", (name,)).fetchone()
+            raise name_conflict(name, row[0] if row else "?") from None
+
+    def delete(self, container_id: str) -> None:
+        self.conn.execute("DELETE FROM containers WHERE id = ?", (container_id,))
+
+    def using_image(self, image_id: str) -> list[tuple[str, bool]]:
+        rows = self.conn.execute("SELECT id, status FROM containers WHERE image_id = ?", (image_id,))
+        return [(r[0], r[1] in ACTIVE) for r in rows]
+
+    def using_volume(self, name: str) -> list[str]:
+        """IDs of containers mounting the named volume ``name``."""
+        rows = self.conn.execute("SELECT id, config FROM containers").fetchall()
+        return [r[0] for r in rows if any(m.get("Type") == "volume" and m.get("Name") == name
+                                          for m in json.loads(r[1]).get("Mounts") or [])]
+
+
+def _record(row: sqlite3.Row) -> ContainerRecord:
+    return ContainerRecord(
+        id=row["id"], name=row["name"], image_id=row["image_id"], image=row["image"], created=row["created"],
+        config=json.loads(row["config"]), status=row["status"], pid=row["pid"], shim_pid=row["shim_pid"],
+        shim_start=row["shim_start"], exit_code=row["exit_code"], error=row["error"],
+        oom_killed=bool(row["oom_killed"]), started_at=row["started_at"], finished_at=row["finished_at"],
+        restart_count=row["restart_count"], stopped_by_user=bool(row["stopped_by_user"]))
+
+
+def ids(records: Iterable[ContainerRecord]) -> list[str]:
+    return [r.id for r in records]

@@ -1,0 +1,182 @@
+"""``engine.volumes``: named volumes of the local driver, kept under ``<root>/volumes/<name>/_data``.
+
+As Docker does, a volume mounted for the first time over a directory the image has
+gets a copy of that directory's content (``nocopy`` turns this off).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from dockyard.errors import ConflictError, DockyardError, NotFoundError
+
+if TYPE_CHECKING:
+    from dockyard.engine import Engine
+
+VALID_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+
+
+@dataclass
+class Volume:
+    name: str
+    driver: str
+    created: float
+    labels: dict[str, str]
+    options: dict[str, str]
+    anonymous: bool
+    mountpoint: str
+
+    def inspect(self) -> dict[str, Any]:
+        from dockyard.cli.formatting import rfc3339
+
+        return {"CreatedAt": rfc3339(self.created), "Driver": self.driver, "Labels": self.labels or None,
+                "Mountpoint": self.mountpoint, "Name": self.name, "Options": self.options or None,
+                "Scope": "local"}
+
+
+class Volumes:
+    def __init__(self, engine: "Engine") -> None:
+        self.engine = engine
+        self.base = Path(engine.root) / "volumes"
+
+    @property
+    def db(self):  # noqa: ANN201
+        return self.engine.db
+
+    def path(self, name: str) -> Path:
+        return self.base / name / "_data"
+
+    # ---- verbs -------------------------------------------------------------------------
+
+    def create(self, name: str | None = None, driver: str = "local", labels: Mapping[str, str] | None = None,
+               options: Mapping[str, str] | None = None, anonymous: bool = False) -> Volume:
+        """Create (idempotent for an existing name, as Docker) and return the volume."""
+        from dockyard.containers.names import new_id
+
+        if driver != "local":
+            raise DockyardError(f"create {name}: error looking up volume plugin {driver}: plugin \"{driver}\" not found")
+        if name is None:
+            name, anonymous = new_id(), True
+        if not VALID_NAME.match(name):
+            raise DockyardError(f'create {name}: "{name}" includes invalid characters for a local volume name, '
+                                'only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a host '
+                                'directory, use absolute path')
+        existing = self.find(name)
+        if existing is not None:
+            return existing
+        self.path(name).mkdir(parents=True, exist_ok=True)
+        self.db.execute("INSERT OR IGNORE INTO volumes (name, driver, created, labels, options, anonymous) "
+                        "VALUES (?,?,?,?,?,?)", (name, driver, time.time(), json.dumps(dict(labels or {})),
+                                                 json.dumps(dict(options or {})), int(anonymous)))
+        return self.get(name)
+
+    def find(self, name: str) -> Volume | None:
+        row = self.db.execute("SELECT * FROM volumes WHERE name = ?", (name,)).fetchone()
+        return self._volume(row) if row is not None else None
+
+    def get(self, name: str) -> Volume:
+        volume = self.find(name)
+        if volume is None:
+            raise NotFoundError(f"get {name}: no such volume")
+        return volume
+
+    def list(self, filters: Mapping[str, Sequence[str]] | None = None) -> list[Volume]:
+        volumes = [self._volume(r) for r in self.db.execute("SELECT * FROM volumes ORDER BY name")]
+        filters = filters or {}
+        used = self._used()
+        out = []
+        for v in volumes:
+            if "name" in filters and not any(f in v.name for f in filters["name"]):
+                continue
+            if "dangling" in filters:
+                want = filters["dangling"][-1].lower() in ("1", "true")
+                if (v.name not in used) != want:
+                    continue
+            if "label" in filters and not all(_label_match(v.labels, f) for f in filters["label"]):
+                continue
+            if "driver" in filters and v.driver not in filters["driver"]:
+                continue
+            out.append(v)
+        return out
+
+    def remove(self, name: str, force: bool = False) -> None:
+        volume = self.find(name)
+        if volume is None:
+            if force:
+                return
+            raise NotFoundError(f"get {name}: no such volume")
+        users = self.engine.containers.store.using_volume(name)
+        if users:
+            raise ConflictError(f"remove {name}: volume is in use - [{', '.join(users)}]")
+        self.db.execute("DELETE FROM volumes WHERE name = ?", (name,))
+        shutil.rmtree(self.base / name, ignore_errors=True)
+
+    def prune(self, all: bool = False, filters: Mapping[str, Sequence[str]] | None = None) -> tuple[list[str], int]:
+        """Remove unused volumes (anonymous ones only unless ``all``); (names, bytes freed)."""
+        used = self._used()
+        removed, freed = [], 0
+        for v in self.list(filters):
+            if v.name in used or not (all or v.anonymous):
+                continue
+            freed += _du(self.base / v.name)
+            self.remove(v.name)
+            removed.append(v.name)
+        return removed, freed
+
+    # ---- mounting ----------------------------------------------------------------------
+
+    def prepare(self, name: str | None, image_rootfs: Path | None, destination: str, copy: bool = True) -> Volume:
+        """The volume to mount at ``destination``, created on demand; filled from the image's
+        content at that path when it is new and empty (Docker's copy-up)."""
+        volume = self.create(name) if name else self.create()
+        data = Path(volume.mountpoint)
+        marker = self.base / volume.name / ".copied"
+        if copy and image_rootfs is not None and not marker.exists():
+            from dockyard.runtime.spec import secure_join
+
+            source = secure_join(image_rootfs, destination)
+            if source.is_dir() and not any(data.iterdir()):
+                shutil.copytree(source, data, symlinks=True, dirs_exist_ok=True)
+                st = source.stat()
+                os.chown(data, st.st_uid, st.st_gid)
+                os.chmod(data, st.st_mode & 0o7777)
+            marker.touch()
+        return volume
+
+    # ---- helpers -----------------------------------------------------------------------
+
+    def _used(self) -> set[str]:
+        used = set()
+        for (config,) in self.db.execute("SELECT config FROM containers"):
+            for m in json.loads(config).get("Mounts") or []:
+                if m.get("Type") == "volume":
+                    used.add(m.get("Name"))
+        return used
+
+    def _volume(self, row: Any) -> Volume:
+        return Volume(name=row["name"], driver=row["driver"], created=row["created"],
+                      labels=json.loads(row["labels"]), options=json.loads(row["options"]),
+                      anonymous=bool(row["anonymous"]), mountpoint=str(self.path(row["name"])))
+
+
+def _label_match(labels: Mapping[str, str], wanted: str) -> bool:
+    key, sep, value = wanted.partition("=")
+    return key in labels and (not sep or labels[key] == value)
+
+
+def _du(path: Path) -> int:
+    total = 0
+    for dirpath, _, filenames in os.walk(path):
+        for f in filenames:
+            try:
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+            except OSError:
+                pass
+    return total

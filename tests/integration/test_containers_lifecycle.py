@@ -1,0 +1,188 @@
+"""run / create / start / stop / kill / rm / ps / logs / exec / inspect / wait with real busybox
+containers, under pyrunc and crun (same observable behaviour)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from tests.integration.test_containers_harness import (  # noqa: F401 - fixtures
+    Dockyard, alive, dockyard_env, dy, wait_for)
+from tests.integration.test_runtime_harness import cgroup_parent  # noqa: F401 - mounts crun's hugetlb fix
+
+
+@pytest.fixture(params=["pyrunc", "crun"])
+def rt(request: pytest.FixtureRequest, dy: Dockyard, cgroup_parent: str) -> Dockyard:  # noqa: F811
+    import shutil
+
+    if request.param != "pyrunc" and shutil.which(request.param) is None:
+        pytest.skip(f"{request.param} is not installed")
+    dy.runtime = request.param
+    return dy
+
+
+def test_run_attached_streams_and_exit_code(rt: Dockyard) -> None:
+    result = rt.cli("run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert result.returncode == 3, result.stderr
+    assert result.stdout == "out\n" and "err\n" in result.stderr
+    assert rt.cli("ps", "-aq", check=True).stdout == ""  # --rm removed it before run returned
+
+
+def test_run_stdin_and_env(rt: Dockyard, tmp_path) -> None:
+    env_file = tmp_path / "env"
+    env_file.write_text("# comment\nFROM_FILE=yes\n")
+    result = rt.cli("run", "--rm", "-i", "-e", "A=1", "--env-file", env_file, "-w", "/tmp", "-h", "box",
+                    "busybox", "sh", "-c", 'cat; echo "$A $FROM_FILE $(pwd) $(hostname)"', input="piped\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "piped\n1 yes /tmp box\n"
+
+
+def test_detached_survives_cli_logs_follow_exec_stop(rt: Dockyard) -> None:
+    cid = rt.cli("run", "-d", "--name", "ticker", "busybox", "sh", "-c",
+                 "trap 'echo bye; exit 0' TERM; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done",
+                 check=True).stdout.strip()
+    assert len(cid) == 64
+    record = json.loads(rt.cli("inspect", "ticker", check=True).stdout)[0]
+    assert record["State"]["Running"] and alive(record["State"]["Pid"])
+    follower = rt.popen("logs", "-f", "ticker", stdout=subprocess.PIPE, text=True)
+    try:
+        first = follower.stdout.readline()
+        assert first.startswith("tick ")
+        later = follower.stdout.readline()
+        assert later.startswith("tick ") and later != first
+        # exec into the running container: its namespaces, its env, our flags
+        result = rt.cli("exec", "-e", "X=42", "-w", "/etc", "-u", "nobody", "ticker", "sh", "-c",
+                        'echo "$X $(pwd) $(id -u) $(hostname)"; exit 4')
+        assert result.returncode == 4 and result.stdout == f"42 /etc 65534 {cid[:12]}\n", result.stderr
+        started = time.monotonic()
+        rt.cli("stop", "ticker", check=True)
+        assert time.monotonic() - started < 5
+        rest = follower.communicate(timeout=10)[0]
+        assert "bye" in rest  # -f ended with the container
+    finally:
+        follower.kill()
+    state = json.loads(rt.cli("inspect", "ticker", check=True).stdout)[0]["State"]
+    assert state["Status"] == "exited" and state["ExitCode"] == 0 and not alive(record["State"]["Pid"])
+    assert state["FinishedAt"] > state["StartedAt"]
+    assert rt.cli("exec", "ticker", "true").returncode == 1  # not running: an error
+    assert rt.cli("rm", "ticker", check=True).stdout == "ticker\n"
+
+
+def test_stop_timeout_then_kill(rt: Dockyard) -> None:
+    rt.cli("run", "-d", "--name", "stubborn", "busybox", "sleep", "100", check=True)
+    started = time.monotonic()
+    rt.cli("stop", "-t", "1", "stubborn", check=True)  # PID 1 ignores SIGTERM: killed after 1 s
+    assert 0.9 < time.monotonic() - started < 6
+    assert rt.cli("inspect", "-f", "{{.State.ExitCode}}", "stubborn").stdout == "137\n"
+    rt.cli("start", "stubborn", check=True)
+    assert rt.cli("inspect", "-f", "{{.State.Status}}", "stubborn").stdout == "running\n"
+    rt.cli("kill", "stubborn", check=True)
+    assert rt.cli("wait", "stubborn").stdout == "137\n"
+
+
+def test_exit_codes_like_docker(dy: Dockyard) -> None:
+    assert dy.cli("run", "--rm", "busybox", "no-such-command").returncode == 127
+    assert dy.cli("run", "--rm", "busybox", "/etc/passwd").returncode == 126
+    assert dy.cli("run", "--rm", "--memory", "lots", "busybox", "true").returncode == 125
+    assert dy.cli("run", "--rm", "--no-such-flag", "busybox", "true").returncode == 125
+    assert dy.cli("run", "--rm", "no-such-image-here:1").returncode == 125
+    assert dy.cli("ps", "-aq").stdout == ""  # --rm cleans up failed starts too
+
+
+def test_create_start_attach_and_wait(dy: Dockyard) -> None:
+    cid = dy.cli("create", "--name", "later", "busybox", "sh", "-c", "echo started; exit 7", check=True).stdout.strip()
+    assert dy.cli("ps", "-a", "--format", "{{.Names}} {{.State}} {{.Status}}").stdout == "later created Created\n"
+    result = dy.cli("start", "-a", cid[:8])
+    assert result.returncode == 7 and result.stdout == "started\n"
+    assert dy.cli("wait", "later").stdout == "7\n"
+    assert dy.cli("logs", "later").stdout == "started\n"
+
+
+def test_names_ids_and_conflicts(dy: Dockyard) -> None:
+    cid = dy.cli("create", "--name", "alpha", "busybox", "true", check=True).stdout.strip()
+    result = dy.cli("create", "--name", "alpha", "busybox", "true")
+    assert result.returncode == 125
+    assert (f'Conflict. The container name "/alpha" is already in use by container "{cid}". You have to remove '
+            "(or rename) that container to be able to reuse that name.") in result.stderr
+    assert dy.cli("inspect", "-f", "{{.Name}}", cid[:5]).stdout == "/alpha\n"
+    dy.cli("rename", "alpha", "beta", check=True)
+    assert dy.cli("inspect", "-f", "{{.Id}}", "beta").stdout == cid + "\n"
+    missing = dy.cli("rm", "alpha")
+    assert missing.returncode == 1 and "No such container: alpha" in missing.stderr
+    generated = dy.cli("create", "busybox", "true", check=True).stdout.strip()
+    name = dy.cli("inspect", "-f", "{{.Name}}", generated).stdout.strip()
+    assert name.startswith("/") and "_" in name
+
+
+def test_ps_filters_formats_and_inspect_shape(dy: Dockyard) -> None:
+    dy.cli("run", "-d", "--name", "web-1", "-l", "tier=web", "busybox", "sleep", "30", check=True)
+    dy.cli("run", "--name", "done-1", "busybox", "true", check=True)
+    assert dy.cli("ps", "--format", "{{.Names}}").stdout == "web-1\n"
+    assert set(dy.cli("ps", "-a", "--format", "{{.Names}}").stdout.split()) == {"web-1", "done-1"}
+    assert dy.cli("ps", "-a", "--filter", "status=exited", "--format", "{{.Names}}").stdout == "done-1\n"
+    assert dy.cli("ps", "-a", "--filter", "label=tier=web", "-q").stdout.strip() != ""
+    assert dy.cli("ps", "-a", "--filter", "name=done", "--format", "{{.Names}}").stdout == "done-1\n"
+    assert len(dy.cli("ps", "-a", "--filter", "ancestor=busybox", "-q").stdout.split()) == 2
+    assert dy.cli("ps", "-n", "1", "--format", "{{.Names}}").stdout == "done-1\n"
+    table = dy.cli("ps", "-a").stdout.splitlines()
+    assert table[0].split() == ["CONTAINER", "ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
+    assert any("Up " in line and '"sleep 30"' in line for line in table)
+    assert any("Exited (0)" in line for line in table)
+    row = json.loads(dy.cli("ps", "--format", "json").stdout.splitlines()[0])
+    assert row["Names"] == "web-1" and row["State"] == "running"
+    info = json.loads(dy.cli("inspect", "web-1").stdout)[0]
+    for key in ("Id", "Name", "Created", "Path", "Args", "State", "Image", "Config", "HostConfig", "Mounts",
+                "NetworkSettings"):
+        assert key in info
+    assert set(info["State"]) >= {"Status", "Running", "Paused", "Restarting", "OOMKilled", "Dead", "Pid",
+                                  "ExitCode", "Error", "StartedAt", "FinishedAt"}
+    assert info["Path"] == "sleep" and info["Args"] == ["30"] and info["Config"]["Labels"] == {"tier": "web"}
+    assert info["Image"].startswith("sha256:") and info["HostConfig"]["NetworkMode"] == "default"
+    both = json.loads(dy.cli("inspect", "web-1", "busybox").stdout)
+    assert both[0]["Id"] == info["Id"] and both[1]["Id"].startswith("sha256:")
+
+
+def test_rm_running_needs_force_and_image_is_in_use(dy: Dockyard) -> None:
+    dy.cli("run", "-d", "--name", "busy", "busybox", "sleep", "30", check=True)
+    result = dy.cli("rm", "busy")
+    assert result.returncode == 1 and "You cannot remove a running container" in result.stderr
+    rmi = dy.cli("rmi", "busybox")
+    assert rmi.returncode == 1 and "is using its referenced image" in rmi.stderr
+    pid = int(dy.cli("inspect", "-f", "{{.State.Pid}}", "busy").stdout)
+    assert dy.cli("rm", "-f", "busy", check=True).stdout == "busy\n"
+    assert wait_for(lambda: not alive(pid), 3)
+    assert dy.cli("ps", "-aq").stdout == ""
+    assert not list((dy.root / "containers").iterdir())
+
+
+def test_limits_readonly_tmpfs_and_network(dy: Dockyard) -> None:
+    script = ("cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max; ulimit -n; "
+              "touch /x 2>/dev/null || echo ro; touch /run/y && echo tmpfs; ls /sys/class/net | tr '\\n' ' '")
+    result = dy.cli("run", "--rm", "--pids-limit", "20", "--ulimit", "nofile=100:200", "--read-only",
+                    "--tmpfs", "/run", "-m", "64m", "--cpus", "0.5", "busybox", "sh", "-c", script)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:4] == ["20", "100", "ro", "tmpfs"]
+    assert result.stdout.split("\n")[4].split() == ["lo"]  # its own network namespace, loopback only
+    caps = dy.cli("run", "--rm", "--cap-drop", "ALL", "--cap-add", "NET_RAW", "busybox", "grep", "CapEff",
+                  "/proc/self/status").stdout
+    assert caps.split()[1] == "0000000000002000"
+    host = dy.cli("run", "--rm", "--network", "host", "busybox", "ls", "/sys/class/net").stdout.split()
+    assert len(host) > 1
+
+
+def test_tty_and_init(dy: Dockyard) -> None:
+    tty = dy.cli("run", "--rm", "-t", "busybox", "sh", "-c", "tty; echo $TERM")
+    assert tty.returncode == 0 and tty.stdout.replace("\r", "").split("\n")[:2] == ["/dev/pts/0", "xterm"]
+    import shutil
+
+    if not (shutil.which("docker-init") or shutil.which("tini")):
+        pytest.skip("no docker-init or tini on this host (apt-get install tini)")
+    ps = dy.cli("run", "--rm", "--init", "busybox", "ps", "-o", "pid,comm").stdout.split()
+    assert ps[2:4] == ["1", "docker-init"] or ps[2:4] == ["1", "tini"]
+    dy.cli("run", "-d", "--init", "--name", "polite", "busybox", "sleep", "100", check=True)
+    started = time.monotonic()
+    dy.cli("stop", "polite", check=True)  # the init forwards SIGTERM: no 10 s wait
+    assert time.monotonic() - started < 5
