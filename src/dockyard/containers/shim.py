@@ -725,6 +725,8 @@ def main() -> None:
     import dockyard.runtime.pyrunc.cli  # noqa: F401
     import dockyard.runtime.pyrunc.container  # noqa: F401
     import dockyard.runtime.pyrunc.linux  # noqa: F401
+    import dockyard.runtime.pyrunc.mounts  # noqa: F401 - container.py loads these lazily now
+    import dockyard.runtime.pyrunc.process  # noqa: F401
 
     data = sys.stdin.buffer.read()
     if not data:

@@ -49,13 +49,18 @@ class ContainerState:
     raw: dict[str, Any]
 
 
-_PYRUNC_MAIN = "import sys; from dockyard.runtime.pyrunc.cli import main; sys.exit(main(sys.argv[1:]))"
+_PYRUNC_MAIN = "import sys; sys.path.insert(0, {path!r}); from dockyard.runtime.pyrunc.cli import entry; entry()"
 
 
 def pyrunc_command() -> list[str]:
     """What ``python -m dockyard.runtime.pyrunc`` does, minus its cost: -S skips site (and
-    every .pth file it runs) and -c skips runpy; together most of the start-up here."""
-    return [sys.executable, "-S", "-c", _PYRUNC_MAIN]
+    every .pth file it runs) and -c skips runpy; together most of the start-up here.
+
+    -I (isolated) ignores the PYTHON* variables: above all PYTHONDONTWRITEBYTECODE, which
+    would make every run compile pyrunc from source again (~30 ms); and it keeps the
+    working directory off sys.path. The package's own parent goes on sys.path instead."""
+    package_parent = str(Path(__file__).resolve().parents[2])
+    return [sys.executable, "-I", "-S", "-c", _PYRUNC_MAIN.format(path=package_parent)]
 
 
 class OCIRuntime:
@@ -74,7 +79,9 @@ class OCIRuntime:
         self.root = str(root) if root is not None else None
         self._env = None
         if name == "pyrunc":
-            # -S drops site-packages from sys.path: point at the package we are part of.
+            # -S drops site-packages from sys.path: point at the package we are part of
+            # (pyrunc_command's -I ignores this and sets sys.path itself; a custom
+            # ``command`` such as ``python -S -m dockyard.runtime.pyrunc`` relies on it).
             package_parent = str(Path(__file__).resolve().parents[2])
             self._env = {**os.environ, "PYTHONPATH": os.pathsep.join(
                 p for p in (package_parent, os.environ.get("PYTHONPATH")) if p)}

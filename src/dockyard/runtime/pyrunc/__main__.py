@@ -1,5 +1,3 @@
-import sys
+from dockyard.runtime.pyrunc.cli import entry
 
-from dockyard.runtime.pyrunc.cli import main
-
-sys.exit(main(sys.argv[1:]))
+entry()

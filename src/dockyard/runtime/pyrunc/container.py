@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import os
 
-from dockyard.runtime.pyrunc import fastjson, linux, mounts, process
+from dockyard.runtime.pyrunc import fastjson, warmup
 from dockyard.runtime.pyrunc.cgroups import Cgroup
-from dockyard.runtime.pyrunc.process import SetupError
-from dockyard.runtime.pyrunc.state import Container, StateError, process_alive, starttime_of, timestamp
+from dockyard.runtime.pyrunc.state import Container, SetupError, StateError, process_alive, starttime_of, timestamp
+
+# linux, mounts and process (ctypes, ~4 ms to import) are imported by the functions that
+# create a container: start, kill and delete do without them.
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -46,12 +48,12 @@ def create(root: str, container_id: str, options: Options) -> int:
 
 
 def run(root: str, container_id: str, options: Options, detach: bool = False) -> int:
-    container, pid, sync_r = _launch(root, container_id, options, wait_for_start=False)
+    container, pid, sync_r, cgroup = _launch(root, container_id, options, wait_for_start=False)
     failure = _read_records(sync_r)  # EOF once execve succeeded (the pipe is close-on-exec)
     os.close(sync_r)
     if failure is not None:
         _reap(pid)
-        _destroy(container)
+        _destroy(container, cgroup)
         raise SetupError(failure[1], failure[0])
     if detach:
         return 0
@@ -63,12 +65,16 @@ def run(root: str, container_id: str, options: Options, detach: bool = False) ->
         except ChildProcessError:
             status = 0
             break
-    _destroy(container)
+    _destroy(container, cgroup)
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
 
 
-def _launch(root: str, container_id: str, options: Options, wait_for_start: bool) -> "tuple[Container, int, int]":
+def _launch(root: str, container_id: str, options: Options,
+            wait_for_start: bool) -> "tuple[Container, int, int, Cgroup]":
+    # What the init needs too: loaded here, while the cgroup lock warms up, not after the fork.
+    from dockyard.runtime.pyrunc import mounts, process  # noqa: F401
+
     with open(options.bundle + "/config.json", "rb") as f:
         raw = f.read()
     spec = fastjson.loads(raw)
@@ -88,6 +94,9 @@ def _launch(root: str, container_id: str, options: Options, wait_for_start: bool
         cgroup_path = linux_spec.get("cgroupsPath") or "/pyrunc/" + container_id
         if ":" in cgroup_path:
             raise SetupError(f"systemd cgroup paths are not supported: {cgroup_path}")
+        # Compiled (or read from the cache) here, before the cgroup: creating it waits for
+        # the cgroup lock, and this work fills the wait instead of delaying the init.
+        seccomp_program = process.prepare_seccomp(linux_spec.get("seccomp"), options.cache_dir)
         cgroup = Cgroup(cgroup_path)
         cgroup.create()
         cgroup.apply(linux_spec.get("resources") or {})
@@ -97,11 +106,12 @@ def _launch(root: str, container_id: str, options: Options, wait_for_start: bool
         go_r, go_w = os.pipe()
         sync_r, sync_w = os.pipe()
         _enter_pid_namespace(linux_spec.get("namespaces") or [])
+        warmup.stop()
         pid = os.fork()
         if pid == 0:
             os.close(go_w)
             os.close(sync_r)
-            _init(spec, options, go_r, sync_w, fifo_fd)  # never returns
+            _init(spec, options, go_r, sync_w, fifo_fd, seccomp_program)  # never returns
         os.close(go_r)
         os.close(sync_w)
         if fifo_fd >= 0:
@@ -122,7 +132,7 @@ def _launch(root: str, container_id: str, options: Options, wait_for_start: bool
             _write_pid_file(options.pid_file, pid)
         if wait_for_start:
             os.close(sync_r)
-        return container, pid, sync_r
+        return container, pid, sync_r, cgroup
     except BaseException:
         if pid:
             _kill_and_wait(pid)
@@ -138,6 +148,8 @@ def _launch(root: str, container_id: str, options: Options, wait_for_start: bool
 
 def _enter_pid_namespace(namespaces: "list[dict[str, Any]]") -> None:
     """The next fork lands in this namespace, as its PID 1 when the namespace is new."""
+    from dockyard.runtime.pyrunc import linux
+
     for ns in namespaces:
         if ns.get("type") != "pid":
             continue
@@ -158,8 +170,11 @@ def _rootfs(spec: "dict[str, Any]", bundle: str) -> str:
 
 # ------------------------------------------------------------------ the init
 
-def _init(spec: "dict[str, Any]", options: Options, go_r: int, sync_w: int, fifo_fd: int) -> None:
+def _init(spec: "dict[str, Any]", options: Options, go_r: int, sync_w: int, fifo_fd: int,
+          seccomp_program: "bytes | None") -> None:
     """The container's PID 1 until execve; reports through ``sync_w`` then the fifo."""
+    from dockyard.runtime.pyrunc import linux, mounts, process
+
     report_fd = sync_w
     try:
         # Until execve, /proc/<pid>/exe is the host's python: keep container processes
@@ -176,7 +191,6 @@ def _init(spec: "dict[str, Any]", options: Options, go_r: int, sync_w: int, fifo
                 linux.setdomainname(spec["domainname"])
         proc = spec["process"]
         console = _connect_console(options.console_socket) if proc.get("terminal") else None
-        seccomp_program = process.prepare_seccomp(linux_spec.get("seccomp"), options.cache_dir)
         mounts.prepare_rootfs(spec, options.bundle)
         if console is not None:
             _setup_terminal(console)
@@ -216,6 +230,8 @@ def _describe(e: BaseException) -> str:
 
 def _join_namespaces(namespaces: "list[dict[str, Any]]") -> int:
     """setns into the namespaces given by path, unshare the new ones; returns the new flags."""
+    from dockyard.runtime.pyrunc import linux
+
     new = 0
     for ns in namespaces:
         kind = ns.get("type")
@@ -270,6 +286,8 @@ def _setup_terminal(sock) -> None:
     import fcntl
     import socket
     import struct
+
+    from dockyard.runtime.pyrunc import linux
 
     master = os.open("/dev/pts/ptmx" if os.path.exists("/dev/pts/ptmx") else "/dev/ptmx",
                      os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
@@ -412,11 +430,11 @@ def delete(root: str, container_id: str, force: bool = False) -> int:
     return 0
 
 
-def _destroy(container: Container) -> None:
+def _destroy(container: Container, cgroup: "Cgroup | None" = None) -> None:
     state = container.state
     if process_alive(state["pid"], state.get("starttime")):
         _kill_and_wait(state["pid"])
-    Cgroup(state["cgroup"]).destroy()
+    (cgroup or Cgroup(state["cgroup"])).destroy()
     _remove_dir(container.dir)
 
 

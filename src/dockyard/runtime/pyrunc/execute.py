@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from dockyard.runtime.pyrunc import container as containers
-from dockyard.runtime.pyrunc import fastjson, linux, process
+from dockyard.runtime.pyrunc import fastjson, linux, process, warmup
 from dockyard.runtime.pyrunc.cgroups import Cgroup
 from dockyard.runtime.pyrunc.process import SetupError
 from dockyard.runtime.pyrunc.state import Container, StateError
@@ -39,6 +39,7 @@ def main(root: str, container_id: str, options: "dict[str, list[str]]", args: "l
     if "pid" in ns_fds:
         linux.setns(ns_fds.pop("pid"), linux.CLONE_NEWPID)  # the child is born in it
     preserve = int((options.get("--preserve-fds") or ["0"])[-1])
+    warmup.stop()
     child = os.fork()
     if child == 0:
         os.close(sync_r)

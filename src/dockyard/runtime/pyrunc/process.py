@@ -12,6 +12,7 @@ import os
 import resource
 
 from dockyard.runtime.pyrunc import caps, linux
+from dockyard.runtime.pyrunc.state import SetupError  # defined with StateError: see there
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -24,14 +25,6 @@ _RLIMITS = {
     "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
 }
 _INFINITY = 2**64 - 1
-
-
-class SetupError(Exception):
-    """A failure setting up the container process, with the exit code to report."""
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def env_path(env: "list[str]") -> str:

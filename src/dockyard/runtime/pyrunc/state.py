@@ -12,12 +12,23 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-DEFAULT_ROOT = "/run/pyrunc"
+DEFAULT_ROOT = "/run/pyrunc"  # cli.DEFAULT_ROOT repeats it (cli imports nothing of ours up front)
 OCI_VERSION = "1.0.2"
 
 
 class StateError(Exception):
     """A container that does not exist, or is not in the state a command needs."""
+
+
+class SetupError(Exception):
+    """A failure setting up the container process, with the exit code to report.
+
+    (Used by process.py and container.py; it lives here, with StateError, so that the
+    verbs that need neither ctypes nor process.py can still name it.)"""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class Container:
