@@ -4,7 +4,8 @@
   A = one 256 MiB incompressible layer; B = 30 layers of 4 MiB.
   push / pull   skopeo copy (a private blob-info cache per run, a new repository per
                 run, so every push uploads every byte), interleaved between servers;
-                pulls write into tmpfs (/dev/shm) when it has room; median of --runs
+                pulls write into tmpfs (/dev/shm) when it has room; median of --runs;
+                for pulls also the server's CPU seconds (steadier than wall time here)
   parallel      64 concurrent curl processes each pulling B (manifest + config + 30
                 layers on one keep-alive connection): aggregate MiB/s, failures, and
                 the server's peak RSS while it serves them
@@ -13,7 +14,8 @@
 
 Targets (issue 3): push/pull >= 1.0x distribution; parallel pulls with 0 failures,
 >= 1.0x aggregate and <= 0.25x peak RSS; catalog >= 10x faster.
-Traffic goes only to 127.0.0.1. Usage: python3 bench/registry.py [--quick]
+Traffic goes only to 127.0.0.1. Usage: python3 bench/registry.py [--quick] [--only pull]
+(``--only pull``: push each image once, then time only interleaved pulls; for iteration.)
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -32,11 +35,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from dockyard.registry.testing import DockyardRegistry  # noqa: E402
 from dockyard.testing.images import ImageSpec, push_oci_layout, random_layer_tar, skopeo, write_oci_layout  # noqa: E402
-from dockyard.testing.registry import DistributionRegistry  # noqa: E402
+from dockyard.testing.registry import DistributionRegistry, DockyardRegistry  # noqa: E402
 
 MiB = 1 << 20
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def rss_kib(pid: int, field: str = "VmRSS") -> int:
@@ -77,32 +80,47 @@ def build(work: Path, size_a: int, layers_b: int, layer_b: int) -> dict[str, Pat
     return {"A": work / "layout-a", "B": work / "layout-b"}
 
 
-def timed(fn) -> float:
-    t = time.perf_counter()
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def measured(fn, pid: int) -> tuple[float, float]:
+    """Wall seconds of ``fn()`` and the CPU seconds the server ``pid`` spent meanwhile."""
+    c, t = cpu_seconds(pid), time.perf_counter()
     fn()
-    return time.perf_counter() - t
+    return time.perf_counter() - t, cpu_seconds(pid) - c
 
 
 def layout_bytes(layout: Path) -> int:
     return sum(p.stat().st_size for p in (layout / "blobs" / "sha256").iterdir())
 
 
-def push_pull(servers: dict, layouts: dict[str, Path], work: Path, runs: int) -> dict:
+def push_pull(servers: dict, layouts: dict[str, Path], work: Path, runs: int, pull_only: bool = False) -> dict:
+    """Medians of (wall, server CPU) per (server, image, op). ``pull_only``: push each image
+    once, untimed, then time only the pulls (quick iteration on the pull path)."""
     # Pull into tmpfs when it has room: skopeo's disk writes otherwise dominate and add noise.
     shm = Path("/dev/shm")
     pull_dir = shm if shm.is_dir() and shutil.disk_usage(shm).free > 2 * sum(map(layout_bytes, layouts.values())) \
         else work
-    results: dict = {(s, img, op): [] for s in servers for img in layouts for op in ("push", "pull")}
+    ops = ("pull",) if pull_only else ("push", "pull")
+    results: dict = {(s, img, op): [] for s in servers for img in layouts for op in ops}
+    if pull_only:
+        for img, layout in layouts.items():
+            for srv in servers.values():
+                push_oci_layout(layout, f"{srv.address}/bench/{img.lower()}-0:latest")
     for run in range(runs):
         for img, layout in layouts.items():
             for name, srv in servers.items():  # interleaved: noise hits both alike
-                ref = f"{srv.address}/bench/{img.lower()}-{run}:latest"
-                results[(name, img, "push")].append(timed(lambda: push_oci_layout(layout, ref)))
+                ref = f"{srv.address}/bench/{img.lower()}-{0 if pull_only else run}:latest"
+                if not pull_only:
+                    results[(name, img, "push")].append(measured(lambda: push_oci_layout(layout, ref), srv.proc.pid))
                 out = pull_dir / f"pull-{name}"
-                results[(name, img, "pull")].append(timed(lambda: skopeo(
-                    "copy", "--src-tls-verify=false", f"docker://{ref}", f"oci:{out}:latest")))
+                results[(name, img, "pull")].append(measured(lambda: skopeo(
+                    "copy", "--src-tls-verify=false", f"docker://{ref}", f"oci:{out}:latest"), srv.proc.pid))
                 shutil.rmtree(out, ignore_errors=True)
-    return {k: statistics.median(v) for k, v in results.items()}
+    return {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v)) for k, v in results.items()}
 
 
 def parallel_pulls(srv, clients: int) -> dict:
@@ -186,6 +204,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--clients", type=int, default=64)
     ap.add_argument("--repos", type=int, default=1000)
+    ap.add_argument("--only", choices=["pull"], help="only the pull rows (each image pushed once, untimed)")
     args = ap.parse_args()
     size_a, layers_b, layer_b, runs = (256 * MiB, 30, 4 * MiB, args.runs)
     if args.quick:
@@ -200,6 +219,11 @@ def main() -> None:
         servers["dockyard"] = DockyardRegistry({"fsync": True}).start()
         time.sleep(1)
         idle = {n: rss_kib(s.proc.pid) for n, s in servers.items()}
+        if args.only == "pull":
+            print("pulls ...", file=sys.stderr)
+            pp = push_pull(servers, layouts, work, runs, pull_only=True)
+            print_table(push_pull_rows(pp, {"A": size_a, "B": layers_b * layer_b}, ("pull",)))
+            return
         print("push/pull ...", file=sys.stderr)
         pp = push_pull(servers, layouts, work, runs)
         print("parallel pulls ...", file=sys.stderr)
@@ -217,12 +241,7 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     sizes = {"A": size_a, "B": layers_b * layer_b}
-    rows = []
-    for img in ("A", "B"):
-        for op in ("push", "pull"):
-            d, y = pp[("distribution", img, op)], pp[("dockyard", img, op)]
-            rows.append((f"{op} {img} ({sizes[img] // MiB} MiB)", f"{d:.2f} s ({sizes[img] / MiB / d:.0f} MiB/s)",
-                         f"{y:.2f} s ({sizes[img] / MiB / y:.0f} MiB/s)", f"{d / y:.2f}x throughput", "≥ 1.0x"))
+    rows = push_pull_rows(pp, sizes, ("push", "pull"))
     d, y = par["distribution"], par["dockyard"]
     rows.append((f"{args.clients} parallel pulls of B", f"{d['mibs']:.0f} MiB/s, {d['failures']} failed",
                  f"{y['mibs']:.0f} MiB/s, {y['failures']} failed", f"{y['mibs'] / d['mibs']:.2f}x", "≥ 1.0x, 0 failed"))
@@ -236,6 +255,23 @@ def main() -> None:
                  f"{idle['dockyard'] / idle['distribution']:.2f}x", ""))
     rows.append(("peak RSS (whole run, VmHWM)", f"{hwm['distribution'] / 1024:.1f} MiB",
                  f"{hwm['dockyard'] / 1024:.1f} MiB", f"{hwm['dockyard'] / hwm['distribution']:.2f}x", ""))
+    print_table(rows)
+
+
+def push_pull_rows(pp: dict, sizes: dict[str, int], ops: tuple[str, ...]) -> list[tuple]:
+    rows = []
+    for img in ("A", "B"):
+        for op in ops:
+            (d, dc), (y, yc) = pp[("distribution", img, op)], pp[("dockyard", img, op)]
+            rows.append((f"{op} {img} ({sizes[img] // MiB} MiB)", f"{d:.2f} s ({sizes[img] / MiB / d:.0f} MiB/s)",
+                         f"{y:.2f} s ({sizes[img] / MiB / y:.0f} MiB/s)", f"{d / y:.2f}x throughput", "≥ 1.0x"))
+            if op == "pull":  # less noisy than wall time on a shared machine: the server's own cost
+                rows.append(("  server CPU per pull", f"{dc:.2f} s", f"{yc:.2f} s",
+                             f"{yc / dc:.2f}x" if dc else "", ""))
+    return rows
+
+
+def print_table(rows: list[tuple]) -> None:
     header = ("", "distribution 2.8", "dockyard", "ratio", "target")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(5)]
     for r in [header, tuple("-" * w for w in widths), *rows]:

@@ -15,8 +15,8 @@ from typing import Iterator
 import pytest
 
 from dockyard.registry.auth import encode_jwt
-from dockyard.registry.testing import Client, DockyardRegistry
-from dockyard.testing.registry import DistributionRegistry, bcrypt_htpasswd_line
+from dockyard.testing.client import Client
+from dockyard.testing.registry import DistributionRegistry, DockyardRegistry, bcrypt_htpasswd_line
 from tests.conftest import require
 
 USER, PASSWORD = "alice", "s3cret"

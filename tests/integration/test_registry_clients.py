@@ -12,8 +12,8 @@ from typing import Iterator
 
 import pytest
 
-from dockyard.registry.testing import DockyardRegistry
 from dockyard.testing.images import ImageSpec, push_oci_layout, random_layer_tar, skopeo, write_oci_layout
+from dockyard.testing.registry import DockyardRegistry
 from tests.conftest import require
 
 

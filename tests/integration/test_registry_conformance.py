@@ -12,8 +12,9 @@ from typing import Iterator
 import pytest
 
 from dockyard.oci import mediatypes as mt
-from dockyard.registry.testing import Client, DockyardRegistry, MotoS3
-from dockyard.testing.registry import DistributionRegistry
+from dockyard.testing.client import Client
+from dockyard.testing.registry import DistributionRegistry, DockyardRegistry
+from dockyard.testing.s3 import MotoS3
 from tests.conftest import require
 
 _names = itertools.count()
@@ -201,6 +202,26 @@ def test_range_request(c: Client, repo: str) -> None:
     r = c.request("GET", f"/v2/{repo}/blobs/{d}", headers={"Range": "bytes=2-5"})
     assert (r.status, r.body) == (206, b"2345")
     assert r.headers["content-range"] == f"bytes 2-5/{len(data)}"
+    r = c.request("GET", f"/v2/{repo}/blobs/{d}", headers={"Range": "bytes=-3"})  # the last 3 bytes
+    assert (r.status, r.body) == (206, b"def")
+    r = c.request("GET", f"/v2/{repo}/blobs/{d}", headers={"Range": "bytes=10-"})
+    assert (r.status, r.body) == (206, b"abcdef")
+
+
+def test_range_past_the_end_is_416(c: Client, repo: str, api, request) -> None:
+    lacks(api, request, "answers 416 with the blob's Content-Length but no body")
+    data = b"0123456789abcdef"
+    d = push_blob(c, repo, data)
+    r = c.request("GET", f"/v2/{repo}/blobs/{d}", headers={"Range": f"bytes={len(data)}-"})
+    assert r.status == 416 and r.headers["content-range"] == f"bytes */{len(data)}"
+
+
+def test_blob_etag_is_the_digest(c: Client, repo: str) -> None:
+    d = push_blob(c, repo, b"cache me")
+    r = c.request("GET", f"/v2/{repo}/blobs/{d}")
+    assert r.headers["etag"] == f'"{d}"' and r.headers["docker-content-digest"] == d
+    r = c.request("GET", f"/v2/{repo}/blobs/{d}", headers={"If-None-Match": f'"{d}"'})
+    assert (r.status, r.body) == (304, b"")
 
 
 def test_blob_unknown(c: Client, repo: str) -> None:

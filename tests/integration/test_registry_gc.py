@@ -17,7 +17,8 @@ from dockyard.cli.registry import registry as registry_cli
 from dockyard.oci import mediatypes as mt
 from dockyard.registry.gc import collect
 from dockyard.registry.settings import Settings
-from dockyard.registry.testing import Client, DockyardRegistry
+from dockyard.testing.client import Client
+from dockyard.testing.registry import DockyardRegistry
 
 
 def sha(data: bytes) -> str:

@@ -10,8 +10,10 @@ from typing import Iterator
 
 import pytest
 
-from dockyard.registry.testing import Client, DockyardRegistry, MotoS3
+from dockyard.testing.client import Client
 from dockyard.testing.images import ImageSpec, push_oci_layout, random_layer_tar, skopeo, write_oci_layout
+from dockyard.testing.registry import DockyardRegistry
+from dockyard.testing.s3 import MotoS3
 from tests.conftest import require
 
 

@@ -8,10 +8,12 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 
-from dockyard.registry.testing import Client, DockyardRegistry
+from dockyard.testing.client import Client
+from dockyard.testing.registry import DockyardRegistry
 
 
 def sha(data: bytes) -> str:
@@ -47,10 +49,21 @@ def test_health_and_access_log() -> None:
         assert c.request("GET", "/v2/_health").status == 200
         c.request("GET", "/v2/nothing/here/tags/list")
         c.request("GET", "/v2/_catalog")
-        lines = reg.logs().splitlines()
-        assert any(re.search(r'"GET /v2/nothing/here/tags/list" 404 \d+ [\d.]+ms', line) for line in lines), lines
-        assert any(re.search(r'"GET /v2/_catalog" 200 \d+ [\d.]+ms', line) for line in lines)
+        for pattern in (r'"GET /v2/nothing/here/tags/list" 404 \d+ [\d.]+ms', r'"GET /v2/_catalog" 200 \d+ [\d.]+ms'):
+            assert wait_for_line(reg, pattern), reg.logs()
         assert "Traceback" not in reg.logs()
+
+
+def wait_for_line(reg: DockyardRegistry, pattern: str, timeout: float = 5.0) -> bool:
+    """The server writes a request's log line after the response is out, so the client can
+    read the log before the line is there: poll briefly."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if any(re.search(pattern, line) for line in reg.logs().splitlines()):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
 
 
 def test_unknown_route_is_json_404() -> None:
@@ -60,7 +73,7 @@ def test_unknown_route_is_json_404() -> None:
 
 
 def test_env_configuration(tmp_path) -> None:
-    from dockyard.registry.testing import free_port
+    from dockyard.testing.servers import free_port
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKYARD_REGISTRY_")}

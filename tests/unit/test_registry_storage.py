@@ -10,7 +10,7 @@ import pytest
 
 from dockyard.registry.storage import PathNotFound, StorageDriver
 from dockyard.registry.storage.filesystem import FilesystemDriver
-from dockyard.registry.testing import MotoS3
+from dockyard.testing.s3 import MotoS3
 
 
 @pytest.fixture(scope="module")

@@ -123,7 +123,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _error_response(request, e)
     except web.HTTPException:
         raise
-    except (asyncio.CancelledError, ConnectionResetError):
+    except (asyncio.CancelledError, ConnectionError):  # the client went away: nothing to answer
         raise
     except Exception:  # noqa: BLE001 - a bug: log it, answer 500 in the spec's format
         log.error("%s %s failed:\n%s", request.method, request.path, traceback.format_exc())

@@ -1,37 +1,33 @@
-"""The CNCF distribution registry (Debian's ``docker-registry``) as a test peer.
+"""Registries as test peers, each a private process on a free port of 127.0.0.1 with its
+own config, storage and log in a temp dir (lifecycle: ``dockyard.testing.servers``).
 
-Each instance gets its own config, storage and log in a temp dir and listens on a
-free port of 127.0.0.1 over plain HTTP, optionally behind htpasswd basic auth::
+- ``DistributionRegistry``: the CNCF distribution registry (Debian's ``docker-registry``),
+  plain HTTP, optionally behind htpasswd basic auth::
 
-    with DistributionRegistry(htpasswd=("alice", "secret")) as registry:
-        push_oci_layout(layout, f"{registry.address}/app:1", creds=("alice", "secret"))
+      with DistributionRegistry(htpasswd=("alice", "secret")) as registry:
+          push_oci_layout(layout, f"{registry.address}/app:1", creds=("alice", "secret"))
+
+- ``DockyardRegistry``: ``python -m dockyard.registry serve`` with a config you pass.
 """
 
 from __future__ import annotations
 
-import atexit
-import http.client
 import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
-import tempfile
-import time
+import sys
 import warnings
 from pathlib import Path
+from typing import Any
+
+from dockyard.testing.servers import ServerProcess, free_port, http_status
+
+__all__ = ["DistributionRegistry", "DockyardRegistry", "bcrypt_htpasswd_line", "free_port"]
 
 BINARY = "docker-registry"
-START_TIMEOUT = 10.0
 BCRYPT_COST = 4
-
-
-def free_port() -> int:
-    """A port that was free a moment ago (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def bcrypt_htpasswd_line(user: str, password: str) -> str:
@@ -60,23 +56,19 @@ def bcrypt_htpasswd_line(user: str, password: str) -> str:
     return f"{user}:{hashed}"
 
 
-class DistributionRegistry:
-    """A private ``docker-registry`` process; ``start()``/``stop()`` or use it as a context manager."""
+class DistributionRegistry(ServerProcess):
+    """A private ``docker-registry`` process."""
+
+    name = "docker-registry"
+    dir_prefix = "dockyard-distribution-"
+    log_name = "registry.log"
+    start_timeout = 10.0
 
     def __init__(self, htpasswd: tuple[str, str] | None = None, *, binary: str | None = None,
                  port: int | None = None) -> None:
+        super().__init__(port)
         self.htpasswd = htpasswd
         self.binary = binary or shutil.which(BINARY) or f"/usr/bin/{BINARY}"
-        self.port = port or 0
-        self.dir: Path | None = None
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    # --- what tests use ---
-
-    @property
-    def address(self) -> str:
-        """``127.0.0.1:PORT``, as a reference's domain."""
-        return f"127.0.0.1:{self.port}"
 
     @property
     def url(self) -> str:
@@ -93,61 +85,13 @@ class DistributionRegistry:
         """``user:password`` for skopeo's ``--creds``, if auth is on."""
         return f"{self.htpasswd[0]}:{self.htpasswd[1]}" if self.htpasswd else None
 
-    def logs(self) -> str:
-        if self.dir is None or not (self.dir / "registry.log").exists():
-            return ""
-        return (self.dir / "registry.log").read_text(errors="replace")
-
-    # --- lifecycle ---
-
-    def start(self) -> DistributionRegistry:
-        if self.proc is not None:
-            return self
+    def check(self) -> None:
         if not os.access(self.binary, os.X_OK):
             raise FileNotFoundError(f"{self.binary} not found: apt-get install docker-registry")
-        self.dir = Path(tempfile.mkdtemp(prefix="dockyard-distribution-"))
-        atexit.register(self.stop)  # no orphan registry if a test run ends early
-        fixed_port = bool(self.port)
-        try:
-            for _attempt in range(5):  # a free port can be taken before the registry binds it
-                if not fixed_port:
-                    self.port = free_port()
-                self._launch()
-                if self._wait_ready():
-                    return self
-                if fixed_port or "address already in use" not in self.logs():
-                    break
-            raise RuntimeError(f"docker-registry did not start on {self.address}:\n{self.logs()[-4000:]}")
-        except BaseException:
-            self.stop()
-            raise
 
-    def stop(self) -> None:
-        """Terminate the registry (by its PID) and remove its config, storage and log."""
-        proc, self.proc = self.proc, None
-        if proc is not None:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-        if self.dir is not None:
-            shutil.rmtree(self.dir, ignore_errors=True)
-            self.dir = None
-        atexit.unregister(self.stop)
-
-    def __enter__(self) -> DistributionRegistry:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    # --- internals ---
-
-    def _config(self) -> dict:
+    def configure(self) -> None:
         assert self.dir is not None
+        self.storage.mkdir(exist_ok=True)
         config: dict = {
             "version": 0.1,
             "log": {"level": "info", "formatter": "text"},
@@ -164,36 +108,62 @@ class DistributionRegistry:
             path = self.dir / "htpasswd"
             path.write_text(bcrypt_htpasswd_line(*self.htpasswd) + "\n")
             config["auth"] = {"htpasswd": {"realm": "dockyard-test", "path": str(path)}}
-        return config
+        (self.dir / "config.yml").write_text(json.dumps(config, indent=2))  # JSON is YAML
 
-    def _launch(self) -> None:
+    def command(self) -> list[str]:
         assert self.dir is not None
-        self.storage.mkdir(exist_ok=True)
-        config = self.dir / "config.yml"
-        config.write_text(json.dumps(self._config(), indent=2))  # JSON is YAML
-        with open(self.dir / "registry.log", "wb") as log:
-            # A clean env: REGISTRY_* variables would override our config.
-            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.dir)}
-            self.proc = subprocess.Popen([self.binary, "serve", str(config)], stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        return [self.binary, "serve", str(self.dir / "config.yml")]
 
-    def _wait_ready(self) -> bool:
-        """Poll ``GET /v2/`` until it answers (200, or 401 with auth on) and our process
-        says it listens (so a stranger that grabbed the port cannot pass for it)."""
-        assert self.proc is not None
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self.proc = None
-                return False
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
-                conn.request("GET", "/v2/")
-                status = conn.getresponse().status
-                conn.close()
-                if status in (200, 401) and f"listening on {self.address}" in self.logs():
-                    return True
-            except OSError:
-                pass
-            time.sleep(0.05)
-        return False
+    def env(self) -> dict[str, str]:
+        # A clean env: REGISTRY_* variables would override our config.
+        assert self.dir is not None
+        return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.dir)}
+
+    def ready(self) -> bool:
+        # GET /v2/ answers (200, or 401 with auth on) and our process says it listens,
+        # so a stranger that grabbed the port cannot pass for it.
+        return http_status(self.port, "/v2/") in (200, 401) and f"listening on {self.address}" in self.new_logs()
+
+
+class DockyardRegistry(ServerProcess):
+    """``python -m dockyard.registry serve`` in a temp dir; ``config`` is merged into its YAML."""
+
+    name = "dockyard registry"
+    dir_prefix = "dockyard-registry-"
+    log_name = "registry.log"
+
+    def __init__(self, config: dict[str, Any] | None = None, *, root: Path | None = None,
+                 tls: tuple[str, str] | None = None, env: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self.config = dict(config or {})
+        self.tls = tls
+        self.extra_env = env or {}
+        self._root = root
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self.address}"
+
+    @property
+    def root(self) -> Path:
+        assert self.dir is not None
+        return self._root or self.dir / "root"
+
+    def configure(self) -> None:
+        assert self.dir is not None
+        config = {"addr": self.address, "root": str(self.root), "fsync": False, **self.config}
+        if self.tls:
+            config["tls"] = {"cert": self.tls[0], "key": self.tls[1]}
+        (self.dir / "config.yml").write_text(json.dumps(config))  # JSON is YAML
+
+    def command(self) -> list[str]:
+        assert self.dir is not None
+        return [sys.executable, "-m", "dockyard.registry", "serve", "--config", str(self.dir / "config.yml")]
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKYARD_REGISTRY_")}
+        env.update(self.extra_env)
+        return env
+
+    def ready(self) -> bool:
+        return f"listening on {self.address}" in self.new_logs()
