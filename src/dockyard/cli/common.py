@@ -1,11 +1,11 @@
-"""What every command shares: settings from the global options and the engine."""
+"""What every command shares: settings from the global options and the engine.
+
+Free of click at import: the fast path (``cli/fastpath.py``) uses ``State`` without it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-
-import click
 
 if TYPE_CHECKING:
     from dockyard.engine import Engine
@@ -31,10 +31,14 @@ class State:
 
 def engine() -> "Engine":
     """The engine of the running command (opened on first use)."""
+    import click
+
     return click.get_current_context().find_object(State).engine()
 
 
 def print_json(value: Any) -> None:
     import json
+
+    import click
 
     click.echo(json.dumps(value, indent=4))

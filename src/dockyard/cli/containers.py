@@ -8,7 +8,6 @@ level: ``ps`` and ``run`` are typed all day.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -20,14 +19,6 @@ from dockyard.cli import common
 if TYPE_CHECKING:
     from dockyard.containers.store import ContainerRecord
 
-PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
-              "RunningFor": "CREATED", "Ports": "PORTS", "Status": "STATUS", "Size": "SIZE", "Names": "NAMES",
-              "Labels": "LABELS", "Mounts": "MOUNTS", "Networks": "NETWORKS", "State": "STATE",
-              "LocalVolumes": "LOCAL VOLUMES"}
-PS_TABLE = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
-# How long `run -d` watches a new container for an early death (DOCKYARD_EARLY_EXIT_WINDOW):
-# a second for a person at a terminal, nothing for scripts (they check `ps`/`wait` themselves).
-EARLY_EXIT_WINDOW = float(os.environ.get("DOCKYARD_EARLY_EXIT_WINDOW") or (1.0 if sys.stderr.isatty() else 0.0))
 PRUNE_WARNING = "WARNING! This will remove all stopped containers.\nAre you sure you want to continue?"
 
 
@@ -35,29 +26,10 @@ def _engine():  # noqa: ANN202
     return common.engine()
 
 
-def _write(text: str) -> None:
-    if text:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-
-
-def _each(names: Sequence[str], action: Callable[[str], Any], echo: bool = True) -> None:
-    """Docker goes on after a failed name, reports each, and fails at the end."""
-    from dockyard.errors import DockyardError
-
-    errors: list[DockyardError] = []
-    for name in names:
-        try:
-            action(name)
-        except DockyardError as e:
-            errors.append(e)
-            continue
-        if echo:
-            _write(name + "\n")
-    if errors:
-        for e in errors[:-1]:
-            click.echo(f"Error: {e}", err=True)
-        raise errors[-1]
+from dockyard.cli.ops import (EARLY_EXIT_WINDOW, PS_HEADERS, PS_TABLE, _exec_tty, _familiar,  # noqa: E402,F401
+                              _pull, _ram, _read_kv_files, _write, build_create, ps_rows, status_text)
+from dockyard.cli.ops import each as _each  # noqa: E402
+from dockyard.cli.ops import replaced_bind_warning as _replaced_bind_warning  # noqa: E402
 
 
 # ---- create / run -----------------------------------------------------------------------
@@ -107,144 +79,10 @@ def _create_options(f: Callable) -> Callable:
     return f
 
 
-def _ram(value: str | None) -> int | None:
-    if value is None:
-        return None
-    if value == "-1":
-        return -1
-    from dockyard.containers.logs import parse_size
-    from dockyard.errors import DockyardError
-
-    try:
-        return parse_size(value)
-    except ValueError:
-        raise DockyardError(f"invalid size: '{value}'", exit_code=125) from None
-
-
-def _read_kv_files(paths: Sequence[str]) -> list[str]:
-    from dockyard.errors import DockyardError
-
-    out = []
-    for path in paths:
-        try:
-            text = open(path).read()
-        except OSError as e:
-            raise DockyardError(f"open {path}: {(e.strerror or str(e)).lower()}", exit_code=125) from None
-        for line in text.splitlines():
-            line = line.strip()
-            if line and not line.startswith("#"):
-                out.append(line)
-    return out
-
-
-def build_create(kw: dict[str, Any], image: str, command: Sequence[str]) -> tuple[dict, dict]:
-    """Flags into Docker's (Config, HostConfig)."""
-    from dockyard.containers import mounts as mounts_mod
-    from dockyard.errors import DockyardError
-
-    env = _read_kv_files(kw.get("env_file") or ()) + list(kw.get("env") or ())
-    labels: dict[str, str] = {}
-    for item in _read_kv_files(kw.get("label_file") or ()) + list(kw.get("labels") or ()):
-        key, _, value = item.partition("=")
-        labels[key] = value
-    attach = [a.lower() for a in kw.get("attach") or ()]
-    detach = kw.get("detach", False)
-    config: dict[str, Any] = {
-        "Hostname": kw.get("hostname") or "", "User": kw.get("user") or "",
-        "AttachStdin": bool(kw.get("interactive")) and not detach if not attach else "stdin" in attach,
-        "AttachStdout": not detach if not attach else "stdout" in attach,
-        "AttachStderr": not detach if not attach else "stderr" in attach,
-        "Tty": bool(kw.get("tty")), "OpenStdin": bool(kw.get("interactive")),
-        "StdinOnce": bool(kw.get("interactive")) and not detach,
-        "Env": env, "Cmd": list(command) or None, "Image": image, "WorkingDir": kw.get("workdir") or "",
-        "Entrypoint": None if kw.get("entrypoint") is None else [kw["entrypoint"]],
-        "Labels": labels,
-    }
-    if kw.get("stop_signal"):
-        config["StopSignal"] = kw["stop_signal"]
-    if kw.get("stop_timeout") is not None:
-        config["StopTimeout"] = kw["stop_timeout"]
-    restart = kw.get("restart") or "no"
-    name, _, count = restart.partition(":")
-    if count and not count.isdigit():
-        raise DockyardError(f"invalid restart policy format: {restart}", exit_code=125)
-    ulimits = []
-    for item in kw.get("ulimit") or ():
-        key, sep, limits = item.partition("=")
-        soft, _, hard = limits.partition(":")
-        try:
-            ulimits.append({"Name": key, "Soft": int(soft), "Hard": int(hard or soft)})
-        except ValueError:
-            raise DockyardError(f"invalid ulimit argument: {item}", exit_code=125) from None
-    log_config: dict[str, Any] = {"Type": kw.get("log_driver") or "json-file", "Config": {}}
-    for item in kw.get("log_opt") or ():
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise DockyardError(f"invalid key value pair format in log-opt: {item}", exit_code=125)
-        log_config["Config"][key] = value
-    nano_cpus = None
-    if kw.get("cpus"):
-        try:
-            nano_cpus = int(float(kw["cpus"]) * 1e9)
-        except ValueError:
-            raise DockyardError(f"invalid argument \"{kw['cpus']}\" for \"--cpus\" flag", exit_code=125) from None
-        if nano_cpus > (os.cpu_count() or 1) * 1e9:
-            raise DockyardError(f"range of CPUs is from 0.01 to {os.cpu_count()}.00, as there are only "
-                                f"{os.cpu_count()} CPUs available", exit_code=125)
-    host: dict[str, Any] = {
-        "Binds": list(kw.get("volumes") or ()) or None,
-        "NetworkMode": kw.get("network") or "default",
-        "RestartPolicy": {"Name": name, "MaximumRetryCount": int(count or 0)},
-        "AutoRemove": bool(kw.get("rm")),
-        "CapAdd": list(kw.get("cap_add") or ()) or None, "CapDrop": list(kw.get("cap_drop") or ()) or None,
-        "Privileged": bool(kw.get("privileged")), "ReadonlyRootfs": bool(kw.get("read_only")),
-        "Tmpfs": {t.partition(":")[0]: t.partition(":")[2] for t in kw.get("tmpfs") or ()} or None,
-        "Memory": _ram(kw.get("memory")) or 0, "MemorySwap": _ram(kw.get("memory_swap")) or 0,
-        "NanoCpus": nano_cpus or 0, "CpuShares": kw.get("cpu_shares") or 0,
-        "PidsLimit": kw.get("pids_limit"), "Ulimits": ulimits or None, "Init": True if kw.get("init") else None,
-        "Runtime": kw.get("runtime") or os.environ.get("DOCKYARD_RUNTIME") or "pyrunc",
-        "Mounts": [mounts_mod.parse_mount(m) for m in kw.get("mounts") or ()] or None,
-        "LogConfig": log_config,
-    }
-    for b in host["Binds"] or []:
-        mounts_mod.parse_volume(b)  # fail early, with Docker's message
-    return config, host
-
-
 def _create(kw: dict[str, Any], image: str, command: Sequence[str]) -> "ContainerRecord":
-    from dockyard.errors import DockyardError, NotFoundError
+    from dockyard.cli.ops import create_container
 
-    engine = _engine()
-    config, host = build_create(kw, image, command)
-    pull = kw.get("pull") or "missing"
-    if pull == "always" or (pull == "missing" and engine.image_store.find(image) is None):
-        if pull == "missing":
-            click.echo(f"Unable to find image '{_familiar(image)}' locally", err=True)
-        try:
-            _pull(engine, image)
-        except DockyardError as e:
-            e.exit_code = 125
-            raise
-    try:
-        return engine.containers.create(config, host, kw.get("name"))
-    except NotFoundError as e:
-        e.exit_code = 125
-        raise
-
-
-def _familiar(image: str) -> str:
-    from dockyard import reference
-
-    try:
-        return reference.parse(image).familiar()
-    except Exception:  # noqa: BLE001 - the pull reports bad references properly
-        return image
-
-
-def _pull(engine: Any, image: str) -> None:
-    """Docker's run pulls a missing image; its progress goes to stderr, away from the output."""
-    pulled = engine.images.pull(image)
-    click.echo(f"Status: Downloaded newer image for {_familiar(image)} ({pulled.short_id})", err=True)
+    return create_container(_engine(), kw, image, command)
 
 
 @click.command(context_settings={"allow_interspersed_args": False})
@@ -265,83 +103,9 @@ def create(image: str, command: tuple[str, ...], **kw: Any) -> None:
 @click.argument("command", nargs=-1, metavar="[COMMAND] [ARG...]")
 def run(image: str, command: tuple[str, ...], detach: bool, sig_proxy: bool, **kw: Any) -> None:
     """Create and run a new container from an image."""
-    kw["detach"] = detach
-    containers = _engine().containers
-    shim = containers.spawn_shim()  # its start-up overlaps the creation below
-    try:
-        record = _create(kw, image, command)
-    except BaseException:
-        shim.cancel()
-        raise
-    if detach:
-        try:
-            containers.start_and_wait(record.id, shim=shim)
-        except BaseException:
-            if kw.get("rm"):
-                containers.remove(record.id, force=True)
-            raise
-        _write(record.id + "\n")
-        _early_exit_warning(record)
-        return
-    from dockyard.containers import attach
+    from dockyard.cli import ops
 
-    tty = bool(kw.get("tty"))
-    try:
-        handle = containers.start(record.id, attach_first=True, tty_size=attach.terminal_size() if tty else None,
-                                  shim=shim)
-        assert handle is not None
-        handle.wait_created()
-        sock = containers.connect(record.id, stdin=bool(kw.get("interactive")), stdout=True, stderr=True)
-        handle.wait_started()
-        containers.mark_running(handle)
-    except BaseException:
-        if kw.get("rm"):
-            containers.remove(record.id, force=True)
-        raise
-    result = attach.stream(sock, stdin=bool(kw.get("interactive")), tty=tty, sig_proxy=sig_proxy) if sock else None
-    if result is None:
-        current = containers.find(record.id)
-        code = current.exit_code if current is not None else 125
-    else:
-        code = int(result.get("StatusCode", 0))
-        if result.get("RemoveRecord") and sock is not None:
-            containers.store.delete(record.id)  # --rm: the shim removed the files, we the record
-            attach.confirm_removal(sock)
-    sys.exit(code)
-
-
-def _early_exit_warning(record: "ContainerRecord") -> None:
-    """Better than Docker: say so when a detached container dies in its first second."""
-    if EARLY_EXIT_WINDOW <= 0:
-        return
-    containers = _engine().containers
-    deadline = time.monotonic() + EARLY_EXIT_WINDOW
-    sock = containers.connect(record.id)
-    frame: dict[str, Any] | None = {}
-    if sock is not None:
-        frame = containers.wait_exit_frame(sock, EARLY_EXIT_WINDOW)
-        sock.close()
-        if frame is None and time.monotonic() >= deadline - 0.01:
-            return  # still running after its first second
-    current = containers.find(record.id)
-    frame = frame or {}
-    code = frame.get("StatusCode") if frame else (current.exit_code if current else "?")
-    if current is not None and current.status in ("running", "restarting", "paused") and not frame:
-        return
-    lines = []
-    if current is not None:
-        try:
-            lines = [r["log"].rstrip("\n") for r in containers.logs(record.id, tail=5)]
-        except Exception:  # noqa: BLE001 - a warning must not fail the run
-            lines = []
-    where = f"dockyard logs {record.name}" if current is not None else "its logs are gone with it (--rm)"
-    message = [f"WARNING: container {record.name} exited with code {code} within its first second, so it is "
-               f"not running: `dockyard ps` will not list it and it has no IP address."]
-    if lines:
-        message.append("Its last log lines:")
-        message += [f"    {line}" for line in lines]
-    message.append(f"See `{where}` and `dockyard ps -a`." if current is not None else where + ".")
-    click.echo("\n".join(message), err=True)
+    ops.run(_engine(), image, command, detach, sig_proxy, kw)
 
 
 # ---- start / stop / kill / restart / rm / wait / rename / pause ---------------------------
@@ -391,8 +155,9 @@ def start(attach: bool, interactive: bool, containers_: tuple[str, ...]) -> None
 @click.argument("containers_", nargs=-1, required=True, metavar="CONTAINER [CONTAINER...]")
 def stop(timeout: int | None, signal: str | None, containers_: tuple[str, ...]) -> None:
     """Stop one or more running containers."""
-    containers = _engine().containers
-    _each(containers_, lambda n: containers.stop(n, timeout, signal))
+    from dockyard.cli import ops
+
+    ops.stop(_engine(), timeout, signal, containers_)
 
 
 @click.command()
@@ -420,19 +185,9 @@ def restart(timeout: int | None, containers_: tuple[str, ...]) -> None:
 @click.argument("containers_", nargs=-1, required=True, metavar="CONTAINER [CONTAINER...]")
 def rm(force: bool, volumes: bool, link: bool, containers_: tuple[str, ...]) -> None:
     """Remove one or more containers."""
-    from dockyard.errors import NotFoundError
+    from dockyard.cli import ops
 
-    containers = _engine().containers
-
-    def one(name: str) -> None:
-        try:
-            containers.remove(name, force=force, volumes=volumes)
-        except NotFoundError as e:
-            if force:
-                return
-            raise e
-
-    _each(containers_, one)
+    ops.rm(_engine(), force, volumes, containers_)
 
 
 @click.command()
@@ -470,53 +225,6 @@ def unpause(containers_: tuple[str, ...]) -> None:
 # ---- ps ---------------------------------------------------------------------------------
 
 
-def status_text(r: "ContainerRecord", now: float) -> str:
-    from dockyard.cli.formatting import human_duration
-
-    if r.status in ("running", "paused"):
-        text = f"Up {human_duration(now - (r.started_at or now))}"
-        return text + " (Paused)" if r.status == "paused" else text
-    if r.status == "restarting":
-        return f"Restarting ({r.exit_code}) {human_duration(now - (r.finished_at or now))} ago"
-    if r.status == "exited":
-        if not r.finished_at:
-            return "Created"
-        return f"Exited ({r.exit_code}) {human_duration(now - r.finished_at)} ago"
-    if r.status == "removing":
-        return "Removal In Progress"
-    if r.status == "dead":
-        return "Dead"
-    return "Created"
-
-
-def ps_rows(records: Sequence["ContainerRecord"], trunc: bool, now: float | None = None) -> list[dict[str, str]]:
-    from dockyard.cli import formatting as fmt
-
-    now = time.time() if now is None else now
-    rows = []
-    for r in records:
-        command = " ".join([r.config.get("Path", "")] + list(r.config.get("Args") or []))
-        labels = r.container_config.get("Labels") or {}
-        mounts = [m.get("Name") or m.get("Source", "") for m in r.config.get("Mounts") or []]
-        rows.append({
-            "Command": '"' + (fmt.ellipsis(command, 20) if trunc else command) + '"',
-            "CreatedAt": fmt.go_time_string(r.created),
-            "ID": r.id[:12] if trunc else r.id,
-            "Image": r.image,
-            "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
-            "LocalVolumes": str(sum(1 for m in r.config.get("Mounts") or [] if m.get("Type") == "volume")),
-            "Mounts": ",".join(fmt.ellipsis(m, 15) if trunc else m for m in mounts),
-            "Names": r.name,
-            "Networks": r.host_config.get("NetworkMode") or "default",
-            "Ports": "",
-            "RunningFor": fmt.time_ago(r.created, now),
-            "Size": "",
-            "State": r.status,
-            "Status": status_text(r, now),
-        })
-    return rows
-
-
 @click.command()
 @click.option("-a", "--all", "all_", is_flag=True, help="Show all containers (default shows just running).")
 @click.option("-f", "--filter", "filters", multiple=True, metavar="FILTER", help="Filter output based on conditions provided.")
@@ -529,16 +237,9 @@ def ps_rows(records: Sequence["ContainerRecord"], trunc: bool, now: float | None
 def ps(all_: bool, filters: tuple[str, ...], format_: str | None, last: int, latest: bool, no_trunc: bool,
        quiet: bool, size: bool) -> None:
     """List containers."""
-    from dockyard.cli import formatting as fmt
-    from dockyard.cli.images import parse_filters
+    from dockyard.cli import ops
 
-    records = _engine().containers.list(all=all_, filters=parse_filters(filters), last=1 if latest else last)
-    rows = ps_rows(records, trunc=not no_trunc)
-    if quiet:
-        _write("".join(r["ID"] + "\n" for r in rows))
-        return
-    template = PS_TABLE if not format_ or format_ == "table" else format_
-    _write(fmt.render_rows(template, rows, PS_HEADERS))
+    ops.ps(_engine(), all_, filters, format_, last, latest, no_trunc, quiet)
 
 
 # ---- logs ---------------------------------------------------------------------------------
@@ -553,25 +254,9 @@ def ps(all_: bool, filters: tuple[str, ...], format_: str | None, last: int, lat
 @click.argument("container")
 def logs(follow: bool, since: str | None, tail: str, timestamps: bool, details: bool, container: str) -> None:
     """Fetch the logs of a container."""
-    from dockyard.containers.logs import parse_since
-    from dockyard.errors import DockyardError
+    from dockyard.cli import ops
 
-    tail_n = None if tail == "all" else int(tail) if tail.lstrip("-").isdigit() else None
-    try:
-        since_t = parse_since(since) if since else None
-    except ValueError as e:
-        raise DockyardError(str(e)) from None
-    out, err = sys.stdout.buffer, sys.stderr.buffer
-    try:
-        for record in _engine().containers.logs(container, follow=follow, tail=tail_n, since=since_t):
-            text = record["log"]
-            if timestamps:
-                text = record["time"] + " " + text
-            stream = err if record.get("stream") == "stderr" else out
-            stream.write(text.encode())
-            stream.flush()
-    except KeyboardInterrupt:
-        return
+    ops.logs(_engine(), follow, since, tail, timestamps, container)
 
 
 # ---- exec / attach ------------------------------------------------------------------------
@@ -591,65 +276,9 @@ def logs(follow: bool, since: str | None, tail: str, timestamps: bool, details: 
 def exec_(detach: bool, env: tuple[str, ...], env_file: tuple[str, ...], interactive: bool, tty: bool,
           user: str | None, workdir: str | None, privileged: bool, container: str, command: tuple[str, ...]) -> None:
     """Execute a command in a running container."""
-    import subprocess
+    from dockyard.cli import ops
 
-    containers = _engine().containers
-    record = containers.get(container)
-    for source in containers.replaced_binds(record):
-        click.echo(_replaced_bind_warning(record.name, source), err=True)
-    env_list = _read_kv_files(env_file) + list(env)
-    if tty and not detach and os.isatty(0):
-        sys.exit(_exec_tty(containers, record, command, env_list, user, workdir, interactive))
-    stdin = None if interactive and not detach else subprocess.DEVNULL
-    code = containers.exec(record.id, command, env=env_list, user=user, workdir=workdir, detach=detach, stdin=stdin)
-    sys.exit(code)
-
-
-def _exec_tty(containers: Any, record: Any, command: Sequence[str], env: list[str], user: str | None,
-              workdir: str | None, interactive: bool) -> int:
-    """A pty of our own: the process gets its slave, we pump our terminal to its master."""
-    import select
-    import termios
-    import threading
-    import tty as ttys
-
-    master, slave = os.openpty()
-    size = os.get_terminal_size(0)
-    import fcntl
-    import struct
-
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size.lines, size.columns, 0, 0))
-    saved = termios.tcgetattr(0)
-    ttys.setraw(0)
-    done = threading.Event()
-
-    def pump() -> None:  # our terminal <-> the pty master, until the process is gone
-        while not done.is_set():
-            ready, _, _ = select.select([master] + ([0] if interactive else []), [], [], 0.1)
-            if master in ready:
-                try:
-                    data = os.read(master, 65536)
-                except OSError:
-                    return
-                if not data:
-                    return
-                os.write(1, data)
-            if 0 in ready:
-                os.write(master, os.read(0, 65536))
-
-    pumper = threading.Thread(target=pump, daemon=True)
-    pumper.start()
-    try:
-        # exec runs here, in the main thread (it forwards signals to the process)
-        code = containers.exec(record.id, command, env=[*env, "TERM=xterm"], user=user, workdir=workdir,
-                               stdin=slave, stdout=slave, stderr=slave)
-    finally:
-        os.close(slave)
-        pumper.join(2)  # the rest of the output, until EIO on the master
-        done.set()
-        termios.tcsetattr(0, termios.TCSADRAIN, saved)
-        os.close(master)
-    return code
+    ops.exec_(_engine(), detach, env, env_file, interactive, tty, user, workdir, privileged, container, command)
 
 
 @click.command()
@@ -674,12 +303,6 @@ def attach(no_stdin: bool, sig_proxy: bool, container: str) -> None:
 
 
 # ---- inspect / top / stats ----------------------------------------------------------------
-
-
-def _replaced_bind_warning(name: str, source: str) -> str:
-    return (f"WARNING: {source} was replaced on the host after container {name} started (an editor saving a "
-            "new file does that): a single-file bind mount still shows the container the old file. Restart the "
-            "container, or bind-mount the directory that holds the file instead.")
 
 
 @click.command(name="inspect")

@@ -1,18 +1,22 @@
 """The ``dockyard`` command: a click group whose subcommands are imported on first use.
 
 Start-up cost matters (``ps``/``run`` are typed all day), so this module imports
-only click; each command's module, and the heavy libraries behind it, load when
-that command runs. Help for the top level comes from the table below, not from
-importing every command.
+nothing heavy. The hottest commands (``run``, ``exec``, ``ps``, ``stop``, ``rm``, ``logs``)
+with arguments the hand parser in ``fastpath.py`` fully understands run without click;
+everything else (help, unknown flags, errors of usage) goes to the click group in
+``app.py``, whose command modules, and the heavy libraries behind them, load when that
+command runs. Help for the top level comes from the table below, not from importing
+every command.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 
-import click
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable
 
 # name -> (module:attribute, one-line help). Groups are listed the same way.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -54,57 +58,71 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-class LazyGroup(click.Group):
-    """A group that resolves ``name -> "module:attr"`` only when the command is used."""
+def __getattr__(name: str):  # noqa: ANN202 - ``cli`` and ``LazyGroup`` live in app.py (they need click)
+    if name in ("cli", "LazyGroup"):
+        from dockyard.cli import app
 
-    def __init__(self, *args, lazy: dict[str, tuple[str, str]] | None = None, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.lazy = lazy or {}
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name in self.lazy:
-            target = self.lazy[name][0]
-            module_name, _, attr = target.partition(":")
-            return getattr(importlib.import_module(module_name), attr)
-        return super().get_command(ctx, name)
-
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        # Help text from the table, so `--help` imports no command module.
-        rows = []
-        for name in self.list_commands(ctx):
-            if name in self.lazy:
-                rows.append((name, self.lazy[name][1]))
-            else:
-                cmd = super().get_command(ctx, name)
-                if cmd is not None and not cmd.hidden:
-                    rows.append((name, cmd.get_short_help_str(limit=80)))
-        if rows:
-            with formatter.section("Commands"):
-                formatter.write_dl(rows)
-
-
-@click.group(
-    cls=LazyGroup,
-    lazy=COMMANDS,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-@click.option("--root", envvar="DOCKYARD_ROOT", help="Root directory of persistent state (default /var/lib/dockyard).")
-@click.option("--runroot", envvar="DOCKYARD_RUNROOT", help="Directory of runtime state (default /run/dockyard).")
-@click.option("--debug", "-D", is_flag=True, envvar="DOCKYARD_DEBUG", help="Show tracebacks on errors.")
-@click.version_option(package_name="dockyard", prog_name="dockyard")
-@click.pass_context
-def cli(ctx: click.Context, root: str | None, runroot: str | None, debug: bool) -> None:
-    """A Docker-compatible container engine and OCI image registry."""
-    from dockyard.cli.common import State
-
-    ctx.obj = State(root=root, runroot=runroot, debug=debug)
+        return getattr(app, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in (argv or sys.argv) or "-D" in (argv or sys.argv) or bool(os.environ.get("DOCKYARD_DEBUG"))
+    if not os.environ.get("DOCKYARD_NO_FASTPATH"):
+        from dockyard.cli import fastpath
+
+        call = fastpath.parse(sys.argv[1:] if argv is None else list(argv))
+        if call is not None:
+            _run_fast(call, debug)
+    _run_click(argv, debug)
+
+
+def _run_fast(call: Callable[[], None], debug: bool) -> None:
+    """Run a fast-path command with the error handling of ``_run_click`` (click's own
+    included: its ``main`` turns ^C into "Aborted." and a closed pipe into exit 1)."""
+    try:
+        try:
+            call()
+        except (EOFError, KeyboardInterrupt):
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+            sys.stderr.write("Aborted.\n")
+            sys.stderr.flush()
+            sys.exit(130)
+        except OSError as e:
+            import errno
+
+            if e.errno != errno.EPIPE:
+                raise
+            from click.utils import PacifyFlushWrapper
+
+            sys.stdout = PacifyFlushWrapper(sys.stdout)  # type: ignore[assignment]
+            sys.stderr = PacifyFlushWrapper(sys.stderr)  # type: ignore[assignment]
+            sys.exit(1)
+    except Exception as e:  # noqa: BLE001 - the one place that turns errors into exit codes
+        _internal(e, debug)
+    sys.exit(0)
+
+
+def _internal(e: Exception, debug: bool) -> None:
+    import click
+
+    from dockyard.errors import DockyardError
+
+    if debug:
+        raise e
+    if isinstance(e, DockyardError):
+        click.echo(f"Error: {e.message}", err=True)
+        sys.exit(e.exit_code)
+    click.echo(f"Error: internal error: {type(e).__name__}: {e} (run with --debug for the traceback)", err=True)
+    sys.exit(1)
+
+
+def _run_click(argv: list[str] | None, debug: bool) -> None:
+    import click
+
+    from dockyard.cli.app import cli
+
     try:
         cli.main(args=argv, prog_name="dockyard", standalone_mode=False)
     except click.exceptions.Abort:
@@ -122,15 +140,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr.close()
         sys.exit(0)
     except Exception as e:  # noqa: BLE001 - the one place that turns errors into exit codes
-        from dockyard.errors import DockyardError
-
-        if debug:
-            raise
-        if isinstance(e, DockyardError):
-            click.echo(f"Error: {e.message}", err=True)
-            sys.exit(e.exit_code)
-        click.echo(f"Error: internal error: {type(e).__name__}: {e} (run with --debug for the traceback)", err=True)
-        sys.exit(1)
+        _internal(e, debug)
     sys.exit(0)
 
 

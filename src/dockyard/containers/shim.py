@@ -111,9 +111,7 @@ class Shim:
         if self.exit_status is not None or self._conn is not None:
             # The container is gone and the shim soon: no RSS left to save, so no fork.
             if self._conn is None:
-                from dockyard.store import db
-
-                self._conn = db.connect(self.cfg["root"])
+                self._conn = _connect(self.cfg["root"])
             row = self._conn.execute(statement, params).fetchone()
             return list(row) if fetch and row is not None else None
         r, w = os.pipe2(os.O_CLOEXEC) if fetch else (-1, -1)
@@ -121,9 +119,7 @@ class Shim:
         if pid == 0:
             code = 0
             try:
-                from dockyard.store import db
-
-                conn = db.connect(self.cfg["root"])
+                conn = _connect(self.cfg["root"])
                 row = conn.execute(statement, params).fetchone()
                 if fetch:
                     os.write(w, json.dumps(list(row) if row is not None else None).encode())
@@ -231,6 +227,34 @@ class Shim:
 
     def _delete_runtime_state(self) -> None:
         self._quiet_verb(["delete", "--force", self.id])
+
+    def _start_delete(self) -> int:
+        """``delete --force`` of pyrunc's state in a forked child, not waited for: the
+        unmount and clean-up of ``finish`` overlap it (``_wait_delete``). 0 for other
+        runtimes, whose delete ran here and then."""
+        if self.cfg["runtime"] != "pyrunc":
+            self._delete_runtime_state()
+            return 0
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                devnull = os.open(os.devnull, os.O_RDWR)
+                for i in range(3):
+                    os.dup2(devnull, i)
+                from dockyard.runtime.pyrunc.cli import main
+
+                code = main(["--root", self.cfg["runtime_root"], "delete", "--force", self.id])
+            except BaseException:  # noqa: BLE001 - the child must never return
+                pass
+            os._exit(code)
+        return pid
+
+    def _wait_delete(self, pid: int) -> None:
+        if pid:
+            self._waitpid(pid)   # ECHILD when _reap took it already: done either way
 
     def launch(self, attach_first: bool) -> int:
         """Create and start the container with fresh stdio; its PID. Raises LaunchError."""
@@ -543,9 +567,12 @@ class Shim:
             first = False
             code = self.serve_until_exit()
             oom = _oom_killed(self.cfg.get("cgroup", ""))
-            self._delete_runtime_state()
+            deleting = self._start_delete()
             self.pid = 0
             restart = self._should_restart(code)
+            if restart:
+                self._wait_delete(deleting)
+                deleting = 0
             count = 0
             if restart:
                 row = self.sql("SELECT restart_count FROM containers WHERE id = ?", (self.id,), fetch=True)
@@ -556,7 +583,7 @@ class Shim:
                 self.update(status="exited", exit_code=code, finished_at=time.time(), oom_killed=int(oom))
             self.last_exit = {"StatusCode": code, "Error": ""}
             if not restart:
-                self.finish(remove=bool(self.cfg.get("rm")))
+                self.finish(remove=bool(self.cfg.get("rm")), deleting=deleting)
                 return
             self._notify_exit()
             delay = 0.1 if time.time() - started >= 10 else min(delay * 2, 60.0) if count else 0.1
@@ -608,17 +635,19 @@ class Shim:
             self._send(client, frame)
             self._drop(client)
 
-    def finish(self, remove: bool) -> None:
-        """The container is done for good: unmount, maybe remove, tell clients, go."""
+    def finish(self, remove: bool, deleting: int = 0) -> None:
+        """The container is done for good: unmount, maybe remove, tell clients, go.
+        ``deleting``: the runtime's delete still running (``_start_delete``), waited for
+        before anyone hears of the end."""
         try:
             self.log.close()
         except OSError:
             pass
         _unmount(os.path.join(self.cfg["container_dir"], "rootfs"))
         if remove:
-            import shutil
-
-            shutil.rmtree(self.cfg["container_dir"], ignore_errors=True)
+            _rmtree(self.cfg["container_dir"])
+        self._wait_delete(deleting)
+        if remove:
             volumes = self.cfg.get("anonymous_volumes") or []
             # An attached `run --rm` deletes the record itself (its DB is open, ours is not):
             # offer it, and do it here only if no client took it.
@@ -634,12 +663,53 @@ class Shim:
             os.unlink(self.cfg["socket"])
         except OSError:
             pass
-        import shutil
-
-        shutil.rmtree(os.path.dirname(self.cfg["socket"]), ignore_errors=True)
+        _rmtree(os.path.dirname(self.cfg["socket"]))
 
 
 # ------------------------------------------------------------------ helpers
+
+DB_NAME = "dockyard.db"   # dockyard.store.db.DB_NAME
+
+
+def _connect(root: str) -> "Any":
+    """The state DB, opened as ``dockyard.store.db.connect`` opens it, minus the schema
+    check (the CLI that started this shim created and migrated it): that module's imports
+    (pathlib, typing) cost a shim ~30 ms, paid on the way to every exit report."""
+    import sqlite3
+
+    conn = sqlite3.connect(os.path.join(root, DB_NAME), timeout=30.0, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
+def _rmtree(path: str) -> None:
+    """``shutil.rmtree(path, ignore_errors=True)`` without importing shutil (~7 ms here):
+    symlinks are removed, never followed."""
+    try:
+        walk = list(os.walk(path, topdown=False))
+    except OSError:
+        return
+    for top, dirs, files in walk:
+        for name in files:
+            try:
+                os.unlink(os.path.join(top, name))
+            except OSError:
+                pass
+        for name in dirs:
+            full = os.path.join(top, name)
+            try:
+                if os.path.islink(full):
+                    os.unlink(full)
+                else:
+                    os.rmdir(full)
+            except OSError:
+                pass
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
 
 def _drain(fd: int) -> None:
     try:

@@ -1,0 +1,63 @@
+"""The click side of the ``dockyard`` command: the top-level group, whose subcommands are
+imported on first use (the table of them is ``dockyard.cli.main.COMMANDS``).
+
+Imported only when the fast path (``cli/fastpath.py``) hands over: click alone costs
+~20-35 ms of start-up here.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from dockyard.cli.main import COMMANDS
+
+
+class LazyGroup(click.Group):
+    """A group that resolves ``name -> "module:attr"`` only when the command is used."""
+
+    def __init__(self, *args, lazy: dict[str, tuple[str, str]] | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy or {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy:
+            target = self.lazy[name][0]
+            module_name, _, attr = target.partition(":")
+            return getattr(importlib.import_module(module_name), attr)
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Help text from the table, so `--help` imports no command module.
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in self.lazy:
+                rows.append((name, self.lazy[name][1]))
+            else:
+                cmd = super().get_command(ctx, name)
+                if cmd is not None and not cmd.hidden:
+                    rows.append((name, cmd.get_short_help_str(limit=80)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy=COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.option("--root", envvar="DOCKYARD_ROOT", help="Root directory of persistent state (default /var/lib/dockyard).")
+@click.option("--runroot", envvar="DOCKYARD_RUNROOT", help="Directory of runtime state (default /run/dockyard).")
+@click.option("--debug", "-D", is_flag=True, envvar="DOCKYARD_DEBUG", help="Show tracebacks on errors.")
+@click.version_option(package_name="dockyard", prog_name="dockyard")
+@click.pass_context
+def cli(ctx: click.Context, root: str | None, runroot: str | None, debug: bool) -> None:
+    """A Docker-compatible container engine and OCI image registry."""
+    from dockyard.cli.common import State
+
+    ctx.obj = State(root=root, runroot=runroot, debug=debug)

@@ -1,0 +1,225 @@
+"""A hand-parsed fast path for the hottest commands: ``run``, ``exec``, ``ps``, ``stop``,
+``rm`` and ``logs``, typed all day, whose cost is mostly start-up. Importing click alone
+costs ~20-35 ms here, as much as the rest of ``exec``'s own work.
+
+``parse(args)`` returns a callable that runs the command, or None when the arguments are
+anything but plain: global options, help, an unknown option, a flag given a value, a bad
+number or choice, a missing or extra argument, ``--``, shell completion. Then click parses
+them as ever (``app.py``) and prints its usual usage errors. Accepted arguments are parsed
+exactly as click parses them (its optparse-style rules: ``--opt value``, ``--opt=value``,
+``-o value``, ``-ovalue``, bundled flags ``-it``; no abbreviations; options stop at the
+first argument where the command says so), and both paths call the same bodies in
+``ops.py``. ``tests/integration/test_containers_fastpath.py`` checks the tables below
+against the click commands, and the two paths' output against each other.
+"""
+
+from __future__ import annotations
+
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+# kinds of option
+FLAG, STR, INT, BOOL, MULTI = "flag", "str", "int", "bool", "multi"
+BOOL_STATES = {"1": True, "0": False, "yes": True, "no": False, "true": True, "false": False, "on": True,
+               "off": False, "t": True, "f": False, "y": True, "n": False, "": False}   # click's BoolParamType
+
+
+class Spec:
+    """One command's options: ``names -> (dest, kind, choices)``, defaults, positionals."""
+
+    def __init__(self, options: "list[tuple[tuple[str, ...], str, str, Any]]", interspersed: bool) -> None:
+        self.names: "dict[str, tuple[str, str, Any]]" = {}
+        self.defaults: "dict[str, Any]" = {}
+        for names, dest, kind, default in options:
+            choices = None
+            if isinstance(kind, tuple):
+                kind, choices = STR, kind
+            for name in names:
+                self.names[name] = (dest, kind, choices)
+            self.defaults[dest] = () if kind == MULTI else False if kind == FLAG else default
+        self.interspersed = interspersed
+
+
+def _o(names: str, dest: str, kind: "Any" = STR, default: "Any" = None) -> "tuple[tuple[str, ...], str, Any, Any]":
+    return tuple(names.split()), dest, kind, default
+
+
+CREATE_OPTIONS = [
+    _o("--name", "name"), _o("-e --env", "env", MULTI), _o("--env-file", "env_file", MULTI),
+    _o("-w --workdir", "workdir"), _o("-u --user", "user"), _o("--entrypoint", "entrypoint"),
+    _o("-h --hostname", "hostname"), _o("-l --label", "labels", MULTI), _o("--label-file", "label_file", MULTI),
+    _o("-i --interactive", "interactive", FLAG), _o("-t --tty", "tty", FLAG), _o("--read-only", "read_only", FLAG),
+    _o("--cap-add", "cap_add", MULTI), _o("--cap-drop", "cap_drop", MULTI), _o("--privileged", "privileged", FLAG),
+    _o("--runtime", "runtime"), _o("--network --net", "network"), _o("-m --memory", "memory"),
+    _o("--memory-swap", "memory_swap"), _o("--cpus", "cpus"), _o("--cpu-shares -c", "cpu_shares", INT),
+    _o("--pids-limit", "pids_limit", INT), _o("--stop-signal", "stop_signal"), _o("--stop-timeout", "stop_timeout", INT),
+    _o("--ulimit", "ulimit", MULTI), _o("--init", "init", FLAG), _o("-v --volume", "volumes", MULTI),
+    _o("--mount", "mounts", MULTI), _o("--tmpfs", "tmpfs", MULTI), _o("--restart", "restart", STR, "no"),
+    _o("--rm", "rm", FLAG), _o("--log-driver", "log_driver"), _o("--log-opt", "log_opt", MULTI),
+    _o("--pull", "pull", ("always", "missing", "never"), "missing"), _o("-a --attach", "attach", MULTI),
+]
+SPECS = {
+    "run": Spec(CREATE_OPTIONS + [_o("-d --detach", "detach", FLAG), _o("--sig-proxy", "sig_proxy", BOOL, True)],
+                interspersed=False),
+    "exec": Spec([_o("-d --detach", "detach", FLAG), _o("-e --env", "env", MULTI), _o("--env-file", "env_file", MULTI),
+                  _o("-i --interactive", "interactive", FLAG), _o("-t --tty", "tty", FLAG), _o("-u --user", "user"),
+                  _o("-w --workdir", "workdir"), _o("--privileged", "privileged", FLAG)], interspersed=False),
+    "ps": Spec([_o("-a --all", "all_", FLAG), _o("-f --filter", "filters", MULTI), _o("--format", "format_"),
+                _o("-n --last", "last", INT, -1), _o("-l --latest", "latest", FLAG), _o("--no-trunc", "no_trunc", FLAG),
+                _o("-q --quiet", "quiet", FLAG), _o("-s --size", "size", FLAG)], interspersed=True),
+    "stop": Spec([_o("-t --time", "timeout", INT), _o("-s --signal", "signal")], interspersed=True),
+    "rm": Spec([_o("-f --force", "force", FLAG), _o("-v --volumes", "volumes", FLAG), _o("-l --link", "link", FLAG)],
+               interspersed=True),
+    "logs": Spec([_o("-f --follow", "follow", FLAG), _o("--since", "since"), _o("-n --tail", "tail", STR, "all"),
+                  _o("-t --timestamps", "timestamps", FLAG), _o("--details", "details", FLAG)], interspersed=True),
+}
+
+
+class Fallback(Exception):
+    """Not plain enough: let click parse it."""
+
+
+def _value(kind: str, choices: "Any", text: str) -> "Any":
+    if kind == INT:
+        try:
+            return int(text)          # click's IntParamType
+        except ValueError:
+            raise Fallback from None
+    if kind == BOOL:
+        value = BOOL_STATES.get(text.strip().lower())
+        if value is None:
+            raise Fallback
+        return value
+    if choices is not None and text not in choices:
+        raise Fallback
+    return text
+
+
+def parse_args(spec: Spec, args: "list[str]") -> "tuple[dict[str, Any], list[str]]":
+    """(options by dest, positionals) as click's parser would give them; raises Fallback."""
+    values: "dict[str, Any]" = dict(spec.defaults)
+    multi: "dict[str, list[str]]" = {}
+    positionals: "list[str]" = []
+    rest = list(args)
+
+    def store(dest: str, kind: str, choices: "Any", text: "str | None") -> None:
+        if kind == FLAG:
+            values[dest] = True
+        elif kind == MULTI:
+            multi.setdefault(dest, []).append(text)  # type: ignore[arg-type]
+        else:
+            values[dest] = _value(kind, choices, text)  # type: ignore[arg-type]
+
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--":
+            raise Fallback
+        if arg[:1] == "-" and len(arg) > 1:
+            if arg[:2] == "--":
+                name, eq, explicit = arg.partition("=")
+                option = spec.names.get(name)
+                if option is None:
+                    raise Fallback
+                dest, kind, choices = option
+                if kind == FLAG:
+                    if eq:
+                        raise Fallback  # "does not take a value"
+                    store(dest, kind, choices, None)
+                elif eq:
+                    store(dest, kind, choices, explicit)
+                elif rest:
+                    store(dest, kind, choices, rest.pop(0))
+                else:
+                    raise Fallback  # "requires an argument"
+                continue
+            # short options, bundled (-it) or with the value attached (-eFOO=1)
+            for i in range(1, len(arg)):
+                option = spec.names.get("-" + arg[i])
+                if option is None:
+                    raise Fallback
+                dest, kind, choices = option
+                if kind == FLAG:
+                    store(dest, kind, choices, None)
+                    continue
+                if i + 1 < len(arg):
+                    store(dest, kind, choices, arg[i + 1:])
+                elif rest:
+                    store(dest, kind, choices, rest.pop(0))
+                else:
+                    raise Fallback
+                break
+            continue
+        positionals.append(arg)
+        if not spec.interspersed:
+            positionals += rest
+            break
+    for dest, items in multi.items():
+        values[dest] = tuple(items)
+    return values, positionals
+
+
+def parse(args: "list[str]") -> "Callable[[], None] | None":
+    """The command to run for ``dockyard ARGS``, or None to leave it to click."""
+    if not args or args[0] not in SPECS or "_DOCKYARD_COMPLETE" in os.environ or os.environ.get("DOCKYARD_DEBUG"):
+        return None
+    name = args[0]
+    try:
+        values, positionals = parse_args(SPECS[name], args[1:])
+    except Fallback:
+        return None
+    if name == "run":
+        if not positionals:
+            return None
+        return lambda: _run(values, positionals)
+    if name == "exec":
+        if len(positionals) < 2:
+            return None
+        return lambda: _exec(values, positionals)
+    if name == "ps":
+        if positionals:
+            return None
+        return lambda: _ops().ps(_engine(), values["all_"], values["filters"], values["format_"], values["last"],
+                                 values["latest"], values["no_trunc"], values["quiet"])
+    if name == "stop":
+        if not positionals:
+            return None
+        return lambda: _ops().stop(_engine(), values["timeout"], values["signal"], tuple(positionals))
+    if name == "rm":
+        if not positionals:
+            return None
+        return lambda: _ops().rm(_engine(), values["force"], values["volumes"], tuple(positionals))
+    if name == "logs":
+        if len(positionals) != 1:
+            return None
+        return lambda: _ops().logs(_engine(), values["follow"], values["since"], values["tail"], values["timestamps"],
+                                   positionals[0])
+    return None
+
+
+def _ops():  # noqa: ANN202
+    from dockyard.cli import ops
+
+    return ops
+
+
+def _engine():  # noqa: ANN202
+    """The engine as the click group's callback makes it (no global options on this path)."""
+    from dockyard.cli.common import State
+
+    return State(root=os.environ.get("DOCKYARD_ROOT") or None, runroot=os.environ.get("DOCKYARD_RUNROOT") or None,
+                 debug=False).engine()
+
+
+def _run(values: "dict[str, Any]", positionals: "list[str]") -> None:
+    kw = dict(values)
+    detach, sig_proxy = kw.pop("detach"), kw.pop("sig_proxy")
+    _ops().run(_engine(), positionals[0], tuple(positionals[1:]), detach, sig_proxy, kw)
+
+
+def _exec(values: "dict[str, Any]", positionals: "list[str]") -> None:
+    v = values
+    _ops().exec_(_engine(), v["detach"], v["env"], v["env_file"], v["interactive"], v["tty"], v["user"], v["workdir"],
+                 v["privileged"], positionals[0], tuple(positionals[1:]))

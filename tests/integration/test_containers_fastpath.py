@@ -1,0 +1,100 @@
+"""The hand-parsed fast path (cli/fastpath.py) against click: same options, same parse,
+same output and exit codes, and a fall-back to click for whatever it does not know."""
+
+from __future__ import annotations
+
+import pytest
+
+from dockyard.cli import fastpath
+
+from tests.integration.test_containers_harness import Dockyard, dockyard_env, dy  # noqa: F401 - fixtures
+
+CLICK = {"run": "run", "exec": "exec_", "ps": "ps", "stop": "stop", "rm": "rm", "logs": "logs"}
+
+
+@pytest.mark.parametrize("name", sorted(CLICK))
+def test_tables_match_click(name: str) -> None:
+    import click
+
+    from dockyard.cli import containers
+
+    command = getattr(containers, CLICK[name])
+    spec = fastpath.SPECS[name]
+    seen = set()
+    for param in command.params:
+        if not isinstance(param, click.Option) or param.name == "help":
+            continue
+        for opt in param.opts:
+            dest, kind, choices = spec.names[opt]
+            assert dest == param.name, opt
+            seen.add(opt)
+            if param.multiple:
+                assert kind == fastpath.MULTI, opt
+            elif param.is_flag:
+                assert kind == fastpath.FLAG, opt
+            elif isinstance(param.type, click.Choice):
+                assert tuple(choices) == tuple(param.type.choices), opt
+            elif isinstance(param.type, click.types.IntParamType):
+                assert kind == fastpath.INT, opt
+            elif isinstance(param.type, click.types.BoolParamType):
+                assert kind == fastpath.BOOL, opt
+            else:
+                assert kind == fastpath.STR, opt
+            if not param.multiple and not param.is_flag:
+                default = None if repr(param.default).endswith("UNSET") else param.default
+                assert spec.defaults[dest] == default, opt
+    assert seen == set(spec.names)
+    assert spec.interspersed == command.context_settings.get("allow_interspersed_args", True)
+
+
+@pytest.mark.parametrize("args", [
+    ["run", "--rm", "--network", "none", "busybox", "true"],
+    ["run", "-dit", "--name=x", "-eA=1", "-e", "B=2", "--pull", "never", "busybox", "sh", "-c", "--rm"],
+    ["run", "--sig-proxy", "false", "-c", " 12", "busybox"],
+    ["exec", "-it", "c", "ls", "-l", "--help"],
+    ["ps", "-aq", "--no-trunc", "-n", "3"],
+    ["rm", "a", "-f", "b"],
+    ["stop", "-t", "0", "a"],
+    ["logs", "c", "--tail", "5", "-tf"],
+])
+def test_parse_matches_click(args: list[str]) -> None:
+    from dockyard.cli import containers
+
+    command = getattr(containers, CLICK[args[0]])
+    ctx = command.make_context(args[0], list(args[1:]))
+    values, positionals = fastpath.parse_args(fastpath.SPECS[args[0]], args[1:])
+    clicked = dict(ctx.params)
+    for name in ("image", "command", "container", "containers_"):
+        clicked.pop(name, None)
+    assert values == clicked
+    expected = [ctx.params[n] for n in ("image", "container") if n in ctx.params]
+    expected += list(ctx.params.get("command", ())) + list(ctx.params.get("containers_", ()))
+    assert positionals == expected
+
+
+@pytest.mark.parametrize("args", [
+    ["exec", "-h"], ["exec", "--help", "c"], ["run", "--bogus", "busybox"], ["run", "--rm=1", "busybox"],
+    ["run", "--pull", "sometimes", "busybox"], ["run", "-c", "x", "busybox"], ["exec", "c"], ["ps", "extra"],
+    ["logs", "a", "b"], ["stop"], ["run", "--", "busybox"], ["run", "--name"], ["--root", "/x", "ps"],
+    ["images"], ["run", "--sig-proxy", "maybe", "busybox"],
+])
+def test_falls_back_to_click(args: list[str]) -> None:
+    assert fastpath.parse(args) is None
+
+
+@pytest.mark.parametrize("args", [
+    ["exec", "nosuch", "true"], ["rm", "nosuch1", "nosuch2"], ["stop", "nosuch"], ["logs", "nosuch"],
+    ["ps", "-a", "--format", "{{.Names}} {{.Status}}"], ["ps", "-q"], ["run", "--rm", "nosuchimage:1", "true"],
+    ["run", "--rm", "--network", "none", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3"],
+    ["run", "--rm", "--network", "none", "busybox", "nosuchcommand"],
+    ["run", "--bogus", "busybox"], ["exec", "-h"],
+])
+def test_both_paths_print_the_same(dy: Dockyard, args: list[str]) -> None:  # noqa: F811
+    fast = dy.cli(*args, check=False)
+    slow = dy.cli(*args, check=False, env={"DOCKYARD_NO_FASTPATH": "1"})
+    import re
+
+    def norm(text: str) -> str:  # each run creates a new container: its ID differs
+        return re.sub(r"\b[0-9a-f]{12}\b", "<id>", text)
+
+    assert (fast.returncode, fast.stdout, norm(fast.stderr)) == (slow.returncode, slow.stdout, norm(slow.stderr))
