@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from dockyard.errors import ConflictError, DockyardError, NotFoundError
+from dockyard.fsutil import tree_size
 
 if TYPE_CHECKING:
     from dockyard.engine import Engine
@@ -125,7 +126,7 @@ class Volumes:
         for v in self.list(filters):
             if v.name in used or not (all or v.anonymous):
                 continue
-            freed += _du(self.base / v.name)
+            freed += tree_size(self.base / v.name)
             self.remove(v.name)
             removed.append(v.name)
         return removed, freed
@@ -169,14 +170,3 @@ class Volumes:
 def _label_match(labels: Mapping[str, str], wanted: str) -> bool:
     key, sep, value = wanted.partition("=")
     return key in labels and (not sep or labels[key] == value)
-
-
-def _du(path: Path) -> int:
-    total = 0
-    for dirpath, _, filenames in os.walk(path):
-        for f in filenames:
-            try:
-                total += os.lstat(os.path.join(dirpath, f)).st_size
-            except OSError:
-                pass
-    return total

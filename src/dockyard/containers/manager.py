@@ -29,6 +29,7 @@ from dockyard.containers import frames, names
 from dockyard.containers.store import (ACTIVE, CREATED, EXITED, PAUSED, RESTARTING, RUNNING, ContainerRecord,
                                        ContainerStore)
 from dockyard.errors import ConflictError, DockyardError, NotFoundError
+from dockyard.fsutil import tree_size
 
 if TYPE_CHECKING:
     import socket
@@ -569,7 +570,7 @@ class Containers:
 
                 if record.created >= parse_since(filters["until"][-1]):
                     continue
-            freed += _du(self.container_dir(record.id) / "upper")
+            freed += tree_size(self.container_dir(record.id) / "upper")
             self.remove(record.id)
             removed.append(record.id)
         return removed, freed
@@ -887,17 +888,6 @@ def _read(path: str) -> str:
         return Path(path).read_text()
     except OSError:
         return ""
-
-
-def _du(path: Path) -> int:
-    total = 0
-    for dirpath, _, filenames in os.walk(path):
-        for f in filenames:
-            try:
-                total += os.lstat(os.path.join(dirpath, f)).st_size
-            except OSError:
-                pass
-    return total
 
 
 def _matches(containers: Containers, r: ContainerRecord, filters: Mapping[str, Sequence[str]]) -> bool:
