@@ -97,7 +97,7 @@ def test_frames_roundtrip_in_pieces() -> None:
 
 
 def test_flags_into_config_and_host_config() -> None:
-    from dockyard.cli.containers import build_create
+    from dockyard.cli.ops import build_create
 
     config, host = build_create({"env": ("A=1",), "labels": ("k=v",), "restart": "on-failure:3", "memory": "64m",
                                  "cpus": "0.5", "ulimit": ("nofile=10:20",), "entrypoint": "", "rm": True,
@@ -114,7 +114,7 @@ def test_flags_into_config_and_host_config() -> None:
 
 
 def test_status_text() -> None:
-    from dockyard.cli.containers import status_text
+    from dockyard.cli.ops import status_text
     from dockyard.containers.store import ContainerRecord
 
     r = ContainerRecord(id="a" * 64, name="n", image_id="sha256:x", image="busybox", created=0, config={})

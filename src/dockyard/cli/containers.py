@@ -26,8 +26,7 @@ def _engine():  # noqa: ANN202
     return common.engine()
 
 
-from dockyard.cli.ops import (EARLY_EXIT_WINDOW, PS_HEADERS, PS_TABLE, _exec_tty, _familiar,  # noqa: E402,F401
-                              _pull, _ram, _read_kv_files, _write, build_create, ps_rows, status_text)
+from dockyard.cli.ops import _write  # noqa: E402
 from dockyard.cli.ops import each as _each  # noqa: E402
 from dockyard.cli.ops import replaced_bind_warning as _replaced_bind_warning  # noqa: E402
 

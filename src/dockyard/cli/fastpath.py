@@ -216,7 +216,17 @@ def _engine():  # noqa: ANN202
 def _run(values: "dict[str, Any]", positionals: "list[str]") -> None:
     kw = dict(values)
     detach, sig_proxy = kw.pop("detach"), kw.pop("sig_proxy")
-    _ops().run(_engine(), positionals[0], tuple(positionals[1:]), detach, sig_proxy, kw)
+    # The shim first: its interpreter start-up overlaps everything below (imports, the engine,
+    # the state DB, the container's creation); it gets its orders over stdin later.
+    from dockyard.containers.spawn import spawn_shim
+
+    shim = spawn_shim()
+    try:
+        ops, engine = _ops(), _engine()
+    except BaseException:
+        shim.cancel()
+        raise
+    ops.run(engine, positionals[0], tuple(positionals[1:]), detach, sig_proxy, kw, shim=shim)
 
 
 def _exec(values: "dict[str, Any]", positionals: "list[str]") -> None:

@@ -199,11 +199,14 @@ def _pull(engine: Any, image: str) -> None:
     echo_err(f"Status: Downloaded newer image for {_familiar(image)} ({pulled.short_id})")
 
 
-def run(engine: Any, image: str, command: Sequence[str], detach: bool, sig_proxy: bool, kw: dict[str, Any]) -> None:
-    """``run``: create, start, and (unless detached) attach until the container exits."""
+def run(engine: Any, image: str, command: Sequence[str], detach: bool, sig_proxy: bool, kw: dict[str, Any],
+        shim: Any = None) -> None:
+    """``run``: create, start, and (unless detached) attach until the container exits. ``shim``:
+    one spawned already (the fast path spawns it before opening the engine)."""
     kw["detach"] = detach
     containers = engine.containers
-    shim = containers.spawn_shim()  # its start-up overlaps the creation below
+    if shim is None:
+        shim = containers.spawn_shim()  # its start-up overlaps the creation below
     try:
         record = create_container(engine, kw, image, command)
     except BaseException:

@@ -85,7 +85,7 @@ def inspect(format_: str | None, names: tuple[str, ...]) -> None:
 @click.argument("names", nargs=-1, required=True)
 def rm(force: bool, names: tuple[str, ...]) -> None:
     """Remove one or more volumes."""
-    from dockyard.cli.containers import _each
+    from dockyard.cli.ops import each as _each
 
     volumes = common.engine().volumes
     _each(names, lambda n: volumes.remove(n, force=force))

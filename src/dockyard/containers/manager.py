@@ -19,13 +19,13 @@ import json
 import os
 import signal as signals
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from dockyard.containers import frames, names
+from dockyard.containers.spawn import SpawnedShim, spawn_shim
 from dockyard.containers.store import (ACTIVE, CREATED, EXITED, PAUSED, RESTARTING, RUNNING, ContainerRecord,
                                        ContainerStore)
 from dockyard.errors import ConflictError, DockyardError, NotFoundError
@@ -36,9 +36,6 @@ if TYPE_CHECKING:
 
     from dockyard.engine import Engine
 
-# -I ignores PYTHON* variables (PYTHONDONTWRITEBYTECODE would make every shim compile its
-# modules again) and -S skips site: the package's parent goes on sys.path by hand.
-SHIM_MAIN = "import sys; sys.path.insert(0, {path!r}); from dockyard.containers.shim import main; main()"
 DEFAULT_STOP_TIMEOUT = 10
 SHIM_DIED = "the container's shim (dockyard monitor, pid {pid}) died; the container was stopped"
 LIST_FILTERS = frozenset({"status", "name", "label", "ancestor", "id", "exited", "before", "since"})
@@ -48,22 +45,6 @@ class ContainerError(DockyardError):
     """An engine-side failure while starting or driving a container (Docker's 125)."""
 
     exit_code = 125
-
-
-@dataclass
-class SpawnedShim:
-    """A shim process not yet told which container to run (``Containers.spawn_shim``)."""
-
-    process: subprocess.Popen
-    ready: int            # read end of its ready pipe
-
-    def cancel(self) -> None:
-        try:
-            self.process.stdin.close()  # EOF: the shim leaves without doing anything
-        except OSError:
-            pass
-        os.close(self.ready)
-        self.process.wait()
 
 
 @dataclass
@@ -214,17 +195,10 @@ class Containers:
 
     # ------------------------------------------------------------------ start
 
-    def spawn_shim(self) -> "SpawnedShim":
+    def spawn_shim(self) -> SpawnedShim:
         """Start a shim that waits for its orders on stdin. ``run`` calls this first, so that
         the shim's interpreter start-up overlaps the container's creation."""
-        read_fd, write_fd = os.pipe()
-        package_parent = str(Path(__file__).resolve().parents[2])
-        process = subprocess.Popen([sys.executable, "-I", "-S", "-c", SHIM_MAIN.format(path=package_parent),
-                                    str(write_fd)], pass_fds=(write_fd,), stdin=subprocess.PIPE,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                                   cwd="/")
-        os.close(write_fd)
-        return SpawnedShim(process, read_fd)
+        return spawn_shim()
 
     def start(self, typed: str, attach_first: bool = False, tty_size: tuple[int, int] | None = None,
               shim: "SpawnedShim | None" = None) -> StartHandle | None:

@@ -28,13 +28,15 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import TYPE_CHECKING, BinaryIO, Iterator
 
 from dockyard import digest as digests
 from dockyard.atomicfile import fsync_dir
 from dockyard.errors import ConflictError, NotFoundError
-from dockyard.store import archive
 from dockyard.store.db import transaction
+
+if TYPE_CHECKING:
+    from dockyard.store import archive  # imported where layers are unpacked: tarfile is not on the run path
 
 
 def chain_id(parent: str | None, diff_id: str) -> str:
@@ -221,6 +223,8 @@ class LayerStore:
                 return self._commit(tmp, cid, result.diff_id, parent, result.size)
 
     def _extract(self, blob: BinaryIO, compression: str | None, diff_id: str | None, tmp: Path) -> archive.ExtractResult:
+        from dockyard.store import archive
+
         diff = tmp / "diff"
         diff.mkdir(mode=0o755)
         return archive.extract(archive.open_decompressed(blob, compression), diff, diff_id=diff_id)
