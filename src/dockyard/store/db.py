@@ -8,7 +8,9 @@ kill -9 at any point leaves either the old or the new state.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -113,11 +115,48 @@ def connect(root: Path | str) -> sqlite3.Connection:
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA busy_timeout = 30000")
-    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-        conn.execute("PRAGMA journal_mode = WAL")
+    if _needs_setup(conn):
+        # Two CLIs opening a fresh root at once: switching to WAL needs the database to
+        # itself, and SQLite answers "database is locked" at once rather than waiting,
+        # so the set-up is serialised by a file lock and re-checked under it.
+        with _setup_lock(path):
+            if _needs_setup(conn):
+                _enable_wal(conn)
+                _migrate(conn)
     conn.execute("PRAGMA synchronous = NORMAL")
-    _migrate(conn)
     return conn
+
+
+def _needs_setup(conn: sqlite3.Connection) -> bool:
+    mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    return mode != "wal" or version < len(MIGRATIONS)
+
+
+@contextlib.contextmanager
+def _setup_lock(path: Path) -> Iterator[None]:
+    import fcntl
+
+    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing drops the flock
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL, retrying while another connection (outside our lock, e.g. an older
+    process that opened the file before us) still holds it in rollback-journal mode."""
+    for attempt in range(100):
+        try:
+            if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0] == "wal":
+                return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) and "busy" not in str(e):
+                raise
+        time.sleep(min(0.01 * (attempt + 1), 0.2))
+    raise sqlite3.OperationalError("could not switch the state database to WAL mode: database is locked")
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
