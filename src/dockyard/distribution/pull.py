@@ -379,8 +379,11 @@ class _Puller:
             if writer.count < size:
                 raise TransferError(f"download of {digest} was truncated: got {writer.count} of {size} bytes")
             # commit() fsyncs: off the event loop, so the other downloads keep flowing meanwhile.
+            # Shielded: if this pull is cancelled (another layer failed) before a worker
+            # picked the commit up, it would never run and its ingest file would be left
+            # behind; asyncio.run waits for the executor, so the commit finishes first.
             done, writer = writer, None
-            await asyncio.get_running_loop().run_in_executor(None, done.commit)
+            await asyncio.shield(asyncio.get_running_loop().run_in_executor(None, done.commit))
         except TransferError:
             if writer is not None and resumable and writer.count:
                 self._partial[digest] = writer  # the next attempt resumes from here
