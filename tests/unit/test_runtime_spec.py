@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from dockyard.runtime import seccomp, spec as specs
-from dockyard.runtime.oci import docker_exit_code
+from dockyard.runtime.exitcodes import docker_exit_code
 from dockyard.runtime.pyrunc import cgroups, cli, fastjson, mounts
 
 

@@ -121,10 +121,10 @@ def run_exec(containers: "Containers", record: "ContainerRecord", command: list[
     text = os.read(err_r, 65536).decode(errors="replace") if _readable(err_r) else ""
     os.close(err_r)
     if "pyrunc: " in text:
-        from dockyard.runtime.oci import docker_exit_code
+        from dockyard.runtime.exitcodes import runtime_exit_code
 
         message = text.strip().splitlines()[-1].replace("pyrunc: ", "", 1)
-        raise ExecError(f"OCI runtime exec failed: {message}", code if code in (126, 127) else docker_exit_code(message))
+        raise ExecError(f"OCI runtime exec failed: {message}", runtime_exit_code(code, message))
     return code
 
 

@@ -28,6 +28,7 @@ import time
 
 from dockyard.containers import frames
 from dockyard.containers.logs import LogWriter
+from dockyard.runtime.exitcodes import runtime_exit_code
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -299,7 +300,7 @@ class Shim:
             self._drain_outputs_now()
             message = _last_line(text) or _last_line(self._early_stderr) or f"exit status {code}"
             self._delete_runtime_state()
-            raise LaunchError(_docker_code(code, message), message)
+            raise LaunchError(runtime_exit_code(code, message), message)
         with open(cfg["pid_file"]) as f:
             self.pid = int(f.read().strip())
         if console is not None:
@@ -321,7 +322,7 @@ class Shim:
         if code != 0:
             message = _last_line(text) or f"exit status {code}"
             self._delete_runtime_state()
-            raise LaunchError(_docker_code(code, message), message)
+            raise LaunchError(runtime_exit_code(code, message), message)
         return self.pid
 
     _early_stderr = ""
@@ -730,17 +731,6 @@ def _last_line(text: str) -> str:
         if line.startswith(prefix):
             line = line[len(prefix):]
     return line
-
-
-def _docker_code(code: int, message: str) -> int:
-    if code in (126, 127):
-        return code
-    text = message.lower()
-    if "executable file not found" in text or "no such file or directory" in text or "not found in $path" in text:
-        return 127
-    if "permission denied" in text or "exec format error" in text or "not a directory" in text:
-        return 126
-    return 125
 
 
 def _resize(fd: int, rows: int, cols: int) -> None:

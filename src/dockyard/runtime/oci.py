@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any, Sequence, Union
 
 from dockyard.errors import DockyardError
+from dockyard.runtime.exitcodes import runtime_exit_code
 
 RUNTIMES = ("pyrunc", "crun", "runc")
 _Stream = Union[int, IO[Any], None]
@@ -28,16 +29,6 @@ class OCIRuntimeError(DockyardError):
     """The runtime refused or failed; ``exit_code`` follows Docker's 125/126/127."""
 
     exit_code = 125
-
-
-def docker_exit_code(message: str) -> int:
-    """Docker's reading of a runtime's start error."""
-    text = message.lower()
-    if "executable file not found" in text or "no such file or directory" in text or "not found in $path" in text:
-        return 127
-    if "permission denied" in text or "exec format error" in text or "not a directory" in text:
-        return 126
-    return 125
 
 
 @dataclass
@@ -105,7 +96,7 @@ class OCIRuntime:
 
     def _error(self, verb: str, result: subprocess.CompletedProcess[bytes]) -> OCIRuntimeError:
         message = _last_message(result.stderr) or _last_message(result.stdout) or f"exit status {result.returncode}"
-        code = result.returncode if result.returncode in (126, 127) else docker_exit_code(message)
+        code = runtime_exit_code(result.returncode, message)
         return OCIRuntimeError(f"{self.name} {verb} failed: {message}", exit_code=code)
 
     # ------------------------------------------------------------------ verbs
