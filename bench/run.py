@@ -36,6 +36,7 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from dockyard.fsutil import remove_cgroup  # noqa: E402
 from dockyard.testing.images import busybox_rootfs_tar  # noqa: E402
 
 DOCKER = "/usr/bin/docker"
@@ -101,7 +102,7 @@ class Dockyard(Engine):
 
     def close(self) -> None:
         sh(self.cli("system", "reset", "--force"), self.env, check=False)
-        _remove_cgroup(self.cgroup)
+        remove_cgroup(self.cgroup)
 
 
 class Podman(Engine):
@@ -170,22 +171,6 @@ def _mounts_below(path: Path) -> list[str]:
     prefix = str(path) + "/"
     points = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
     return sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True)
-
-
-def _remove_cgroup(name: str) -> None:
-    base = Path("/sys/fs/cgroup")
-    for hierarchy in [base] + [p for p in base.iterdir() if p.is_dir()]:
-        d = hierarchy / name
-        if d.is_dir():
-            for child in sorted((c for c in d.rglob("*") if c.is_dir()), key=lambda p: len(p.parts), reverse=True):
-                try:
-                    child.rmdir()
-                except OSError:
-                    pass
-            try:
-                d.rmdir()
-            except OSError:
-                pass
 
 
 def _hugetlb_fix() -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 
 def tree_size(path: str | os.PathLike) -> int:
@@ -16,3 +17,21 @@ def tree_size(path: str | os.PathLike) -> int:
             except OSError:
                 pass
     return total
+
+
+def remove_cgroup(name: str, base: str = "/sys/fs/cgroup") -> None:
+    """Remove the cgroup ``name`` and its (empty) children from every hierarchy under
+    ``base``, deepest first; a cgroup still holding processes stays, silently."""
+    root = Path(base)
+    if not root.is_dir():
+        return
+    for hierarchy in [root] + [p for p in root.iterdir() if p.is_dir()]:
+        group = hierarchy / name
+        if not (group / "cgroup.procs").exists():
+            continue  # not a cgroup (or not in this hierarchy)
+        children = sorted((c for c in group.rglob("*") if c.is_dir()), key=lambda p: len(p.parts), reverse=True)
+        for directory in [*children, group]:
+            try:
+                directory.rmdir()
+            except OSError:
+                pass

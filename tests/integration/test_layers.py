@@ -23,6 +23,7 @@ import zstandard
 from dockyard.errors import ConflictError, DigestMismatchError, NotFoundError
 from dockyard.store import archive
 from dockyard.store import layers as layers_mod
+from tests.unit.test_archive import make_tar, member
 from dockyard.store.db import connect, transaction
 from dockyard.store.layers import LayerInfo, LayerStore, chain_id
 
@@ -33,25 +34,6 @@ pytestmark = [
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def member(name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"", **attrs) -> tuple[tarfile.TarInfo, bytes]:
-    info = tarfile.TarInfo(name)
-    info.type = kind
-    info.size = len(data) if kind == tarfile.REGTYPE else 0
-    info.mode = 0o755 if kind == tarfile.DIRTYPE else 0o644
-    info.mtime = 1_600_000_000
-    for key, value in attrs.items():
-        setattr(info, key, value)
-    return info, data
-
-
-def make_tar(*members: tuple[tarfile.TarInfo, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for info, data in members:
-            tar.addfile(info, io.BytesIO(data) if info.isreg() else None)
-    return buf.getvalue()
 
 
 def sha256(data: bytes) -> str:

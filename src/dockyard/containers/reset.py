@@ -8,6 +8,8 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
+from dockyard.fsutil import remove_cgroup
+
 if TYPE_CHECKING:
     from dockyard.engine import Engine
 
@@ -35,19 +37,7 @@ def system_reset(engine: "Engine") -> Iterator[str]:
             subprocess.run(["umount", "-l", point], stderr=subprocess.DEVNULL, check=False)
     # Our cgroup parents (containers' cgroups are gone with them; the parents stay empty).
     parent = os.environ.get("DOCKYARD_CGROUP_PARENT", "dockyard")
-    base = Path("/sys/fs/cgroup")
-    for hierarchy in [base] + [p for p in base.iterdir() if p.is_dir()] if base.is_dir() else []:
-        d = hierarchy / parent
-        if d.is_dir() and (d / "cgroup.procs").exists():
-            for child in sorted((c for c in d.rglob("*") if c.is_dir()), key=lambda p: len(p.parts), reverse=True):
-                try:
-                    child.rmdir()
-                except OSError:
-                    pass
-            try:
-                d.rmdir()
-            except OSError:
-                pass
+    remove_cgroup(parent)
     engine.close()
     for path in (Path(engine.settings.runroot), Path(engine.root)):
         if path.exists():
