@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from dockyard.records import field, record
 
 DEFAULT_ROOT = "/var/lib/dockyard"
 DEFAULT_RUNROOT = "/run/dockyard"
 
 
-@dataclass
+@record
 class Settings:
     root: Path
     runroot: Path
@@ -60,6 +60,8 @@ def is_insecure_registry(host: str, configured: list[str]) -> bool:
         return True
     address = None
     try:
+        import ipaddress  # here: only registry access asks
+
         address = ipaddress.ip_address(hostname)
     except ValueError:
         pass

@@ -16,15 +16,15 @@ domain only if it contains "." or ":", is exactly "localhost", or has an
 uppercase letter (Hub paths are lowercase, so that cannot be a path).
 
 This module is on the hot path of every CLI command: it imports only ``re``
-and ``dataclasses`` (the digest check is imported when a digest shows up).
+(and ``records``, not ``dataclasses``) (the digest check is imported when a digest shows up).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
 
 from dockyard.errors import InvalidDigestError, InvalidReferenceError
+from dockyard.records import record, replace
 
 DEFAULT_DOMAIN = "docker.io"
 LEGACY_DEFAULT_DOMAIN = "index.docker.io"
@@ -55,7 +55,7 @@ def _error(value: str, what: str) -> InvalidReferenceError:
     return InvalidReferenceError(f"invalid reference {_q(shown)}: {what}")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Reference:
     """A normalized reference. Build it with :func:`parse`; fields are not re-validated."""
 

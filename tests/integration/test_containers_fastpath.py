@@ -98,3 +98,35 @@ def test_both_paths_print_the_same(dy: Dockyard, args: list[str]) -> None:  # no
         return re.sub(r"\b[0-9a-f]{12}\b", "<id>", text)
 
     assert (fast.returncode, fast.stdout, norm(fast.stderr)) == (slow.returncode, slow.stdout, norm(slow.stderr))
+
+
+# Modules the hot commands must not load: each costs `run`/`exec` milliseconds of start-up
+# (dataclasses brings inspect and ast; tempfile brings shutil, bz2 and lzma). Measured by
+# what the interpreter reports importing, minus what a bare interpreter imports here.
+HEAVY = {"dataclasses", "inspect", "typing", "subprocess", "tempfile", "shutil", "hashlib", "platform",
+         "secrets", "random", "uuid", "click", "asyncio", "tarfile", "zstandard"}
+
+
+def _imported(dy: Dockyard, *args: str) -> set[str]:  # noqa: F811
+    names = set()
+    for argv in (("-c", "pass"), ("-m", "dockyard", *args)):
+        full = {**dy.env, "DOCKYARD_RUNTIME": dy.runtime}
+        import subprocess
+        import sys
+
+        result = subprocess.run([sys.executable, "-X", "importtime", *argv], capture_output=True, text=True,
+                                env=full, stdin=subprocess.DEVNULL, timeout=60)
+        assert result.returncode == 0, result.stderr[-2000:]
+        seen = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+        names = seen - names if argv[0] == "-m" else seen
+    return names
+
+
+def test_run_and_exec_stay_off_heavy_modules(dy: Dockyard) -> None:  # noqa: F811
+    ran = _imported(dy, "run", "--rm", "--network", "none", "busybox", "true")
+    assert "dockyard.containers.manager" in ran
+    assert not ran & HEAVY, sorted(ran & HEAVY)
+    dy.cli("run", "-d", "--name", "imports", "--network", "none", "busybox", "sleep", "60", check=True)
+    executed = _imported(dy, "exec", "imports", "true")
+    assert "dockyard.containers.execute" in executed
+    assert not executed & HEAVY, sorted(executed & HEAVY)

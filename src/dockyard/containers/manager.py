@@ -18,24 +18,25 @@ from __future__ import annotations
 import json
 import os
 import signal as signals
-import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from dockyard.containers import frames, names
-from dockyard.containers.spawn import SpawnedShim, spawn_shim
+from dockyard.containers.spawn import ShimProcess, SpawnedShim, spawn_shim
 from dockyard.containers.store import (ACTIVE, CREATED, EXITED, PAUSED, RESTARTING, RUNNING, ContainerRecord,
                                        ContainerStore)
 from dockyard.errors import ConflictError, DockyardError, NotFoundError
 from dockyard.fsutil import tree_size
+from dockyard import records
 
+TYPE_CHECKING = False  # importing typing costs ~20 ms of every command's start-up
 if TYPE_CHECKING:
+    from typing import Any, Iterator, Mapping, Sequence
     import socket
 
     from dockyard.engine import Engine
 
+DEVNULL = -3  # subprocess.DEVNULL, without importing subprocess
 DEFAULT_STOP_TIMEOUT = 10
 SHIM_DIED = "the container's shim (dockyard monitor, pid {pid}) died; the container was stopped"
 LIST_FILTERS = frozenset({"status", "name", "label", "ancestor", "id", "exited", "before", "since"})
@@ -47,13 +48,13 @@ class ContainerError(DockyardError):
     exit_code = 125
 
 
-@dataclass
+@records.record
 class StartHandle:
     """A shim being launched: read its reports with ``wait_created`` / ``wait_started``."""
 
     record: ContainerRecord
     ready: Any            # the read end of the ready pipe (a file)
-    shim: subprocess.Popen
+    shim: "ShimProcess"
     pid: int = 0
     started_at: float = 0.0
 
@@ -676,6 +677,8 @@ class Containers:
             raise ConflictError(f"Container {record.id} is not running")
         pids = set(self.cgroup(record).pids())
         args = list(ps_args) or ["-ef"]
+        import subprocess
+
         out = subprocess.run(["ps", *args], capture_output=True, text=True, check=False)
         if out.returncode != 0:
             raise DockyardError(f"Error running ps: {out.stderr.strip()}")
@@ -697,7 +700,7 @@ class Containers:
     # ------------------------------------------------------------------ exec
 
     def exec(self, typed: str, command: Sequence[str], *, env: Sequence[str] = (), user: str | None = None,
-             workdir: str | None = None, detach: bool = False, stdin: Any = subprocess.DEVNULL,
+             workdir: str | None = None, detach: bool = False, stdin: Any = DEVNULL,
              stdout: Any = None, stderr: Any = None, privileged: bool = False) -> int:
         """Run ``command`` in the running container; its exit code (0 for ``detach``)."""
         from dockyard.containers.execute import run_exec
@@ -784,7 +787,7 @@ def _merge_config(config: dict[str, Any], image_conf: dict[str, Any]) -> dict[st
 
 
 def _check_host_config(host: dict[str, Any], config: dict[str, Any]) -> None:
-    from dockyard.runtime.oci import RUNTIMES
+    from dockyard.runtime import RUNTIMES
 
     if host["Runtime"] not in RUNTIMES:
         raise ContainerError(f"unknown or invalid runtime name: {host['Runtime']}")

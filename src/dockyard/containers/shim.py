@@ -788,7 +788,15 @@ def main() -> None:
     import dockyard.runtime.pyrunc.mounts  # noqa: F401 - container.py loads these lazily now
     import dockyard.runtime.pyrunc.process  # noqa: F401
 
-    data = sys.stdin.buffer.read()
+    # The container's first cgroup migration waits out an RCU grace period (see warmup.py):
+    # let it pass now, while the CLI is still preparing the container, not after the orders.
+    from dockyard.runtime.pyrunc import warmup
+
+    warmup.start()
+    try:
+        data = sys.stdin.buffer.read()
+    finally:
+        warmup.stop()  # no thread may run when the shim forks
     if not data:
         return
     cfg = json.loads(data)

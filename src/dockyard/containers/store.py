@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass, field
-from typing import Any, Iterable
 
 from dockyard.errors import ConflictError
+from dockyard.records import field, record
+
+TYPE_CHECKING = False  # importing typing costs ~20 ms of every command's start-up
+if TYPE_CHECKING:
+    from typing import Any, Iterable
 
 # Docker's container states (types.ContainerState).
 CREATED, RUNNING, PAUSED, RESTARTING, REMOVING, EXITED, DEAD = (
@@ -23,7 +26,7 @@ _STATE_COLUMNS = ("status", "pid", "shim_pid", "shim_start", "exit_code", "error
                   "started_at", "finished_at", "restart_count", "stopped_by_user")
 
 
-@dataclass
+@record
 class ContainerRecord:
     id: str
     name: str

@@ -14,15 +14,19 @@ import shutil
 import signal as signals
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Sequence, Union
 
 from dockyard.errors import DockyardError
+from dockyard.records import record
 from dockyard.runtime.exitcodes import runtime_exit_code
 
-RUNTIMES = ("pyrunc", "crun", "runc")
-_Stream = Union[int, IO[Any], None]
+TYPE_CHECKING = False  # importing typing costs ~20 ms of every command's start-up
+if TYPE_CHECKING:
+    from typing import IO, Any, Sequence, Union
+
+from dockyard.runtime import RUNTIMES  # noqa: F401 - re-exported
+
+_Stream = "int | IO[Any] | None"
 
 
 class OCIRuntimeError(DockyardError):
@@ -31,7 +35,7 @@ class OCIRuntimeError(DockyardError):
     exit_code = 125
 
 
-@dataclass
+@record
 class ContainerState:
     id: str
     status: str          # created | running | stopped | paused

@@ -15,14 +15,16 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import tempfile
 import time
 from pathlib import Path
-from typing import BinaryIO, Iterator
 
 from dockyard import digest as digests
 from dockyard.atomicfile import fsync_dir
 from dockyard.errors import NotFoundError
+
+TYPE_CHECKING = False  # importing typing costs ~20 ms of every command's start-up
+if TYPE_CHECKING:
+    from typing import BinaryIO, Iterator
 
 # Temp files older than this are from dead writers and may be removed.
 STALE_INGEST_SECONDS = 24 * 3600
@@ -34,6 +36,8 @@ class Writer:
     def __init__(self, store: "ContentStore", expected: str | None, size: int | None) -> None:
         self._store = store
         self._verifier = digests.Verifier(expected, size)
+        import tempfile  # here: only writers need it (and shutil, bz2, lzma behind it)
+
         fd, name = tempfile.mkstemp(dir=store.ingest_dir, prefix="ingest-")
         self._file = os.fdopen(fd, "wb", buffering=0)
         self._path = Path(name)

@@ -13,19 +13,22 @@ import re
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any, Iterable
 
 from dockyard import reference as references
 from dockyard.errors import ConflictError, DockyardError, NotFoundError
 from dockyard.oci.mediatypes import MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE
+from dockyard.records import field, record
 from dockyard.store import db
 from dockyard.store.content import ContentStore
+
+TYPE_CHECKING = False  # importing typing costs ~20 ms of every command's start-up
+if TYPE_CHECKING:
+    from typing import Any, Iterable
 
 _ID_PREFIX = re.compile(r"^(sha256:)?[a-f0-9]{1,64}$")
 
 
-@dataclass
+@record
 class Image:
     id: str                          # config digest
     manifest_digest: str
