@@ -88,10 +88,13 @@ class Dockyard(Engine):
         self.env = {**os.environ, "DOCKYARD_ROOT": str(base / "dockyard" / "root"),
                     "DOCKYARD_RUNROOT": str(base / "dockyard" / "run"), "DOCKYARD_CGROUP_PARENT": self.cgroup,
                     "DOCKYARD_EARLY_EXIT_WINDOW": "0"}
-        # The entry point beside this interpreter: a `dockyard` found on PATH may be a version
-        # manager's shim (pyenv's is a chain of bash scripts that costs more than the run itself).
-        beside = Path(sys.executable).parent / "dockyard"
-        self.exe = str(beside) if beside.exists() else shutil.which("dockyard") or sys.executable
+        # The command as `make install` sets it up (the project's virtualenv), else the entry
+        # point beside this interpreter: a `dockyard` found on PATH may be a version manager's
+        # shim (pyenv's is a chain of bash scripts that costs more than the run itself).
+        candidates = [ROOT / ".venv" / "bin" / "dockyard", Path(sys.executable).parent / "dockyard"]
+        found = [c for c in candidates if c.exists()]
+        self.exe = str(found[0]) if found else shutil.which("dockyard") or sys.executable
+        print(f"dockyard: {self.exe}")
         # An editable install runs from source: compile once, as an installed package would be.
         subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "src" / "dockyard")],
                        stdout=subprocess.DEVNULL, check=False)
@@ -275,6 +278,9 @@ def main() -> int:
             name, rss, pss = monitors[e.name]
             print(f"{e.name:<10} {run_ms[e.name]:>14.0f} {exec_ms[e.name]:>10.0f}   {name:<22} {rss:>8.1f} {pss:>8.1f}")
         print()
+        if "dockyard" not in run_ms:
+            print("dockyard could not be set up: nothing to compare", file=sys.stderr)
+            return 1
         mine = run_ms["dockyard"]
         for other in ("podman", "docker"):
             if other in run_ms:

@@ -250,14 +250,14 @@ class Containers:
             "anonymous_volumes": [m["Name"] for m in record.config.get("Mounts") or [] if m.get("Anonymous")],
         }
         (shim_dir / "shim.json").write_text(json.dumps(cfg))  # for the record: what the shim was told
-        self.store.update(cid, stopped_by_user=0, error="")
         spawned = shim if shim is not None else self.spawn_shim()
+        # One statement: the config with the bind inodes, the shim to watch, a clean slate.
+        self.store.update(cid, config=record.config, stopped_by_user=0, error="", shim_pid=spawned.process.pid)
         try:
             spawned.process.stdin.write(json.dumps(cfg).encode())
             spawned.process.stdin.close()
         except BrokenPipeError:
             pass
-        self.store.update(cid, shim_pid=spawned.process.pid)
         read_fd = spawned.ready
         shim = spawned.process
         return StartHandle(record, os.fdopen(read_fd, "rb"), shim)
@@ -313,8 +313,7 @@ class Containers:
         oci_mounts += self._etc_files(cdir, hostname, network, {m["destination"] for m in oci_mounts})
         config = dict(record.config)
         config["BindInodes"] = inodes
-        self.store.update(cid, config=config)
-        record.config = config
+        record.config = config   # written by _launch, with the launch's other columns
         options = specs.RunOptions(
             command=conf.get("Cmd") or [], entrypoint=conf.get("Entrypoint") or [""], env=list(conf.get("Env") or []),
             workdir=conf.get("WorkingDir") or None, user=conf.get("User") or "",

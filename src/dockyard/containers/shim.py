@@ -787,6 +787,7 @@ def main() -> None:
     import dockyard.runtime.pyrunc.linux  # noqa: F401
     import dockyard.runtime.pyrunc.mounts  # noqa: F401 - container.py loads these lazily now
     import dockyard.runtime.pyrunc.process  # noqa: F401
+    import dockyard.runtime.pyrunc.seccomp  # noqa: F401 - process.py loads it lazily
 
     # The container's first cgroup migration waits out an RCU grace period (see warmup.py):
     # let it pass now, while the CLI is still preparing the container, not after the orders.
@@ -796,7 +797,7 @@ def main() -> None:
     try:
         data = sys.stdin.buffer.read()
     finally:
-        warmup.stop()  # no thread may run when the shim forks
+        warmup.stop(wait=False)  # the orders are here: not a moment's wait for the thread
     if not data:
         return
     cfg = json.loads(data)

@@ -32,14 +32,18 @@ def start() -> None:
         running.release()
 
 
-def stop() -> None:
-    """Stop the thread and wait for it: call before forking (no thread may run then)."""
+def stop(wait: bool = True) -> None:
+    """Stop the thread; with ``wait``, also wait for it, as pyrunc does before it forks the
+    container's init. Without, a move still in the kernel (it can wait out a whole grace
+    period) finishes on its own: the shim forks meanwhile, and the thread, holding no
+    lock but blocked in write(2), simply does not exist in the child."""
     global _threads
     if _threads is not None:
         running, stopping = _threads
         _threads = None
         stopping.release()
-        running.acquire()
+        if wait:
+            running.acquire()
 
 
 def _work(running, stopping) -> None:
