@@ -173,6 +173,49 @@ def test_limits_readonly_tmpfs_and_network(dy: Dockyard) -> None:
     assert len(host) > 1
 
 
+def _on_a_terminal(rt: Dockyard, *args: str) -> tuple[int, str]:
+    """Run ``dockyard ARGS`` with a pty as its stdin/stdout/stderr: (exit code, what it wrote)."""
+    import os
+    import select
+    import sys
+
+    master, slave = os.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "dockyard", *args], stdin=slave, stdout=slave, stderr=slave,
+                                env={**rt.env, "DOCKYARD_RUNTIME": rt.runtime}, start_new_session=True)
+        os.close(slave)
+        slave = -1
+        out = b""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if not ready:
+                if proc.poll() is not None:
+                    break
+                continue
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:   # EIO: every holder of the slave is gone
+                break
+            if not chunk:
+                break
+            out += chunk
+        return proc.wait(10), out.decode(errors="replace").replace("\r", "")
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+
+
+def test_exec_tty_is_the_containers_own(rt: Dockyard) -> None:
+    """exec -t: the process sits on a pty of the container's devpts, so `tty` names it."""
+    rt.cli("run", "-d", "--name", "ttyexec", "busybox", "sleep", "60", check=True)
+    code, out = _on_a_terminal(rt, "exec", "-t", "ttyexec", "sh", "-c", "tty; echo $TERM; exit 4")
+    lines = out.split("\n")
+    assert code == 4, out
+    assert lines[0].startswith("/dev/pts/") and lines[1] == "xterm", out
+
+
 def test_tty_and_init(dy: Dockyard) -> None:
     tty = dy.cli("run", "--rm", "-t", "busybox", "sh", "-c", "tty; echo $TERM")
     assert tty.returncode == 0 and tty.stdout.replace("\r", "").split("\n")[:2] == ["/dev/pts/0", "xterm"]

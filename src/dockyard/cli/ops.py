@@ -424,48 +424,74 @@ DEVNULL = -3  # subprocess.DEVNULL, without importing subprocess
 
 def _exec_tty(containers: Any, record: Any, command: Sequence[str], env: list[str], user: str | None,
               workdir: str | None, interactive: bool) -> int:
-    """A pty of our own: the process gets its slave, we pump our terminal to its master."""
+    """The process on a terminal of the container's own devpts (so `tty` names it), as Docker
+    does: the runtime sends the pty master to a console socket; we pump our terminal to it."""
     import select
+    import socket
     import termios
     import threading
     import tty as ttys
 
-    master, slave = os.openpty()
+    path = str(containers.shim_dir(record.id) / f"exec-{os.getpid()}.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    listener.bind(path)
+    listener.listen(1)
     size = os.get_terminal_size(0)
-    import fcntl
-    import struct
-
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size.lines, size.columns, 0, 0))
     saved = termios.tcgetattr(0)
-    ttys.setraw(0)
     done = threading.Event()
 
-    def pump() -> None:  # our terminal <-> the pty master, until the process is gone
-        while not done.is_set():
-            ready, _, _ = select.select([master] + ([0] if interactive else []), [], [], 0.1)
-            if master in ready:
-                try:
-                    data = os.read(master, 65536)
-                except OSError:
-                    return
-                if not data:
-                    return
-                os.write(1, data)
-            if 0 in ready:
-                os.write(master, os.read(0, 65536))
+    def serve() -> None:  # the master, then our terminal <-> it until the process is gone
+        try:
+            conn, _ = listener.accept()
+            with conn:
+                _, fds, _, _ = socket.recv_fds(conn, 1024, 1)
+        except OSError:
+            return
+        if not fds:
+            return
+        master = fds[0]
+        try:
+            import fcntl
+            import struct
 
-    pumper = threading.Thread(target=pump, daemon=True)
+            fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", size.lines, size.columns, 0, 0))
+            while True:
+                ready, _, _ = select.select([master] + ([0] if interactive else []), [], [], 0.1)
+                if master in ready:
+                    try:
+                        data = os.read(master, 65536)
+                    except OSError:   # EIO: the last process holding the slave is gone
+                        return
+                    if not data:
+                        return
+                    os.write(1, data)
+                if 0 in ready:
+                    os.write(master, os.read(0, 65536))
+                if done.is_set() and not ready:
+                    return
+        finally:
+            os.close(master)
+
+    pumper = threading.Thread(target=serve, daemon=True)
     pumper.start()
+    ttys.setraw(0)
     try:
         # exec runs here, in the main thread (it forwards signals to the process)
         code = containers.exec(record.id, command, env=[*env, "TERM=xterm"], user=user, workdir=workdir,
-                               stdin=slave, stdout=slave, stderr=slave)
+                               stdin=DEVNULL, stdout=DEVNULL, stderr=DEVNULL, console_socket=path)
     finally:
-        os.close(slave)
-        pumper.join(2)  # the rest of the output, until EIO on the master
         done.set()
+        pumper.join(2)  # the rest of the output, until EIO on the master
         termios.tcsetattr(0, termios.TCSADRAIN, saved)
-        os.close(master)
+        listener.close()
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
     return code
 
 

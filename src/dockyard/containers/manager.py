@@ -700,7 +700,8 @@ class Containers:
 
     def exec(self, typed: str, command: Sequence[str], *, env: Sequence[str] = (), user: str | None = None,
              workdir: str | None = None, detach: bool = False, stdin: Any = DEVNULL,
-             stdout: Any = None, stderr: Any = None, privileged: bool = False) -> int:
+             stdout: Any = None, stderr: Any = None, privileged: bool = False,
+             console_socket: str | None = None) -> int:
         """Run ``command`` in the running container; its exit code (0 for ``detach``)."""
         from dockyard.containers.execute import run_exec
 
@@ -710,7 +711,7 @@ class Containers:
         if record.status != RUNNING:
             raise ConflictError(f"Container {record.id} is not running")
         return run_exec(self, record, list(command), env=list(env), user=user, workdir=workdir, detach=detach,
-                        stdin=stdin, stdout=stdout, stderr=stderr)
+                        stdin=stdin, stdout=stdout, stderr=stderr, console_socket=console_socket)
 
     # ------------------------------------------------------------------ logs
 

@@ -149,9 +149,11 @@ class OCIRuntime:
     def exec(self, container_id: str, args: Sequence[str], *, env: Sequence[str] = (), cwd: str | None = None,
              user: str | None = None, process: dict[str, Any] | None = None, detach: bool = False,
              stdin: _Stream = subprocess.DEVNULL, stdout: _Stream = subprocess.PIPE,
-             stderr: _Stream = subprocess.PIPE, timeout: float | None = 120) -> subprocess.CompletedProcess[bytes]:
+             stderr: _Stream = subprocess.PIPE, timeout: float | None = 120,
+             console_socket: str | None = None) -> subprocess.CompletedProcess[bytes]:
         """Run a process in a running container (``process`` is a full OCI process object;
-        otherwise the container's own, with ``args``/``env``/``cwd``/``user`` changed)."""
+        otherwise the container's own, with ``args``/``env``/``cwd``/``user`` changed).
+        ``console_socket``: the process gets a terminal, whose master comes to that socket."""
         cmd = ["exec"]
         tmp_path = None
         if process is not None:
@@ -169,6 +171,8 @@ class OCIRuntime:
             cmd += ["--user", user]
         if detach:
             cmd.append("--detach")
+        if console_socket:
+            cmd += ["--tty", "--console-socket", console_socket]
         cmd.append(container_id)
         if process is None:
             cmd += list(args)

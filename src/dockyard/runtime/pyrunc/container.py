@@ -193,7 +193,7 @@ def _init(spec: "dict[str, Any]", options: Options, go_r: int, sync_w: int, fifo
         console = _connect_console(options.console_socket) if proc.get("terminal") else None
         mounts.prepare_rootfs(spec, options.bundle)
         if console is not None:
-            _setup_terminal(console)
+            open_terminal(console)
         mounts.finish_rootfs(spec)
         if console is None:
             os.setsid()
@@ -271,7 +271,7 @@ def _ensure_cwd(cwd: str) -> None:
 def _connect_console(path: str | None):
     if not path:
         raise SetupError("terminal is set but no --console-socket was given")
-    import fcntl  # noqa: F401 - imported before pivot_root, used by _setup_terminal
+    import fcntl  # noqa: F401 - imported before pivot_root, used by open_terminal
     import socket
     import struct  # noqa: F401
 
@@ -280,9 +280,10 @@ def _connect_console(path: str | None):
     return sock
 
 
-def _setup_terminal(sock) -> None:
-    """A pty from the container's own devpts: slave on 0-2 as controlling terminal, master
-    to the console socket (SCM_RIGHTS), /dev/console bound to the slave."""
+def open_terminal(sock, bind_console: bool = True) -> None:
+    """A pty from the container's own devpts: slave on 0-2 as controlling terminal of a new
+    session, master to the console socket (SCM_RIGHTS); for the init (``bind_console``),
+    /dev/console bound to the slave."""
     import fcntl
     import socket
     import struct
@@ -295,9 +296,10 @@ def _setup_terminal(sock) -> None:
     number = struct.unpack("I", fcntl.ioctl(master, 0x80045430, b"\0\0\0\0"))[0]  # TIOCGPTN
     slave_path = f"/dev/pts/{number}"
     slave = os.open(slave_path, os.O_RDWR | os.O_NOCTTY)
-    if not os.path.exists("/dev/console"):
-        os.close(os.open("/dev/console", os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
-    linux.mount(slave_path, "/dev/console", None, linux.MS_BIND)
+    if bind_console:
+        if not os.path.exists("/dev/console"):
+            os.close(os.open("/dev/console", os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+        linux.mount(slave_path, "/dev/console", None, linux.MS_BIND)
     socket.send_fds(sock, [slave_path.encode()], [master])
     sock.close()
     os.close(master)

@@ -26,8 +26,9 @@ def main(root: str, container_id: str, options: "dict[str, list[str]]", args: "l
         raise StateError(f"cannot exec in a {status} container `{container_id}`")
     spec = container.config()
     proc = build_process(spec.get("process") or {}, options, args)
-    if proc.get("terminal"):
-        raise SetupError("exec with a terminal is not supported by pyrunc yet")
+    console_socket = (options.get("--console-socket") or [None])[-1]
+    if proc.get("terminal") and not console_socket:
+        raise SetupError("terminal is set but no --console-socket was given")
     state = container.state
     pid = state["pid"]
     types = [ns["type"] for ns in (spec.get("linux") or {}).get("namespaces") or []]
@@ -43,7 +44,7 @@ def main(root: str, container_id: str, options: "dict[str, list[str]]", args: "l
     child = os.fork()
     if child == 0:
         os.close(sync_r)
-        _child(proc, ns_fds, cgroup, seccomp_profile, sync_w, preserve, root + "/.seccomp")
+        _child(proc, ns_fds, cgroup, seccomp_profile, sync_w, preserve, root + "/.seccomp", console_socket)
     os.close(sync_w)
     for fd in ns_fds.values():
         os.close(fd)
@@ -102,23 +103,30 @@ def build_process(base: "dict[str, Any]", options: "dict[str, list[str]]", args:
 
 
 def _child(proc: "dict[str, Any]", ns_fds: "dict[str, int]", cgroup: Cgroup, seccomp_profile, sync_w: int,
-           preserve: int, cache_dir: str) -> None:
+           preserve: int, cache_dir: str, console_socket: "str | None") -> None:
     try:
         linux.prctl(linux.PR_SET_DUMPABLE, 0)  # see container._init: the host's python is our exe
         for path in cgroup.dirs.values():
             with open(path + "/cgroup.procs", "w") as f:
                 f.write("0")  # "0" is the writer itself; getpid() here is a container PID
         seccomp_program = process.prepare_seccomp(seccomp_profile, cache_dir)
+        # The console socket is a host path: connected before the container's mount namespace.
+        console = containers._connect_console(console_socket) if proc.get("terminal") else None
         for kind in _ORDER:
             if kind in ns_fds:
                 linux.setns(ns_fds[kind], linux.NAMESPACES[kind][0])
         os.chdir("/")
+        if console is not None:
+            # A pty of the container's own devpts (a host pty's slave has no name in there,
+            # so `tty` would say "not a tty"); it also makes the session and sets it up.
+            containers.open_terminal(console, bind_console=False)
         process.set_rlimits(proc.get("rlimits") or [])
         cwd = proc.get("cwd") or "/"
         os.chdir(cwd)
         path = process.find_executable(proc["args"][0], proc.get("env") or [])
         process.mark_cloexec(3 + preserve)
-        os.setsid()
+        if console is None:
+            os.setsid()
         process.finalize(proc, seccomp_program, path)
     except SetupError as e:
         containers._report(sync_w, e.code, str(e))
