@@ -216,6 +216,77 @@ def test_exec_tty_is_the_containers_own(rt: Dockyard) -> None:
     assert lines[0].startswith("/dev/pts/") and lines[1] == "xterm", out
 
 
+class _Terminal:
+    """``dockyard ARGS`` on a pty we type into and read from."""
+
+    def __init__(self, rt: Dockyard, *args: str) -> None:
+        import os
+        import sys
+
+        self.master, slave = os.openpty()
+        self.proc = subprocess.Popen([sys.executable, "-m", "dockyard", *args], stdin=slave, stdout=slave,
+                                     stderr=slave, env={**rt.env, "DOCKYARD_RUNTIME": rt.runtime},
+                                     start_new_session=True)
+        os.close(slave)
+        self.seen = b""
+
+    def expect(self, text: bytes, timeout: float = 15) -> None:
+        import os
+        import select
+
+        deadline = time.monotonic() + timeout
+        while text not in self.seen:
+            assert time.monotonic() < deadline, f"no {text!r} in {self.seen!r}"
+            if select.select([self.master], [], [], 0.2)[0]:
+                try:
+                    self.seen += os.read(self.master, 4096)
+                except OSError:
+                    break
+        assert text in self.seen, self.seen
+
+    def type(self, data: bytes) -> None:
+        import os
+
+        os.write(self.master, data)
+
+    def close(self) -> int:
+        import os
+
+        try:
+            return self.proc.wait(10)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            os.close(self.master)
+
+
+def test_detach_keys_leave_the_container_running(dy: Dockyard) -> None:
+    term = _Terminal(dy, "run", "-it", "--name", "detaching", "busybox", "sh")
+    try:
+        term.expect(b"/ # ")     # the shell is up: typing now goes to it
+        term.type(b"echo the-$((40+2))\n")
+        term.expect(b"the-42")
+        term.type(b"\x10\x11")   # ctrl-p ctrl-q
+    finally:
+        code = term.close()
+    assert code == 0
+    assert dy.cli("inspect", "-f", "{{.State.Status}}", "detaching").stdout.strip() == "running"
+    again = _Terminal(dy, "attach", "--detach-keys", "ctrl-x,x", "detaching")
+    try:
+        time.sleep(0.3)   # attached: what we type now goes to the same shell
+        again.type(b"echo back-$((1+1))\n")
+        again.expect(b"back-2")
+        again.type(b"\x18x")
+    finally:
+        code = again.close()
+    assert code == 0
+    assert dy.cli("inspect", "-f", "{{.State.Status}}", "detaching").stdout.strip() == "running"
+    bad = dy.cli("run", "--rm", "--detach-keys", "ctrl-1", "busybox", "true")
+    assert bad.returncode == 125 and "Invalid detach keys (ctrl-1) provided" in bad.stderr
+    assert dy.cli("ps", "-aq").stdout.split() == [dy.cli("inspect", "-f", "{{.Id}}", "detaching").stdout[:12]]
+
+
 def test_tty_and_init(dy: Dockyard) -> None:
     tty = dy.cli("run", "--rm", "-t", "busybox", "sh", "-c", "tty; echo $TERM")
     assert tty.returncode == 0 and tty.stdout.replace("\r", "").split("\n")[:2] == ["/dev/pts/0", "xterm"]

@@ -98,6 +98,7 @@ def create(image: str, command: tuple[str, ...], **kw: Any) -> None:
 @_create_options
 @click.option("-d", "--detach", is_flag=True, help="Run container in background and print container ID.")
 @click.option("--sig-proxy", type=bool, default=True, help="Proxy received signals to the process.")
+@click.option("--detach-keys", help="Override the key sequence for detaching a container.")
 @click.argument("image", metavar="IMAGE")
 @click.argument("command", nargs=-1, metavar="[COMMAND] [ARG...]")
 def run(image: str, command: tuple[str, ...], detach: bool, sig_proxy: bool, **kw: Any) -> None:
@@ -113,8 +114,9 @@ def run(image: str, command: tuple[str, ...], detach: bool, sig_proxy: bool, **k
 @click.command()
 @click.option("-a", "--attach", is_flag=True, help="Attach STDOUT/STDERR and forward signals.")
 @click.option("-i", "--interactive", is_flag=True, help="Attach container's STDIN.")
+@click.option("--detach-keys", help="Override the key sequence for detaching a container.")
 @click.argument("containers_", nargs=-1, required=True, metavar="CONTAINER [CONTAINER...]")
-def start(attach: bool, interactive: bool, containers_: tuple[str, ...]) -> None:
+def start(attach: bool, interactive: bool, detach_keys: str | None, containers_: tuple[str, ...]) -> None:
     """Start one or more stopped containers."""
     from dockyard.errors import DockyardError
 
@@ -124,6 +126,7 @@ def start(attach: bool, interactive: bool, containers_: tuple[str, ...]) -> None
             raise DockyardError("you cannot start and attach multiple containers at once")
         from dockyard.containers import attach as attaching
 
+        keys = attaching.parse_detach_keys(detach_keys)
         record = containers.get(containers_[0])
         tty = bool(record.container_config.get("Tty"))
         handle = containers.start(record.id, attach_first=True, tty_size=attaching.terminal_size() if tty else None)
@@ -134,7 +137,9 @@ def start(attach: bool, interactive: bool, containers_: tuple[str, ...]) -> None
             sock = containers.connect(record.id, stdin=interactive, stdout=True, stderr=True)
             handle.wait_started()
             containers.mark_running(handle)
-        result = attaching.stream(sock, stdin=interactive, tty=tty) if sock else None
+        result = attaching.stream(sock, stdin=interactive, tty=tty, detach_keys=keys) if sock else None
+        if result is not None and result.get("Detached"):
+            sys.exit(0)
         current = containers.find(record.id)
         sys.exit(int(result["StatusCode"]) if result else (current.exit_code if current else 0))
 
@@ -283,8 +288,9 @@ def exec_(detach: bool, env: tuple[str, ...], env_file: tuple[str, ...], interac
 @click.command()
 @click.option("--no-stdin", is_flag=True, help="Do not attach STDIN.")
 @click.option("--sig-proxy", type=bool, default=True, help="Proxy all received signals to the process.")
+@click.option("--detach-keys", help="Override the key sequence for detaching a container.")
 @click.argument("container")
-def attach(no_stdin: bool, sig_proxy: bool, container: str) -> None:
+def attach(no_stdin: bool, sig_proxy: bool, detach_keys: str | None, container: str) -> None:
     """Attach local standard input, output, and error streams to a running container."""
     from dockyard.containers import attach as attaching
     from dockyard.errors import ConflictError
@@ -295,8 +301,11 @@ def attach(no_stdin: bool, sig_proxy: bool, container: str) -> None:
         raise ConflictError("You cannot attach to a stopped container, start it first")
     stdin = not no_stdin and bool(record.container_config.get("OpenStdin"))
     tty = bool(record.container_config.get("Tty"))
+    keys = attaching.parse_detach_keys(detach_keys)
     sock = containers.connect(record.id, stdin=stdin, stdout=True, stderr=True)
-    result = attaching.stream(sock, stdin=stdin, tty=tty, sig_proxy=sig_proxy) if sock else None
+    result = attaching.stream(sock, stdin=stdin, tty=tty, sig_proxy=sig_proxy, detach_keys=keys) if sock else None
+    if result is not None and result.get("Detached"):
+        sys.exit(0)
     current = containers.find(record.id)
     sys.exit(int(result["StatusCode"]) if result else (current.exit_code if current else 0))
 

@@ -62,7 +62,8 @@ CREATE_OPTIONS = [
     _o("--pull", "pull", ("always", "missing", "never"), "missing"), _o("-a --attach", "attach", MULTI),
 ]
 SPECS = {
-    "run": Spec(CREATE_OPTIONS + [_o("-d --detach", "detach", FLAG), _o("--sig-proxy", "sig_proxy", BOOL, True)],
+    "run": Spec(CREATE_OPTIONS + [_o("-d --detach", "detach", FLAG), _o("--sig-proxy", "sig_proxy", BOOL, True),
+                                  _o("--detach-keys", "detach_keys")],
                 interspersed=False),
     "exec": Spec([_o("-d --detach", "detach", FLAG), _o("-e --env", "env", MULTI), _o("--env-file", "env_file", MULTI),
                   _o("-i --interactive", "interactive", FLAG), _o("-t --tty", "tty", FLAG), _o("-u --user", "user"),

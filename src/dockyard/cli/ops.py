@@ -206,9 +206,14 @@ def run(engine: Any, image: str, command: Sequence[str], detach: bool, sig_proxy
     one spawned already (the fast path spawns it before opening the engine)."""
     kw["detach"] = detach
     containers = engine.containers
+    detach_keys = kw.pop("detach_keys", None)
     if shim is None:
         shim = containers.spawn_shim()  # its start-up overlaps the creation below
     try:
+        if not detach:
+            from dockyard.containers import attach
+
+            keys = attach.parse_detach_keys(detach_keys)
         record = create_container(engine, kw, image, command)
     except BaseException:
         shim.cancel()
@@ -238,7 +243,10 @@ def run(engine: Any, image: str, command: Sequence[str], detach: bool, sig_proxy
         if kw.get("rm"):
             containers.remove(record.id, force=True)
         raise
-    result = attach.stream(sock, stdin=bool(kw.get("interactive")), tty=tty, sig_proxy=sig_proxy) if sock else None
+    result = attach.stream(sock, stdin=bool(kw.get("interactive")), tty=tty, sig_proxy=sig_proxy,
+                           detach_keys=keys) if sock else None
+    if result is not None and result.get("Detached"):
+        sys.exit(0)  # the container runs on; its shim does any --rm when it exits
     if result is None:
         current = containers.find(record.id)
         code = current.exit_code if current is not None else 125

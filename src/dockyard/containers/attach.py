@@ -16,6 +16,57 @@ if TYPE_CHECKING:
     from typing import Any
 
 
+DEFAULT_DETACH_KEYS = b"\x10\x11"   # ctrl-p,ctrl-q, as Docker
+_CTRL_SPECIALS = {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}
+
+
+def parse_detach_keys(spec: str | None) -> bytes:
+    """Docker's ``--detach-keys``: comma-separated ``ctrl-<a-z @ [ \\ ] ^ _>`` or single
+    characters, e.g. ``ctrl-p,ctrl-q`` (the default) or ``ctrl-x,x``."""
+    from dockyard.errors import DockyardError
+
+    if spec is None:
+        return DEFAULT_DETACH_KEYS
+    keys = bytearray()
+    for key in spec.split(","):
+        lowered = key.lower()
+        if lowered.startswith("ctrl-") and len(key) == 6:
+            char = lowered[5]
+            if "a" <= char <= "z":
+                keys.append(ord(char) - ord("a") + 1)
+                continue
+            if char in _CTRL_SPECIALS:
+                keys.append(_CTRL_SPECIALS[char])
+                continue
+        elif len(key) == 1 and key.isascii():
+            keys.append(ord(key))
+            continue
+        raise DockyardError(f"Invalid detach keys ({spec}) provided", exit_code=125)
+    return bytes(keys)
+
+
+class _EscapeScanner:
+    """Finds the detach sequence in what the user types. Bytes that might begin it are held
+    back until it is clear they do not (then they go on to the container, as Docker does)."""
+
+    def __init__(self, keys: bytes) -> None:
+        self.keys = keys
+        self.held = b""
+
+    def feed(self, data: bytes) -> tuple[bytes, bool]:
+        """(bytes to pass on, whether the sequence is complete)."""
+        out = bytearray()
+        for byte in data:
+            self.held += bytes([byte])
+            while self.held and not self.keys.startswith(self.held):
+                out.append(self.held[0])   # cannot begin the sequence: pass it on
+                self.held = self.held[1:]
+            if self.held == self.keys:
+                self.held = b""
+                return bytes(out), True
+        return bytes(out), False
+
+
 def terminal_size() -> tuple[int, int] | None:
     try:
         size = os.get_terminal_size(0)
@@ -25,9 +76,11 @@ def terminal_size() -> tuple[int, int] | None:
 
 
 def stream(sock: socket.socket, *, stdin: bool = False, tty: bool = False, sig_proxy: bool = True,
-           out_fd: int = 1, err_fd: int = 2) -> dict[str, Any] | None:
-    """Pump until the shim sends the exit frame (returned) or goes away (None)."""
+           out_fd: int = 1, err_fd: int = 2, detach_keys: bytes = DEFAULT_DETACH_KEYS) -> dict[str, Any] | None:
+    """Pump until the shim sends the exit frame (returned) or goes away (None). Typing
+    ``detach_keys`` on stdin leaves the container running: ``{"Detached": True}``."""
     lock = threading.Lock()
+    detached = threading.Event()
 
     def send(stream_id: int, payload: bytes) -> None:
         with lock:
@@ -58,12 +111,27 @@ def stream(sock: socket.socket, *, stdin: bool = False, tty: bool = False, sig_p
             except ValueError:  # not the main thread
                 break
     if stdin:
+        scanner = _EscapeScanner(detach_keys) if detach_keys else None
+
         def pump() -> None:
             while True:
                 try:
                     data = os.read(0, 65536)
                 except OSError:
                     data = b""
+                if scanner is not None and data:
+                    data, escaped = scanner.feed(data)
+                    if escaped:
+                        if data:
+                            send(frames.STDIN, data)
+                        detached.set()
+                        try:
+                            sock.shutdown(socket.SHUT_RDWR)  # wakes the reader below
+                        except OSError:
+                            pass
+                        return
+                    if not data:
+                        continue
                 send(frames.STDIN, data)
                 if not data:
                     return
@@ -78,9 +146,9 @@ def stream(sock: socket.socket, *, stdin: bool = False, tty: bool = False, sig_p
             except InterruptedError:
                 continue
             except OSError:
-                return None
+                return {"Detached": True} if detached.is_set() else None
             if not data:
-                return None
+                return {"Detached": True} if detached.is_set() else None
             for stream_id, payload in reader.feed(data):
                 if stream_id == frames.STDOUT:
                     _write_all(out_fd, payload)

@@ -639,7 +639,7 @@ class Shim:
     def finish(self, remove: bool, deleting: int = 0) -> None:
         """The container is done for good: unmount, maybe remove, tell clients, go.
         ``deleting``: the runtime's delete still running (``_start_delete``), waited for
-        before anyone hears of the end."""
+        before anyone hears of the end (with ``remove``, before the shim goes)."""
         try:
             self.log.close()
         except OSError:
@@ -647,7 +647,8 @@ class Shim:
         _unmount(os.path.join(self.cfg["container_dir"], "rootfs"))
         if remove:
             _rmtree(self.cfg["container_dir"])
-        self._wait_delete(deleting)
+        else:
+            self._wait_delete(deleting)  # a later `start` must find the runtime's state gone
         if remove:
             volumes = self.cfg.get("anonymous_volumes") or []
             # An attached `run --rm` deletes the record itself (its DB is open, ours is not):
@@ -658,6 +659,9 @@ class Shim:
 
                     cleanup.remove_container_files(self.cfg["root"], self.id, self.cfg["container_dir"], volumes)
                 self.sql("DELETE FROM containers WHERE id = ?", (self.id,))
+            # This ID is never started again: the runtime's state and cgroup went away
+            # meanwhile, while `run --rm` was told and went on.
+            self._wait_delete(deleting)
         self._notify_exit()
         try:
             self.listener.close()
