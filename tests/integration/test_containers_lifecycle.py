@@ -300,3 +300,22 @@ def test_tty_and_init(dy: Dockyard) -> None:
     started = time.monotonic()
     dy.cli("stop", "polite", check=True)  # the init forwards SIGTERM: no 10 s wait
     assert time.monotonic() - started < 5
+
+
+def test_rm_containers_mount_volatile(dy: Dockyard) -> None:
+    """--rm rootfs skips overlayfs's syncs (the unmount's is on `run --rm`'s path); others keep them."""
+    from pathlib import Path
+
+    def rootfs_options(name: str) -> str:
+        cid = dy.cli("inspect", "-f", "{{.Id}}", name, check=True).stdout.strip()
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            fields = line.split()
+            if fields[4].endswith(f"/containers/{cid}/rootfs"):
+                return fields[-1]
+        raise AssertionError(f"no rootfs mount for {name}")
+
+    dy.cli("run", "-d", "--rm", "--name", "fleeting", "busybox", "sleep", "30", check=True)
+    dy.cli("run", "-d", "--name", "lasting", "busybox", "sleep", "30", check=True)
+    volatile = {"volatile", "fsync=volatile"}   # how kernels before and after 6.6 show it
+    assert volatile & set(rootfs_options("fleeting").split(","))
+    assert not volatile & set(rootfs_options("lasting").split(","))

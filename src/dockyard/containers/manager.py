@@ -293,7 +293,7 @@ class Containers:
         chain = record.config.get("ImageChain")
         if not chain or not self.engine.layers.has(chain):
             raise ContainerError(f"the image of container {cid[:12]} ({record.image}) is gone")
-        target = rootfs.mount(self.engine.layers.lowerdirs(chain), cdir)
+        target = rootfs.mount(self.engine.layers.lowerdirs(chain), cdir, volatile=bool(host.get("AutoRemove")))
         oci_mounts = []
         inodes = {}
         for m in record.config.get("Mounts") or []:

@@ -42,10 +42,13 @@ def overlay_options(lowerdirs: Sequence[Path], upper: Path, work: Path) -> tuple
     return options, base
 
 
-def mount(lowerdirs: Sequence[Path], container_dir: str | os.PathLike) -> Path:
+def mount(lowerdirs: Sequence[Path], container_dir: str | os.PathLike, volatile: bool = False) -> Path:
     """Mount the rootfs of a container under ``container_dir``; returns the mount point.
 
-    Idempotent: an already mounted rootfs is returned as it is."""
+    ``volatile`` (for containers removed when they exit, ``--rm``): overlayfs skips every
+    sync of the upper dir, including the one at unmount that ``run --rm`` would wait for.
+    A crash then leaves the upper dir unusable, which a container about to be deleted
+    does not mind. Idempotent: an already mounted rootfs is returned as it is."""
     if not lowerdirs:
         raise RootfsError("an image needs at least one layer to make a rootfs")
     base = Path(container_dir)
@@ -55,13 +58,17 @@ def mount(lowerdirs: Sequence[Path], container_dir: str | os.PathLike) -> Path:
     if is_mounted(target):
         return target
     options, cwd = overlay_options(list(lowerdirs), upper.resolve(), work.resolve())
+    if volatile and len(options) + len(",volatile") < PAGE - 1:
+        options += ",volatile"
     if cwd is None:
         from dockyard.runtime.pyrunc import linux
 
         try:
             linux.mount("overlay", str(target.resolve()), "overlay", 0, options)
         except OSError as e:
-            raise RootfsError(f"cannot mount the container's rootfs: {e.strerror}") from None
+            if not options.endswith(",volatile"):
+                raise RootfsError(f"cannot mount the container's rootfs: {e.strerror}") from None
+            return mount(lowerdirs, container_dir)  # a kernel before 5.10: no volatile
         return target
     import subprocess
 
