@@ -269,6 +269,18 @@ class Shim:
             os._exit(code)
         return pid
 
+    def _delete_inline(self) -> None:
+        """The runtime's ``delete --force`` in this process (pyrunc) or as a command."""
+        if self.cfg["runtime"] != "pyrunc":
+            self._delete_runtime_state()
+            return
+        from dockyard.runtime.pyrunc import container
+
+        try:
+            container.delete(self.cfg["runtime_root"], self.id, force=True)
+        except Exception:  # noqa: BLE001 - best effort, as the forked delete: nothing waits on it
+            pass
+
     def _wait_delete(self, pid: int) -> None:
         if pid:
             self._waitpid(pid)   # ECHILD when _reap took it already: done either way
@@ -479,7 +491,8 @@ class Shim:
         confirms it did (within 2 s, or until every client has gone)."""
         if not self.clients:
             return False
-        self.wait_sql()
+        # No wait for our own pending writes (the "running" update, in a child that has yet
+        # to load sqlite3): once the client deletes the row, a late UPDATE matches nothing.
         offer = frames.pack(frames.EXIT, json.dumps({**(self.last_exit or {}), "RemoveRecord": True}).encode())
         for client in list(self.clients.values()):
             self._send(client, offer)
@@ -584,7 +597,9 @@ class Shim:
             first = False
             code = self.serve_until_exit()
             oom = _oom_killed(self.cfg.get("cgroup", ""))
-            deleting = self._start_delete()
+            # --rm: the runtime's state goes after run --rm has been told (finish), here
+            # and then; otherwise in a child, overlapping the rest of the clean-up.
+            deleting = 0 if self.cfg.get("rm") else self._start_delete()
             self.pid = 0
             restart = self._should_restart(code)
             if restart:
@@ -675,9 +690,12 @@ class Shim:
 
                     cleanup.remove_container_files(self.cfg["root"], self.id, self.cfg["container_dir"], volumes)
                 self.sql("DELETE FROM containers WHERE id = ?", (self.id,))
-            # This ID is never started again: the runtime's state and cgroup went away
-            # meanwhile, while `run --rm` was told and went on.
-            self._wait_delete(deleting)
+            # This ID is never started again: the runtime's state and cgroup go now, after
+            # `run --rm` was told and went on.
+            if deleting:
+                self._wait_delete(deleting)
+            else:
+                self._delete_inline()
         self._notify_exit()
         try:
             self.listener.close()
