@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from pathlib import Path
 
 TYPE_CHECKING = False  # importing typing costs ~20 ms of every command's start-up
 if TYPE_CHECKING:
@@ -27,8 +26,9 @@ def atomic_write(path: str | os.PathLike, mode: int = 0o644) -> Iterator[BinaryI
     """Yield a binary file; on a clean exit it replaces ``path``, on an error it vanishes."""
     import tempfile  # here: the stores import fsync_dir on every command's path
 
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    target = os.fspath(path)
+    parent = os.path.dirname(target) or "."
+    fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{os.path.basename(target)}.")
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
@@ -40,4 +40,4 @@ def atomic_write(path: str | os.PathLike, mode: int = 0o644) -> Iterator[BinaryI
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    fsync_dir(target.parent)
+    fsync_dir(parent)

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 from dockyard.records import field, record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
 
 DEFAULT_ROOT = "/var/lib/dockyard"
 DEFAULT_RUNROOT = "/run/dockyard"
 
 
+# Paths are plain strings here and in the modules every `run`/`exec` loads: importing
+# pathlib (fnmatch, urllib.parse, ipaddress behind it) costs those commands ~5-20 ms.
+
 @record
 class Settings:
-    root: Path
-    runroot: Path
+    root: str
+    runroot: str
     # Registries (host[:port] or CIDR) reached over plain HTTP, beyond the loopback defaults.
     insecure_registries: list[str] = field(default_factory=list)
     # How many layers one pull downloads at once (Docker's max-concurrent-downloads).
@@ -24,17 +30,18 @@ class Settings:
     debug: bool = False
 
     @property
-    def settings_file(self) -> Path:
-        return self.root / "settings.json"
+    def settings_file(self) -> str:
+        return os.path.join(self.root, "settings.json")
 
 
 def load(root: str | os.PathLike | None = None, runroot: str | os.PathLike | None = None) -> Settings:
     """Settings from arguments, then environment, then ``<root>/settings.json``."""
-    root_path = Path(root or os.environ.get("DOCKYARD_ROOT") or DEFAULT_ROOT)
-    runroot_path = Path(runroot or os.environ.get("DOCKYARD_RUNROOT") or DEFAULT_RUNROOT)
+    root_path = os.fspath(root or os.environ.get("DOCKYARD_ROOT") or DEFAULT_ROOT)
+    runroot_path = os.fspath(runroot or os.environ.get("DOCKYARD_RUNROOT") or DEFAULT_RUNROOT)
     settings = Settings(root=root_path, runroot=runroot_path)
     try:
-        data = json.loads(settings.settings_file.read_text())
+        with open(settings.settings_file) as f:
+            data = json.loads(f.read())
     except FileNotFoundError:
         data = {}
     except (OSError, ValueError) as e:
@@ -85,8 +92,10 @@ def _hostname(host: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
-def docker_config_dir() -> Path:
+def docker_config_dir() -> "Path":
     """Where docker keeps config.json (DOCKER_CONFIG or ~/.docker): we share it."""
+    from pathlib import Path  # here: only registry access asks
+
     env = os.environ.get("DOCKER_CONFIG")
     if env:
         return Path(env)

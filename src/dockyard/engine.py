@@ -31,7 +31,9 @@ class Engine:
     def db(self) -> "sqlite3.Connection":
         from dockyard.store import db
 
-        self.root.mkdir(parents=True, exist_ok=True)
+        import os
+
+        os.makedirs(self.root, exist_ok=True)
         return db.connect(self.root)
 
     @cached_property

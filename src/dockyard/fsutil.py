@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 
 def tree_size(path: str | os.PathLike) -> int:
@@ -22,6 +21,8 @@ def tree_size(path: str | os.PathLike) -> int:
 def remove_cgroup(name: str, base: str = "/sys/fs/cgroup") -> None:
     """Remove the cgroup ``name`` and its (empty) children from every hierarchy under
     ``base``, deepest first; a cgroup still holding processes stays, silently."""
+    from pathlib import Path  # here: tree_size is on the paths of run and prune
+
     root = Path(base)
     if not root.is_dir():
         return

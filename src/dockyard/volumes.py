@@ -133,7 +133,8 @@ class Volumes:
 
     # ---- mounting ----------------------------------------------------------------------
 
-    def prepare(self, name: str | None, image_rootfs: Path | None, destination: str, copy: bool = True) -> Volume:
+    def prepare(self, name: str | None, image_rootfs: str | os.PathLike | None, destination: str,
+                copy: bool = True) -> Volume:
         """The volume to mount at ``destination``, created on demand; filled from the image's
         content at that path when it is new and empty (Docker's copy-up)."""
         volume = self.create(name) if name else self.create()
@@ -142,7 +143,7 @@ class Volumes:
         if copy and image_rootfs is not None and not marker.exists():
             from dockyard.runtime.spec import secure_join
 
-            source = secure_join(image_rootfs, destination)
+            source = secure_join(Path(image_rootfs), destination)
             if source.is_dir() and not any(data.iterdir()):
                 shutil.copytree(source, data, symlinks=True, dirs_exist_ok=True)
                 st = source.stat()

@@ -143,7 +143,8 @@ def test_two_images_sharing_a_base_share_its_dir(store: LayerStore, root: Path) 
     b = store.unpack(io.BytesIO(APP_B), None, sha256(APP_B), base_again.chain_id)
     assert len(layer_dirs(root)) == 3
     assert a.parent == b.parent == base.chain_id
-    assert store.lowerdirs(a.chain_id) == [store.path(a.chain_id), store.path(base.chain_id)]
+    assert store.lowerdirs(a.chain_id) == [store.diff_dir(a.chain_id), store.diff_dir(base.chain_id)]
+    assert store.path(a.chain_id) == Path(store.diff_dir(a.chain_id))
     assert store.children(base.chain_id) == sorted([a.chain_id, b.chain_id])
     assert store.total_size() == base.size + a.size + b.size
 

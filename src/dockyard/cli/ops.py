@@ -440,7 +440,7 @@ def _exec_tty(containers: Any, record: Any, command: Sequence[str], env: list[st
     import threading
     import tty as ttys
 
-    path = str(containers.shim_dir(record.id) / f"exec-{os.getpid()}.sock")
+    path = os.path.join(containers.shim_dir(record.id), f"exec-{os.getpid()}.sock")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         os.unlink(path)

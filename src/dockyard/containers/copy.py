@@ -54,9 +54,9 @@ def container_path(containers: "Containers", record: "ContainerRecord", path: st
         yield secure_join(Path(best["Source"]), rest if rest != "." else "")
         return
     cdir = containers.container_dir(record.id)
-    was_mounted = rootfs.is_mounted(cdir / "rootfs")
+    was_mounted = rootfs.is_mounted(os.path.join(cdir, "rootfs"))
     chain = record.config.get("ImageChain")
-    target = rootfs.mount(containers.engine.layers.lowerdirs(chain), cdir)
+    target = Path(rootfs.mount(containers.engine.layers.lowerdirs(chain), cdir))
     try:
         yield secure_join(target, path)
     finally:

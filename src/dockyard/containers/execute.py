@@ -43,7 +43,7 @@ def _user(containers: "Containers", record: "ContainerRecord", user: str | None)
         return f"{name}:{group or 0}"
     from dockyard.runtime.spec import resolve_user
 
-    resolved = resolve_user(containers.container_dir(record.id) / "rootfs", user)
+    resolved = resolve_user(os.path.join(containers.container_dir(record.id), "rootfs"), user)
     return f"{resolved['uid']}:{resolved['gid']}"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from dockyard.containers.store import PAUSED, RESTARTING, ContainerRecord
@@ -53,9 +54,9 @@ def inspect_container(containers: "Containers", r: ContainerRecord) -> dict[str,
             "FinishedAt": _time(r.finished_at),
         },
         "Image": r.image_id,
-        "ResolvConfPath": str(cdir / "resolv.conf"),
-        "HostnamePath": str(cdir / "hostname"),
-        "HostsPath": str(cdir / "hosts"),
+        "ResolvConfPath": os.path.join(cdir, "resolv.conf"),
+        "HostnamePath": os.path.join(cdir, "hostname"),
+        "HostsPath": os.path.join(cdir, "hosts"),
         "LogPath": str(containers.log_path(r.id)),
         "Name": "/" + r.name,
         "RestartCount": r.restart_count,
@@ -66,8 +67,8 @@ def inspect_container(containers: "Containers", r: ContainerRecord) -> dict[str,
         "AppArmorProfile": "",
         "ExecIDs": None,
         "HostConfig": host,
-        "GraphDriver": {"Data": {"MergedDir": str(cdir / "rootfs"), "UpperDir": str(cdir / "upper"),
-                                 "WorkDir": str(cdir / "work")}, "Name": "overlay2"},
+        "GraphDriver": {"Data": {"MergedDir": os.path.join(cdir, "rootfs"), "UpperDir": os.path.join(cdir, "upper"),
+                                 "WorkDir": os.path.join(cdir, "work")}, "Name": "overlay2"},
         "Mounts": mounts,
         "Config": r.container_config,
         "NetworkSettings": {

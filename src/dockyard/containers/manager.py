@@ -19,7 +19,6 @@ import json
 import os
 import signal as signals
 import time
-from pathlib import Path
 
 from dockyard.containers import frames, names
 from dockyard.containers.spawn import ShimProcess, SpawnedShim, spawn_shim
@@ -91,26 +90,27 @@ class Containers:
     def __init__(self, engine: "Engine") -> None:
         self.engine = engine
         self.store = ContainerStore(engine.db)
-        self.base = Path(engine.root) / "containers"
-        self.run_base = Path(engine.settings.runroot)
+        self.base = os.path.join(engine.root, "containers")
+        self.run_base = os.fspath(engine.settings.runroot)
 
     # ------------------------------------------------------------------ paths
+    # Plain strings: pathlib is not loaded on the way of `run` and `exec` (see config.py).
 
-    def container_dir(self, cid: str) -> Path:
-        return self.base / cid
+    def container_dir(self, cid: str) -> str:
+        return os.path.join(self.base, cid)
 
-    def shim_dir(self, cid: str) -> Path:
+    def shim_dir(self, cid: str) -> str:
         # Short: unix socket paths are limited to 108 bytes.
-        return self.run_base / "shims" / cid[:16]
+        return os.path.join(self.run_base, "shims", cid[:16])
 
-    def socket_path(self, cid: str) -> Path:
-        return self.shim_dir(cid) / "attach.sock"
+    def socket_path(self, cid: str) -> str:
+        return os.path.join(self.shim_dir(cid), "attach.sock")
 
-    def log_path(self, cid: str) -> Path:
-        return self.container_dir(cid) / f"{cid}-json.log"
+    def log_path(self, cid: str) -> str:
+        return os.path.join(self.container_dir(cid), f"{cid}-json.log")
 
-    def runtime_root(self, name: str) -> Path:
-        return self.run_base / "runtime" / name
+    def runtime_root(self, name: str) -> str:
+        return os.path.join(self.run_base, "runtime", name)
 
     def runtime(self, name: str):  # noqa: ANN201 - OCIRuntime
         from dockyard.runtime.oci import OCIRuntime
@@ -164,7 +164,7 @@ class Containers:
             id=cid, name=name, image_id=image.id, image=config["Image"], created=time.time(),
             config={"Path": args[0], "Args": args[1:], "Config": merged, "HostConfig": host_config,
                     "Mounts": mounts, "ImageChain": image.layers[-1] if image.layers else ""})
-        self.container_dir(cid).mkdir(parents=True, exist_ok=True)
+        os.makedirs(self.container_dir(cid), exist_ok=True)
         try:
             self.store.add(record)
         except BaseException:
@@ -231,7 +231,7 @@ class Containers:
 
         specs.write_bundle(bundle, spec)
         shim_dir = self.shim_dir(cid)
-        shim_dir.mkdir(parents=True, exist_ok=True)
+        os.makedirs(shim_dir, exist_ok=True)
         host = record.host_config
         log_config = (host.get("LogConfig") or {}).get("Config") or {}
         runtime_name = host.get("Runtime") or "pyrunc"
@@ -239,7 +239,7 @@ class Containers:
             "id": cid, "root": str(self.engine.root), "runtime": runtime_name,
             "runtime_root": str(self.runtime_root(runtime_name)),
             "runtime_path": _runtime_path(runtime_name),
-            "bundle": str(bundle), "container_dir": str(bundle), "pid_file": str(shim_dir / "pid"),
+            "bundle": str(bundle), "container_dir": str(bundle), "pid_file": os.path.join(shim_dir, "pid"),
             "log_path": str(self.log_path(cid)), "socket": str(self.socket_path(cid)),
             "log_max_size": _log_size(log_config.get("max-size")), "log_max_files": int(log_config.get("max-file") or 1),
             "terminal": bool(record.container_config.get("Tty")),
@@ -249,7 +249,8 @@ class Containers:
             "cgroup": spec["linux"]["cgroupsPath"],
             "anonymous_volumes": [m["Name"] for m in record.config.get("Mounts") or [] if m.get("Anonymous")],
         }
-        (shim_dir / "shim.json").write_text(json.dumps(cfg))  # for the record: what the shim was told
+        with open(os.path.join(shim_dir, "shim.json"), "w") as f:
+            f.write(json.dumps(cfg))  # for the record: what the shim was told
         spawned = shim if shim is not None else self.spawn_shim()
         # One statement: the config with the bind inodes, the shim to watch, a clean slate.
         self.store.update(cid, config=record.config, stopped_by_user=0, error="", shim_pid=spawned.process.pid)
@@ -339,7 +340,7 @@ class Containers:
             spec["process"]["args"] = [INIT_PATH, "--", *spec["process"]["args"]]
         return spec
 
-    def _etc_files(self, cdir: Path, hostname: str, network: str, taken: set[str]) -> list[dict[str, Any]]:
+    def _etc_files(self, cdir: str, hostname: str, network: str, taken: set[str]) -> list[dict[str, Any]]:
         """/etc/hostname, /etc/hosts and /etc/resolv.conf, bind-mounted as Docker does."""
         files = {"hostname": hostname + "\n"}
         if network == "host":
@@ -353,9 +354,10 @@ class Containers:
             dest = f"/etc/{name}"
             if dest in taken:
                 continue
-            path = cdir / name
-            path.write_text(text)
-            out.append({"destination": dest, "type": "bind", "source": str(path), "options": ["rbind", "rprivate"]})
+            path = os.path.join(cdir, name)
+            with open(path, "w") as f:
+                f.write(text)
+            out.append({"destination": dest, "type": "bind", "source": path, "options": ["rbind", "rprivate"]})
         return out
 
     # ------------------------------------------------------------------ talking to the shim
@@ -522,7 +524,7 @@ class Containers:
         from dockyard.containers import cleanup
 
         runtime_name = record.host_config.get("Runtime") or "pyrunc"
-        if (self.runtime_root(runtime_name) / record.id).exists():
+        if os.path.exists(os.path.join(self.runtime_root(runtime_name), record.id)):
             try:
                 self.runtime(runtime_name).delete(record.id, force=True)
             except DockyardError:
@@ -544,7 +546,7 @@ class Containers:
 
                 if record.created >= parse_since(filters["until"][-1]):
                     continue
-            freed += tree_size(self.container_dir(record.id) / "upper")
+            freed += tree_size(os.path.join(self.container_dir(record.id), "upper"))
             self.remove(record.id)
             removed.append(record.id)
         return removed, freed
@@ -583,13 +585,15 @@ class Containers:
         cg = self.cgroup(record)
         if cg.unified or "unified" in cg.dirs and not cg._dir("freezer"):
             path = cg.dirs.get("") or cg.dirs["unified"]
-            Path(path, "cgroup.freeze").write_text("1" if frozen else "0")
+            with open(os.path.join(path, "cgroup.freeze"), "w") as f:
+                f.write("1" if frozen else "0")
             return
-        path = Path(cg._dir("freezer"), "freezer.state")
-        path.write_text("FROZEN" if frozen else "THAWED")
+        path = os.path.join(cg._dir("freezer"), "freezer.state")
+        with open(path, "w") as f:
+            f.write("FROZEN" if frozen else "THAWED")
         deadline = time.monotonic() + 5
         want = "FROZEN" if frozen else "THAWED"
-        while path.read_text().strip() != want and time.monotonic() < deadline:
+        while _read(path).strip() != want and time.monotonic() < deadline:
             time.sleep(0.005)
 
     # ------------------------------------------------------------------ list, reconcile
@@ -862,7 +866,8 @@ def _alive(pid: int, starttime: str | None) -> bool:
 
 def _read(path: str) -> str:
     try:
-        return Path(path).read_text()
+        with open(path) as f:
+            return f.read()
     except OSError:
         return ""
 

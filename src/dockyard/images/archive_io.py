@@ -257,7 +257,7 @@ class _Pending:
 
 def load(engine: "Engine", stream: BinaryIO) -> list[str]:
     """Load every image in the tar ``stream``; returns the lines ``docker load`` prints."""
-    tmp_root = engine.root / "tmp"
+    tmp_root = Path(engine.root) / "tmp"
     tmp_root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="load-", dir=tmp_root))
     try:

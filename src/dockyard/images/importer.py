@@ -130,7 +130,7 @@ def _open_source(engine: "Engine", source: str | BinaryIO) -> Iterator[tuple[Bin
         yield sys.stdin.buffer, "-"
         return
     if source.startswith(("http://", "https://")):
-        tmp_dir = engine.root / "tmp"
+        tmp_dir = Path(engine.root) / "tmp"
         tmp_dir.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix="import-", dir=tmp_dir)
         os.close(fd)

@@ -13,7 +13,6 @@ are called directly (ctypes): a fork+exec of /usr/bin/mount costs more than the 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from dockyard.errors import DockyardError
 
@@ -29,12 +28,13 @@ class RootfsError(DockyardError):
     exit_code = 125
 
 
-def overlay_options(lowerdirs: Sequence[Path], upper: Path, work: Path) -> tuple[str, Path | None]:
+def overlay_options(lowerdirs: Sequence[str | os.PathLike], upper: str | os.PathLike,
+                    work: str | os.PathLike) -> tuple[str, str | None]:
     """(options, cwd to mount from or None). Lowerdirs top first, as the layer store gives them."""
     options = f"lowerdir={':'.join(str(d) for d in lowerdirs)},upperdir={upper},workdir={work}"
     if len(options) < PAGE - 1:
         return options, None
-    base = Path(os.path.commonpath([str(d) for d in lowerdirs]))
+    base = os.path.commonpath([str(d) for d in lowerdirs])
     relative = ":".join(os.path.relpath(d, base) for d in lowerdirs)
     options = f"lowerdir={relative},upperdir={upper},workdir={work}"
     if len(options) >= PAGE - 1:
@@ -42,7 +42,7 @@ def overlay_options(lowerdirs: Sequence[Path], upper: Path, work: Path) -> tuple
     return options, base
 
 
-def mount(lowerdirs: Sequence[Path], container_dir: str | os.PathLike, volatile: bool = False) -> Path:
+def mount(lowerdirs: Sequence[str | os.PathLike], container_dir: str | os.PathLike, volatile: bool = False) -> str:
     """Mount the rootfs of a container under ``container_dir``; returns the mount point.
 
     ``volatile`` (for containers removed when they exit, ``--rm``): overlayfs skips every
@@ -51,20 +51,20 @@ def mount(lowerdirs: Sequence[Path], container_dir: str | os.PathLike, volatile:
     does not mind. Idempotent: an already mounted rootfs is returned as it is."""
     if not lowerdirs:
         raise RootfsError("an image needs at least one layer to make a rootfs")
-    base = Path(container_dir)
-    upper, work, target = base / "upper", base / "work", base / "rootfs"
+    base = os.path.realpath(container_dir)
+    upper, work, target = (os.path.join(base, name) for name in ("upper", "work", "rootfs"))
     for d in (upper, work, target):
-        d.mkdir(parents=True, exist_ok=True)
+        os.makedirs(d, exist_ok=True)
     if is_mounted(target):
         return target
-    options, cwd = overlay_options(list(lowerdirs), upper.resolve(), work.resolve())
+    options, cwd = overlay_options(list(lowerdirs), upper, work)
     if volatile and len(options) + len(",volatile") < PAGE - 1:
         options += ",volatile"
     if cwd is None:
         from dockyard.runtime.pyrunc import linux
 
         try:
-            linux.mount("overlay", str(target.resolve()), "overlay", 0, options)
+            linux.mount("overlay", target, "overlay", 0, options)
         except OSError as e:
             if not options.endswith(",volatile"):
                 raise RootfsError(f"cannot mount the container's rootfs: {e.strerror}") from None
@@ -72,7 +72,7 @@ def mount(lowerdirs: Sequence[Path], container_dir: str | os.PathLike, volatile:
         return target
     import subprocess
 
-    result = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, str(target.resolve())],
+    result = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, target],
                             cwd=cwd, capture_output=True, text=True)
     if result.returncode != 0:
         raise RootfsError(f"cannot mount the container's rootfs: {result.stderr.strip()}")
@@ -81,7 +81,7 @@ def mount(lowerdirs: Sequence[Path], container_dir: str | os.PathLike, volatile:
 
 def unmount(container_dir: str | os.PathLike) -> None:
     """Unmount the rootfs if mounted (lazily if busy)."""
-    target = Path(container_dir) / "rootfs"
+    target = os.path.join(container_dir, "rootfs")
     if not is_mounted(target):
         return
     from dockyard.runtime.pyrunc import linux
@@ -98,16 +98,16 @@ def unmount(container_dir: str | os.PathLike) -> None:
 def remove(container_dir: str | os.PathLike) -> None:
     """Unmount and delete the container's rootfs, upper and work dirs."""
     unmount(container_dir)
-    base = Path(container_dir)
-    if is_mounted(base / "rootfs"):
-        raise RootfsError(f"{base / 'rootfs'} is still mounted")
-    if base.exists():
+    base = os.fspath(container_dir)
+    if is_mounted(os.path.join(base, "rootfs")):
+        raise RootfsError(f"{os.path.join(base, 'rootfs')} is still mounted")
+    if os.path.exists(base):
         import shutil
 
         shutil.rmtree(base)
 
 
-def is_mounted(path: Path) -> bool:
+def is_mounted(path: str | os.PathLike) -> bool:
     try:
         real = os.path.realpath(path)
         with open("/proc/self/mountinfo") as f:

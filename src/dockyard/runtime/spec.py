@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import resource
-from pathlib import Path
 
 from dockyard.errors import DockyardError
 from dockyard.records import field, record
@@ -18,7 +17,9 @@ from dockyard.runtime import seccomp
 
 TYPE_CHECKING = False  # importing typing costs ~20 ms of every command's start-up
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, TypeVar
+
+    P = TypeVar("P", str, "os.PathLike[str]")
 
 OCI_VERSION = "1.0.2"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -122,7 +123,7 @@ def build(image_config: dict[str, Any], rootfs: str | os.PathLike, options: RunO
     """
     conf = image_config.get("config", image_config) if "rootfs" in image_config else image_config
     conf = conf or {}
-    rootfs = Path(rootfs)
+    rootfs = os.fspath(rootfs)   # a str: pathlib is not loaded on run's path (see config.py)
     args = _args(conf, options)
     user = resolve_user(rootfs, options.user if options.user is not None else conf.get("User") or "",
                         options.group_add)
@@ -165,13 +166,13 @@ def build(image_config: dict[str, Any], rootfs: str | os.PathLike, options: RunO
     return spec
 
 
-def write_bundle(bundle: str | os.PathLike, spec: dict[str, Any]) -> Path:
+def write_bundle(bundle: str | os.PathLike, spec: dict[str, Any]) -> str:
     """Write ``config.json`` into ``bundle`` (created if needed) atomically; returns its path."""
-    bundle = Path(bundle)
-    bundle.mkdir(parents=True, exist_ok=True)
-    path = bundle / "config.json"
-    tmp = bundle / ".config.json.tmp"
-    tmp.write_text(json.dumps(spec, separators=(",", ":")))  # no indent: the C encoder, ~3 ms less per run
+    os.makedirs(bundle, exist_ok=True)
+    path = os.path.join(bundle, "config.json")
+    tmp = os.path.join(bundle, ".config.json.tmp")
+    with open(tmp, "w") as f:
+        f.write(json.dumps(spec, separators=(",", ":")))  # no indent: the C encoder, ~3 ms less per run
     os.replace(tmp, path)
     return path
 
@@ -212,7 +213,7 @@ def default_rlimits(overrides: dict[str, tuple[int, int]] | None = None) -> list
 
 # ------------------------------------------------------------------ users
 
-def resolve_user(rootfs: Path, user: str, group_add: list[str] | None = None) -> dict[str, Any]:
+def resolve_user(rootfs: str | os.PathLike, user: str, group_add: list[str] | None = None) -> dict[str, Any]:
     """uid, gid, additional gids and home for ``user`` from the rootfs's /etc/passwd and /etc/group.
 
     Like Docker: numeric IDs need no entry; a name must exist; the groups listing the
@@ -250,17 +251,20 @@ def _group_id(groups: list[list[str]], group: str) -> int:
     raise SpecError(f"unable to find group {group}: no matching entries in group file")
 
 
-def _read_db(rootfs: Path, path: str) -> list[list[str]]:
+def _read_db(rootfs: str | os.PathLike, path: str) -> list[list[str]]:
     """Lines of a colon file inside the rootfs, resolving symlinks within it (never outside)."""
     try:
-        text = secure_join(rootfs, path).read_text(errors="replace")
+        with open(secure_join(rootfs, path), errors="replace") as f:
+            text = f.read()
     except (OSError, ValueError):
         return []
     return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
 
 
-def secure_join(root: Path, path: str) -> Path:
-    """``root``/``path`` with every symlink resolved as if ``root`` were /."""
+def secure_join(root: "P", path: str) -> "P":
+    """``root``/``path`` with every symlink resolved as if ``root`` were /; of ``root``'s
+    type (a str, or a Path for callers that have one)."""
+    base = os.fspath(root)
     parts = [p for p in path.split("/") if p not in ("", ".")]
     resolved: list[str] = []
     hops = 0
@@ -270,8 +274,8 @@ def secure_join(root: Path, path: str) -> Path:
             if resolved:
                 resolved.pop()
             continue
-        candidate = root.joinpath(*resolved, part)
-        if candidate.is_symlink():
+        candidate = os.path.join(base, *resolved, part)
+        if os.path.islink(candidate):
             hops += 1
             if hops > 40:
                 raise ValueError(f"too many levels of symbolic links in {path}")
@@ -281,7 +285,8 @@ def secure_join(root: Path, path: str) -> Path:
             parts = [p for p in target.split("/") if p not in ("", ".")] + parts
             continue
         resolved.append(part)
-    return root.joinpath(*resolved)
+    joined = os.path.join(base, *resolved)
+    return joined if isinstance(root, str) else type(root)(joined)
 
 
 # ------------------------------------------------------------------ pieces
@@ -318,7 +323,8 @@ def _env(image_env: list[str], options: RunOptions, hostname: str, home: str) ->
 
 def _capabilities(options: RunOptions) -> list[str]:
     if options.privileged:
-        last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            last = int(f.read())
         return [name for n, name in sorted(_CAP_NUMBERS_REVERSED.items()) if n <= last]
     caps = list(DEFAULT_CAPABILITIES)
     add = [_cap_name(c) for c in options.cap_add]

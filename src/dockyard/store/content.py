@@ -16,7 +16,6 @@ import contextlib
 import fcntl
 import os
 import time
-from pathlib import Path
 
 from dockyard import digest as digests
 from dockyard.atomicfile import fsync_dir
@@ -24,6 +23,7 @@ from dockyard.errors import NotFoundError
 
 TYPE_CHECKING = False  # importing typing costs ~20 ms of every command's start-up
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import BinaryIO, Iterator
 
 # Temp files older than this are from dead writers and may be removed.
@@ -40,7 +40,7 @@ class Writer:
 
         fd, name = tempfile.mkstemp(dir=store.ingest_dir, prefix="ingest-")
         self._file = os.fdopen(fd, "wb", buffering=0)
-        self._path = Path(name)
+        self._path = name
         self._done = False
 
     @property
@@ -61,12 +61,13 @@ class Writer:
             actual = self._verifier.check()
             os.fsync(self._file.fileno())
             self._file.close()
-            target = self._store.path(actual)
-            target.parent.mkdir(parents=True, exist_ok=True)
+            target = self._store.file(actual)
+            parent = os.path.dirname(target)
+            os.makedirs(parent, exist_ok=True)
             os.chmod(self._path, 0o444)
             # rename is atomic; a concurrent writer of the same digest wrote the same bytes.
             os.rename(self._path, target)
-            fsync_dir(target.parent)
+            fsync_dir(parent)
         except BaseException:
             self.abort()
             raise
@@ -80,7 +81,7 @@ class Writer:
         with contextlib.suppress(OSError):
             self._file.close()
         with contextlib.suppress(FileNotFoundError):
-            self._path.unlink()
+            os.unlink(self._path)
 
     def __enter__(self) -> "Writer":
         return self
@@ -91,30 +92,38 @@ class Writer:
 
 
 class ContentStore:
-    def __init__(self, root: Path | str) -> None:
-        self.root = Path(root) / "content"
-        self.blobs_dir = self.root / "blobs"
-        self.ingest_dir = self.root / "ingest"
-        self.locks_dir = self.root / "locks"
+    # Paths are strings here: this store opens on `run`'s path, which does not load pathlib
+    # (see config.py); ``path`` gives callers a Path.
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = os.path.join(root, "content")
+        self.blobs_dir = os.path.join(self.root, "blobs")
+        self.ingest_dir = os.path.join(self.root, "ingest")
+        self.locks_dir = os.path.join(self.root, "locks")
         for d in (self.blobs_dir, self.ingest_dir, self.locks_dir):
-            d.mkdir(parents=True, exist_ok=True)
+            os.makedirs(d, exist_ok=True)
 
-    def path(self, digest: str) -> Path:
+    def file(self, digest: str) -> str:
+        """The blob's file (whether or not it exists)."""
         algorithm, _, encoded = digests.validate(digest).partition(":")
-        return self.blobs_dir / algorithm / encoded
+        return os.path.join(self.blobs_dir, algorithm, encoded)
+
+    def path(self, digest: str) -> "Path":
+        from pathlib import Path
+
+        return Path(self.file(digest))
 
     def has(self, digest: str) -> bool:
-        return self.path(digest).exists()
+        return os.path.exists(self.file(digest))
 
     def size(self, digest: str) -> int:
         try:
-            return self.path(digest).stat().st_size
+            return os.stat(self.file(digest)).st_size
         except FileNotFoundError:
             raise NotFoundError(f"blob {digest} not found in the content store") from None
 
     def open(self, digest: str) -> BinaryIO:
         try:
-            return open(self.path(digest), "rb")
+            return open(self.file(digest), "rb")
         except FileNotFoundError:
             raise NotFoundError(f"blob {digest} not found in the content store") from None
 
@@ -144,16 +153,16 @@ class ContentStore:
 
     def delete(self, digest: str) -> bool:
         try:
-            self.path(digest).unlink()
+            os.unlink(self.file(digest))
             return True
         except FileNotFoundError:
             return False
 
     def list(self) -> Iterator[str]:
-        for algorithm_dir in self.blobs_dir.iterdir():
+        for algorithm_dir in os.scandir(self.blobs_dir):
             if algorithm_dir.name not in digests.ALGORITHMS:
                 continue
-            for entry in os.scandir(algorithm_dir):
+            for entry in os.scandir(algorithm_dir.path):
                 yield f"{algorithm_dir.name}:{entry.name}"
 
     @contextlib.contextmanager
@@ -161,7 +170,7 @@ class ContentStore:
         """Exclusive per-digest lock across processes: the second ingest of a digest
         waits for the first, then finds the blob present and skips its download."""
         algorithm, _, encoded = digests.validate(digest).partition(":")
-        path = self.locks_dir / f"{algorithm}-{encoded}"
+        path = os.path.join(self.locks_dir, f"{algorithm}-{encoded}")
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)

@@ -11,7 +11,6 @@ import contextlib
 import os
 import sqlite3
 import time
-from pathlib import Path
 
 TYPE_CHECKING = False  # importing typing costs ~20 ms of every command's start-up
 if TYPE_CHECKING:
@@ -110,10 +109,10 @@ MIGRATIONS: list[str] = [
 DB_NAME = "dockyard.db"
 
 
-def connect(root: Path | str) -> sqlite3.Connection:
+def connect(root: str | os.PathLike) -> sqlite3.Connection:
     """Open (and create or migrate) the state DB under ``root``."""
-    path = Path(root) / DB_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
+    os.makedirs(root, exist_ok=True)
+    path = os.path.join(root, DB_NAME)
     conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA foreign_keys = ON")
@@ -137,7 +136,7 @@ def _needs_setup(conn: sqlite3.Connection) -> bool:
 
 
 @contextlib.contextmanager
-def _setup_lock(path: Path) -> Iterator[None]:
+def _setup_lock(path: str) -> Iterator[None]:
     import fcntl
 
     fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)

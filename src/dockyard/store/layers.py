@@ -23,7 +23,6 @@ import sqlite3
 import stat
 import threading
 import time
-from pathlib import Path
 
 from dockyard import digest as digests
 from dockyard.atomicfile import fsync_dir
@@ -33,6 +32,7 @@ from dockyard.store.db import transaction
 
 TYPE_CHECKING = False  # importing typing costs ~20 ms of every command's start-up
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import BinaryIO, Iterator
     from dockyard.store import archive  # imported where layers are unpacked: tarfile is not on the run path
 
@@ -55,12 +55,14 @@ class LayerInfo:
 
 
 class LayerStore:
-    def __init__(self, root: Path, conn: sqlite3.Connection) -> None:
-        self.root = Path(root) / "layers"
-        self.tmp_dir = self.root / "tmp"
-        self.locks_dir = self.root / "locks"
+    # Paths are strings here: this store opens on `run`'s path, which does not load pathlib
+    # (see config.py); ``path`` gives callers a Path.
+    def __init__(self, root: str | os.PathLike, conn: sqlite3.Connection) -> None:
+        self.root = os.path.join(root, "layers")
+        self.tmp_dir = os.path.join(self.root, "tmp")
+        self.locks_dir = os.path.join(self.root, "locks")
         for d in (self.root, self.tmp_dir, self.locks_dir):
-            d.mkdir(parents=True, exist_ok=True)
+            os.makedirs(d, exist_ok=True)
         self._conn = conn
         # One connection, many threads: a statement of one thread must not land inside
         # another thread's transaction.
@@ -68,12 +70,18 @@ class LayerStore:
 
     # ------------------------------------------------------------------ queries
 
-    def path(self, chain_id: str) -> Path:
+    def diff_dir(self, chain_id: str) -> str:
         """The diff directory of a layer (whether or not it exists)."""
-        return self._layer_dir(chain_id) / "diff"
+        return os.path.join(self._layer_dir(chain_id), "diff")
+
+    def path(self, chain_id: str) -> "Path":
+        """``diff_dir`` as a Path."""
+        from pathlib import Path
+
+        return Path(self.diff_dir(chain_id))
 
     def has(self, chain_id: str) -> bool:
-        return self._row(chain_id) is not None and self.path(chain_id).is_dir()
+        return self._row(chain_id) is not None and os.path.isdir(self.diff_dir(chain_id))
 
     def get(self, chain_id: str) -> LayerInfo:
         row = self._row(chain_id)
@@ -81,13 +89,13 @@ class LayerStore:
             raise NotFoundError(f"layer {chain_id} not found in the layer store")
         return _info(row)
 
-    def lowerdirs(self, chain_id: str) -> list[Path]:
+    def lowerdirs(self, chain_id: str) -> list[str]:
         """Diff dirs from ``chain_id`` down to its base: the order overlayfs wants in lowerdir=."""
-        dirs: list[Path] = []
+        dirs: list[str] = []
         current: str | None = chain_id
         while current is not None:
             info = self.get(current)
-            dirs.append(self.path(current))
+            dirs.append(self.diff_dir(current))
             current = info.parent
         return dirs
 
@@ -171,7 +179,7 @@ class LayerStore:
                     conn.execute("DELETE FROM layers WHERE chain_id = ?", (chain_id,))
                     found = True
             layer_dir = self._layer_dir(chain_id)
-            if layer_dir.exists():  # also an orphan left by a kill between rename and insert
+            if os.path.exists(layer_dir):  # also an orphan left by a kill between rename and insert
                 self._discard(layer_dir)
                 found = True
         return found
@@ -180,7 +188,7 @@ class LayerStore:
         """Remove temp dirs of unpacks and deletes that died, and final dirs that never got
         their row. Safe while other unpacks run: their dirs are locked. Returns how many."""
         removed = 0
-        dead: list[tuple[Path, int]] = []
+        dead: list[tuple[str, int]] = []
         with self._tmp_creation_lock(fcntl.LOCK_EX):
             # Holding this, nobody is between creating a temp dir and locking it, so an
             # unlocked temp dir is abandoned.
@@ -191,7 +199,7 @@ class LayerStore:
                     continue
                 fd = _try_lock_dir(entry.path)
                 if fd is not None:
-                    dead.append((Path(entry.path), fd))
+                    dead.append((entry.path, fd))
         for path, fd in dead:
             try:
                 _rmtree(path)
@@ -222,17 +230,19 @@ class LayerStore:
                     return self.get(cid)
                 return self._commit(tmp, cid, result.diff_id, parent, result.size)
 
-    def _extract(self, blob: BinaryIO, compression: str | None, diff_id: str | None, tmp: Path) -> archive.ExtractResult:
+    def _extract(self, blob: BinaryIO, compression: str | None, diff_id: str | None, tmp: str) -> archive.ExtractResult:
+        from pathlib import Path
+
         from dockyard.store import archive
 
-        diff = tmp / "diff"
+        diff = Path(tmp, "diff")
         diff.mkdir(mode=0o755)
         return archive.extract(archive.open_decompressed(blob, compression), diff, diff_id=diff_id)
 
-    def _commit(self, tmp: Path, cid: str, diff_id: str, parent: str | None, size: int) -> LayerInfo:
+    def _commit(self, tmp: str, cid: str, diff_id: str, parent: str | None, size: int) -> LayerInfo:
         """Rename the unpacked dir into place, then record it. Caller holds the chain lock."""
         final = self._layer_dir(cid)
-        if final.exists():
+        if os.path.exists(final):
             self._discard(final)  # an orphan from a kill between rename and insert, or a row-less dir
         os.chmod(tmp, 0o711)
         os.rename(tmp, final)
@@ -276,11 +286,11 @@ class LayerStore:
 
     # ------------------------------------------------------------------ files and locks
 
-    def _layer_dir(self, cid: str) -> Path:
-        return self.root / digests.hex_of(cid)
+    def _layer_dir(self, cid: str) -> str:
+        return os.path.join(self.root, digests.hex_of(cid))
 
     def _lock_fd(self, cid: str) -> int:
-        return os.open(self.locks_dir / digests.hex_of(cid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        return os.open(os.path.join(self.locks_dir, digests.hex_of(cid)), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
     @contextlib.contextmanager
     def _chain_lock(self, cid: str) -> Iterator[None]:
@@ -295,7 +305,7 @@ class LayerStore:
 
     @contextlib.contextmanager
     def _tmp_creation_lock(self, mode: int) -> Iterator[None]:
-        fd = os.open(self.locks_dir / "tmp", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(os.path.join(self.locks_dir, "tmp"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(fd, mode)
             yield
@@ -303,26 +313,26 @@ class LayerStore:
             os.close(fd)
 
     @contextlib.contextmanager
-    def _temp_dir(self) -> Iterator[Path]:
+    def _temp_dir(self) -> Iterator[str]:
         """A fresh dir under tmp/, flocked for as long as we use it; removed unless renamed away."""
         with self._tmp_creation_lock(fcntl.LOCK_SH):
-            path = self.tmp_dir / os.urandom(16).hex()
-            path.mkdir(mode=0o700)
+            path = os.path.join(self.tmp_dir, os.urandom(16).hex())
+            os.mkdir(path, 0o700)
             fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield path
         finally:
             try:
-                if path.exists():
+                if os.path.exists(path):
                     _rmtree(path)
             finally:
                 os.close(fd)
 
-    def _discard(self, layer_dir: Path) -> None:
+    def _discard(self, layer_dir: str) -> None:
         """Remove a layer dir atomically: rename it into tmp/ (locked, so clean_tmp leaves it
         to us), then delete the tree at leisure."""
-        trash = self.tmp_dir / f"trash-{os.urandom(16).hex()}"
+        trash = os.path.join(self.tmp_dir, f"trash-{os.urandom(16).hex()}")
         fd = os.open(layer_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -374,7 +384,7 @@ def _try_lock_dir(path: str) -> int | None:
     return fd
 
 
-def _rmtree(path: Path) -> None:
+def _rmtree(path: str) -> None:
     """shutil.rmtree that gets through read-only dirs (made writable on the way) and
     tolerates a concurrent remover."""
     import shutil  # here: removal is rare on the run path
