@@ -7,7 +7,6 @@ interpreter start-up per exec; crun and runc through the OCI runtime adapter.
 from __future__ import annotations
 
 import os
-import sys
 
 from dockyard.errors import DockyardError
 
@@ -81,28 +80,10 @@ def run_exec(containers: "Containers", record: "ContainerRecord", command: list[
     fds = (_fd(stdin, 0), _fd(stdout, 1), _fd(stderr, 2))
     # Imported before the fork (measured ~2 ms faster than importing in the child).
     from dockyard.runtime.pyrunc import execute as _pyrunc_execute  # noqa: F401
-    from dockyard.runtime.pyrunc.cli import main
+    from dockyard.runtime.pyrunc import forked
 
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            os.close(err_r)
-            for i, fd in enumerate(fds):
-                if fd != i:
-                    os.dup2(fd, i)
-            sys.stderr = open(err_w, "w", closefd=False)
-            code = main(args)
-            sys.stderr.flush()
-        except BaseException as e:  # noqa: BLE001 - never return into the caller's code
-            try:
-                os.write(err_w, f"pyrunc: {type(e).__name__}: {e}\n".encode())
-            except OSError:
-                pass
-        os._exit(code)
+    pid = forked.spawn(args, fds, err_w, close=(err_r,))
     os.close(err_w)
     import signal
 

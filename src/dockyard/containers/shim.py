@@ -182,24 +182,9 @@ class Shim:
         name = self.cfg["runtime"]
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         if name == "pyrunc":
-            pid = os.fork()
-            if pid == 0:
-                code = 1
-                try:
-                    os.close(err_r)
-                    for i, fd in enumerate(stdio):
-                        os.dup2(fd, i)
-                    sys.stderr = open(err_w, "w", closefd=False)
-                    from dockyard.runtime.pyrunc.cli import main
+            from dockyard.runtime.pyrunc import forked
 
-                    code = main(["--root", self.cfg["runtime_root"], *args])
-                    sys.stderr.flush()
-                except BaseException as e:  # noqa: BLE001 - the child must never return
-                    try:
-                        os.write(err_w, f"pyrunc: {type(e).__name__}: {e}\n".encode())
-                    except OSError:
-                        pass
-                os._exit(code)
+            pid = forked.spawn(["--root", self.cfg["runtime_root"], *args], stdio, err_w, close=(err_r,))
             os.close(err_w)
             _, status = os.waitpid(pid, 0)
             code = os.waitstatus_to_exitcode(status)
@@ -252,22 +237,13 @@ class Shim:
         if self.cfg["runtime"] != "pyrunc":
             self._delete_runtime_state()
             return 0
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                devnull = os.open(os.devnull, os.O_RDWR)
-                for i in range(3):
-                    os.dup2(devnull, i)
-                from dockyard.runtime.pyrunc.cli import main
+        from dockyard.runtime.pyrunc import forked
 
-                code = main(["--root", self.cfg["runtime_root"], "delete", "--force", self.id])
-            except BaseException:  # noqa: BLE001 - the child must never return
-                pass
-            os._exit(code)
-        return pid
+        devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            return forked.spawn(["--root", self.cfg["runtime_root"], "delete", "--force", self.id], (devnull,) * 3)
+        finally:
+            os.close(devnull)
 
     def _delete_inline(self) -> None:
         """The runtime's ``delete --force`` in this process (pyrunc) or as a command."""
