@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NAME = 15
 DRAIN_AFTER_EXIT = 2.0       # seconds to wait for the last output after the init died
 ATTACH_FIRST_TIMEOUT = 30.0
 
@@ -77,6 +78,9 @@ class Shim:
         from dockyard.runtime.pyrunc import linux
 
         linux.prctl(PR_SET_CHILD_SUBREAPER, 1)
+        # What ps and top show for it (a forked shim would show the CLI's name).
+        name = linux.ctypes.create_string_buffer(b"dockyard-shim")
+        linux.prctl(PR_SET_NAME, linux.ctypes.addressof(name))
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.wake_r = wake_r
         signal.set_wakeup_fd(wake_w)

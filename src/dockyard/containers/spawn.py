@@ -1,21 +1,12 @@
 """Spawning a shim before it knows its container, so that ``run`` can start it first thing:
-its interpreter start-up then overlaps the CLI's own (opening the engine and the state DB,
-creating the container). Imports only os and sys: ``subprocess`` alone would cost ``run``
-~5 ms of start-up, so the shim is started with ``posix_spawn``.
+its set-up then overlaps the CLI's own (opening the engine and the state DB, creating the
+container). Imports only os and sys (``subprocess`` alone would cost ``run`` ~5 ms).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-
-# -I ignores PYTHON* variables (PYTHONDONTWRITEBYTECODE would make every shim compile its
-# modules again) and -S skips site: the package's parent goes on sys.path by hand.
-# posix_spawn cannot change directory or close inherited descriptors: the shim does both
-# first (it must not keep the CLI's working directory busy, nor a caller's pipes open).
-SHIM_MAIN = ("import os, sys; os.chdir('/'); ready = int(sys.argv[1]); os.closerange(3, ready); "
-             "os.closerange(ready + 1, os.sysconf('SC_OPEN_MAX')); sys.path.insert(0, {path!r}); "
-             "from dockyard.containers.shim import main; main()")
 
 
 class ShimProcess:
@@ -55,8 +46,20 @@ class SpawnedShim:
         self.process.wait()
 
 
+# -I ignores PYTHON* variables (PYTHONDONTWRITEBYTECODE would make every shim compile its
+# modules again) and -S skips site: the package's parent goes on sys.path by hand.
+# posix_spawn cannot change directory or close inherited descriptors: the shim does both
+# first (it must not keep the CLI's working directory busy, nor a caller's pipes open).
+SHIM_MAIN = ("import os, sys; os.chdir('/'); ready = int(sys.argv[1]); os.closerange(3, ready); "
+             "os.closerange(ready + 1, os.sysconf('SC_OPEN_MAX')); sys.path.insert(0, {path!r}); "
+             "from dockyard.containers.shim import main; main()")
+
+
 def spawn_shim() -> SpawnedShim:
-    """Start a shim that waits for its orders on stdin."""
+    """Start a shim that waits for its orders on stdin: forked from this process while that
+    is safe (see ``_fork``), else a fresh interpreter."""
+    if "sqlite3" not in sys.modules:
+        return _fork()
     read_fd, write_fd = os.pipe()
     orders_r, orders_w = os.pipe()
     package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
@@ -75,3 +78,53 @@ def spawn_shim() -> SpawnedShim:
         os.close(write_fd)
         os.close(orders_r)
     return SpawnedShim(ShimProcess(pid, orders_w), read_fd)
+
+
+def _fork() -> SpawnedShim:
+    """The shim as a fork of this process, which has loaded little yet (``run``'s fast path
+    calls this first thing): a new interpreter's start-up and the shim's first imports
+    (~30 ms) would otherwise be the longest step of ``run``, and the shim's memory is what a
+    fresh one would hold. Not once SQLite is loaded: a connection must not cross a fork
+    (the child's SQLite would see the parent's locks as its own: "locking protocol")."""
+    read_fd, write_fd = os.pipe()
+    orders_r, orders_w = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        _become_shim(read_fd, write_fd, orders_r, orders_w)   # never returns
+    os.close(write_fd)
+    os.close(orders_r)
+    return SpawnedShim(ShimProcess(pid, orders_w), read_fd)
+
+
+def _become_shim(read_fd: int, write_fd: int, orders_r: int, orders_w: int) -> None:
+    code = 1
+    try:
+        os.setsid()   # its own session: a ^C at the CLI's terminal is not for the shim
+        os.close(read_fd)
+        os.close(orders_w)
+        os.dup2(orders_r, 0)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        # Nothing of the CLI's stays open in the shim (a caller's pipes would never see EOF),
+        # nor its working directory busy.
+        os.closerange(3, write_fd)
+        os.closerange(write_fd + 1, os.sysconf("SC_OPEN_MAX"))
+        os.chdir("/")
+        import signal
+
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
+            signal.signal(sig, signal.SIG_DFL)
+        sys.argv = ["dockyard-shim", str(write_fd)]
+        from dockyard.containers.shim import main
+
+        main()
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException:  # noqa: BLE001 - the shim must never return into the CLI's code
+        code = 1
+    finally:
+        os._exit(code)
