@@ -102,10 +102,10 @@ def test_both_paths_print_the_same(dy: Dockyard, args: list[str]) -> None:  # no
 
 # Modules the hot commands must not load: each costs `run`/`exec` milliseconds of start-up
 # (dataclasses brings inspect and ast; tempfile brings shutil, bz2 and lzma; pathlib brings
-# fnmatch, urllib.parse and ipaddress). Measured by
+# fnmatch, urllib.parse and ipaddress; socket sets up enums and selectors). Measured by
 # what the interpreter reports importing, minus what a bare interpreter imports here.
 HEAVY = {"dataclasses", "inspect", "typing", "subprocess", "tempfile", "shutil", "hashlib", "platform", "pathlib",
-         "secrets", "random", "uuid", "click", "asyncio", "tarfile", "zstandard"}
+         "secrets", "random", "uuid", "click", "asyncio", "tarfile", "zstandard", "socket", "selectors", "threading"}
 
 
 def _imported(dy: Dockyard, *args: str) -> set[str]:  # noqa: F811

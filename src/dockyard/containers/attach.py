@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
-import threading
+import _socket   # socket.py's enum and selectors set-up is not needed here (see Containers.connect)
+import _thread
 
 from dockyard.containers import frames
 
 TYPE_CHECKING = False  # importing typing costs ~20 ms of every command's start-up
 if TYPE_CHECKING:
+    from socket import socket
     from typing import Any
 
 
@@ -75,12 +76,12 @@ def terminal_size() -> tuple[int, int] | None:
     return size.lines, size.columns
 
 
-def stream(sock: socket.socket, *, stdin: bool = False, tty: bool = False, sig_proxy: bool = True,
+def stream(sock: "socket", *, stdin: bool = False, tty: bool = False, sig_proxy: bool = True,
            out_fd: int = 1, err_fd: int = 2, detach_keys: bytes = DEFAULT_DETACH_KEYS) -> dict[str, Any] | None:
     """Pump until the shim sends the exit frame (returned) or goes away (None). Typing
     ``detach_keys`` on stdin leaves the container running: ``{"Detached": True}``."""
-    lock = threading.Lock()
-    detached = threading.Event()
+    lock = _thread.allocate_lock()
+    detached: list[bool] = []   # made true by the stdin pump when the user typed the detach keys
 
     def send(stream_id: int, payload: bytes) -> None:
         with lock:
@@ -124,9 +125,9 @@ def stream(sock: socket.socket, *, stdin: bool = False, tty: bool = False, sig_p
                     if escaped:
                         if data:
                             send(frames.STDIN, data)
-                        detached.set()
+                        detached.append(True)
                         try:
-                            sock.shutdown(socket.SHUT_RDWR)  # wakes the reader below
+                            sock.shutdown(_socket.SHUT_RDWR)  # wakes the reader below
                         except OSError:
                             pass
                         return
@@ -135,6 +136,8 @@ def stream(sock: socket.socket, *, stdin: bool = False, tty: bool = False, sig_p
                 send(frames.STDIN, data)
                 if not data:
                     return
+
+        import threading  # only with stdin: run and attach without -i never load it
 
         threading.Thread(target=pump, daemon=True).start()
     reader = frames.Reader()
@@ -146,9 +149,9 @@ def stream(sock: socket.socket, *, stdin: bool = False, tty: bool = False, sig_p
             except InterruptedError:
                 continue
             except OSError:
-                return {"Detached": True} if detached.is_set() else None
+                return {"Detached": True} if detached else None
             if not data:
-                return {"Detached": True} if detached.is_set() else None
+                return {"Detached": True} if detached else None
             for stream_id, payload in reader.feed(data):
                 if stream_id == frames.STDOUT:
                     _write_all(out_fd, payload)
@@ -163,7 +166,7 @@ def stream(sock: socket.socket, *, stdin: bool = False, tty: bool = False, sig_p
             signal.signal(sig, handler)
 
 
-def confirm_removal(sock: socket.socket) -> None:
+def confirm_removal(sock: "socket") -> None:
     """Tell the shim that we deleted the container's record (``run --rm``)."""
     try:
         sock.sendall(frames.pack(frames.CONTROL, json.dumps({"removed": True}).encode()))

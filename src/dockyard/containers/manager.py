@@ -365,9 +365,11 @@ class Containers:
     def connect(self, cid: str, stdin: bool = False, stdout: bool = False, stderr: bool = False,
                 signal: int | None = None, timeout: float | None = None) -> socket.socket | None:
         """An attach connection to the container's shim; None when no shim listens."""
-        import socket
+        # The C module's socket: importing socket.py (its enums, selectors) costs run ~2 ms,
+        # and a unix stream socket needs none of it.
+        import _socket
 
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
             sock.connect(str(self.socket_path(cid)))
         except OSError:

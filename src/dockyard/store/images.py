@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import threading
+import _thread  # a lock is all it takes: threading itself is not loaded on run's path
 import time
 
 from dockyard import reference as references
@@ -49,7 +49,7 @@ class ImageStore:
     def __init__(self, conn: sqlite3.Connection, content: ContentStore) -> None:
         self.conn = conn
         self.content = content
-        self._lock = threading.Lock()  # one connection, shared by pull's threads
+        self._lock = _thread.allocate_lock()  # one connection, shared by pull's threads
 
     # ---- reading -----------------------------------------------------------------
 

@@ -21,7 +21,7 @@ import fcntl
 import os
 import sqlite3
 import stat
-import threading
+import _thread  # a lock is all it takes: threading itself is not loaded on run's path
 import time
 
 from dockyard import digest as digests
@@ -66,7 +66,7 @@ class LayerStore:
         self._conn = conn
         # One connection, many threads: a statement of one thread must not land inside
         # another thread's transaction.
-        self._db_lock = threading.Lock()
+        self._db_lock = _thread.allocate_lock()
 
     # ------------------------------------------------------------------ queries
 
