@@ -115,7 +115,9 @@ def _become_shim(read_fd: int, write_fd: int, orders_r: int, orders_w: int) -> N
         os.chdir("/")
         import signal
 
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
+        # As a fresh interpreter would have them (SIGPIPE stays ignored: a client that went
+        # away must be an EPIPE, not the shim's death).
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
         sys.argv = ["dockyard-shim", str(write_fd)]
         from dockyard.containers.shim import main
