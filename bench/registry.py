@@ -98,8 +98,9 @@ def layout_bytes(layout: Path) -> int:
 
 
 def push_pull(servers: dict, layouts: dict[str, Path], work: Path, runs: int, pull_only: bool = False) -> dict:
-    """Medians of (wall, server CPU) per (server, image, op). ``pull_only``: push each image
-    once, untimed, then time only the pulls (quick iteration on the pull path)."""
+    """Per (server, image, op), the (wall, server CPU) of every run, in run order (run i of
+    each server ran back to back, so their ratio is a paired sample). ``pull_only``: push
+    each image once, untimed, then time only the pulls (quick iteration on the pull path)."""
     # Pull into tmpfs when it has room: skopeo's disk writes otherwise dominate and add noise.
     shm = Path("/dev/shm")
     pull_dir = shm if shm.is_dir() and shutil.disk_usage(shm).free > 2 * sum(map(layout_bytes, layouts.values())) \
@@ -120,7 +121,7 @@ def push_pull(servers: dict, layouts: dict[str, Path], work: Path, runs: int, pu
                 results[(name, img, "pull")].append(measured(lambda: skopeo(
                     "copy", "--src-tls-verify=false", f"docker://{ref}", f"oci:{out}:latest"), srv.proc.pid))
                 shutil.rmtree(out, ignore_errors=True)
-    return {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v)) for k, v in results.items()}
+    return results
 
 
 def parallel_pulls(srv, clients: int) -> dict:
@@ -259,16 +260,25 @@ def main() -> None:
 
 
 def push_pull_rows(pp: dict, sizes: dict[str, int], ops: tuple[str, ...]) -> list[tuple]:
+    """Median wall and server CPU per op; the ratio column also gives the range of the
+    per-run (paired) throughput ratios, since one run on a shared machine can swing 20%."""
     rows = []
     for img in ("A", "B"):
         for op in ops:
-            (d, dc), (y, yc) = pp[("distribution", img, op)], pp[("dockyard", img, op)]
+            dist, ours = pp[("distribution", img, op)], pp[("dockyard", img, op)]
+            (d, dc), (y, yc) = _medians(dist), _medians(ours)
+            paired = sorted(dw / yw for (dw, _), (yw, _) in zip(dist, ours))
+            spread = f" ({paired[0]:.2f}-{paired[-1]:.2f})" if len(paired) > 1 else ""
             rows.append((f"{op} {img} ({sizes[img] // MiB} MiB)", f"{d:.2f} s ({sizes[img] / MiB / d:.0f} MiB/s)",
-                         f"{y:.2f} s ({sizes[img] / MiB / y:.0f} MiB/s)", f"{d / y:.2f}x throughput", "≥ 1.0x"))
+                         f"{y:.2f} s ({sizes[img] / MiB / y:.0f} MiB/s)", f"{d / y:.2f}x throughput{spread}", "≥ 1.0x"))
             if op == "pull":  # less noisy than wall time on a shared machine: the server's own cost
                 rows.append(("  server CPU per pull", f"{dc:.2f} s", f"{yc:.2f} s",
                              f"{yc / dc:.2f}x" if dc else "", ""))
     return rows
+
+
+def _medians(runs: list[tuple[float, float]]) -> tuple[float, float]:
+    return statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs)
 
 
 def print_table(rows: list[tuple]) -> None:

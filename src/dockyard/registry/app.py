@@ -148,7 +148,7 @@ class AccessLogger(AbstractAccessLogger):
     """One line per request: remote, method, path, status, bytes sent, milliseconds."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time_taken: float) -> None:
-        # content_length is what a sendfile response sent (body_length misses those bytes).
+        # content_length is the body alone (body_length counts the header bytes too).
         if request.method == "HEAD":
             sent = 0
         elif response.content_length is not None:

@@ -45,7 +45,7 @@ async def get_blob(request: web.Request, name: str, digest: str) -> web.StreamRe
     local = reg.driver.local_path(blob_path(digest))
     if local is not None:
         # Opened here, on the loop, rather than in the thread pool: two thread hops per
-        # blob cost more than the open (see send.py). The bytes go out by sendfile(2).
+        # blob cost more than the open (see send.py, also for why not sendfile(2)).
         try:
             f = open(local, "rb", buffering=0)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
@@ -56,8 +56,9 @@ async def get_blob(request: web.Request, name: str, digest: str) -> web.StreamRe
 
 
 def _widen_send_buffer(request: web.Request) -> None:
-    """A bigger socket send buffer: fewer sendfile() calls and event-loop wake-ups per blob
-    (a setsockopt costs ~2 us, so per request is fine)."""
+    """A bigger socket send buffer: the kernel takes whole chunks at once, so a blob needs
+    fewer event-loop wake-ups (server CPU per 256 MiB to curl: 0.14 s, 0.20 s without);
+    a setsockopt costs ~2 us, so per request is fine."""
     sock = request.transport.get_extra_info("socket") if request.transport else None
     if sock is not None:
         try:

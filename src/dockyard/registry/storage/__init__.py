@@ -76,7 +76,7 @@ class StorageDriver(abc.ABC):
         """Remove an object or everything under a prefix; PathNotFound if nothing was there."""
 
     def local_path(self, path: str) -> str | None:
-        """A filesystem path for sendfile, when the driver has one."""
+        """A filesystem path the blob GET reads directly, when the driver has one."""
         return None
 
     async def close(self) -> None:

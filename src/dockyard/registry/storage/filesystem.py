@@ -4,7 +4,7 @@ Writes go to a hidden temp file beside the target and are renamed into place
 (after fsync, unless turned off), so a crash leaves either the old object or the
 new one. Blocking calls run in the default thread pool so the event loop keeps
 serving; reads of blobs bypass this driver altogether through ``local_path``
-(sendfile).
+(handlers/send.py).
 """
 
 from __future__ import annotations
