@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 
@@ -16,6 +17,32 @@ def tree_size(path: str | os.PathLike) -> int:
             except OSError:
                 pass
     return total
+
+
+def in_root(root: str, path: str) -> str:
+    """``root``/``path`` with every symlink resolved as if ``root`` were / (never leaving it):
+    how pyrunc places mounts in a rootfs, and how the engine reads and copies files in one."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    done: list[str] = []
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        candidate = os.path.join(root, *done, part)
+        if os.path.islink(candidate):
+            hops += 1
+            if hops > 40:
+                raise OSError(errno.ELOOP, f"too many levels of symbolic links: {path}")
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                done = []
+            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+            continue
+        done.append(part)
+    return os.path.join(root, *done)
 
 
 def remove_cgroup(name: str, base: str = "/sys/fs/cgroup") -> None:

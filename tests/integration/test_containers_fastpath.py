@@ -109,18 +109,17 @@ HEAVY = {"dataclasses", "inspect", "typing", "subprocess", "tempfile", "shutil",
 
 
 def _imported(dy: Dockyard, *args: str) -> set[str]:  # noqa: F811
-    names = set()
-    for argv in (("-c", "pass"), ("-m", "dockyard", *args)):
-        full = {**dy.env, "DOCKYARD_RUNTIME": dy.runtime}
-        import subprocess
-        import sys
+    """Modules ``dockyard ARGS`` imports beyond what a bare interpreter imports here."""
+    import subprocess
+    import sys
 
+    def seen(*argv: str) -> set[str]:
         result = subprocess.run([sys.executable, "-X", "importtime", *argv], capture_output=True, text=True,
-                                env=full, stdin=subprocess.DEVNULL, timeout=60)
+                                env={**dy.env, "DOCKYARD_RUNTIME": dy.runtime}, stdin=subprocess.DEVNULL, timeout=60)
         assert result.returncode == 0, result.stderr[-2000:]
-        seen = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
-        names = seen - names if argv[0] == "-m" else seen
-    return names
+        return {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+
+    return seen("-m", "dockyard", *args) - seen("-c", "pass")
 
 
 def test_run_and_exec_stay_off_heavy_modules(dy: Dockyard) -> None:  # noqa: F811

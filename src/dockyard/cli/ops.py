@@ -10,6 +10,8 @@ import os
 import sys
 import time
 
+from dockyard.containers import DEVNULL
+
 TYPE_CHECKING = False  # importing typing costs ~20 ms of every command's start-up
 if TYPE_CHECKING:
     from typing import Any, Callable, Sequence
@@ -425,9 +427,6 @@ def exec_(engine: Any, detach: bool, env: Sequence[str], env_file: Sequence[str]
     stdin = None if interactive and not detach else DEVNULL
     code = containers.exec(record.id, command, env=env_list, user=user, workdir=workdir, detach=detach, stdin=stdin)
     sys.exit(code)
-
-
-DEVNULL = -3  # subprocess.DEVNULL, without importing subprocess
 
 
 def _exec_tty(containers: Any, record: Any, command: Sequence[str], env: list[str], user: str | None,

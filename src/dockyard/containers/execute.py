@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import os
 
+from dockyard.containers import DEVNULL
 from dockyard.errors import DockyardError
-
-DEVNULL = -3  # subprocess.DEVNULL, without importing subprocess on exec's path
 
 TYPE_CHECKING = False  # importing typing costs ~20 ms of every command's start-up
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ import os
 import signal as signals
 import time
 
-from dockyard.containers import frames, names
+from dockyard.containers import DEVNULL, frames, names
 from dockyard.containers.spawn import ShimProcess, SpawnedShim, spawn_shim
 from dockyard.containers.store import (ACTIVE, CREATED, EXITED, PAUSED, RESTARTING, RUNNING, ContainerRecord,
                                        ContainerStore)
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 
     from dockyard.engine import Engine
 
-DEVNULL = -3  # subprocess.DEVNULL, without importing subprocess
 DEFAULT_STOP_TIMEOUT = 10
 SHIM_DIED = "the container's shim (dockyard monitor, pid {pid}) died; the container was stopped"
 LIST_FILTERS = frozenset({"status", "name", "label", "ancestor", "id", "exited", "before", "since"})

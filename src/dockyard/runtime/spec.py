@@ -12,6 +12,7 @@ import os
 import resource
 
 from dockyard.errors import DockyardError
+from dockyard.fsutil import in_root
 from dockyard.records import field, record
 from dockyard.runtime import seccomp
 
@@ -262,30 +263,8 @@ def _read_db(rootfs: str | os.PathLike, path: str) -> list[list[str]]:
 
 
 def secure_join(root: "P", path: str) -> "P":
-    """``root``/``path`` with every symlink resolved as if ``root`` were /; of ``root``'s
-    type (a str, or a Path for callers that have one)."""
-    base = os.fspath(root)
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    resolved: list[str] = []
-    hops = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        candidate = os.path.join(base, *resolved, part)
-        if os.path.islink(candidate):
-            hops += 1
-            if hops > 40:
-                raise ValueError(f"too many levels of symbolic links in {path}")
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                resolved = []
-            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-            continue
-        resolved.append(part)
-    joined = os.path.join(base, *resolved)
+    """``fsutil.in_root`` of ``root``'s type (a str, or a Path for callers that have one)."""
+    joined = in_root(os.fspath(root), path)
     return joined if isinstance(root, str) else type(root)(joined)
 
 

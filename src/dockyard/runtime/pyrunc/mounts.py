@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from dockyard.fsutil import in_root
 from dockyard.runtime.pyrunc import cgroups, linux
 
 TYPE_CHECKING = False
@@ -51,31 +52,6 @@ def parse_options(options: "list[str]") -> tuple[int, int, str]:
         elif option != "tmpcopyup":
             data.append(option)
     return flags, propagation, ",".join(data)
-
-
-def in_root(root: str, path: str) -> str:
-    """``root``/``path`` with symlinks resolved as if ``root`` were / (never leaving it)."""
-    parts = [p for p in path.split("/") if p and p != "."]
-    done: list[str] = []
-    hops = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        candidate = root + "/" + "/".join(done + [part])
-        if os.path.islink(candidate):
-            hops += 1
-            if hops > 40:
-                raise OSError(40, f"too many levels of symbolic links: {path}")
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                done = []
-            parts = [p for p in target.split("/") if p and p != "."] + parts
-            continue
-        done.append(part)
-    return root + "/" + "/".join(done) if done else root
 
 
 def _mkdirs(path: str) -> None:
