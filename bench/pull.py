@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark: `dockyard pull` beside `podman pull` and `skopeo copy`, in one run.
 
 Two images are served by a local CNCF distribution registry (Debian's docker-registry):
@@ -15,7 +14,7 @@ dockyard's download phase throughput beside skopeo's (>= 1.0).
 dockyard's download phase is timed by the pull itself (DOCKYARD_PULL_TIMINGS=1 makes it
 print `timings: download=<s> unpack=<s> total=<s>` on stderr).
 
-Traffic goes only to 127.0.0.1. Run as root: `make bench` or `python3 bench/pull.py`.
+Traffic goes only to 127.0.0.1. Run as root: `make bench` or `.venv/bin/python bench/pull.py`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark: dockyard's registry beside CNCF distribution 2.8, in one run, same client.
 
   A = one 256 MiB incompressible layer; B = 30 layers of 4 MiB.
@@ -14,7 +13,7 @@
 
 Targets (issue 3): push/pull >= 1.0x distribution; parallel pulls with 0 failures,
 >= 1.0x aggregate and <= 0.25x peak RSS; catalog >= 10x faster.
-Traffic goes only to 127.0.0.1. Usage: python3 bench/registry.py [--quick] [--only pull]
+Traffic goes only to 127.0.0.1. Usage: .venv/bin/python bench/registry.py [--quick] [--only pull]
 (``--only pull``: push each image once, then time only interleaved pulls; for iteration.)
 """
 

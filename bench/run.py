@@ -1,6 +1,6 @@
 """Benchmark: dockyard vs podman vs docker, one run, same busybox tar imported into each.
 
-    python bench/run.py [--runs 15] [--skip docker,podman]
+    .venv/bin/python bench/run.py [--runs 15] [--skip docker,podman]
 
 Operations (median wall time of the CLI, engines interleaved so machine noise hits all alike):
   run    ``run --rm --network none busybox true``

@@ -4,7 +4,7 @@ Each iteration uses a fresh container ID and goes from create to delete (``run``
 deletes on exit). Runtimes are interleaved so that machine noise hits them alike;
 medians and ratios are printed. Target: pyrunc no slower than runc.
 
-    python bench/runtime.py [--runs 30]
+    .venv/bin/python bench/runtime.py [--runs 30]
 
 Needs root; mounts crun's v1 hugetlb hierarchy if missing and removes it again.
 """

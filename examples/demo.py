@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """`make demo`: the private-registry lab as far as dockyard goes today.
 
 Builds a busybox image from Debian's busybox-static, starts dockyard's own registry

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -75,7 +76,7 @@ def test_cp_both_ways(dy: Dockyard, tmp_path: Path) -> None:
     points = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
     assert len([p for p in points if p.startswith(str(dy.root))]) == 1  # the temporary mounts are gone
     # tar out to stdout
-    tar_bytes = subprocess.run(["python", "-m", "dockyard", "cp", "box:/tmp/newtree", "-"], env=dy.env,
+    tar_bytes = subprocess.run([sys.executable, "-m", "dockyard", "cp", "box:/tmp/newtree", "-"], env=dy.env,
                                capture_output=True, check=True).stdout
     with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
         assert sorted(tar.getnames()) == ["newtree", "newtree/a"]
