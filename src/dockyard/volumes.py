@@ -35,7 +35,7 @@ class Volume:
     mountpoint: str
 
     def inspect(self) -> dict[str, Any]:
-        from dockyard.cli.formatting import rfc3339
+        from dockyard.timefmt import rfc3339
 
         return {"CreatedAt": rfc3339(self.created), "Driver": self.driver, "Labels": self.labels or None,
                 "Mountpoint": self.mountpoint, "Name": self.name, "Options": self.options or None,

@@ -14,7 +14,7 @@ ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
 def _time(epoch: float | None) -> str:
-    from dockyard.cli.formatting import rfc3339_nano_utc
+    from dockyard.timefmt import rfc3339_nano_utc
 
     return rfc3339_nano_utc(epoch) if epoch else ZERO_TIME
 

@@ -134,7 +134,7 @@ def parse_since(text: str, now: float | None = None) -> float:
         return float(value)
     except ValueError:
         pass
-    from dockyard.cli.formatting import parse_timestamp
+    from dockyard.timefmt import parse_timestamp
 
     moment = parse_timestamp(value if "T" in value else value + "T00:00:00Z")
     if moment is None:

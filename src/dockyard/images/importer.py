@@ -48,7 +48,7 @@ def import_image(
     message: str = "",
     platform: "Platform | None" = None,
 ) -> "Image":
-    from dockyard.cli.formatting import rfc3339_nano_utc
+    from dockyard.timefmt import rfc3339_nano_utc
     from dockyard.images.commit import commit
     from dockyard.oci.platform import host
 

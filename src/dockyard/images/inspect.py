@@ -88,7 +88,7 @@ def inspect_image(engine: "Engine", image: "Image") -> dict[str, Any]:
     # No tag-time column yet: the time the image was stored is when its first tags were set.
     last_tag = ZERO_TIME
     if image.tags:
-        from dockyard.cli.formatting import rfc3339_nano_utc
+        from dockyard.timefmt import rfc3339_nano_utc
 
         last_tag = rfc3339_nano_utc(image.added_at)
     result["Metadata"] = {"LastTagTime": last_tag}

@@ -502,7 +502,7 @@ def _summary(row: Any) -> ImageSummary:
 
 
 def _created(value: str | None) -> float | None:
-    from dockyard.cli.formatting import parse_timestamp
+    from dockyard.timefmt import parse_timestamp
 
     return parse_timestamp(value)
 
@@ -574,7 +574,7 @@ def _until(values: list[str] | None) -> float | None:
         return time.time() - seconds
     if re.fullmatch(r"\d+(\.\d+)?", value):
         return float(value)
-    from dockyard.cli.formatting import parse_timestamp
+    from dockyard.timefmt import parse_timestamp
 
     moment = parse_timestamp(value)
     if moment is None:
