@@ -113,6 +113,28 @@ def test_anonymous_read(htpasswd_file: Path) -> None:
         assert anon.request("DELETE", f"/v2/pub/blobs/{d}").status == 401
 
 
+def test_unknown_user_costs_what_a_wrong_password_costs(tmp_path: Path) -> None:
+    """Response time must not tell which usernames exist: an unknown user's password is
+    checked against a dummy hash of the file's own cost."""
+    import bcrypt
+
+    path = tmp_path / "htpasswd"
+    path.write_text(f"{USER}:" + bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(11)).decode() + "\n")
+    with DockyardRegistry({"auth": {"htpasswd": str(path)}}) as reg:
+        def median_seconds(user: str) -> float:
+            client = Client(reg.url, auth=basic(user, "wrong"))
+            times = []
+            for _ in range(5):
+                started = time.perf_counter()
+                assert client.request("GET", "/v2/_catalog").status == 401
+                times.append(time.perf_counter() - started)
+            return sorted(times)[2]
+
+        known, unknown = median_seconds(USER), median_seconds("mallory")
+    assert known > 0.02, known  # cost 11 is tens of milliseconds here: the comparison means something
+    assert unknown > 0.5 * known, (unknown, known)
+
+
 # --- token auth ----------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -276,6 +276,20 @@ def test_manifest_by_tag_and_digest(c: Client, repo: str, media_type: str) -> No
         assert r.headers["docker-content-digest"] == d
 
 
+def test_invalid_reference_reads_as_unknown(c: Client, repo: str, api) -> None:
+    """The conformance suite's ``.INVALID_MANIFEST_NAME``: a reference that can name nothing
+    is a 404 to a GET or HEAD (a PUT of it stays a 400)."""
+    push_image(c, repo, "v1")
+    for method in ("GET", "HEAD"):
+        r = c.request(method, f"/v2/{repo}/manifests/.INVALID_MANIFEST_NAME")
+        assert r.status == 404, (method, r.status)
+        if method == "GET" and api[0] != "distribution":  # distribution's router 404s with no body
+            assert json.loads(r.body)["errors"][0]["code"] == "MANIFEST_UNKNOWN"
+    if api[0] != "distribution":  # distribution's router 404s a PUT too; we say what is wrong
+        r = c.request("PUT", f"/v2/{repo}/manifests/.INVALID_MANIFEST_NAME", b"{}", {"Content-Type": mt.OCI_MANIFEST})
+        assert r.status == 400
+
+
 @pytest.mark.parametrize("index_type,child_type", [(mt.OCI_INDEX, mt.OCI_MANIFEST),
                                                    (mt.DOCKER_MANIFEST_LIST, mt.DOCKER_MANIFEST)])
 def test_index(c: Client, repo: str, index_type: str, child_type: str) -> None:

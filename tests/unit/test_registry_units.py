@@ -33,9 +33,13 @@ def test_references() -> None:
     assert names.check_reference("v1.0_rc-1") == ("v1.0_rc-1", None)
     assert names.check_reference(D) == (None, D)
     assert names.check_reference("sha512:" + "b" * 128)[1]
-    for bad in ("sha256:short", "md5:" + "a" * 32, "-tag", "x" * 129):
-        with pytest.raises(APIError):
+    for bad in ("sha256:short", "md5:" + "a" * 32, "-tag", "x" * 129, ".INVALID_MANIFEST_NAME"):
+        with pytest.raises(APIError) as read:
             names.check_reference(bad)
+        assert (read.value.code, read.value.status) == ("MANIFEST_UNKNOWN", 404)  # names nothing
+        with pytest.raises(APIError) as write:
+            names.check_reference(bad, writing=True)
+        assert write.value.status == 400  # a PUT with a bad name is the client's error
 
 
 def test_error_body_and_table() -> None:

@@ -117,17 +117,37 @@ class HtpasswdAuthorizer(Authorizer):
     async def _verify(self, user: str, password: str) -> bool:
         hashed = self._users.get(user)
         if hashed is None:
+            # Spend what a known user's check costs, or the answer's time would tell which
+            # usernames exist (distribution compares against a dummy hash too).
+            await asyncio.get_running_loop().run_in_executor(None, _checkpw, password.encode(), self._dummy_hash())
             return False
         key = (user, hashlib.sha256(password.encode() + hashed).digest())
         now = time.monotonic()
         if self._verified.get(key, 0) > now:
             return True
-        import bcrypt
-
-        ok = await asyncio.get_running_loop().run_in_executor(None, bcrypt.checkpw, password.encode(), hashed)
+        ok = await asyncio.get_running_loop().run_in_executor(None, _checkpw, password.encode(), hashed)
         if ok:
             self._verified[key] = now + CACHE_TTL
         return ok
+
+    def _dummy_hash(self) -> bytes:
+        """A bcrypt hash of a random password at the cost the file's own hashes use."""
+        costs = sorted(int(h[4:6]) for h in self._users.values() if h[4:6].isdigit())
+        cost = costs[len(costs) // 2] if costs else 10
+        if cost not in _DUMMY_HASHES:
+            import bcrypt
+
+            _DUMMY_HASHES[cost] = bcrypt.hashpw(os.urandom(16).hex().encode(), bcrypt.gensalt(cost))
+        return _DUMMY_HASHES[cost]
+
+
+_DUMMY_HASHES: dict[int, bytes] = {}
+
+
+def _checkpw(password: bytes, hashed: bytes) -> bool:
+    import bcrypt
+
+    return bcrypt.checkpw(password, hashed)
 
 
 # --- token (JWT) ---------------------------------------------------------------------------

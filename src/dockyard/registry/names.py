@@ -33,11 +33,21 @@ def check_digest(value: str, code: str = "DIGEST_INVALID") -> str:
         raise APIError(code, {"digest": value}, message=str(e)) from None
 
 
-def check_reference(reference: str) -> tuple[str | None, str | None]:
-    """(tag, None) or (None, digest); MANIFEST_INVALID-free: a bad one is a 400."""
+def check_reference(reference: str, writing: bool = False) -> tuple[str | None, str | None]:
+    """(tag, None) or (None, digest). A malformed reference is a 400 for a PUT (the client
+    sent a bad name); to a read or a delete it names nothing, so it is a 404
+    MANIFEST_UNKNOWN, as distribution (whose routes never match it) and the OCI
+    conformance suite have it."""
     if ":" in reference:
-        return None, check_digest(reference)
+        if writing:
+            return None, check_digest(reference)
+        try:
+            return None, digests.validate(reference)
+        except InvalidDigestError:
+            raise APIError("MANIFEST_UNKNOWN", {"reference": reference}) from None
     if is_tag(reference):
         return reference, None
+    if not writing:
+        raise APIError("MANIFEST_UNKNOWN", {"reference": reference})
     raise APIError("MANIFEST_UNKNOWN" if len(reference) <= 128 else "NAME_INVALID",
                    {"reference": reference}, message="invalid tag or digest", status=400)

@@ -65,7 +65,7 @@ async def _read_body(request: web.Request) -> bytes:
 
 async def put_manifest(request: web.Request, name: str, reference: str) -> web.StreamResponse:
     reg = registry(request)
-    tag, ref_digest = check_reference(reference)
+    tag, ref_digest = check_reference(reference, writing=True)
     body = await _read_body(request)
     parsed = manifests.parse(body, request.headers.get("Content-Type"))
     algorithm = digests.algorithm_of(ref_digest) if ref_digest else "sha256"
