@@ -76,6 +76,9 @@ def test_volume_flags() -> None:
         mounts.parse_volume("a:/b:bogus")
     with pytest.raises(DockyardError):
         mounts.parse_volume("a:b:c:d")
+    with pytest.raises(DockyardError) as relative:
+        mounts.parse_volume("data:relative:rw")
+    assert str(relative.value).endswith("invalid mount path: 'relative' mount path must be absolute")
     tmpfs = mounts.parse_mount("type=tmpfs,target=/t,tmpfs-size=1m")
     assert mounts.to_oci(tmpfs) == {"destination": "/t", "type": "tmpfs", "source": "tmpfs",
                                     "options": ["nosuid", "nodev", "size=1m"]}

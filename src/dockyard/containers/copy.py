@@ -80,8 +80,7 @@ def _place(src: Path, src_arg: str, dst: Path, dst_arg: str, chown: tuple[int, i
     """Docker's rules: into an existing directory under the source's name; otherwise as ``dst``;
     ``SRC/.`` copies a directory's content."""
     if not src.exists() and not src.is_symlink():
-        raise DockyardError(f"Could not find the file {src_arg} in container" if False else
-                            f"no such file or directory: {src_arg}")
+        raise DockyardError(f"no such file or directory: {src_arg}")
     contents_only = src_arg.endswith("/.")
     if dst.is_dir():
         target = dst if contents_only else dst / src.name

@@ -37,7 +37,7 @@ def parse_volume(spec: str) -> dict[str, Any]:
         raise MountError(f"invalid volume specification: '{spec}'")
     if not target.startswith("/"):
         raise MountError(f"invalid volume specification: '{spec}': invalid mount config for type \"volume\": "
-                         "invalid mount path: '{target}' mount path must be absolute")
+                         f"invalid mount path: '{target}' mount path must be absolute")
     options = [o for o in opts.split(",") if o]
     for o in options:
         if o not in ("ro", "rw", "z", "Z", "nocopy", "private", "rprivate", "shared", "rshared", "slave",
