@@ -22,7 +22,7 @@ import zstandard
 
 from dockyard.errors import ConflictError, DigestMismatchError, NotFoundError
 from dockyard.store import archive
-from dockyard.store import layers as layers_mod
+from dockyard.store.owned import remove_tree
 from tests.unit.test_archive import make_tar, member
 from dockyard.store.db import connect, transaction
 from dockyard.store.layers import LayerInfo, LayerStore, chain_id
@@ -315,7 +315,7 @@ def test_rmtree_gets_through_read_only_dirs_without_root() -> None:
                 (top / "ro" / "g").write_text("y")
                 os.chmod(top / "ro" / "deeper", 0o555)
                 os.chmod(top / "ro", 0o500)
-                layers_mod._rmtree(top)
+                remove_tree(str(top))
                 code = 0 if not top.exists() else 2
             except BaseException as e:
                 print(f"child failed: {e!r}", file=sys.stderr)

@@ -129,7 +129,8 @@ def test_kill_mid_ingest_leaves_no_visible_blob(tmp_path: Path) -> None:
     store = ContentStore(tmp_path)
     assert list(store.list()) == []
     assert len(os.listdir(store.ingest_dir)) == 1
-    assert store.clean_ingest(older_than=0) == 1
+    assert [os.path.basename(item.path) for item in store.reclaim_ingest()] == ["sha256-" + "a" * 64]
+    assert os.listdir(store.ingest_dir) == []
 
 
 def test_lock_serialises_two_processes(tmp_path: Path) -> None:

@@ -11,6 +11,13 @@ The steps, as Docker takes them:
    downloads go on. The DB is touched only from that thread while the pull runs.
 5. The manifest (and index) bytes are stored as received, then ``commit`` records the
    image, its tag and its repo digest. Nothing is tagged unless every step succeeded.
+
+A pull first removes what dead processes left (partial downloads, half-unpacked layers,
+staging dirs: each is flocked by its live owner, so the dead ones are known for sure), but
+keeps a dead pull's partial download of a blob: the next pull of that blob hashes the bytes it
+has and asks the registry for the rest with a Range request, as containerd does. The whole
+pull holds the image lease (store/owned.py), so a prune never collects the blobs and layers it
+committed before the image that uses them.
 """
 
 from __future__ import annotations
@@ -54,9 +61,26 @@ GENERIC_TYPES = frozenset({"", "application/json", "text/plain", "application/oc
 def pull(engine: "Engine", ref: "Reference", *, platform: Platform | None = None,
          progress: Progress | None = None) -> "Image":
     """Pull ``ref`` (by tag or digest) for ``platform`` (default: this host's) and return the image."""
+    from dockyard.store.owned import image_lease
+
     creds = credentials.get(ref.registry_host)
-    puller = _Puller(engine, ref, platform, progress or Progress(), creds)
-    return asyncio.run(puller.run())
+    with image_lease(engine.root):
+        reclaim_leftovers(engine)
+        puller = _Puller(engine, ref, platform, progress or Progress(), creds)
+        return asyncio.run(puller.run())
+
+
+def reclaim_leftovers(engine: "Engine") -> None:
+    """What dead processes left, removed at a pull's start: cheap (a scan of three temp dirs
+    and a lock attempt per entry). Partial downloads named by their digest stay to be resumed."""
+    from dockyard.store.owned import scratch
+
+    try:
+        engine.content.reclaim_ingest(keep_resumable=True)
+        engine.layers.reclaim()
+        scratch(engine.root).reclaim()
+    except OSError:
+        pass  # best effort: a leftover we cannot remove now must not stop the pull
 
 
 def select_manifest(index: dict[str, Any], platform: Platform) -> dict[str, Any]:
@@ -181,6 +205,9 @@ class _Puller:
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dockyard-unpack")
         # Writers kept between attempts of one blob, so a retry resumes with a Range request.
         self._partial: dict[str, "Writer"] = {}
+        # Blobs whose writer took over a dead pull's partial: only the final digest says
+        # whether those bytes were right, and if not the blob is fetched again whole.
+        self._took_over: set[str] = set()
         self.lock_waiters = ThreadPoolExecutor(max_workers=64, thread_name_prefix="dockyard-lock")
         # Phase timings for benchmarks (DOCKYARD_PULL_TIMINGS=1): when the pull began and
         # when the last blob landed in the content store.
@@ -347,35 +374,52 @@ class _Puller:
                     return
                 except (RegistryError, DigestMismatchError, SizeMismatchError):
                     continue
-        await with_retries(
-            lambda: self._fetch_into_store(desc, layer_id, lambda offset: client.open_blob(self.path, digest, offset),
-                                           resumable=True),
-            on_retry=on_retry)
+        def fetch(fresh: bool = False) -> Any:
+            return self._fetch_into_store(desc, layer_id, lambda offset: client.open_blob(self.path, digest, offset),
+                                          resumable=True, fresh=fresh)
+
+        try:
+            await with_retries(fetch, on_retry=on_retry)
+        except DigestMismatchError:
+            if digest not in self._took_over:
+                raise
+            # The partial a dead pull left was not the blob's beginning (it was discarded).
+            self._took_over.discard(digest)
+            await with_retries(lambda: fetch(fresh=True), on_retry=on_retry)
 
     async def _fetch_into_store(
         self, desc: dict[str, Any], layer_id: str | None,
-        opener: Callable[[int], Any], resumable: bool = False,
+        opener: Callable[[int], Any], resumable: bool = False, fresh: bool = False,
     ) -> None:
-        """One attempt: stream the blob into an ingest writer and commit it (digest checked)."""
+        """One attempt: stream the blob into an ingest writer and commit it (digest checked).
+
+        ``resumable``: continue this pull's own partial from an earlier attempt, or else a
+        dead pull's partial of the same blob (``fresh`` refuses the latter)."""
         content = self.engine.content
         digest, size = desc["digest"], desc["size"]
         writer = self._partial.pop(digest, None) if resumable else None
         try:
             if writer is None:
-                writer = content.ingest(digest, size)
+                writer = await self._open_writer(digest, size, resume=resumable and not fresh)
+                if writer.count:
+                    self._took_over.add(digest)
+                    if layer_id:
+                        self.progress.transfer(layer_id, "Downloading", writer.count, size)
             offset = writer.count
-            # The download slot covers the network part only: the fsync of commit() below
-            # runs while the next download already streams.
-            async with self.sem, opener(offset) as resp:
-                if offset and (resp.status != 206 or not _range_starts_at(resp, offset)):
-                    # The server ignored our Range: start over.
-                    writer.abort()
-                    writer = content.ingest(digest, size)
-                    if resp.status == 206:
-                        raise TransferError(f"registry sent the wrong range of {digest}")
-                elif not offset and resp.status == 206:
-                    raise TransferError(f"registry sent a partial response for {digest}")
-                await self._copy(resp, writer, digest, layer_id, size)
+            if not offset or offset < size:  # else a dead pull had every byte: the digest decides
+                # The download slot covers the network part only: the fsync of commit() below
+                # runs while the next download already streams.
+                async with self.sem, opener(offset) as resp:
+                    if offset and (resp.status != 206 or not _range_starts_at(resp, offset)):
+                        # The server ignored our Range: start over.
+                        writer.abort()
+                        self._took_over.discard(digest)
+                        writer = content.ingest(digest, size)
+                        if resp.status == 206:
+                            raise TransferError(f"registry sent the wrong range of {digest}")
+                    elif not offset and resp.status == 206:
+                        raise TransferError(f"registry sent a partial response for {digest}")
+                    await self._copy(resp, writer, digest, layer_id, size)
             if writer.count < size:
                 raise TransferError(f"download of {digest} was truncated: got {writer.count} of {size} bytes")
             # commit() fsyncs: off the event loop, so the other downloads keep flowing meanwhile.
@@ -392,6 +436,17 @@ class _Puller:
         finally:
             if writer is not None:
                 writer.abort()
+
+    async def _open_writer(self, digest: str, size: int, resume: bool) -> "Writer":
+        """An ingest writer, made off the event loop: taking over a dead pull's partial hashes
+        its bytes again. If we are cancelled meanwhile, the writer is aborted once made."""
+        made = asyncio.get_running_loop().run_in_executor(
+            None, lambda: self.engine.content.ingest(digest, size, resume=resume))
+        try:
+            return await asyncio.shield(made)
+        except asyncio.CancelledError:
+            made.add_done_callback(lambda f: f.cancelled() or f.exception() is not None or f.result().abort())
+            raise
 
     async def _copy(self, resp: aiohttp.ClientResponse, writer: "Writer", digest: str,
                     layer_id: str | None, size: int) -> None:

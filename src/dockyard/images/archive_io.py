@@ -34,9 +34,7 @@ import contextlib
 import json
 import posixpath
 import re
-import shutil
 import tarfile
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Iterator
@@ -257,11 +255,12 @@ class _Pending:
 
 def load(engine: "Engine", stream: BinaryIO) -> list[str]:
     """Load every image in the tar ``stream``; returns the lines ``docker load`` prints."""
-    tmp_root = Path(engine.root) / "tmp"
-    tmp_root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix="load-", dir=tmp_root))
-    try:
-        archive = _Archive(staging)
+    from dockyard.store.owned import image_lease, scratch
+
+    # The staging dir is locked while we use it (a kill -9 leaves one the next prune knows is
+    # dead); the lease keeps blobs and layers committed before the image safe from a collector.
+    with image_lease(engine.root), scratch(engine.root).new_dir("load-") as staging_dir:
+        archive = _Archive(Path(staging_dir))
         archive.read(stream)
         if archive.has(MANIFEST_JSON):
             pending = _docker_archive_images(archive)
@@ -271,8 +270,6 @@ def load(engine: "Engine", stream: BinaryIO) -> list[str]:
             raise InvalidArchiveError(
                 "invalid archive: it has neither manifest.json (docker save) nor index.json (OCI layout)")
         return _commit(engine, pending)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 class _Archive:

@@ -14,9 +14,7 @@ import bz2
 import io
 import json
 import lzma
-import os
 import sys
-import tempfile
 import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator, Sequence, TypeVar
@@ -49,8 +47,8 @@ def import_image(
     platform: "Platform | None" = None,
 ) -> "Image":
     from dockyard.timefmt import rfc3339_nano_utc
-    from dockyard.images.commit import commit
     from dockyard.oci.platform import host
+    from dockyard.store.owned import image_lease
 
     # Everything the user typed is checked before a byte of the tarball is read.
     tags = []
@@ -61,8 +59,16 @@ def import_image(
         tags.append(str(ref))
     container_config = apply_changes({}, changes)
     platform = platform or host()
-
     created = rfc3339_nano_utc(_now())
+    # The lease keeps a collector off the blobs and the layer committed before the image.
+    with image_lease(engine.root):
+        return _import(engine, source, tags, container_config, platform, created, message)
+
+
+def _import(engine: "Engine", source: str | BinaryIO, tags: list[str], container_config: dict,
+            platform: "Platform", created: str, message: str) -> "Image":
+    from dockyard.images.commit import commit
+
     written: list[str] = []  # blobs this import added, removed again if it fails
     layer_chain = ""
     try:
@@ -130,17 +136,13 @@ def _open_source(engine: "Engine", source: str | BinaryIO) -> Iterator[tuple[Bin
         yield sys.stdin.buffer, "-"
         return
     if source.startswith(("http://", "https://")):
-        tmp_dir = Path(engine.root) / "tmp"
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix="import-", dir=tmp_dir)
-        os.close(fd)
-        try:
+        from dockyard.store.owned import scratch
+
+        # Locked while we use it: a kill -9 leaves a file the next prune knows is dead.
+        with scratch(engine.root).new_file("import-") as name:
             _download(source, Path(name))
             with open(name, "rb") as f:
                 yield f, source
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(name)
         return
     if "://" in source.split("/", 1)[0] + "/":
         raise DockyardError(f"unsupported import source {source!r}: only http:// and https:// URLs")

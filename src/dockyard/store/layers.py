@@ -10,8 +10,8 @@ Layout under ``<root>/layers``::
 A layer appears under its final name only by ``rename`` after its diff ID was
 verified, and the ``layers`` row is written after that, so a kill -9 leaves at
 worst a temp dir or a final dir without a row, both invisible to ``has()`` and
-removed by ``clean_tmp()``. Every temp dir is flocked by the process using it,
-which is how ``clean_tmp()`` tells abandoned ones from live ones.
+removed by ``reclaim()``. Every temp dir is flocked by the process using it
+(store/owned.py), which is how ``reclaim()`` tells abandoned ones from live ones.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import contextlib
 import fcntl
 import os
 import sqlite3
-import stat
 import _thread  # a lock is all it takes: threading itself is not loaded on run's path
 import time
 
@@ -29,6 +28,7 @@ from dockyard.atomicfile import fsync_dir
 from dockyard.errors import ConflictError, NotFoundError
 from dockyard.records import record
 from dockyard.store.db import transaction
+from dockyard.store.owned import Leftover, TempArea, remove_tree
 
 TYPE_CHECKING = False  # importing typing costs ~20 ms of every command's start-up
 if TYPE_CHECKING:
@@ -63,6 +63,7 @@ class LayerStore:
         self.locks_dir = os.path.join(self.root, "locks")
         for d in (self.root, self.tmp_dir, self.locks_dir):
             os.makedirs(d, exist_ok=True)
+        self.tmp_area = TempArea(self.tmp_dir, os.path.join(self.locks_dir, "tmp"), "unfinished layer unpack or removal")
         self._conn = conn
         # One connection, many threads: a statement of one thread must not land inside
         # another thread's transaction.
@@ -187,31 +188,43 @@ class LayerStore:
     def clean_tmp(self) -> int:
         """Remove temp dirs of unpacks and deletes that died, and final dirs that never got
         their row. Safe while other unpacks run: their dirs are locked. Returns how many."""
-        removed = 0
-        dead: list[tuple[str, int]] = []
-        with self._tmp_creation_lock(fcntl.LOCK_EX):
-            # Holding this, nobody is between creating a temp dir and locking it, so an
-            # unlocked temp dir is abandoned.
-            for entry in os.scandir(self.tmp_dir):
-                if not entry.is_dir(follow_symlinks=False):
-                    os.unlink(entry.path)  # nothing we create; a stray file
-                    removed += 1
-                    continue
-                fd = _try_lock_dir(entry.path)
-                if fd is not None:
-                    dead.append((entry.path, fd))
-        for path, fd in dead:
+        return len(self.reclaim())
+
+    def leftovers(self) -> list[Leftover]:
+        """What dead unpacks and deletes left (temp dirs, final dirs without a row); nothing
+        is removed."""
+        found = self.tmp_area.leftovers()
+        for cid in self._rowless_dirs():
+            fd = self._try_chain_lock(cid)
+            if fd is None:
+                continue
             try:
-                _rmtree(path)
-                removed += 1
+                if self._row(cid) is None and os.path.isdir(self._layer_dir(cid)):
+                    found.append(self._orphan_leftover(cid))
             finally:
                 os.close(fd)
+        return found
+
+    def reclaim(self) -> list[Leftover]:
+        """Remove what dead unpacks and deletes left; returns what went."""
+        removed = self.tmp_area.reclaim()
+        for cid in self._rowless_dirs():
+            item = self._remove_orphan(cid)
+            if item is not None:
+                removed.append(item)
+        return removed
+
+    def dirs(self) -> list[str]:
+        """Chain IDs of every layer dir, with or without a row (``system check``)."""
+        out = []
         for entry in os.scandir(self.root):
             cid = f"sha256:{entry.name}"
-            if entry.name in ("tmp", "locks") or not digests.is_digest(cid) or self._row(cid) is not None:
-                continue
-            removed += self._remove_orphan(cid)
-        return removed
+            if entry.name not in ("tmp", "locks") and digests.is_digest(cid):
+                out.append(cid)
+        return sorted(out)
+
+    def _rowless_dirs(self) -> list[str]:
+        return [cid for cid in self.dirs() if self._row(cid) is None]
 
     # ------------------------------------------------------------------ unpack steps
 
@@ -270,19 +283,33 @@ class LayerStore:
         if child is not None:
             raise ConflictError(f"layer {cid} is the parent of layer {child['chain_id']}")
 
-    def _remove_orphan(self, cid: str) -> int:
-        fd = self._lock_fd(cid)
+    def _remove_orphan(self, cid: str) -> Leftover | None:
+        fd = self._try_chain_lock(cid)
+        if fd is None:
+            return None  # an unpack is between its rename and its insert right now
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return 0  # an unpack is between its rename and its insert right now
-            if self._row(cid) is not None:
-                return 0
+            if self._row(cid) is not None or not os.path.isdir(self._layer_dir(cid)):
+                return None
+            item = self._orphan_leftover(cid)
             self._discard(self._layer_dir(cid))
-            return 1
+            return item
         finally:
             os.close(fd)
+
+    def _orphan_leftover(self, cid: str) -> Leftover:
+        path = self._layer_dir(cid)
+        from dockyard.fsutil import tree_size
+
+        return Leftover(path, tree_size(path), os.lstat(path).st_mtime, "layer without a record")
+
+    def _try_chain_lock(self, cid: str) -> int | None:
+        fd = self._lock_fd(cid)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return fd
 
     # ------------------------------------------------------------------ files and locks
 
@@ -303,31 +330,9 @@ class LayerStore:
         finally:
             os.close(fd)  # closing the description releases the lock
 
-    @contextlib.contextmanager
-    def _tmp_creation_lock(self, mode: int) -> Iterator[None]:
-        fd = os.open(os.path.join(self.locks_dir, "tmp"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, mode)
-            yield
-        finally:
-            os.close(fd)
-
-    @contextlib.contextmanager
-    def _temp_dir(self) -> Iterator[str]:
+    def _temp_dir(self):  # noqa: ANN202 - a context manager of the temp dir's path
         """A fresh dir under tmp/, flocked for as long as we use it; removed unless renamed away."""
-        with self._tmp_creation_lock(fcntl.LOCK_SH):
-            path = os.path.join(self.tmp_dir, os.urandom(16).hex())
-            os.mkdir(path, 0o700)
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            yield path
-        finally:
-            try:
-                if os.path.exists(path):
-                    _rmtree(path)
-            finally:
-                os.close(fd)
+        return self.tmp_area.new_dir()
 
     def _discard(self, layer_dir: str) -> None:
         """Remove a layer dir atomically: rename it into tmp/ (locked, so clean_tmp leaves it
@@ -337,7 +342,7 @@ class LayerStore:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             os.rename(layer_dir, trash)
-            _rmtree(trash)
+            remove_tree(trash)
         finally:
             os.close(fd)
 
@@ -368,43 +373,3 @@ def _depth(cid: str, parents: dict[str, str | None]) -> int:
         depth += 1
         current = parents.get(current)
     return depth
-
-
-def _try_lock_dir(path: str) -> int | None:
-    """An fd holding the lock of a temp dir nobody else holds, or None if it is in use."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None  # its owner just finished with it
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
-
-
-def _rmtree(path: str) -> None:
-    """shutil.rmtree that gets through read-only dirs (made writable on the way) and
-    tolerates a concurrent remover."""
-    import shutil  # here: removal is rare on the run path
-
-    def onerror(func, failed: str, exc_info) -> None:
-        exc = exc_info[1]
-        if isinstance(exc, FileNotFoundError):
-            return
-        if not isinstance(exc, PermissionError):
-            raise exc
-        parent = os.path.dirname(failed)
-        try:
-            os.chmod(parent, stat.S_IMODE(os.lstat(parent).st_mode) | stat.S_IRWXU)
-            st = os.lstat(failed)
-        except OSError:
-            raise exc from None  # not ours to fix: report what rmtree hit
-        if stat.S_ISDIR(st.st_mode):
-            os.chmod(failed, stat.S_IMODE(st.st_mode) | stat.S_IRWXU)
-            shutil.rmtree(failed, onerror=onerror)
-        else:
-            func(failed)
-
-    shutil.rmtree(path, onerror=onerror)
