@@ -24,6 +24,8 @@ IMAGE_COMMANDS: dict[str, tuple[str, str]] = {
 
 SYSTEM_COMMANDS: dict[str, tuple[str, str]] = {
     "df": ("dockyard.cli.system:df", "Show dockyard disk usage"),
+    "prune": ("dockyard.cli.system:prune", "Remove unused data"),
+    "check": ("dockyard.cli.system:check", "Check the store for inconsistencies and leftovers (--repair fixes them)"),
     "reset": ("dockyard.cli.containers:system_reset", "Remove everything dockyard created (containers, mounts, state)"),
 }
 

@@ -355,10 +355,14 @@ def prune(all_: bool, filters: tuple[str, ...], force: bool) -> None:
     wanted = parse_filters(filters)
     if not force and not confirm(ALL_WARNING if all_ else DANGLING_WARNING):
         return  # Docker cancels quietly: nothing removed, nothing more to say
-    report = common.engine().images.prune(all=all_, filters=wanted)
+    from dockyard.cli.system import leftovers_section
+
+    engine = common.engine()
+    report = engine.images.prune(all=all_, filters=wanted)
     out = ""
     if report.deleted:
         out = "Deleted Images:\n" + delete_lines(report.deleted, "untagged: ", "deleted: ") + "\n"
+    out += leftovers_section(engine, report.leftovers)
     _write(out + f"Total reclaimed space: {fmt.human_size(report.reclaimed)}\n")
 
 

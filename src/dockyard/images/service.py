@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from dockyard.oci.platform import Platform
     from dockyard.reference import Reference
     from dockyard.store.images import Image
+    from dockyard.store.owned import Leftover
 
 # Filters `images --filter` and `image prune --filter` accept, as Docker's daemon.
 LIST_FILTERS = frozenset({"dangling", "label", "before", "since", "reference", "until"})
@@ -57,6 +58,9 @@ class DeleteRecord:
 class PruneReport:
     deleted: list[DeleteRecord] = field(default_factory=list)
     reclaimed: int = 0
+    # What dead processes left and nothing references, removed too (store/owned.py).
+    leftovers: list["Leftover"] = field(default_factory=list)
+    skipped: str = ""           # why part of the leftovers was not looked at, if it was not
 
 
 @dataclass
@@ -336,7 +340,9 @@ class Images:
     # ---- prune -----------------------------------------------------------------------
 
     def prune(self, all: bool = False, filters: Mapping[str, Sequence[str]] | None = None) -> PruneReport:
-        """Remove dangling images (no tag), or with ``all`` every image no container uses."""
+        """Remove dangling images (no tag), or with ``all`` every image no container uses; then
+        what dead processes left (partial downloads, unfinished unpacks) and the blobs and
+        layers no image uses. Leftovers carry no labels: a ``label`` filter spares them."""
         filters = {k: list(v) for k, v in (filters or {}).items() if v}
         _check_filters(filters, PRUNE_FILTERS)
         until = _until(filters.get("until"))
@@ -364,7 +370,12 @@ class Images:
             except (ConflictError, NotFoundError):
                 pass  # used or removed meanwhile: prune skips it, as Docker does
             report.deleted += records
-        report.reclaimed = sum(r.size for r in report.deleted)
+        if not labels:
+            from dockyard.system.leftovers import collect
+
+            collected = collect(self.engine, remove=True, until=until)
+            report.leftovers, report.skipped = collected.items, collected.skipped
+        report.reclaimed = sum(r.size for r in report.deleted) + sum(item.size for item in report.leftovers)
         return report
 
     # ---- history, inspect, disk usage ------------------------------------------------

@@ -33,7 +33,7 @@ from dockyard.store.owned import Leftover, TempArea, remove_tree
 TYPE_CHECKING = False  # importing typing costs ~20 ms of every command's start-up
 if TYPE_CHECKING:
     from pathlib import Path
-    from typing import BinaryIO, Iterator
+    from typing import BinaryIO, Callable, Iterator
     from dockyard.store import archive  # imported where layers are unpacked: tarfile is not on the run path
 
 
@@ -205,11 +205,11 @@ class LayerStore:
                 os.close(fd)
         return found
 
-    def reclaim(self) -> list[Leftover]:
-        """Remove what dead unpacks and deletes left; returns what went."""
-        removed = self.tmp_area.reclaim()
+    def reclaim(self, keep: Callable[[Leftover], bool] | None = None) -> list[Leftover]:
+        """Remove what dead unpacks and deletes left (but what ``keep`` spares); returns what went."""
+        removed = self.tmp_area.reclaim(keep)
         for cid in self._rowless_dirs():
-            item = self._remove_orphan(cid)
+            item = self._remove_orphan(cid, keep)
             if item is not None:
                 removed.append(item)
         return removed
@@ -283,7 +283,7 @@ class LayerStore:
         if child is not None:
             raise ConflictError(f"layer {cid} is the parent of layer {child['chain_id']}")
 
-    def _remove_orphan(self, cid: str) -> Leftover | None:
+    def _remove_orphan(self, cid: str, keep: Callable[[Leftover], bool] | None = None) -> Leftover | None:
         fd = self._try_chain_lock(cid)
         if fd is None:
             return None  # an unpack is between its rename and its insert right now
@@ -291,6 +291,8 @@ class LayerStore:
             if self._row(cid) is not None or not os.path.isdir(self._layer_dir(cid)):
                 return None
             item = self._orphan_leftover(cid)
+            if keep is not None and keep(item):
+                return None
             self._discard(self._layer_dir(cid))
             return item
         finally:
