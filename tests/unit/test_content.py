@@ -152,3 +152,108 @@ def test_lock_serialises_two_processes(tmp_path: Path) -> None:
     a.join()
     b.join()
     assert order == ["a-in", "a-out", "b-in", "b-out"]
+
+
+# --------------------------------------------------------------------------- leftovers, resume
+
+
+def _killed_writer(root: Path, digest: str, size: int, written: int) -> None:
+    """A process that ingests ``written`` bytes of a blob, then dies by SIGKILL."""
+    script = (
+        "import sys, time\n"
+        "from dockyard.store.content import ContentStore\n"
+        f"w = ContentStore({str(root)!r}).ingest({digest!r}, {size})\n"
+        f"w.write(bytes(range(256)) * {written // 256})\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_ingest_resumes_a_dead_writers_partial(tmp_path: Path) -> None:
+    data = bytes(range(256)) * 4096  # 1 MiB
+    d = digests.of_bytes(data)
+    _killed_writer(tmp_path, d, len(data), 300 * 256)
+    store = ContentStore(tmp_path)
+    assert os.listdir(store.ingest_dir) == ["sha256-" + d[7:]]  # named by its digest: findable
+    with store.ingest(d, len(data), resume=True) as w:
+        assert w.count == 300 * 256  # the dead writer's bytes, hashed again
+        w.write(data[w.count:])
+        assert w.commit() == d
+    assert store.read_bytes(d) == data
+    assert os.listdir(store.ingest_dir) == []
+
+
+def test_ingest_without_resume_starts_over(tmp_path: Path) -> None:
+    data = bytes(range(256)) * 64
+    d = digests.of_bytes(data)
+    _killed_writer(tmp_path, d, len(data), 256)
+    store = ContentStore(tmp_path)
+    with store.ingest(d, len(data)) as w:
+        assert w.count == 0
+        w.write(data)
+        w.commit()
+    assert store.read_bytes(d) == data
+
+
+def test_resume_of_an_oversized_partial_starts_over(tmp_path: Path) -> None:
+    data = b"y" * 1000
+    d = digests.of_bytes(data)
+    _killed_writer(tmp_path, d, 1 << 20, 4096)  # a partial longer than the blob
+    store = ContentStore(tmp_path)
+    with store.ingest(d, len(data), resume=True) as w:
+        assert w.count == 0
+        w.write(data)
+        assert w.commit() == d
+
+
+def test_a_live_writers_file_is_neither_resumed_nor_reclaimed(tmp_path: Path) -> None:
+    store = ContentStore(tmp_path)
+    data = os.urandom(10_000)
+    d = digests.of_bytes(data)
+    first = store.ingest(d, len(data), resume=True)
+    first.write(data[:5000])
+    try:
+        assert store.leftovers() == [] and store.reclaim_ingest() == []
+        # A second writer of the same digest (no per-digest lock taken) writes beside it.
+        with store.ingest(d, len(data), resume=True) as second:
+            assert second.count == 0 and second.path != first.path
+            second.write(data)
+            second.commit()
+        first.write(data[5000:])
+        assert first.commit() == d  # same bytes: the rename replaces the blob with itself
+    finally:
+        first.abort()
+    assert store.read_bytes(d) == data
+    assert os.listdir(store.ingest_dir) == []
+
+
+def test_reclaim_at_a_pulls_start_keeps_resumable_partials(tmp_path: Path) -> None:
+    d = digests.of_bytes(b"blob")
+    _killed_writer(tmp_path, d, 1 << 20, 512)
+    script = (
+        "import time\n"
+        "from dockyard.store.content import ContentStore\n"
+        f"w = ContentStore({str(tmp_path)!r}).ingest()\n"  # digest unknown: a tmp- file
+        "w.write(b'z' * 100)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+    finally:
+        proc.kill()
+        proc.wait()
+    store = ContentStore(tmp_path)
+    assert sorted(item.size for item in store.leftovers()) == [100, 512]
+    removed = store.reclaim_ingest(keep_resumable=True)
+    assert [os.path.basename(item.path)[:4] for item in removed] == ["tmp-"]
+    assert os.listdir(store.ingest_dir) == ["sha256-" + d[7:]]
+    assert [item.size for item in store.reclaim_ingest()] == [512]  # prune takes it too
+    assert os.listdir(store.ingest_dir) == []

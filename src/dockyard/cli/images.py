@@ -355,7 +355,7 @@ def prune(all_: bool, filters: tuple[str, ...], force: bool) -> None:
     wanted = parse_filters(filters)
     if not force and not confirm(ALL_WARNING if all_ else DANGLING_WARNING):
         return  # Docker cancels quietly: nothing removed, nothing more to say
-    from dockyard.cli.system import leftovers_section
+    from dockyard.cli.system import leftovers_section, note_skipped
 
     engine = common.engine()
     report = engine.images.prune(all=all_, filters=wanted)
@@ -364,6 +364,7 @@ def prune(all_: bool, filters: tuple[str, ...], force: bool) -> None:
         out = "Deleted Images:\n" + delete_lines(report.deleted, "untagged: ", "deleted: ") + "\n"
     out += leftovers_section(engine, report.leftovers)
     _write(out + f"Total reclaimed space: {fmt.human_size(report.reclaimed)}\n")
+    note_skipped(report.skipped)
 
 
 def _write(text: str) -> None:

@@ -126,6 +126,12 @@ def leftovers_section(engine: "Engine", items: Sequence["Leftover"]) -> str:
     return "Deleted Leftovers:\n" + "".join(describe(engine, item) + "\n" for item in items) + "\n"
 
 
+def note_skipped(skipped: str) -> None:
+    """Say on stderr which part of the leftovers a prune left for later, and why."""
+    if skipped:
+        click.echo(f"Note: {skipped}; prune again when it is done.", err=True)
+
+
 # ---- system prune -------------------------------------------------------------------------------
 
 PRUNE_TEMPLATE = "WARNING! This will remove:\n{warnings}\n{filters}\nAre you sure you want to continue?"
@@ -177,8 +183,8 @@ def prune(all_: bool, volumes: bool, filters: tuple[str, ...], force: bool) -> N
         out.append(leftovers_section(engine, images.leftovers))
     out.append(f"Total reclaimed space: {fmt.human_size(report.reclaimed)}\n")
     sys.stdout.write("".join(out))
-    if images is not None and images.skipped:
-        click.echo(f"Note: {images.skipped}; run prune again when it is done.", err=True)
+    if images is not None:
+        note_skipped(images.skipped)
 
 
 # ---- system check -------------------------------------------------------------------------------
@@ -204,7 +210,7 @@ def check(repair: bool) -> None:
                  f"{counts['leftovers']} leftover{'s' if counts['leftovers'] != 1 else ''} " \
                  f"({human_size(counts['leftover_size'])})"
         if repair:
-            result += f"; repaired {counts['repaired']}, {counts['remaining']} remain"
+            result += f"; repaired {counts['repaired']}, {counts['remaining']} remain{'s' if counts['remaining'] == 1 else ''}"
         elif counts["remaining"]:
             result += "; `dockyard system check --repair` fixes what it safely can"
     out.append(f"Checked {checked}: {result}\n")

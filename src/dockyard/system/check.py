@@ -117,7 +117,7 @@ class _Checker:
     def _temps(self) -> None:
         found = leftovers.temps(self.engine)
         items = [self.add(LEFTOVER, leftovers.describe(self.engine, item).partition(": ")[2],
-                          f"{item.kind} of a process that is gone", size=item.size) for item in found]
+                          f"{item.kind}, left by a process that is gone", size=item.size) for item in found]
         if self.repair and found:
             removed = {item.path for item in leftovers.reclaim_temps(self.engine)}
             for finding, item in zip(items, found):
