@@ -116,8 +116,7 @@ class Volumes:
         users = self.engine.containers.store.using_volume(name)
         if users:
             raise ConflictError(f"remove {name}: volume is in use - [{', '.join(users)}]")
-        self.db.execute("DELETE FROM volumes WHERE name = ?", (name,))
-        shutil.rmtree(self.base / name, ignore_errors=True)
+        delete_volume(self.db, str(self.engine.root), name)
 
     def prune(self, all: bool = False, filters: Mapping[str, Sequence[str]] | None = None) -> tuple[list[str], int]:
         """Remove unused volumes (anonymous ones only unless ``all``); (names, bytes freed)."""
@@ -155,17 +154,21 @@ class Volumes:
     # ---- helpers -----------------------------------------------------------------------
 
     def _used(self) -> set[str]:
-        used = set()
-        for (config,) in self.db.execute("SELECT config FROM containers"):
-            for m in json.loads(config).get("Mounts") or []:
-                if m.get("Type") == "volume":
-                    used.add(m.get("Name"))
-        return used
+        from dockyard.containers.store import ContainerStore
+
+        return ContainerStore(self.db).volumes_in_use()
 
     def _volume(self, row: Any) -> Volume:
         return Volume(name=row["name"], driver=row["driver"], created=row["created"],
                       labels=json.loads(row["labels"]), options=json.loads(row["options"]),
                       anonymous=bool(row["anonymous"]), mountpoint=str(self.path(row["name"])))
+
+
+def delete_volume(db: Any, root: str, name: str) -> None:
+    """The volume's record, then its data (a kill -9 between them leaves files that prune
+    and ``system check`` know as an orphan, never a record without its data)."""
+    db.execute("DELETE FROM volumes WHERE name = ?", (name,))
+    shutil.rmtree(os.path.join(root, "volumes", name), ignore_errors=True)
 
 
 def _label_match(labels: Mapping[str, str], wanted: str) -> bool:

@@ -1,5 +1,5 @@
-"""run / create / start / stop / kill / rm / ps / logs / exec / inspect / wait with real busybox
-containers, under pyrunc and crun (same observable behaviour)."""
+"""run / create / start / stop / kill / rm / ps / logs / exec / inspect / wait / pause with real
+busybox containers, under pyrunc, crun and runc (same observable behaviour)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from tests.integration.test_containers_harness import (  # noqa: F401 - fixtures
 from tests.integration.test_runtime_harness import cgroup_parent  # noqa: F401 - mounts crun's hugetlb fix
 
 
-@pytest.fixture(params=["pyrunc", "crun"])
+@pytest.fixture(params=["pyrunc", "crun", "runc"])
 def rt(request: pytest.FixtureRequest, dy: Dockyard, cgroup_parent: str) -> Dockyard:  # noqa: F811
     import shutil
 
@@ -319,3 +319,32 @@ def test_rm_containers_mount_volatile(dy: Dockyard) -> None:
     volatile = {"volatile", "fsync=volatile"}   # how kernels before and after 6.6 show it
     assert volatile & set(rootfs_options("fleeting").split(","))
     assert not volatile & set(rootfs_options("lasting").split(","))
+
+
+def test_pause_freezes_through_the_runtime(rt: Dockyard) -> None:
+    """pause/unpause go through the container's own runtime: its state says paused, the
+    container's code stands still, and a paused container can still be stopped and removed."""
+    rt.cli("run", "-d", "--name", "ticker", "busybox", "sh", "-c", "i=0; while :; do i=$((i+1)); echo $i; sleep 0.02; done",
+           check=True)
+    engine = rt.engine()
+    try:
+        record = engine.containers.get("ticker")
+        runtime = engine.containers.runtime_of(record)
+        assert runtime.name == rt.runtime
+        assert wait_for(lambda: len(rt.cli("logs", "ticker").stdout.split()) > 2)
+        rt.cli("pause", "ticker", check=True)
+        assert runtime.state(record.id).status == "paused"
+        time.sleep(0.15)
+        frozen = rt.cli("logs", "ticker").stdout
+        time.sleep(0.4)
+        assert rt.cli("logs", "ticker").stdout == frozen
+        assert rt.cli("pause", "ticker").stderr.endswith("is already paused\n")
+        rt.cli("unpause", "ticker", check=True)
+        assert runtime.state(record.id).status == "running"
+        assert wait_for(lambda: rt.cli("logs", "ticker").stdout != frozen)
+        rt.cli("pause", "ticker", check=True)
+        rt.cli("stop", "-t", "1", "ticker", check=True)
+        assert rt.cli("inspect", "-f", "{{.State.Status}}", "ticker").stdout == "exited\n"
+        assert not runtime.exists(record.id)
+    finally:
+        engine.close()

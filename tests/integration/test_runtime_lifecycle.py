@@ -1,22 +1,56 @@
-"""create → start → state → exec / ps → kill → delete through the adapter, on every runtime,
-plus the rootfs overlay of an imported image."""
+"""create → start → state → exec / ps → pause / resume → kill → delete through the runtime
+interface (``dockyard.runtime.adapter``), on every implementation the engine can hold:
+each runtime's CLI (pyrunc, crun, runc) and pyrunc in-process; plus the rootfs overlay of
+an imported image."""
 
 from __future__ import annotations
 
 import os
-import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
 from dockyard.runtime import rootfs
-from dockyard.runtime.oci import OCIRuntime, OCIRuntimeError
+from dockyard.runtime.adapter import OCIRuntimeError, Runtime
+from dockyard.runtime.pyrunc.inprocess import PyruncRuntime
 from tests.integration.test_runtime_harness import (  # noqa: F401 - fixtures
-    Bundles, bundles, busybox_rootfs, cgroup_parent, get_runtime, run_in, runtime, runtime_roots)
+    Bundles, bundles, busybox_rootfs, cgroup_parent, get_runtime, run_in, runtime_roots)
+
+IMPLEMENTATIONS = ["pyrunc", "crun", "runc", "pyrunc-inprocess"]
 
 
-def _wait_status(rt: OCIRuntime, cid: str, status: str, timeout: float = 10) -> str:
+@pytest.fixture(params=IMPLEMENTATIONS)
+def runtime(request: pytest.FixtureRequest, runtime_roots, cgroup_parent: str) -> Runtime:
+    if request.param == "pyrunc-inprocess":
+        # Same state dir as pyrunc's CLI: the two are one runtime, reached two ways.
+        return PyruncRuntime(get_runtime(runtime_roots, "pyrunc").root)
+    return get_runtime(runtime_roots, request.param)
+
+
+def force_delete(rt: Runtime, cid: str) -> None:
+    try:
+        rt.delete(cid, force=True)
+    except OCIRuntimeError:
+        pass
+
+
+def devnull3() -> tuple[int, int, int]:
+    fd = os.open(os.devnull, os.O_RDWR)
+    return fd, fd, fd
+
+
+def exec_capture(rt: Runtime, cid: str, args: list[str], **options) -> tuple[int, bytes, bytes]:
+    """(exit code, stdout, stderr) of a process run with ``rt.exec``."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, open(os.devnull, "rb") as nothing:
+        code = rt.exec(cid, args, stdio=(nothing.fileno(), out.fileno(), err.fileno()), **options)
+        out.seek(0)
+        err.seek(0)
+        return code, out.read(), err.read()
+
+
+def _wait_status(rt: Runtime, cid: str, status: str, timeout: float = 10) -> str:
     deadline = time.monotonic() + timeout
     current = ""
     while time.monotonic() < deadline:
@@ -27,23 +61,32 @@ def _wait_status(rt: OCIRuntime, cid: str, status: str, timeout: float = 10) -> 
     return current
 
 
+def _create(rt: Runtime, cid: str, bundle: Path, **options) -> None:
+    stdio = devnull3()
+    try:
+        rt.create(cid, str(bundle), stdio=stdio, **options)
+    finally:
+        os.close(stdio[0])
+
+
 @pytest.fixture
-def started(runtime: OCIRuntime, bundles: Bundles):
+def started(runtime: Runtime, bundles: Bundles):
     """A running ``sleep`` container, force-deleted afterwards."""
     cid, bundle = bundles.make(runtime.name, ["sleep", "300"])
-    runtime.create(cid, bundle, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _create(runtime, cid, bundle)
     try:
         runtime.start(cid)
         yield runtime, cid
     finally:
-        subprocess.run(runtime.argv("delete", "--force", cid), capture_output=True, env=runtime._env)
+        force_delete(runtime, cid)
 
 
 def test_lifecycle(runtime, bundles, tmp_path: Path) -> None:
     cid, bundle = bundles.make(runtime.name, ["sleep", "300"])
     pid_file = tmp_path / "pid"
-    runtime.create(cid, bundle, pid_file=str(pid_file), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _create(runtime, cid, bundle, pid_file=str(pid_file))
     try:
+        assert runtime.exists(cid)
         state = runtime.state(cid)
         assert state.status == "created" and state.pid == int(pid_file.read_text()) > 0
         assert state.bundle == str(bundle)
@@ -51,18 +94,55 @@ def test_lifecycle(runtime, bundles, tmp_path: Path) -> None:
         assert runtime.state(cid).status == "running"
         with pytest.raises(OCIRuntimeError):
             runtime.delete(cid)  # running: refused without --force
-        runtime.kill(cid, "KILL")
+        runtime.kill(cid, 9)
         assert _wait_status(runtime, cid, "stopped") == "stopped"
         runtime.delete(cid)
         with pytest.raises(OCIRuntimeError):
             runtime.state(cid)
+        assert not runtime.exists(cid)
     finally:
-        subprocess.run(runtime.argv("delete", "--force", cid), capture_output=True, env=runtime._env)
+        force_delete(runtime, cid)
+
+
+def test_pause_freezes_until_resume(runtime, bundles, tmp_path: Path) -> None:
+    """A paused container runs no code (its counter stands still) and says so; resumed, it
+    goes on. The runtime's own verbs do it, whichever runtime it is."""
+    cid, bundle = bundles.make(runtime.name, ["sh", "-c", "i=0; while :; do i=$((i+1)); echo $i; sleep 0.01; done"])
+    out = tmp_path / "count"
+    with open(out, "wb") as f, open(os.devnull, "rb") as nothing:
+        runtime.create(cid, str(bundle), stdio=(nothing.fileno(), f.fileno(), f.fileno()))
+    try:
+        runtime.start(cid)
+        assert _wait_for_growth(out)
+        runtime.pause(cid)
+        assert runtime.state(cid).status == "paused"
+        time.sleep(0.1)  # a write in flight when the freezer struck lands now
+        frozen_at = out.stat().st_size
+        time.sleep(0.4)
+        assert out.stat().st_size == frozen_at
+        runtime.resume(cid)
+        assert runtime.state(cid).status == "running"
+        assert _wait_for_growth(out)
+        runtime.pause(cid)
+    finally:
+        force_delete(runtime, cid)  # a paused container too: it is thawed to die
+    with pytest.raises(OCIRuntimeError):
+        runtime.state(cid)
+
+
+def _wait_for_growth(path: Path, timeout: float = 5.0) -> bool:
+    start = path.stat().st_size
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.stat().st_size > start:
+            return True
+        time.sleep(0.02)
+    return False
 
 
 def test_delete_created_container(runtime, bundles) -> None:
     cid, bundle = bundles.make(runtime.name, ["true"])
-    runtime.create(cid, bundle, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _create(runtime, cid, bundle)
     pid = runtime.state(cid).pid
     runtime.delete(cid, force=True)
     with pytest.raises(OCIRuntimeError):
@@ -83,8 +163,17 @@ def test_duplicate_id_refused(runtime, bundles, started) -> None:
     rt, cid = started
     _, bundle = bundles.make(rt.name, ["true"])
     with pytest.raises(OCIRuntimeError):
-        rt.create(cid, bundle, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _create(rt, cid, bundle)
     assert rt.state(cid).status == "running"
+
+
+def test_start_delete_overlaps_and_waits(runtime, bundles) -> None:
+    cid, bundle = bundles.make(runtime.name, ["sleep", "300"])
+    _create(runtime, cid, bundle)
+    runtime.start(cid)
+    wait = runtime.start_delete(cid)
+    wait()
+    assert not runtime.exists(cid)
 
 
 def _namespaces(pid: int | str) -> dict[str, str]:
@@ -95,9 +184,9 @@ def test_exec_joins_every_namespace(started, runtime_roots) -> None:
     rt, cid = started
     script = ("for ns in pid mnt uts ipc net cgroup; do readlink /proc/self/ns/$ns; done; hostname; "
               "grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; id; pwd; echo $FOO")
-    result = rt.exec(cid, ["sh", "-c", script], env=["FOO=exec"], cwd="/tmp")
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.decode().splitlines()
+    code, out, err = exec_capture(rt, cid, ["sh", "-c", script], env=["FOO=exec"], cwd="/tmp")
+    assert code == 0, err
+    lines = out.decode().splitlines()
     container = _namespaces(rt.state(cid).pid)
     assert lines[:6] == [container[ns] for ns in ("pid", "mnt", "uts", "ipc", "net", "cgroup")]
     assert lines[6] == "parity" and lines[-3:] == ["uid=0(root) gid=0(root)", "/tmp", "exec"]
@@ -106,24 +195,27 @@ def test_exec_joins_every_namespace(started, runtime_roots) -> None:
 
 def test_exec_exit_codes_and_errors(started) -> None:
     rt, cid = started
-    assert rt.exec(cid, ["sh", "-c", "exit 5"]).returncode == 5
-    assert rt.exec(cid, ["id", "-u"], user="65534:65534").stdout == b"65534\n"
+    assert exec_capture(rt, cid, ["sh", "-c", "exit 5"])[0] == 5
+    # A process's own error text and exit code are its own, not a runtime failure.
+    assert exec_capture(rt, cid, ["sh", "-c", "echo cannot open executable >&2; exit 255"])[0] == 255
+    assert exec_capture(rt, cid, ["id", "-u"], user="65534:65534")[1] == b"65534\n"
     with pytest.raises(OCIRuntimeError) as info:
-        rt.exec(cid, ["no-such-program"])
-    assert info.value.exit_code == 127
+        exec_capture(rt, cid, ["no-such-program"])
+    assert info.value.exit_code == 127 and "no-such-program" in info.value.detail
 
 
 def test_exec_process_is_in_the_cgroup(started) -> None:
     rt, cid = started
-    result = rt.exec(cid, ["cat", "/proc/self/cgroup"])
-    assert all(line.endswith(":/") for line in result.stdout.decode().split()), result.stdout
+    out = exec_capture(rt, cid, ["cat", "/proc/self/cgroup"])[1]
+    assert all(line.endswith(":/") for line in out.decode().split()), out
 
 
 def test_ps_lists_the_container_processes(started) -> None:
     rt, cid = started
     init = rt.state(cid).pid
-    proc = subprocess.Popen(rt.argv("exec", cid, "sleep", "30"), env=rt._env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    stdio = devnull3()
+    rt.exec(cid, ["sleep", "30"], stdio=stdio, detach=True)
+    os.close(stdio[0])
     try:
         deadline = time.monotonic() + 10
         while True:  # until the exec'd process has replaced the runtime's own code
@@ -134,8 +226,7 @@ def test_ps_lists_the_container_processes(started) -> None:
             time.sleep(0.05)
         assert init in pids and len(pids) == 2 and exes == ["busybox", "busybox"], (pids, exes)
     finally:
-        proc.kill()
-        proc.wait()
+        rt.kill(cid, 9, all_processes=True)
 
 
 def _exe(pid: int) -> str:
@@ -147,7 +238,7 @@ def _exe(pid: int) -> str:
 
 def test_kill_all(started) -> None:
     rt, cid = started
-    rt.kill(cid, "KILL", all_processes=True)
+    rt.kill(cid, 9, all_processes=True)
     assert _wait_status(rt, cid, "stopped") == "stopped"
 
 

@@ -158,7 +158,7 @@ def build_create(kw: dict[str, Any], image: str, command: Sequence[str]) -> tupl
         "Memory": _ram(kw.get("memory")) or 0, "MemorySwap": _ram(kw.get("memory_swap")) or 0,
         "NanoCpus": nano_cpus or 0, "CpuShares": kw.get("cpu_shares") or 0,
         "PidsLimit": kw.get("pids_limit"), "Ulimits": ulimits or None, "Init": True if kw.get("init") else None,
-        "Runtime": kw.get("runtime") or os.environ.get("DOCKYARD_RUNTIME") or "pyrunc",
+        "Runtime": kw.get("runtime") or os.environ.get("DOCKYARD_RUNTIME") or None,  # None: the engine's default
         "Mounts": [mounts_mod.parse_mount(m) for m in kw.get("mounts") or ()] or None,
         "LogConfig": log_config,
     }
@@ -255,7 +255,7 @@ def run(engine: Any, image: str, command: Sequence[str], detach: bool, sig_proxy
     else:
         code = int(result.get("StatusCode", 0))
         if result.get("RemoveRecord") and sock is not None:
-            containers.store.delete(record.id)  # --rm: the shim removed the files, we the record
+            containers.forget(record.id)  # --rm: the shim removed the files, we the record
             attach.confirm_removal(sock)
     sys.exit(code)
 

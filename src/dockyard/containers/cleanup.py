@@ -8,23 +8,23 @@ import shutil
 
 def remove_container_files(root: str, container_id: str, container_dir: str,
                            anonymous_volumes: "list[str]") -> None:
-    """Unmount the rootfs, delete the container's directory and its anonymous volumes."""
+    """Unmount the rootfs, delete the container's directory and those of its anonymous
+    volumes that no other container mounts."""
     from dockyard.runtime import rootfs
 
     rootfs.unmount(container_dir)
     if os.path.isdir(container_dir):
         shutil.rmtree(container_dir, ignore_errors=True)
     if anonymous_volumes:
+        from dockyard.containers.store import ContainerStore
         from dockyard.store import db
+        from dockyard.volumes import delete_volume
 
         conn = db.connect(root)
         try:
+            used = ContainerStore(conn).volumes_in_use(except_id=container_id)
             for name in anonymous_volumes:
-                users = [r[0] for r in conn.execute("SELECT id, config FROM containers WHERE id != ?",
-                                                     (container_id,)) if f'"Name": "{name}"' in r[1]]
-                if users:
-                    continue
-                shutil.rmtree(os.path.join(root, "volumes", name), ignore_errors=True)
-                conn.execute("DELETE FROM volumes WHERE name = ?", (name,))
+                if name not in used:
+                    delete_volume(conn, root, name)
         finally:
             conn.close()

@@ -34,8 +34,11 @@ if TYPE_CHECKING:
     import socket
 
     from dockyard.engine import Engine
+    from dockyard.runtime.adapter import Runtime
+    from dockyard.runtime.cgroupfs import CgroupPaths
 
 DEFAULT_STOP_TIMEOUT = 10
+DEFAULT_RUNTIME = "pyrunc"  # dockyard.runtime.adapter.DEFAULT_RUNTIME (not imported: run's start-up)
 SHIM_DIED = "the container's shim (dockyard monitor, pid {pid}) died; the container was stopped"
 LIST_FILTERS = frozenset({"status", "name", "label", "ancestor", "id", "exited", "before", "since"})
 
@@ -111,10 +114,13 @@ class Containers:
     def runtime_root(self, name: str) -> str:
         return os.path.join(self.run_base, "runtime", name)
 
-    def runtime(self, name: str):  # noqa: ANN201 - OCIRuntime
-        from dockyard.runtime.oci import OCIRuntime
+    def runtime(self, name: str) -> "Runtime":
+        from dockyard.runtime.adapter import open_runtime
 
-        return OCIRuntime(name, root=self.runtime_root(name))
+        return open_runtime(name, self.runtime_root(name))
+
+    def runtime_of(self, record: ContainerRecord) -> "Runtime":
+        return self.runtime(runtime_name(record))
 
     # ------------------------------------------------------------------ lookup
 
@@ -152,7 +158,7 @@ class Containers:
         host_config.setdefault("NetworkMode", "default")
         host_config.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
         host_config.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
-        host_config.setdefault("Runtime", "pyrunc")
+        host_config["Runtime"] = host_config.get("Runtime") or DEFAULT_RUNTIME
         host_config.setdefault("CgroupParent", os.environ.get("DOCKYARD_CGROUP_PARENT", "dockyard"))
         _check_host_config(host_config, merged)
         mounts = self._resolve_mounts(host_config, merged, image_conf)
@@ -221,23 +227,26 @@ class Containers:
                 shim: "SpawnedShim | None") -> StartHandle:
         cid = record.id
         bundle = self.container_dir(cid)
+        from dockyard.containers import bundle as bundles
+        from dockyard.runtime import spec as specs
+
         try:
-            spec = self._prepare(record)
+            spec = bundles.prepare(self, record)
         except DockyardError as e:
             self.store.update(cid, error=str(e))
             raise
-        from dockyard.runtime import spec as specs
 
         specs.write_bundle(bundle, spec)
         shim_dir = self.shim_dir(cid)
         os.makedirs(shim_dir, exist_ok=True)
         host = record.host_config
         log_config = (host.get("LogConfig") or {}).get("Config") or {}
-        runtime_name = host.get("Runtime") or "pyrunc"
+        name = runtime_name(record)
+        if name != DEFAULT_RUNTIME:
+            self.runtime(name)  # a runtime missing from this host fails here, not in the shim
         cfg = {
-            "id": cid, "root": str(self.engine.root), "runtime": runtime_name,
-            "runtime_root": str(self.runtime_root(runtime_name)),
-            "runtime_path": _runtime_path(runtime_name),
+            "id": cid, "root": str(self.engine.root), "runtime": name,
+            "runtime_root": str(self.runtime_root(name)),
             "bundle": str(bundle), "container_dir": str(bundle), "pid_file": os.path.join(shim_dir, "pid"),
             "log_path": str(self.log_path(cid)), "socket": str(self.socket_path(cid)),
             "log_max_size": _log_size(log_config.get("max-size")), "log_max_files": int(log_config.get("max-file") or 1),
@@ -274,90 +283,7 @@ class Containers:
     def mark_running(self, handle: StartHandle) -> None:
         """Record what the shim reported: its own write is asynchronous, and whoever reads
         the state after ``start`` returned must see it running (unless it exited already)."""
-        # Not if this very run already ended (the shim wrote a later finish time).
-        self.engine.db.execute(
-            "UPDATE containers SET status = ?, pid = ?, started_at = ?, error = '' WHERE id = ? "
-            "AND status IN (?, ?) AND (finished_at IS NULL OR finished_at < ?)",
-            (RUNNING, handle.pid, handle.started_at, handle.record.id, CREATED, EXITED, handle.started_at))
-
-    def _prepare(self, record: ContainerRecord) -> dict[str, Any]:
-        """Mount the rootfs, fill new volumes, write hosts files; the OCI spec."""
-        from dockyard.containers import mounts as mounts_mod
-        from dockyard.runtime import rootfs
-        from dockyard.runtime import spec as specs
-
-        cid = record.id
-        cdir = self.container_dir(cid)
-        conf = record.container_config
-        host = record.host_config
-        chain = record.config.get("ImageChain")
-        if not chain or not self.engine.layers.has(chain):
-            raise ContainerError(f"the image of container {cid[:12]} ({record.image}) is gone")
-        target = rootfs.mount(self.engine.layers.lowerdirs(chain), cdir, volatile=bool(host.get("AutoRemove")))
-        oci_mounts = []
-        inodes = {}
-        for m in record.config.get("Mounts") or []:
-            if m["Type"] == "volume":
-                self.engine.volumes.prepare(m["Name"], target, m["Destination"], copy=not m.get("NoCopy"))
-            elif m["Type"] == "bind":
-                if not os.path.exists(m["Source"]):
-                    if not m.get("CreateSource"):
-                        raise ContainerError(f"invalid mount config for type \"bind\": bind source path does not exist: {m['Source']}")
-                    os.makedirs(m["Source"], exist_ok=True)
-                st = os.stat(m["Source"])
-                if not os.path.isdir(m["Source"]):
-                    inodes[m["Source"]] = [st.st_dev, st.st_ino]
-            oci_mounts.append(mounts_mod.to_oci(m))
-        network = host.get("NetworkMode") or "default"
-        hostname = conf.get("Hostname") or (os.uname().nodename if network == "host" else cid[:12])
-        oci_mounts += self._etc_files(cdir, hostname, network, {m["destination"] for m in oci_mounts})
-        config = dict(record.config)
-        config["BindInodes"] = inodes
-        record.config = config   # written by _launch, with the launch's other columns
-        options = specs.RunOptions(
-            command=conf.get("Cmd") or [], entrypoint=conf.get("Entrypoint") or [""], env=list(conf.get("Env") or []),
-            workdir=conf.get("WorkingDir") or None, user=conf.get("User") or "",
-            hostname=hostname, terminal=bool(conf.get("Tty")), read_only=bool(host.get("ReadonlyRootfs")),
-            mounts=oci_mounts, network="host" if network == "host" else "none",
-            memory=host.get("Memory") or None, memory_swap=host.get("MemorySwap") or None,
-            cpu_quota=int(host["NanoCpus"] / 1e9 * 100000) if host.get("NanoCpus") else None,
-            cpu_period=100000 if host.get("NanoCpus") else None, cpu_shares=host.get("CpuShares") or None,
-            pids_limit=host.get("PidsLimit") or None, cap_add=list(host.get("CapAdd") or []),
-            cap_drop=list(host.get("CapDrop") or []), privileged=bool(host.get("Privileged")),
-            ulimits={u["Name"]: (u["Soft"], u["Hard"]) for u in host.get("Ulimits") or []},
-            cgroups_path=f"/{host.get('CgroupParent') or 'dockyard'}/{cid}",
-            annotations={"org.dockyard.container.name": record.name},
-        )
-        # The image config carries the defaults; Config already has them merged.
-        spec = specs.build({"Env": []}, target, options, cid)
-        spec["process"]["args"] = [record.config["Path"], *record.config["Args"]]
-        if host.get("Init"):
-            # Docker's --init: its tini (docker-init) bind-mounted in, as PID 1 in front of the command.
-            init = _init_binary()
-            spec["mounts"].append({"destination": INIT_PATH, "type": "bind", "source": init,
-                                   "options": ["rbind", "ro", "rprivate"]})
-            spec["process"]["args"] = [INIT_PATH, "--", *spec["process"]["args"]]
-        return spec
-
-    def _etc_files(self, cdir: str, hostname: str, network: str, taken: set[str]) -> list[dict[str, Any]]:
-        """/etc/hostname, /etc/hosts and /etc/resolv.conf, bind-mounted as Docker does."""
-        files = {"hostname": hostname + "\n"}
-        if network == "host":
-            files["hosts"] = _read("/etc/hosts")
-        else:
-            files["hosts"] = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                              f"127.0.0.1\t{hostname}\n")
-        files["resolv.conf"] = _read("/etc/resolv.conf")
-        out = []
-        for name, text in files.items():
-            dest = f"/etc/{name}"
-            if dest in taken:
-                continue
-            path = os.path.join(cdir, name)
-            with open(path, "w") as f:
-                f.write(text)
-            out.append({"destination": dest, "type": "bind", "source": path, "options": ["rbind", "rprivate"]})
-        return out
+        self.store.mark_started(handle.record.id, handle.pid, handle.started_at)
 
     # ------------------------------------------------------------------ talking to the shim
 
@@ -401,8 +327,8 @@ class Containers:
                 for stream, payload in reader.feed(data):
                     if stream == frames.EXIT:
                         return json.loads(payload)
-        finally:
-            pass
+        except ValueError:  # a frame no shim of ours sends
+            return None
 
     def _signal(self, record: ContainerRecord, sig: int) -> bool:
         sock = self.connect(record.id, signal=sig)
@@ -423,7 +349,7 @@ class Containers:
             self._wait_shim_gone(record, 10)
             return self.get(record.id)
         conf = record.container_config
-        sig = _signal_number(signal or conf.get("StopSignal") or "SIGTERM")
+        sig = signal_number(signal or conf.get("StopSignal") or "SIGTERM")
         if timeout is None:
             timeout = conf.get("StopTimeout") if conf.get("StopTimeout") is not None else DEFAULT_STOP_TIMEOUT
         sock = self.connect(record.id, signal=sig)
@@ -431,7 +357,7 @@ class Containers:
             return self._reconcile(self.store.get(record.id) or record)
         try:
             if record.status == PAUSED:
-                self._freeze(record, False)
+                self._thaw(record)
             if self.wait_exit_frame(sock, timeout if timeout >= 0 else None) is None:
                 sock.close()
                 sock = self.connect(record.id, signal=signals.SIGKILL)
@@ -444,8 +370,8 @@ class Containers:
         return self.store.get(record.id) or record
 
     def kill(self, typed: str, signal: str | int = "SIGKILL") -> ContainerRecord:
+        sig = signal_number(signal)  # before the container: Docker checks the request first
         record = self.get(typed)
-        sig = _signal_number(signal)
         if record.status not in (RUNNING, PAUSED):
             raise ConflictError(f"Cannot kill container: {typed}: Container {record.id} is not running")
         if sig in (signals.SIGKILL, signals.SIGTERM, signals.SIGINT):
@@ -454,7 +380,7 @@ class Containers:
         if not self._signal(record, sig):
             raise ConflictError(f"Cannot kill container: {typed}: Container {record.id} is not running")
         if record.status == PAUSED and sig == signals.SIGKILL:
-            self._freeze(record, False)
+            self._thaw(record)
         return record
 
     def restart(self, typed: str, timeout: int | None = None) -> ContainerRecord:
@@ -513,7 +439,7 @@ class Containers:
             else:
                 sock = self.connect(record.id, signal=signals.SIGKILL)
                 if record.status == PAUSED:
-                    self._freeze(record, False)
+                    self._thaw(record)
                 if sock is not None:
                     self.wait_exit_frame(sock, 30)
                     sock.close()
@@ -524,10 +450,10 @@ class Containers:
     def _remove_files(self, record: ContainerRecord, volumes: bool) -> None:
         from dockyard.containers import cleanup
 
-        runtime_name = record.host_config.get("Runtime") or "pyrunc"
-        if os.path.exists(os.path.join(self.runtime_root(runtime_name), record.id)):
+        runtime = self.runtime_of(record)
+        if runtime.exists(record.id):
             try:
-                self.runtime(runtime_name).delete(record.id, force=True)
+                runtime.delete(record.id, force=True)
             except DockyardError:
                 pass
         anonymous = [m["Name"] for m in record.config.get("Mounts") or [] if m.get("Anonymous")] if volumes else []
@@ -536,6 +462,11 @@ class Containers:
         import shutil
 
         shutil.rmtree(self.shim_dir(record.id), ignore_errors=True)
+
+    def forget(self, cid: str) -> None:
+        """Delete the record of a container whose files are gone (``run --rm``: its shim
+        removed them and handed the record over to the attached client)."""
+        self.store.delete(cid)
 
     def prune(self, filters: Mapping[str, Sequence[str]] | None = None) -> tuple[list[str], int]:
         removed, freed = [], 0
@@ -567,35 +498,29 @@ class Containers:
             raise ConflictError(f"Container {record.id} is already paused")
         if record.status != RUNNING:
             raise ConflictError(f"Container {record.id} is not running")
-        self._freeze(record, True)
+        self.runtime_of(record).pause(record.id)
         self.store.update(record.id, status=PAUSED)
 
     def unpause(self, typed: str) -> None:
         record = self.get(typed)
         if record.status != PAUSED:
             raise ConflictError(f"Container {record.id} is not paused")
-        self._freeze(record, False)
+        self.runtime_of(record).resume(record.id)
         self.store.update(record.id, status=RUNNING)
 
-    def cgroup(self, record: ContainerRecord):  # noqa: ANN201 - pyrunc's Cgroup
-        from dockyard.runtime.pyrunc.cgroups import Cgroup
+    def _thaw(self, record: ContainerRecord) -> None:
+        """Resume a paused container that is being stopped: a frozen process does not die
+        of SIGKILL until it is thawed."""
+        try:
+            self.runtime_of(record).resume(record.id)
+        except DockyardError:
+            pass
 
-        return Cgroup(f"/{record.host_config.get('CgroupParent') or 'dockyard'}/{record.id}")
+    def cgroup(self, record: ContainerRecord) -> "CgroupPaths":
+        from dockyard.containers.bundle import cgroups_path
+        from dockyard.runtime.cgroupfs import CgroupPaths
 
-    def _freeze(self, record: ContainerRecord, frozen: bool) -> None:
-        cg = self.cgroup(record)
-        if cg.unified or "unified" in cg.dirs and not cg._dir("freezer"):
-            path = cg.dirs.get("") or cg.dirs["unified"]
-            with open(os.path.join(path, "cgroup.freeze"), "w") as f:
-                f.write("1" if frozen else "0")
-            return
-        path = os.path.join(cg._dir("freezer"), "freezer.state")
-        with open(path, "w") as f:
-            f.write("FROZEN" if frozen else "THAWED")
-        deadline = time.monotonic() + 5
-        want = "FROZEN" if frozen else "THAWED"
-        while _read(path).strip() != want and time.monotonic() < deadline:
-            time.sleep(0.005)
+        return CgroupPaths(cgroups_path(record))
 
     # ------------------------------------------------------------------ list, reconcile
 
@@ -632,14 +557,8 @@ class Containers:
             raise names.NoSuchContainer(f"No such container: {record.id}")
         if current.status not in ACTIVE:
             return current
-        runtime_name = current.host_config.get("Runtime") or "pyrunc"
-        if current.status == PAUSED:
-            try:
-                self._freeze(current, False)
-            except OSError:
-                pass
         try:
-            self.runtime(runtime_name).delete(current.id, force=True)
+            self.runtime_of(current).delete(current.id, force=True)  # thaws and kills what is left
         except DockyardError:
             pass
         from dockyard.runtime import rootfs
@@ -679,7 +598,7 @@ class Containers:
         record = self.get(typed)
         if record.status not in (RUNNING, PAUSED):
             raise ConflictError(f"Container {record.id} is not running")
-        pids = set(self.cgroup(record).pids())
+        pids = set(self.runtime_of(record).ps(record.id))
         args = list(ps_args) or ["-ef"]
         import subprocess
 
@@ -803,38 +722,19 @@ def _check_host_config(host: dict[str, Any], config: dict[str, Any]) -> None:
         raise ContainerError("Conflicting options: --restart and --rm")
     if policy.get("MaximumRetryCount") and policy.get("Name") != "on-failure":
         raise ContainerError(f"maximum retry count cannot be used with restart policy '{policy['Name']}'")
-    network = host.get("NetworkMode") or "default"
-    if network not in ("default", "none", "host", "bridge"):
-        raise ContainerError(f"network {network} not found")
+    from dockyard.containers import network
+
+    network.check_mode(host.get("NetworkMode") or "default")
+    if config.get("StopSignal"):
+        try:
+            signal_number(config["StopSignal"])
+        except InvalidSignal as e:
+            raise ContainerError(e.message) from None
     log_type = host["LogConfig"].get("Type") or "json-file"
     if log_type not in ("json-file", "none"):
         raise ContainerError(f"logging driver {log_type!r} is not supported (json-file, none)")
     if host.get("Memory") and host["Memory"] < 6 * 1024 * 1024:
         raise ContainerError("Minimum memory limit allowed is 6MB")
-
-
-INIT_PATH = "/sbin/docker-init"
-
-
-def _init_binary() -> str:
-    import shutil
-
-    for name in ("docker-init", "tini-static", "tini"):
-        path = shutil.which(name) or (f"/usr/bin/{name}" if os.path.exists(f"/usr/bin/{name}") else None)
-        if path:
-            return path
-    raise ContainerError("--init needs an init binary on the host: docker-init or tini (apt-get install tini)")
-
-
-def _runtime_path(name: str) -> str:
-    if name == "pyrunc":
-        return ""
-    import shutil
-
-    path = shutil.which(name)
-    if path is None:
-        raise ContainerError(f"OCI runtime {name!r} not found in PATH")
-    return path
 
 
 def _log_size(value: str | None) -> int:
@@ -848,29 +748,27 @@ def _log_size(value: str | None) -> int:
         raise ContainerError(str(e)) from None
 
 
-def _signal_number(sig: str | int) -> int:
-    if isinstance(sig, int) or str(sig).isdigit():
-        return int(sig)
-    name = str(sig).upper()
-    name = name if name.startswith("SIG") else "SIG" + name
+def runtime_name(record: ContainerRecord) -> str:
+    return record.host_config.get("Runtime") or DEFAULT_RUNTIME
+
+
+class InvalidSignal(DockyardError):
+    """Docker's answer to a signal no process can be sent (an invalid parameter)."""
+
+
+def signal_number(sig: str | int) -> int:
+    from dockyard.runtime import signals as signal_table
+
     try:
-        return int(getattr(signals, name))
-    except AttributeError:
-        raise DockyardError(f"Invalid signal: {sig}") from None
+        return signal_table.parse(sig)
+    except signal_table.SignalError as e:
+        raise InvalidSignal(str(e)) from None
 
 
 def _alive(pid: int, starttime: str | None) -> bool:
-    from dockyard.runtime.pyrunc.state import process_alive
+    from dockyard.proc import process_alive
 
     return process_alive(pid, starttime)
-
-
-def _read(path: str) -> str:
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return ""
 
 
 def _matches(containers: Containers, r: ContainerRecord, filters: Mapping[str, Sequence[str]]) -> bool:

@@ -5,7 +5,8 @@ subreaper, so the container's init becomes its child when the runtime's ``create
 exits, and its exit is learnt through wait() the moment it happens (this machine's init
 reaps orphans late, so polling PIDs would lie). It:
 
-- drives the runtime's create/start (pyrunc in a forked child: no interpreter start-up),
+- drives the runtime's create/start/kill/delete through the runtime interface
+  (``dockyard.runtime.adapter``), whatever the runtime,
 - holds the container's stdio (pipes, or the pty master with ``-t``) and writes the
   json-file log,
 - serves attach clients over a unix socket (``frames`` protocol), delivers signals,
@@ -13,7 +14,12 @@ reaps orphans late, so polling PIDs would lie). It:
 - applies the restart policy, and does ``--rm`` removal.
 
 Reports to the CLI on the ready pipe: ``C<pid>`` created, ``S`` started, ``E<code> <message>``.
-Imports: the standard library's cheap parts, sqlite3, and the pyrunc modules it runs.
+Imports: the standard library's cheap parts and the runtime's modules; sqlite3 only in the
+forked children that write the state DB.
+
+A shim never leaves a running container unsupervised: a request it cannot serve drops
+that client and nothing else, and should the shim itself fail, it kills the container
+before it goes.
 """
 
 from __future__ import annotations
@@ -28,16 +34,20 @@ import time
 
 from dockyard.containers import frames
 from dockyard.containers.logs import LogWriter
+from dockyard.proc import starttime_of
+from dockyard.runtime import RUNTIMES, adapter
+from dockyard.runtime.cgroupfs import CgroupPaths
 from dockyard.runtime.exitcodes import runtime_exit_code
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Callable
 
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NAME = 15
 DRAIN_AFTER_EXIT = 2.0       # seconds to wait for the last output after the init died
 ATTACH_FIRST_TIMEOUT = 30.0
+MAX_HELLO = 64 * 1024        # a client's first line; anything longer is not one of ours
 
 
 class LaunchError(Exception):
@@ -70,12 +80,14 @@ class Shim:
         self.last_exit: "dict[str, Any] | None" = None
         self._sql_pending: "list[int]" = []
         self._conn = None
+        self._log_failed = False
+        self.rt = adapter.open_runtime(cfg["runtime"], cfg["runtime_root"])
         self.log = LogWriter(cfg["log_path"], int(cfg.get("log_max_size") or 0), int(cfg.get("log_max_files") or 1))
 
     # ------------------------------------------------------------------ set-up
 
     def setup(self) -> None:
-        from dockyard.runtime.pyrunc import linux
+        from dockyard import linux
 
         linux.prctl(PR_SET_CHILD_SUBREAPER, 1)
         # What ps and top show for it (a forked shim would show the CLI's name).
@@ -109,26 +121,24 @@ class Shim:
             except ProcessLookupError:
                 pass
 
-    def sql(self, statement: str, params: "tuple" = (), fetch: bool = False) -> "Any":
-        """Run one statement in a forked child, in order: the long-lived shim never loads
-        sqlite3 (2 MiB of its RSS). Writes return at once; ``fetch`` waits for the first row."""
+    def db(self, method: str, *args: "Any", fetch: bool = False, **kwargs: "Any") -> "Any":
+        """Call a ``ContainerStore`` method in a forked child, in order: the long-lived shim
+        never loads sqlite3 (2 MiB of its RSS). Writes return at once; ``fetch`` waits for
+        the method's (JSON) result."""
         self.wait_sql()
         if self.exit_status is not None or self._conn is not None:
             # The container is gone and the shim soon: no RSS left to save, so no fork.
             if self._conn is None:
-                self._conn = _connect(self.cfg["root"])
-            row = self._conn.execute(statement, params).fetchone()
-            return list(row) if fetch and row is not None else None
+                self._conn = _store(self.cfg["root"])
+            return getattr(self._conn, method)(*args, **kwargs)
         r, w = os.pipe2(os.O_CLOEXEC) if fetch else (-1, -1)
         pid = os.fork()
         if pid == 0:
             code = 0
             try:
-                conn = _connect(self.cfg["root"])
-                row = conn.execute(statement, params).fetchone()
+                result = getattr(_store(self.cfg["root"]), method)(*args, **kwargs)
                 if fetch:
-                    os.write(w, json.dumps(list(row) if row is not None else None).encode())
-                conn.close()
+                    os.write(w, json.dumps(result).encode())
             except BaseException:  # noqa: BLE001 - the child must never return
                 import traceback
 
@@ -164,8 +174,7 @@ class Shim:
                 continue
 
     def update(self, **columns: "Any") -> None:
-        sets = ", ".join(f"{k} = ?" for k in columns)
-        self.sql(f"UPDATE containers SET {sets} WHERE id = ?", (*columns.values(), self.id))
+        self.db("update", self.id, **columns)
 
     def report(self, text: str) -> None:
         if self.ready_fd >= 0:
@@ -181,89 +190,20 @@ class Shim:
 
     # ------------------------------------------------------------------ runtime
 
-    def _runtime_verb(self, args: "list[str]", stdio: "tuple[int, int, int]") -> "tuple[int, str]":
-        """(exit code, error text) of one runtime command with the container's stdio."""
-        name = self.cfg["runtime"]
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        if name == "pyrunc":
-            from dockyard.runtime.pyrunc import forked
-
-            pid = forked.spawn(["--root", self.cfg["runtime_root"], *args], stdio, err_w, close=(err_r,))
-            os.close(err_w)
-            _, status = os.waitpid(pid, 0)
-            code = os.waitstatus_to_exitcode(status)
-        else:
-            import subprocess
-
-            command = [self.cfg["runtime_path"], "--root", self.cfg["runtime_root"], *args]
-            proc = subprocess.run(command, stdin=stdio[0], stdout=stdio[1],
-                                  stderr=stdio[2] if args[0] == "create" else err_w, close_fds=True, check=False)
-            os.close(err_w)
-            code = proc.returncode
-        os.set_blocking(err_r, False)
-        try:
-            text = os.read(err_r, 65536).decode(errors="replace")
-        except BlockingIOError:
-            text = ""
-        os.close(err_r)
-        return code, text
-
-    def _start_verb(self) -> "tuple[int, str]":
-        """The runtime's ``start``. pyrunc's runs right here: it only opens the container's
-        exec fifo and reads the init's verdict, so a fork for it would be pure cost."""
-        if self.cfg["runtime"] != "pyrunc":
-            return self._quiet_verb(["start", self.id])
-        from dockyard.runtime.pyrunc import container
-        from dockyard.runtime.pyrunc.state import SetupError, StateError
-
-        try:
-            container.start(self.cfg["runtime_root"], self.id)
-        except SetupError as e:
-            return e.code, f"pyrunc: {e}"
-        except (StateError, OSError) as e:
-            return 1, f"pyrunc: {e}"
-        return 0, ""
-
-    def _quiet_verb(self, args: "list[str]") -> "tuple[int, str]":
-        devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-        try:
-            return self._runtime_verb(args, (devnull,) * 3)
-        finally:
-            os.close(devnull)
-
     def _delete_runtime_state(self) -> None:
-        self._quiet_verb(["delete", "--force", self.id])
-
-    def _start_delete(self) -> int:
-        """``delete --force`` of pyrunc's state in a forked child, not waited for: the
-        unmount and clean-up of ``finish`` overlap it (``_wait_delete``). 0 for other
-        runtimes, whose delete ran here and then."""
-        if self.cfg["runtime"] != "pyrunc":
-            self._delete_runtime_state()
-            return 0
-        from dockyard.runtime.pyrunc import forked
-
-        devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         try:
-            return forked.spawn(["--root", self.cfg["runtime_root"], "delete", "--force", self.id], (devnull,) * 3)
-        finally:
-            os.close(devnull)
+            self.rt.delete(self.id, force=True)
+        except adapter.OCIRuntimeError:
+            pass  # best effort: nothing of the runtime's may be left to delete
 
-    def _delete_inline(self) -> None:
-        """The runtime's ``delete --force`` in this process (pyrunc) or as a command."""
-        if self.cfg["runtime"] != "pyrunc":
-            self._delete_runtime_state()
+    def _kill(self, sig: int) -> None:
+        """Deliver ``sig`` to the container through its runtime, if it still runs."""
+        if not self.pid or self.exit_status is not None:
             return
-        from dockyard.runtime.pyrunc import container
-
         try:
-            container.delete(self.cfg["runtime_root"], self.id, force=True)
-        except Exception:  # noqa: BLE001 - best effort, as the forked delete: nothing waits on it
-            pass
-
-    def _wait_delete(self, pid: int) -> None:
-        if pid:
-            self._waitpid(pid)   # ECHILD when _reap took it already: done either way
+            self.rt.kill(self.id, sig)
+        except adapter.OCIRuntimeError as e:
+            _note(f"kill {sig}: {e}")   # it exited meanwhile, most likely
 
     def launch(self, attach_first: bool) -> int:
         """Create and start the container with fresh stdio; its PID. Raises LaunchError."""
@@ -271,7 +211,7 @@ class Shim:
         devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         mine: "list[int]" = []   # container-side ends, closed once the runtime has passed them on
         console = None
-        args = ["create", "--bundle", cfg["bundle"], "--pid-file", cfg["pid_file"]]
+        console_path = None
         if cfg.get("terminal"):
             console_path = os.path.join(os.path.dirname(cfg["socket"]), "console.sock")
             try:
@@ -281,7 +221,6 @@ class Shim:
             console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             console.bind(console_path)
             console.listen(1)
-            args += ["--console-socket", console_path]
             stdio = (devnull, devnull, devnull)
         else:
             out_r, out_w = os.pipe2(os.O_CLOEXEC)
@@ -300,15 +239,23 @@ class Shim:
             os.unlink(cfg["pid_file"])
         except FileNotFoundError:
             pass
-        code, text = self._runtime_verb(args + [self.id], stdio)
+        failure = None
+        try:
+            self.rt.create(self.id, cfg["bundle"], stdio=stdio, pid_file=cfg["pid_file"], console_socket=console_path)
+        except adapter.OCIRuntimeError as e:
+            failure = e
         for fd in mine:
             os.close(fd)
         os.close(devnull)
-        if code != 0:
+        if failure is not None:
+            if console is not None:
+                console.close()
             self._drain_outputs_now()
-            message = _last_line(text) or _last_line(self._early_stderr) or f"exit status {code}"
+            # A runtime run as a command wrote its error where the container's stderr goes.
+            message = _last_line(failure.detail) or _last_line(self._early_stderr) or str(failure)
             self._delete_runtime_state()
-            raise LaunchError(runtime_exit_code(code, message), message)
+            raise LaunchError(failure.exit_code if failure.detail else runtime_exit_code(failure.status, message),
+                              message)
         with open(cfg["pid_file"]) as f:
             self.pid = int(f.read().strip())
         if console is not None:
@@ -326,11 +273,11 @@ class Shim:
         self.report(f"C{self.pid}")
         if attach_first:
             self._accept_first()
-        code, text = self._start_verb()
-        if code != 0:
-            message = _last_line(text) or f"exit status {code}"
+        try:
+            self.rt.start(self.id)
+        except adapter.OCIRuntimeError as e:
             self._delete_runtime_state()
-            raise LaunchError(runtime_exit_code(code, message), message)
+            raise LaunchError(e.exit_code, _last_line(e.detail) or str(e)) from None
         return self.pid
 
     _early_stderr = ""
@@ -386,7 +333,12 @@ class Shim:
             self._remove_output(fd)
             return
         stream = self.outputs[fd]
-        self.log.write(stream, data)
+        try:
+            self.log.write(stream, data)
+        except OSError as e:  # a full disk: attached clients still get the output
+            if not self._log_failed:
+                self._log_failed = True
+                _note(f"writing the log failed, output is not logged until it works again: {e}")
         frame = frames.pack(frames.STDOUT if stream == "stdout" else frames.STDERR, data)
         for client in list(self.clients.values()):
             if client.wants and client.wants.get(stream):
@@ -395,7 +347,9 @@ class Shim:
     def _accept(self) -> None:
         try:
             sock, _ = self.listener.accept()
-        except BlockingIOError:
+        except OSError as e:  # BlockingIOError: another wake took it; EMFILE: try again later
+            if not isinstance(e, BlockingIOError):
+                _note(f"accept: {e}")
             return
         sock.setblocking(False)
         client = Client(sock)
@@ -420,6 +374,15 @@ class Shim:
             client.sock.close()
 
     def _client_readable(self, client: Client) -> None:
+        """Serve what a client sent. Whatever it is, the worst it can do is get itself
+        dropped: the container and every other client carry on."""
+        try:
+            self._serve_client(client)
+        except Exception as e:  # noqa: BLE001 - a bad request must not take the shim down
+            _note(f"dropped a client after a bad request: {type(e).__name__}: {e}")
+            self._drop(client)
+
+    def _serve_client(self, client: Client) -> None:
         try:
             data = client.sock.recv(65536)
         except BlockingIOError:
@@ -432,23 +395,33 @@ class Shim:
         if client.wants is None:
             client.hello += data
             if b"\n" not in client.hello:
+                if len(client.hello) > MAX_HELLO:
+                    raise ValueError(f"no hello line in {len(client.hello)} bytes")
                 return
             line, _, data = client.hello.partition(b"\n")
-            try:
-                client.wants = json.loads(line)
-            except ValueError:
-                self._drop(client)
-                return
-            if client.wants.get("signal") and self.pid and self.exit_status is None:
-                try:
-                    os.kill(self.pid, int(client.wants["signal"]))
-                except ProcessLookupError:
-                    pass
+            wants = json.loads(line)
+            if not isinstance(wants, dict):
+                raise ValueError(f"the hello is a {type(wants).__name__}, not an object")
+            client.wants = wants
+            self._signal_request(wants.get("signal"))
         for stream, payload in client.reader.feed(data):
             if stream == frames.STDIN:
                 self._write_stdin(payload)
             elif stream == frames.CONTROL:
-                self._control(json.loads(payload))
+                message = json.loads(payload)
+                if not isinstance(message, dict):
+                    raise ValueError(f"a control message is a {type(message).__name__}, not an object")
+                self._control(message)
+
+    def _signal_request(self, value: "Any") -> None:
+        """A signal a client asked for: only a number a process can be sent gets through."""
+        if value is None or value == 0:
+            return
+        from dockyard.runtime import signals
+
+        if type(value) is not int or not signals.valid(value):
+            raise ValueError(f"invalid signal {value!r}")
+        self._kill(value)
 
     def _write_stdin(self, payload: bytes) -> None:
         if self.stdin_fd < 0:
@@ -490,15 +463,16 @@ class Shim:
     _removal_confirmed = False
 
     def _control(self, message: "dict[str, Any]") -> None:
-        if message.get("removed"):
+        if message.get("removed") is True:
             self._removal_confirmed = True
-        if "resize" in message and self.stdin_fd in self.outputs:
-            _resize(self.stdin_fd, *message["resize"])
-        if message.get("signal") and self.pid and self.exit_status is None:
-            try:
-                os.kill(self.pid, int(message["signal"]))
-            except ProcessLookupError:
-                pass
+        if "resize" in message:
+            size = message["resize"]
+            if (not isinstance(size, list) or len(size) != 2
+                    or not all(type(n) is int and 0 <= n <= 0xFFFF for n in size)):
+                raise ValueError(f"invalid terminal size {size!r}")
+            if self.stdin_fd in self.outputs:
+                _resize(self.stdin_fd, *size)
+        self._signal_request(message.get("signal"))
 
     # ------------------------------------------------------------------ the loop
 
@@ -560,8 +534,7 @@ class Shim:
             try:
                 self.launch(attach_first=first and bool(self.cfg.get("attach_first")))
             except LaunchError as e:
-                self.update(status="exited" if first else "exited", pid=0, exit_code=e.code, error=e.message,
-                            finished_at=time.time())
+                self.update(status="exited", pid=0, exit_code=e.code, error=e.message, finished_at=time.time())
                 self.report(f"E{e.code} {e.message}")
                 self.close_ready()
                 self.last_exit = {"StatusCode": e.code, "Error": e.message}
@@ -570,25 +543,22 @@ class Shim:
                 return
             started = time.time()
             self.update(status="running", pid=self.pid, started_at=started, error="", exit_code=0,
-                        shim_pid=os.getpid(), shim_start=_starttime(os.getpid()))
+                        shim_pid=os.getpid(), shim_start=starttime_of(os.getpid()))
             if first:
                 self.report(f"S{started}")
                 self.close_ready()
             first = False
             code = self.serve_until_exit()
-            oom = _oom_killed(self.cfg.get("cgroup", ""))
+            oom = CgroupPaths(self.cfg["cgroup"]).oom_killed() if self.cfg.get("cgroup") else False
             # --rm: the runtime's state goes after run --rm has been told (finish), here
-            # and then; otherwise in a child, overlapping the rest of the clean-up.
-            deleting = 0 if self.cfg.get("rm") else self._start_delete()
+            # and then; otherwise begun now, overlapping the rest of the clean-up.
+            deleting = None if self.cfg.get("rm") else self.rt.start_delete(self.id)
             self.pid = 0
-            restart = self._should_restart(code)
+            restart, count = self._should_restart(code)
+            if restart and deleting is not None:
+                deleting()
+                deleting = None
             if restart:
-                self._wait_delete(deleting)
-                deleting = 0
-            count = 0
-            if restart:
-                row = self.sql("SELECT restart_count FROM containers WHERE id = ?", (self.id,), fetch=True)
-                count = row[0] if row else 0
                 self.update(status="restarting", exit_code=code, finished_at=time.time(), oom_killed=int(oom),
                             restart_count=count + 1)
             elif not self.cfg.get("rm"):  # --rm deletes the record in finish()
@@ -604,29 +574,30 @@ class Shim:
                 self.finish(remove=bool(self.cfg.get("rm")))
                 return
 
-    def _should_restart(self, code: int) -> bool:
+    def _should_restart(self, code: int) -> "tuple[bool, int]":
+        """(whether the restart policy restarts it now, the restarts so far)."""
         if self.terminating:
-            return False
+            return False, 0
         policy = self.cfg.get("restart") or {}
         name = policy.get("Name") or "no"
         if name == "no":
-            return False
-        row = self.sql("SELECT stopped_by_user, restart_count FROM containers WHERE id = ?", (self.id,), fetch=True)
+            return False, 0
+        row = self.db("restart_state", self.id, fetch=True)
         if row is None or row[0]:
-            return False
+            return False, 0
         if name in ("always", "unless-stopped"):
-            return True
+            return True, row[1]
         if name == "on-failure":
             limit = int(policy.get("MaximumRetryCount") or 0)
-            return code != 0 and (limit == 0 or row[1] < limit)
-        return False
+            return code != 0 and (limit == 0 or row[1] < limit), row[1]
+        return False, row[1]
 
     def _sleep_unless_stopped(self, delay: float) -> bool:
         """Back off before a restart; False if someone stopped the container meanwhile."""
         deadline = time.monotonic() + delay
         while True:
             remaining = deadline - time.monotonic()
-            row = self.sql("SELECT stopped_by_user FROM containers WHERE id = ?", (self.id,), fetch=True)
+            row = self.db("restart_state", self.id, fetch=True)
             if row is None or row[0] or self.terminating:
                 return False
             if remaining <= 0:
@@ -647,10 +618,10 @@ class Shim:
             self._send(client, frame)
             self._drop(client)
 
-    def finish(self, remove: bool, deleting: int = 0) -> None:
+    def finish(self, remove: bool, deleting: "Callable[[], None] | None" = None) -> None:
         """The container is done for good: unmount, maybe remove, tell clients, go.
-        ``deleting``: the runtime's delete still running (``_start_delete``), waited for
-        before anyone hears of the end (with ``remove``, before the shim goes)."""
+        ``deleting``: waits for the runtime's delete begun earlier (``start_delete``),
+        called before anyone hears of the end (with ``remove``, before the shim goes)."""
         try:
             self.log.close()
         except OSError:
@@ -658,8 +629,8 @@ class Shim:
         _unmount(os.path.join(self.cfg["container_dir"], "rootfs"))
         if remove:
             _rmtree(self.cfg["container_dir"])
-        else:
-            self._wait_delete(deleting)  # a later `start` must find the runtime's state gone
+        elif deleting is not None:
+            deleting()  # a later `start` must find the runtime's state gone
         if remove:
             volumes = self.cfg.get("anonymous_volumes") or []
             # An attached `run --rm` deletes the record itself (its DB is open, ours is not):
@@ -669,13 +640,13 @@ class Shim:
                     from dockyard.containers import cleanup
 
                     cleanup.remove_container_files(self.cfg["root"], self.id, self.cfg["container_dir"], volumes)
-                self.sql("DELETE FROM containers WHERE id = ?", (self.id,))
+                self.db("delete", self.id)
             # This ID is never started again: the runtime's state and cgroup go now, after
             # `run --rm` was told and went on.
-            if deleting:
-                self._wait_delete(deleting)
+            if deleting is not None:
+                deleting()
             else:
-                self._delete_inline()
+                self._delete_runtime_state()
         self._notify_exit()
         try:
             self.listener.close()
@@ -687,20 +658,22 @@ class Shim:
 
 # ------------------------------------------------------------------ helpers
 
-DB_NAME = "dockyard.db"   # dockyard.store.db.DB_NAME
+def _store(root: str) -> "Any":
+    """The container records of the state DB under ``root`` (opened here: the shim's
+    children, or the shim itself once its container is gone)."""
+    from dockyard.containers.store import ContainerStore
+    from dockyard.store import db
+
+    return ContainerStore(db.connect(root))
 
 
-def _connect(root: str) -> "Any":
-    """The state DB, opened as ``dockyard.store.db.connect`` opens it, minus the schema
-    check (the CLI that started this shim created and migrated it): that module's imports
-    (pathlib, typing) cost a shim ~30 ms, paid on the way to every exit report."""
-    import sqlite3
-
-    conn = sqlite3.connect(os.path.join(root, DB_NAME), timeout=30.0, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute("PRAGMA busy_timeout = 30000")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    return conn
+def _note(text: str) -> None:
+    """A line in shim.log (the shim's stderr) for whoever looks into a failure."""
+    try:
+        sys.stderr.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {text}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
 
 
 def _rmtree(path: str) -> None:
@@ -745,9 +718,9 @@ def _last_line(text: str) -> str:
     line = lines[-1]
     if 'msg="' in line:  # runc's logrus format
         line = line.split('msg="', 1)[1].rsplit('"', 1)[0].replace('\\"', '"')
-    for prefix in ("pyrunc: ", "crun: "):
-        if line.startswith(prefix):
-            line = line[len(prefix):]
+    name, sep, rest = line.partition(": ")
+    if sep and name in RUNTIMES:  # "crun: ...": the runtime naming itself
+        line = rest
     return line
 
 
@@ -762,29 +735,8 @@ def _resize(fd: int, rows: int, cols: int) -> None:
         pass
 
 
-def _starttime(pid: int) -> str:
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        data = f.read()
-    return data[data.rindex(b")") + 2:].split()[19].decode()
-
-
-def _oom_killed(cgroup: str) -> bool:
-    """Whether the kernel's OOM killer struck in the container's cgroup (v1 or v2)."""
-    for path, key in ((f"/sys/fs/cgroup/memory{cgroup}/memory.oom_control", "oom_kill"),
-                      (f"/sys/fs/cgroup{cgroup}/memory.events", "oom_kill")):
-        try:
-            with open(path) as f:
-                for line in f:
-                    name, _, value = line.partition(" ")
-                    if name == key and int(value) > 0:
-                        return True
-        except (OSError, ValueError):
-            continue
-    return False
-
-
 def _unmount(path: str) -> None:
-    from dockyard.runtime.pyrunc import linux
+    from dockyard import linux
 
     for flags in (0, linux.MNT_DETACH):
         try:
@@ -799,23 +751,13 @@ def main() -> None:
     """``shim READY_FD``: orders (the config JSON) come on stdin; EOF without them means
     the container was never created, and the shim leaves quietly."""
     ready_fd = int(sys.argv[1])
-    # Load what the launch needs while the CLI is still creating the container.
-    import dockyard.runtime.pyrunc.cli  # noqa: F401
-    import dockyard.runtime.pyrunc.container  # noqa: F401
-    import dockyard.runtime.pyrunc.linux  # noqa: F401
-    import dockyard.runtime.pyrunc.mounts  # noqa: F401 - container.py loads these lazily now
-    import dockyard.runtime.pyrunc.process  # noqa: F401
-    import dockyard.runtime.pyrunc.seccomp  # noqa: F401 - process.py loads it lazily
-
-    # The container's first cgroup migration waits out an RCU grace period (see warmup.py):
-    # let it pass now, while the CLI is still preparing the container, not after the orders.
-    from dockyard.runtime.pyrunc import warmup
-
-    warmup.start()
+    # Load what a launch needs and let the runtime warm up (for pyrunc: the cgroup lock,
+    # see warmup.py) while the CLI is still preparing the container, not after the orders.
+    warmed = adapter.preload()
     try:
         data = sys.stdin.buffer.read()
     finally:
-        warmup.stop(wait=False)  # the orders are here: not a moment's wait for the thread
+        warmed()  # the orders are here: not a moment's wait for the warm-up
     if not data:
         return
     cfg = json.loads(data)
@@ -827,19 +769,48 @@ def main() -> None:
     os.dup2(log, 2)
     os.close(devnull)
     os.close(log)
-    shim = Shim(cfg, ready_fd)
+    shim = None
     try:
+        shim = Shim(cfg, ready_fd)
         shim.run()
     except BaseException as e:  # noqa: BLE001 - leave a trace for `inspect`, then go
         import traceback
 
         traceback.print_exc()
+        _give_up(shim, cfg, ready_fd, e)
+        raise SystemExit(1)
+
+
+def _give_up(shim: "Shim | None", cfg: "dict[str, Any]", ready_fd: int, error: BaseException) -> None:
+    """The shim cannot go on: no container may run on unsupervised, so it is killed, then
+    recorded as exited with what went wrong."""
+    message = f"shim failed: {type(error).__name__}: {error}"
+    if shim is not None and shim.pid and shim.exit_status is None:
         try:
-            shim.report(f"E125 shim failed: {type(e).__name__}: {e}")
-            shim.update(status="exited", pid=0, exit_code=125, error=f"shim failed: {e}", finished_at=time.time())
+            os.kill(shim.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        message += "; the container was killed"
+    if shim is not None:
+        shim._delete_runtime_state()   # kills whatever else is left in its cgroup
+    if shim is not None:
+        shim.report(f"E125 {message}")   # if the CLI still waits for the launch's report
+    else:
+        try:
+            os.write(ready_fd, f"E125 {message}\n".encode())
+        except OSError:
+            pass
+    try:
+        _store(cfg["root"]).update(cfg["id"], status="exited", pid=0, exit_code=137 if "killed" in message else 125,
+                                   error=message, finished_at=time.time())
+    except Exception:  # noqa: BLE001 - the trace is in shim.log
+        pass
+    if shim is not None:
+        shim.last_exit = {"StatusCode": 137, "Error": message}
+        try:
+            shim._notify_exit()
         except Exception:  # noqa: BLE001
             pass
-        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -37,12 +37,12 @@ def read_stats(cgroup: Any) -> dict[str, Any]:
         limit = int(limit_text) if limit_text.isdigit() else 0
         pids = int(_read(path, "pids.current") or 0)
     else:
-        cpu = int(_read(cgroup._dir("cpuacct"), "cpuacct.usage") or 0)
-        mem = cgroup._dir("memory")
+        cpu = int(_read(cgroup.dir("cpuacct"), "cpuacct.usage") or 0)
+        mem = cgroup.dir("memory")
         usage = int(_read(mem, "memory.usage_in_bytes") or 0)
         usage -= _kv(_read(mem, "memory.stat")).get("total_inactive_file", 0)
         limit = int(_read(mem, "memory.limit_in_bytes") or 0)
-        pids = int(_read(cgroup._dir("pids"), "pids.current") or 0)
+        pids = int(_read(cgroup.dir("pids"), "pids.current") or 0)
     total_memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if not limit or limit > total_memory:
         limit = total_memory

@@ -1,20 +1,23 @@
 """Container records in the state DB: one row per container, its state in columns (so
 ``ps`` and the shim touch only what they need) and Docker's Config/HostConfig as JSON.
 
+This module owns the ``containers`` table: every statement that reads or writes it is
+here, whoever runs it (the manager, the shim, the CLI's ``--rm`` hand-over, volumes).
 Every change is one statement or one transaction; the shim and many CLIs write
-concurrently and sqlite's write lock orders them.
+concurrently and sqlite's write lock orders them. sqlite3 is not imported here: the shim
+loads this module but keeps sqlite out of its own memory (it writes from forked children).
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 
 from dockyard.errors import ConflictError
 from dockyard.records import field, record
 
 TYPE_CHECKING = False  # importing typing costs ~20 ms of every command's start-up
 if TYPE_CHECKING:
+    import sqlite3
     from typing import Any, Iterable
 
 # Docker's container states (types.ContainerState).
@@ -71,6 +74,8 @@ class ContainerStore:
         self.conn = conn
 
     def add(self, record: ContainerRecord) -> None:
+        import sqlite3
+
         try:
             self.conn.execute(
                 "INSERT INTO containers (id, name, image_id, image, created, status, config) VALUES (?,?,?,?,?,?,?)",
@@ -105,6 +110,8 @@ class ContainerStore:
                 raise KeyError(key)
             columns.append(f"{key} = ?")
             values.append(value)
+        import sqlite3
+
         try:
             self.conn.execute(f"UPDATE containers SET {', '.join(columns)} WHERE id = ?", (*values, container_id))
         except sqlite3.IntegrityError:
@@ -114,6 +121,29 @@ class ContainerStore:
 
     def delete(self, container_id: str) -> None:
         self.conn.execute("DELETE FROM containers WHERE id = ?", (container_id,))
+
+    def mark_started(self, container_id: str, pid: int, started_at: float) -> None:
+        """What the shim reported of a start, unless this very run already ended (the shim
+        then wrote a later finish time)."""
+        self.conn.execute(
+            "UPDATE containers SET status = ?, pid = ?, started_at = ?, error = '' WHERE id = ? "
+            "AND status IN (?, ?) AND (finished_at IS NULL OR finished_at < ?)",
+            (RUNNING, pid, started_at, container_id, CREATED, EXITED, started_at))
+
+    def restart_state(self, container_id: str) -> "list[Any] | None":
+        """[stopped_by_user, restart_count], what the restart policy weighs; None when gone."""
+        row = self.conn.execute("SELECT stopped_by_user, restart_count FROM containers WHERE id = ?",
+                                (container_id,)).fetchone()
+        return [row[0], row[1]] if row is not None else None
+
+    def volumes_in_use(self, except_id: str = "") -> "set[str]":
+        """Names of the volumes some container (other than ``except_id``) mounts."""
+        used = set()
+        for _, config in self.conn.execute("SELECT id, config FROM containers WHERE id != ?", (except_id,)):
+            for m in json.loads(config).get("Mounts") or []:
+                if m.get("Type") == "volume":
+                    used.add(m.get("Name"))
+        return used
 
     def using_image(self, image_id: str) -> list[tuple[str, bool]]:
         rows = self.conn.execute("SELECT id, status FROM containers WHERE image_id = ?", (image_id,))
@@ -126,7 +156,7 @@ class ContainerStore:
                                           for m in json.loads(r[1]).get("Mounts") or [])]
 
 
-def _record(row: sqlite3.Row) -> ContainerRecord:
+def _record(row: "sqlite3.Row") -> ContainerRecord:
     return ContainerRecord(
         id=row["id"], name=row["name"], image_id=row["image_id"], image=row["image"], created=row["created"],
         config=json.loads(row["config"]), status=row["status"], pid=row["pid"], shim_pid=row["shim_pid"],

@@ -1,9 +1,10 @@
-"""One adapter for every runc-compatible runtime CLI: pyrunc, crun, runc.
+"""The runtime interface (``adapter.Runtime``) over a runc-compatible command: crun, runc,
+or pyrunc's own CLI. Only the command prefix differs between them.
 
-The engine (and the shim) drive all three with the same calls; only the command
-prefix differs. A failure becomes ``OCIRuntimeError`` carrying the exit code Docker
-would report: 127 when the command or cwd is missing, 126 when it cannot be
-executed, 125 for any other runtime failure.
+A failure becomes ``OCIRuntimeError`` carrying the exit code Docker would report: 127
+when the command or cwd is missing, 126 when it cannot be executed, 125 for any other
+runtime failure. Besides the interface's verbs, ``run`` (create+start+wait+delete in the
+foreground) serves the runtime tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -11,38 +12,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal as signals
 import subprocess
 import sys
 from pathlib import Path
 
-from dockyard.errors import DockyardError
-from dockyard.records import record
+from dockyard.runtime import RUNTIMES  # noqa: F401 - re-exported
+from dockyard.runtime.adapter import OCIRuntimeError, Runtime, RuntimeState
 from dockyard.runtime.exitcodes import runtime_exit_code
 
 TYPE_CHECKING = False  # importing typing costs ~20 ms of every command's start-up
 if TYPE_CHECKING:
-    from typing import IO, Any, Sequence, Union
-
-from dockyard.runtime import RUNTIMES  # noqa: F401 - re-exported
+    from typing import IO, Any, Sequence
 
 _Stream = "int | IO[Any] | None"
-
-
-class OCIRuntimeError(DockyardError):
-    """The runtime refused or failed; ``exit_code`` follows Docker's 125/126/127."""
-
-    exit_code = 125
-
-
-@record
-class ContainerState:
-    id: str
-    status: str          # created | running | stopped | paused
-    pid: int
-    bundle: str
-    raw: dict[str, Any]
-
+ContainerState = RuntimeState  # the name the runtime tests know
 
 _PYRUNC_MAIN = "import sys; sys.path.insert(0, {path!r}); from dockyard.runtime.pyrunc.cli import entry; entry()"
 
@@ -58,9 +41,10 @@ def pyrunc_command() -> list[str]:
     return [sys.executable, "-I", "-S", "-c", _PYRUNC_MAIN.format(path=package_parent)]
 
 
-class OCIRuntime:
+class OCIRuntime(Runtime):
     def __init__(self, name: str = "pyrunc", root: str | os.PathLike | None = None,
                  command: Sequence[str] | None = None) -> None:
+        super().__init__(str(root) if root is not None else "/run/" + name)
         self.name = name
         if command is not None:
             self.command = list(command)
@@ -71,7 +55,7 @@ class OCIRuntime:
             if path is None:
                 raise OCIRuntimeError(f"OCI runtime {name!r} not found in PATH")
             self.command = [path]
-        self.root = str(root) if root is not None else None
+        self._root_given = root is not None
         self._env = None
         if name == "pyrunc":
             # -S drops site-packages from sys.path: point at the package we are part of
@@ -85,7 +69,7 @@ class OCIRuntime:
 
     def argv(self, *args: str) -> list[str]:
         base = list(self.command)
-        if self.root is not None:
+        if self._root_given:
             base += ["--root", self.root]
         return base + [str(a) for a in args]
 
@@ -99,18 +83,23 @@ class OCIRuntime:
         return result
 
     def _error(self, verb: str, result: subprocess.CompletedProcess[bytes]) -> OCIRuntimeError:
-        message = _last_message(result.stderr) or _last_message(result.stdout) or f"exit status {result.returncode}"
+        detail = _last_message(result.stderr) or _last_message(result.stdout)
+        message = detail or f"exit status {result.returncode}"
         code = runtime_exit_code(result.returncode, message)
-        return OCIRuntimeError(f"{self.name} {verb} failed: {message}", exit_code=code)
+        return OCIRuntimeError(f"{self.name} {verb} failed: {message}", exit_code=code, detail=detail,
+                               status=result.returncode)
 
     # ------------------------------------------------------------------ verbs
 
-    def create(self, container_id: str, bundle: str | os.PathLike, *, pid_file: str | None = None,
-               console_socket: str | None = None, stdin: _Stream = subprocess.DEVNULL,
-               stdout: _Stream = None, stderr: _Stream = None, timeout: float | None = 60) -> None:
-        """Create the container; its process inherits ``stdin``/``stdout``/``stderr``.
-
-        The runtime's own errors are read from a pipe of ours unless ``stderr`` is given."""
+    def create(self, container_id: str, bundle: str | os.PathLike, *, stdio: "tuple[int, int, int] | None" = None,
+               pid_file: str | None = None, console_socket: str | None = None,
+               stdin: _Stream = subprocess.DEVNULL, stdout: _Stream = None, stderr: _Stream = None,
+               timeout: float | None = 60) -> None:
+        """Create the container; its process inherits ``stdio`` (or ``stdin``/``stdout``/
+        ``stderr``). The runtime's own errors are read from a file of ours unless a
+        stderr is given (then they went there, with the container's own)."""
+        if stdio is not None:
+            stdin, stdout, stderr = stdio
         args = ["create", "--bundle", str(bundle)]
         if pid_file:
             args += ["--pid-file", pid_file]
@@ -129,14 +118,14 @@ class OCIRuntime:
         exit code, 128+n for a signal). Start failures raise OCIRuntimeError."""
         result = self._run(["run", "--bundle", str(bundle), container_id], stdin=stdin, stdout=stdout,
                            stderr=stderr, timeout=timeout, check=False)
-        if result.returncode != 0 and _is_runtime_failure(self.name, result):
+        if result.returncode != 0 and _is_runtime_failure(self.name, result.stderr):
             raise self._error("run", result)
         return result
 
-    def state(self, container_id: str) -> ContainerState:
+    def state(self, container_id: str) -> RuntimeState:
         out = self._run(["state", container_id]).stdout
         raw = json.loads(out)
-        return ContainerState(raw["id"], raw["status"], int(raw.get("pid") or 0), raw.get("bundle", ""), raw)
+        return RuntimeState(raw["id"], raw["status"], int(raw.get("pid") or 0), raw.get("bundle", ""), raw)
 
     def kill(self, container_id: str, signal: int | str = "SIGTERM", all_processes: bool = False) -> None:
         sig = str(int(signal)) if isinstance(signal, int) else signal
@@ -146,44 +135,97 @@ class OCIRuntime:
     def delete(self, container_id: str, force: bool = False) -> None:
         self._run(["delete"] + (["--force"] if force else []) + [container_id])
 
-    def exec(self, container_id: str, args: Sequence[str], *, env: Sequence[str] = (), cwd: str | None = None,
-             user: str | None = None, process: dict[str, Any] | None = None, detach: bool = False,
-             stdin: _Stream = subprocess.DEVNULL, stdout: _Stream = subprocess.PIPE,
-             stderr: _Stream = subprocess.PIPE, timeout: float | None = 120,
-             console_socket: str | None = None) -> subprocess.CompletedProcess[bytes]:
-        """Run a process in a running container (``process`` is a full OCI process object;
-        otherwise the container's own, with ``args``/``env``/``cwd``/``user`` changed).
-        ``console_socket``: the process gets a terminal, whose master comes to that socket."""
-        cmd = ["exec"]
-        tmp_path = None
-        if process is not None:
-            import tempfile
+    def pause(self, container_id: str) -> None:
+        self._run(["pause", container_id])
 
-            fd, tmp_path = tempfile.mkstemp(prefix="dockyard-process-", suffix=".json")
-            with os.fdopen(fd, "w") as f:
+    def resume(self, container_id: str) -> None:
+        self._run(["resume", container_id])
+
+    def exec(self, container_id: str, args: Sequence[str], *, stdio: "tuple[int, int, int] | None" = None,
+             env: Sequence[str] = (), cwd: str | None = None, user: str | None = None,
+             process: dict[str, Any] | None = None, detach: bool = False, console_socket: str | None = None,
+             timeout: float | None = None) -> int:
+        """Run a process in a running container (``process`` is a full OCI process object;
+        otherwise the container's own, with ``args``/``env``/``cwd``/``user`` changed); its
+        exit code. ``console_socket``: the process gets a terminal, whose master comes to
+        that socket.
+
+        The runtime's error output shares the process's stderr, so it is told apart by the
+        pid file: every runtime writes it once the process started, and only then. A
+        failure without one is the runtime's, in the words its stderr carried (copied
+        through to ``stdio[2]`` as it came, the tail kept)."""
+        import tempfile
+
+        stdin, stdout, stderr = stdio if stdio is not None else (subprocess.DEVNULL, None, None)
+        workdir = tempfile.mkdtemp(prefix="dockyard-exec-")
+        pid_file = os.path.join(workdir, "pid")
+        cmd = ["exec", "--pid-file", pid_file]
+        if process is not None:
+            process_path = os.path.join(workdir, "process.json")
+            with open(process_path, "w") as f:
                 json.dump(process, f)
-            cmd += ["--process", tmp_path]
+            cmd += ["--process", process_path]
         for item in self._exec_env(container_id, env) if env else ():
             cmd += ["--env", item]
         if cwd:
             cmd += ["--cwd", cwd]
         if user:
             cmd += ["--user", user]
-        if detach:
+        # runc hands a terminal's master to a console socket only when it detaches: the
+        # process is then waited for here, as its subreaper (containerd's shim does the same).
+        waits_itself = bool(console_socket) and not detach
+        if detach or waits_itself:
             cmd.append("--detach")
         if console_socket:
             cmd += ["--tty", "--console-socket", console_socket]
         cmd.append(container_id)
         if process is None:
             cmd += list(args)
+        if waits_itself:
+            _become_subreaper()
         try:
-            result = self._run(cmd, stdin=stdin, stdout=stdout, stderr=stderr, timeout=timeout, check=False)
+            if waits_itself:
+                result = self._run(cmd, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, timeout=timeout,
+                                   check=False)
+                if result.returncode == 0 and os.path.exists(pid_file):
+                    with open(pid_file) as f:
+                        return _wait_exit(int(f.read().strip()))
+                code, tail, started = result.returncode or 1, result.stderr or b"", False
+            elif detach:
+                # The process keeps the stdio it is given: a pipe of ours would not see EOF
+                # until it exits. The runtime returns once it started it.
+                result = self._run(cmd, stdin=stdin, stdout=stdout, stderr=stderr, timeout=timeout, check=False)
+                code, tail = result.returncode, b""
+            else:
+                code, tail = self._run_teeing_stderr(cmd, stdin, stdout, stderr, timeout)
+            started = started if waits_itself else os.path.exists(pid_file)
         finally:
-            if tmp_path:
-                os.unlink(tmp_path)
-        if result.returncode != 0 and _is_runtime_failure(self.name, result):
-            raise self._error("exec", result)
-        return result
+            shutil.rmtree(workdir, ignore_errors=True)
+        if code != 0 and not started:
+            raise self._error("exec", subprocess.CompletedProcess(cmd, code, b"", tail))
+        return 0 if detach else code
+
+    def _run_teeing_stderr(self, cmd: list[str], stdin: _Stream, stdout: _Stream, stderr: _Stream,
+                           timeout: float | None) -> "tuple[int, bytes]":
+        """Run with stderr through a pipe of ours, copied to ``stderr`` (ours when None) as
+        it comes; (exit code, the last 4 KiB of it)."""
+        target = stderr if isinstance(stderr, int) else (stderr.fileno() if stderr is not None else 2)
+        proc = subprocess.Popen(self.argv(*cmd), stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=self._env)
+        tail = b""
+        assert proc.stderr is not None
+        with proc.stderr:
+            while True:
+                chunk = proc.stderr.read1(65536)
+                if not chunk:
+                    break
+                tail = (tail + chunk)[-4096:]
+                view = memoryview(chunk)
+                while view:
+                    try:
+                        view = view[os.write(target, view):]
+                    except OSError:  # the caller's stderr went away: keep draining
+                        break
+        return proc.wait(timeout=timeout), tail
 
     def ps(self, container_id: str) -> list[int]:
         """Host PIDs of the container's processes."""
@@ -221,7 +263,28 @@ class OCIRuntime:
             if result.returncode != 0:
                 errors.seek(0)
                 result.stderr = errors.read()
+                result.stdout = b""  # the container's, if anything
                 raise self._error(args[0], result)
+
+
+def _become_subreaper() -> None:
+    """Orphans below this process come to it (PR_SET_CHILD_SUBREAPER), not to init."""
+    import ctypes
+
+    if ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+def _wait_exit(pid: int) -> int:
+    """The exit code of an adopted child (128+n for a signal)."""
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
 
 
 def _last_message(data: bytes | None) -> str:
@@ -236,22 +299,16 @@ def _last_message(data: bytes | None) -> str:
     return line
 
 
-def _is_runtime_failure(name: str, result: subprocess.CompletedProcess[bytes]) -> bool:
+def _is_runtime_failure(name: str, err: bytes | None) -> bool:
     """``run``/``exec`` exit with the container's code; tell it from the runtime's own
     failure by the runtime's error line on stderr."""
-    err = (result.stderr or b"").decode(errors="replace")
+    text = (err or b"").decode(errors="replace")
     if name == "pyrunc":
-        return "pyrunc: " in err
+        return "pyrunc: " in text
     if name == "runc":
-        return "level=error" in err or err.startswith("exec ") and "exec format error" in err
+        return "level=error" in text or text.startswith("exec ") and ("exec format error" in text or
+                                                                      "unable to start container process" in text)
     if name == "crun":
-        return any(s in err for s in ("not found in $PATH", "open executable", "exec container process",
-                                       "chdir `", "crun: ", "Permission denied", "cannot "))
+        return any(s in text for s in ("not found in $PATH", "open executable", "exec container process",
+                                        "chdir `", "crun: ", "Permission denied", "cannot "))
     return False
-
-
-def signal_number(sig: int | str) -> int:
-    if isinstance(sig, int):
-        return sig
-    name = sig.upper()
-    return int(getattr(signals, name if name.startswith("SIG") else "SIG" + name))

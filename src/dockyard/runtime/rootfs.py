@@ -61,7 +61,7 @@ def mount(lowerdirs: Sequence[str | os.PathLike], container_dir: str | os.PathLi
     if volatile and len(options) + len(",volatile") < PAGE - 1:
         options += ",volatile"
     if cwd is None:
-        from dockyard.runtime.pyrunc import linux
+        from dockyard import linux
 
         try:
             linux.mount("overlay", target, "overlay", 0, options)
@@ -84,7 +84,7 @@ def unmount(container_dir: str | os.PathLike) -> None:
     target = os.path.join(container_dir, "rootfs")
     if not is_mounted(target):
         return
-    from dockyard.runtime.pyrunc import linux
+    from dockyard import linux
 
     try:
         linux.umount(os.path.realpath(target))

@@ -3,7 +3,7 @@ via prctl. Names are the OCI spec's (``CAP_SYS_ADMIN``)."""
 
 from __future__ import annotations
 
-from dockyard.runtime.pyrunc import linux
+from dockyard import linux
 
 NAMES = (
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",

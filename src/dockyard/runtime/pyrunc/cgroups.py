@@ -11,53 +11,15 @@ import errno
 import os
 import time
 
+from dockyard.runtime.cgroupfs import CGROUP_ROOT, CgroupPaths, controllers_of, is_unified, v1_hierarchies  # noqa: F401
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-CGROUP_ROOT = "/sys/fs/cgroup"
 
-
-def is_unified() -> bool:
-    """True on a pure cgroup v2 host (/sys/fs/cgroup is itself the cgroup2 mount)."""
-    return os.path.exists(CGROUP_ROOT + "/cgroup.controllers")
-
-
-def v1_hierarchies() -> dict[str, str]:
-    """Mount point -> super options (``rw,cpu`` / ``rw,name=systemd``) of each cgroup mount,
-    plus the cgroup2 mount of a hybrid host under the option ``unified``."""
-    found: dict[str, str] = {}
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            sep = fields.index("-")
-            fstype, point = fields[sep + 1], fields[4]
-            if fstype == "cgroup":
-                found.setdefault(point, fields[sep + 3])
-            elif fstype == "cgroup2":
-                found.setdefault(point, "unified")
-    return found
-
-
-def controllers_of(options: str) -> list[str]:
-    return [o for o in options.split(",") if o not in ("rw", "ro") and "=" not in o or o.startswith("name=")]
-
-
-class Cgroup:
-    """The container's cgroup in every hierarchy of this host."""
-
-    def __init__(self, path: str) -> None:
-        if not path.startswith("/"):
-            path = "/" + path
-        self.path = os.path.normpath(path)
-        self.unified = is_unified()
-        if self.unified:
-            self.dirs = {"": CGROUP_ROOT + self.path}
-        else:
-            self.dirs = {}
-            for point, options in v1_hierarchies().items():
-                key = "unified" if options == "unified" else ",".join(controllers_of(options))
-                self.dirs[key] = point + self.path
+class Cgroup(CgroupPaths):
+    """The container's cgroup in every hierarchy of this host: set up, frozen, torn down."""
 
     # ------------------------------------------------------------------ set-up
 
@@ -78,28 +40,47 @@ class Cgroup:
         if self.unified:
             _apply_v2(self.dirs[""], resources)
         else:
-            _apply_v1(self._dir, resources)
+            _apply_v1(self.dir, resources)
 
-    def _dir(self, controller: str) -> str | None:
-        for key, path in self.dirs.items():
-            if controller in key.split(","):
-                return path
-        return None
+    # ------------------------------------------------------------------ freezer
 
-    # ------------------------------------------------------------------ queries
+    def freeze(self, frozen: bool, timeout: float = 5.0) -> None:
+        """Freeze or thaw every process of the cgroup; returns once the kernel says it is done."""
+        v2 = self.v2_dir()
+        if v2 is not None and (self.unified or not self.dir("freezer")):
+            _write(v2 + "/cgroup.freeze", "1" if frozen else "0")
+            done = lambda: _event(v2, "frozen") == ("1" if frozen else "0")  # noqa: E731
+        else:
+            freezer = self.dir("freezer")
+            if freezer is None:
+                raise OSError(95, "no freezer cgroup on this host")
+            want = "FROZEN" if frozen else "THAWED"
+            _write(freezer + "/freezer.state", want)
+            done = lambda: _read(freezer + "/freezer.state") == want  # noqa: E731
+        deadline = time.monotonic() + timeout
+        while not done() and time.monotonic() < deadline:
+            time.sleep(0.002)
 
-    def pids(self) -> list[int]:
-        path = self.dirs.get("") or self._dir("pids") or self._dir("memory") or next(iter(self.dirs.values()))
+    def frozen(self) -> bool:
+        v2 = self.v2_dir()
+        if v2 is not None and (self.unified or not self.dir("freezer")):
+            return _event(v2, "frozen") == "1"
+        freezer = self.dir("freezer")
         try:
-            with open(path + "/cgroup.procs") as f:
-                return [int(line) for line in f if line.strip()]
-        except FileNotFoundError:
-            return []
+            return freezer is not None and _read(freezer + "/freezer.state") != "THAWED"
+        except OSError:
+            return False
 
     # ------------------------------------------------------------------ tear-down
 
     def destroy(self, timeout: float = 5.0) -> None:
-        """Remove the leaf in every hierarchy; processes that linger are killed first."""
+        """Remove the leaf in every hierarchy; processes that linger are killed first (and
+        thawed: a frozen process does not die of SIGKILL until it is)."""
+        try:
+            if self.frozen():
+                self.freeze(False)
+        except OSError:
+            pass
         deadline = time.monotonic() + timeout
         for path in self.dirs.values():
             while True:
@@ -132,6 +113,19 @@ def _write(path: str, value: str) -> None:
 def _read(path: str) -> str:
     with open(path) as f:
         return f.read().strip()
+
+
+def _event(cgroup_dir: str, key: str) -> str:
+    """A value of a v2 cgroup's ``cgroup.events`` ("frozen 1")."""
+    try:
+        with open(cgroup_dir + "/cgroup.events") as f:
+            for line in f:
+                name, _, value = line.partition(" ")
+                if name == key:
+                    return value.strip()
+    except FileNotFoundError:
+        pass
+    return ""
 
 
 def _mkdir_cpuset(path: str) -> None:

@@ -19,6 +19,8 @@ _COMMANDS: "dict[str, tuple[set[str], set[str]]]" = {
     "run": ({"--bundle", "-b", "--pid-file", "--console-socket", "--preserve-fds"},
             {"--detach", "-d", "--keep", "--no-pivot", "--no-new-keyring"}),
     "start": (set(), set()),
+    "pause": (set(), set()),
+    "resume": (set(), set()),
     "state": (set(), set()),
     "kill": (set(), {"--all", "-a"}),
     "delete": (set(), {"--force", "-f"}),
@@ -182,6 +184,10 @@ def _dispatch(root: str, command: str, options: "dict[str, list[str]]", words: "
         from dockyard.runtime.pyrunc import container
 
         return container.start(root, cid)
+    if command in ("pause", "resume"):
+        from dockyard.runtime.pyrunc import container
+
+        return container.pause(root, cid) if command == "pause" else container.resume(root, cid)
     if command == "state":
         from dockyard.runtime.pyrunc import fastjson
         from dockyard.runtime.pyrunc.state import Container
@@ -206,27 +212,16 @@ def _dispatch(root: str, command: str, options: "dict[str, list[str]]", words: "
     raise UsageError(f"unknown command {command!r}")
 
 
-_SIGNALS = {"HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "TRAP": 5, "ABRT": 6, "IOT": 6, "BUS": 7, "FPE": 8,
-            "KILL": 9, "USR1": 10, "SEGV": 11, "USR2": 12, "PIPE": 13, "ALRM": 14, "TERM": 15,
-            "STKFLT": 16, "CHLD": 17, "CONT": 18, "STOP": 19, "TSTP": 20, "TTIN": 21, "TTOU": 22,
-            "URG": 23, "XCPU": 24, "XFSZ": 25, "VTALRM": 26, "PROF": 27, "WINCH": 28, "IO": 29,
-            "POLL": 29, "PWR": 30, "SYS": 31}
-
-
 def parse_signal(text: str) -> int:
+    """A number as it is (the kernel judges it, as runc lets it), or a signal's name."""
     if text.isdigit():
         return int(text)
-    name = text.upper()
-    name = name[3:] if name.startswith("SIG") else name
-    if name.startswith("RTMIN") or name.startswith("RTMAX"):
-        import _signal
+    from dockyard.runtime import signals
 
-        base = _signal.SIGRTMIN if name.startswith("RTMIN") else _signal.SIGRTMAX
-        offset = name[5:]
-        return base + int(offset) if offset else base
-    if name not in _SIGNALS:
-        raise UsageError(f"unknown signal {text!r}")
-    return _SIGNALS[name]
+    try:
+        return signals.parse(text)
+    except signals.SignalError:
+        raise UsageError(f"unknown signal {text!r}") from None
 
 
 def _list(root: str, options: "dict[str, list[str]]") -> int:

@@ -148,7 +148,7 @@ def _launch(root: str, container_id: str, options: Options,
 
 def _enter_pid_namespace(namespaces: "list[dict[str, Any]]") -> None:
     """The next fork lands in this namespace, as its PID 1 when the namespace is new."""
-    from dockyard.runtime.pyrunc import linux
+    from dockyard import linux
 
     for ns in namespaces:
         if ns.get("type") != "pid":
@@ -173,7 +173,8 @@ def _rootfs(spec: "dict[str, Any]", bundle: str) -> str:
 def _init(spec: "dict[str, Any]", options: Options, go_r: int, sync_w: int, fifo_fd: int,
           seccomp_program: "bytes | None") -> None:
     """The container's PID 1 until execve; reports through ``sync_w`` then the fifo."""
-    from dockyard.runtime.pyrunc import linux, mounts, process
+    from dockyard import linux
+    from dockyard.runtime.pyrunc import mounts, process
 
     report_fd = sync_w
     try:
@@ -230,7 +231,7 @@ def _describe(e: BaseException) -> str:
 
 def _join_namespaces(namespaces: "list[dict[str, Any]]") -> int:
     """setns into the namespaces given by path, unshare the new ones; returns the new flags."""
-    from dockyard.runtime.pyrunc import linux
+    from dockyard import linux
 
     new = 0
     for ns in namespaces:
@@ -288,7 +289,7 @@ def open_terminal(sock, bind_console: bool = True) -> None:
     import socket
     import struct
 
-    from dockyard.runtime.pyrunc import linux
+    from dockyard import linux
 
     master = os.open("/dev/pts/ptmx" if os.path.exists("/dev/pts/ptmx") else "/dev/ptmx",
                      os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
@@ -407,7 +408,7 @@ def start(root: str, container_id: str) -> int:
 
 def kill(root: str, container_id: str, signal: int, all_processes: bool = False) -> int:
     container = Container(root, container_id)
-    if container.status() == "stopped":
+    if not container.alive():
         raise StateError(f"container `{container_id}` is not running")
     pids = Cgroup(container.state["cgroup"]).pids() if all_processes else [container.state["pid"]]
     for pid in pids:
@@ -415,6 +416,24 @@ def kill(root: str, container_id: str, signal: int, all_processes: bool = False)
             os.kill(pid, signal)
         except ProcessLookupError:
             pass
+    return 0
+
+
+def pause(root: str, container_id: str) -> int:
+    container = Container(root, container_id)
+    status = container.status()
+    if status != "running":
+        raise StateError(f"container `{container_id}` is {status}, not running")
+    Cgroup(container.state["cgroup"]).freeze(True)
+    return 0
+
+
+def resume(root: str, container_id: str) -> int:
+    container = Container(root, container_id)
+    status = container.status()
+    if status != "paused":
+        raise StateError(f"container `{container_id}` is {status}, not paused")
+    Cgroup(container.state["cgroup"]).freeze(False)
     return 0
 
 
@@ -426,8 +445,8 @@ def delete(root: str, container_id: str, force: bool = False) -> int:
             return 0
         raise StateError(f"container `{container_id}` does not exist")
     status = container.status()
-    if status == "running" and not force:
-        raise StateError(f"cannot delete container `{container_id}` that is not stopped: running")
+    if status in ("running", "paused") and not force:
+        raise StateError(f"cannot delete container `{container_id}` that is not stopped: {status}")
     _destroy(container)
     return 0
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 
 from dockyard.runtime.pyrunc import container as containers
-from dockyard.runtime.pyrunc import fastjson, linux, process, warmup
+from dockyard import linux
+from dockyard.runtime.pyrunc import fastjson, process, warmup
 from dockyard.runtime.pyrunc.cgroups import Cgroup
 from dockyard.runtime.pyrunc.process import SetupError
 from dockyard.runtime.pyrunc.state import Container, StateError

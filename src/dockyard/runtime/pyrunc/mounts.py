@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 
 from dockyard.fsutil import in_root
-from dockyard.runtime.pyrunc import cgroups, linux
+from dockyard import linux
+from dockyard.runtime.pyrunc import cgroups
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

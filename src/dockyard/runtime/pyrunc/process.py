@@ -11,7 +11,8 @@ import _signal
 import os
 import resource
 
-from dockyard.runtime.pyrunc import caps, linux
+from dockyard import linux
+from dockyard.runtime.pyrunc import caps
 from dockyard.runtime.pyrunc.state import SetupError  # defined with StateError: see there
 
 TYPE_CHECKING = False

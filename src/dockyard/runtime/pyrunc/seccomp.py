@@ -115,7 +115,7 @@ class _SockFprog(ctypes.Structure):
 def install(program: bytes) -> None:
     """Install a compiled filter (prctl PR_SET_SECCOMP). Without no_new_privs the caller
     must still hold CAP_SYS_ADMIN."""
-    from dockyard.runtime.pyrunc import linux
+    from dockyard import linux
 
     buf = ctypes.create_string_buffer(program, len(program))
     prog = _SockFprog(len(program) // 8, ctypes.addressof(buf))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 
+from dockyard.proc import process_alive, starttime_of  # noqa: F401 - pyrunc's names for them
 from dockyard.runtime.pyrunc import fastjson
 
 TYPE_CHECKING = False
@@ -68,13 +69,19 @@ class Container:
 
     # ------------------------------------------------------------------ status
 
+    def alive(self) -> bool:
+        state = self.state
+        return process_alive(state["pid"], state.get("starttime"))
+
     def status(self) -> str:
         state = self.state
         if not process_alive(state["pid"], state.get("starttime")):
             return "stopped"
         if os.path.exists(self.fifo):
             return "created"
-        return "running"
+        from dockyard.runtime.pyrunc.cgroups import Cgroup
+
+        return "paused" if Cgroup(state["cgroup"]).frozen() else "running"
 
     def oci_state(self) -> "dict[str, Any]":
         s = self.state
@@ -85,25 +92,6 @@ class Container:
         if s.get("annotations"):
             result["annotations"] = s["annotations"]
         return result
-
-
-def process_alive(pid: int, starttime: "str | None") -> bool:
-    """Alive, not a zombie, and the same process (not a reused PID)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    fields = data[data.rindex(b")") + 2:].split()
-    if fields[0] in (b"Z", b"X"):
-        return False
-    return starttime is None or fields[19].decode() == starttime
-
-
-def starttime_of(pid: int) -> str:
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        data = f.read()
-    return data[data.rindex(b")") + 2:].split()[19].decode()
 
 
 def timestamp() -> str:
