@@ -3,7 +3,9 @@
 ``bundle.prepare`` calls ``attach`` before it writes the spec: the attachment says which
 network namespace the runtime puts the container in (a new one, the host's, or a named
 one by path, created before the runtime's ``create``) and what goes into the container's
-/etc/hosts and /etc/resolv.conf. ``detach`` undoes it when the container stops for good.
+/etc/hosts and /etc/resolv.conf. Undoing it (a driver's detach) belongs on the
+container's exit: the shim starts a small command for it (DESIGN.md), so that the shim
+itself stays free of netlink code; ``none`` and ``host`` leave nothing to undo.
 
 Until networks exist only the modes that need no driver are here: ``none`` (and the
 ``default`` that stands for it today: a namespace of its own with loopback only) and
@@ -55,10 +57,6 @@ def attach(host_config: "dict[str, Any]", hostname: str) -> Attachment:
     if mode == "host":
         return Attachment("host", [], resolv, host_files=True)
     return Attachment("none", [("127.0.0.1", hostname)], resolv)
-
-
-def detach(host_config: "dict[str, Any]") -> None:
-    """Nothing to undo for ``none`` and ``host``; a network driver's detach goes here."""
 
 
 def hosts_file(attachment: Attachment) -> str:
