@@ -420,20 +420,21 @@ def kill(root: str, container_id: str, signal: int, all_processes: bool = False)
 
 
 def pause(root: str, container_id: str) -> int:
-    container = Container(root, container_id)
-    status = container.status()
-    if status != "running":
-        raise StateError(f"container `{container_id}` is {status}, not running")
-    Cgroup(container.state["cgroup"]).freeze(True)
-    return 0
+    return _freeze(root, container_id, True)
 
 
 def resume(root: str, container_id: str) -> int:
+    return _freeze(root, container_id, False)
+
+
+def _freeze(root: str, container_id: str, frozen: bool) -> int:
+    """Freeze a running container's cgroup, or thaw a paused one."""
     container = Container(root, container_id)
     status = container.status()
-    if status != "paused":
-        raise StateError(f"container `{container_id}` is {status}, not paused")
-    Cgroup(container.state["cgroup"]).freeze(False)
+    needed = "running" if frozen else "paused"
+    if status != needed:
+        raise StateError(f"container `{container_id}` is {status}, not {needed}")
+    Cgroup(container.state["cgroup"]).freeze(frozen)
     return 0
 
 
