@@ -61,6 +61,14 @@ class Cgroup(CgroupPaths):
         while not done() and time.monotonic() < deadline:
             time.sleep(0.002)
 
+    def thaw(self) -> None:
+        """Thaw the cgroup if it is frozen (and exists); never fails."""
+        try:
+            if self.frozen():
+                self.freeze(False)
+        except OSError:
+            pass
+
     def frozen(self) -> bool:
         v2 = self.v2_dir()
         if v2 is not None and (self.unified or not self.dir("freezer")):
@@ -76,11 +84,7 @@ class Cgroup(CgroupPaths):
     def destroy(self, timeout: float = 5.0) -> None:
         """Remove the leaf in every hierarchy; processes that linger are killed first (and
         thawed: a frozen process does not die of SIGKILL until it is)."""
-        try:
-            if self.frozen():
-                self.freeze(False)
-        except OSError:
-            pass
+        self.thaw()
         deadline = time.monotonic() + timeout
         for path in self.dirs.values():
             while True:

@@ -454,9 +454,11 @@ def delete(root: str, container_id: str, force: bool = False) -> int:
 
 def _destroy(container: Container, cgroup: "Cgroup | None" = None) -> None:
     state = container.state
+    cgroup = cgroup or Cgroup(state["cgroup"])
     if process_alive(state["pid"], state.get("starttime")):
+        cgroup.thaw()  # a frozen process does not die of SIGKILL until it is thawed
         _kill_and_wait(state["pid"])
-    (cgroup or Cgroup(state["cgroup"])).destroy()
+    cgroup.destroy()
     _remove_dir(container.dir)
 
 
