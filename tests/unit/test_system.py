@@ -134,6 +134,9 @@ def test_system_prune_asks_then_removes_containers_volumes_images_and_leftovers(
     volume = engine.volumes.create()  # anonymous, used by nothing
     named = engine.volumes.create("keep")
     dead_leftovers(dockyard_root)
+    orphan = dockyard_root / "containers" / ("e" * 64)  # rm killed after it dropped the row
+    (orphan / "upper").mkdir(parents=True)
+    (orphan / "upper" / "f").write_bytes(b"x" * 10)
 
     no = run_cli("system", "prune", "--volumes", input="n\n")
     assert no.returncode == 0
@@ -151,7 +154,9 @@ def test_system_prune_asks_then_removes_containers_volumes_images_and_leftovers(
     out = yes.stdout.split("[y/N] ", 1)[1]
     assert out.startswith(f"Deleted Containers:\n{container.id}\n\nDeleted Volumes:\n{volume.name}\n\n"
                           f"Deleted Images:\ndeleted: {dangling.id}\n")
-    assert len(deleted_leftovers(out)) == 3
+    assert len(deleted_leftovers(out)) == 4
+    assert f"container directory without a record: containers/{'e' * 64}" in deleted_leftovers(out)
+    assert not orphan.exists()
     assert out.endswith("\n\nTotal reclaimed space: " + reclaimed(out) + "\n")
     assert engine.containers.store.get(container.id) is None
     assert engine.volumes.find(volume.name) is None and engine.volumes.find(named.name) is not None

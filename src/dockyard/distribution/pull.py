@@ -4,8 +4,8 @@ The steps, as Docker takes them:
 1. GET the manifest by tag or digest; verify its digest (the one asked for, and the
    registry's ``Docker-Content-Digest``); an index picks the platform's manifest.
 2. GET the config (its diff IDs give each layer's chain ID).
-3. Layers whose chain is already unpacked are skipped ("Already exists"); the others
-   download concurrently (``max_concurrent_downloads``), each streamed into the content
+3. Layers whose chain is already unpacked are skipped ("Already exists", though a blob
+   the content store lacks is still fetched); the others download concurrently (``max_concurrent_downloads``), each streamed into the content
    store under the blob's lock, so two pulls of one layer share one download.
 4. A worker thread unpacks layer i as soon as it and layer i-1 are ready, while the
    downloads go on. The DB is touched only from that thread while the pull runs.
@@ -255,16 +255,21 @@ class _Puller:
         if self.explicit_platform:
             self._check_platform(config)
 
-        present = await self.in_worker(lambda: [engine.layers.has(chain) for *_, chain in plan])
-        for (desc, *_), here in zip(plan, present):
-            self.progress.status(short_id(desc["digest"]), "Already exists" if here else "Pulling fs layer")
+        # A layer already unpacked is not unpacked again; its blob is still fetched if the
+        # content store lacks it (the layer came from the same tar compressed otherwise, by
+        # import or another registry): an image's blobs are all kept, as containerd keeps
+        # them, since push and save read them.
+        state = await self.in_worker(
+            lambda: [(engine.layers.has(chain), engine.content.has(desc["digest"])) for desc, *_, chain in plan])
+        for (desc, *_), (here, blob) in zip(plan, state):
+            self.progress.status(short_id(desc["digest"]), "Already exists" if here and blob else "Pulling fs layer")
 
         tasks: dict[str, asyncio.Task] = {}
         try:
-            for (desc, *_), here in zip(plan, present):
-                if not here and desc["digest"] not in tasks:
+            for (desc, *_), (here, blob) in zip(plan, state):
+                if not (here and blob) and desc["digest"] not in tasks:
                     tasks[desc["digest"]] = asyncio.create_task(self.fetch_blob(desc, short_id(desc["digest"])))
-            for (desc, diff_id, parent, _chain), here in zip(plan, present):
+            for (desc, diff_id, parent, _chain), (here, _blob) in zip(plan, state):
                 if here:
                     continue
                 await _wait_for(tasks[desc["digest"]], tasks.values())
@@ -272,6 +277,10 @@ class _Puller:
                 self.progress.status(layer_id, "Extracting")
                 await self.in_worker(ensure_layer, engine, desc, diff_id, parent)
                 self.progress.status(layer_id, "Pull complete")
+            for (desc, *_), (here, blob) in zip(plan, state):
+                if here and not blob:
+                    await _wait_for(tasks[desc["digest"]], tasks.values())
+                    self.progress.status(short_id(desc["digest"]), "Already exists")
         finally:
             for task in tasks.values():
                 task.cancel()

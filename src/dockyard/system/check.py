@@ -288,6 +288,8 @@ class _Checker:
         for record in records:
             subject = f"container {record.id[:12]}"
             if not os.path.isdir(containers.container_dir(record.id)):
+                if containers.store.get(record.id) is None:
+                    continue  # removed meanwhile (a shim's --rm): row first, then the dir
                 fix = None if record.running else (lambda cid=record.id: _done(containers.remove(cid), "removed"))
                 self.add(ERROR, subject, "its directory is missing", fix)
                 continue
@@ -303,7 +305,7 @@ class _Checker:
     def _volumes(self) -> None:
         volumes = self.engine.volumes.list()
         for volume in volumes:
-            if not os.path.isdir(volume.mountpoint):
+            if not os.path.isdir(volume.mountpoint) and self.engine.volumes.find(volume.name) is not None:
                 self.add(ERROR, f"volume {volume.name}", "its directory is missing",
                          lambda p=volume.mountpoint: _done(os.makedirs(p, exist_ok=True), "made again, empty"))
         self.report.checked["volumes"] = len(volumes)

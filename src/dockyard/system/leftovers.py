@@ -210,9 +210,7 @@ def collect(engine: "Engine", *, remove: bool, dirs: bool = False, until: float 
     else:
         result.items += [item for item in temps(engine) if not young(item)]
     if dirs:
-        for item in orphan_dirs(engine):
-            if not young(item) and (not remove or remove_orphan_dir(engine, item)):
-                result.items.append(item)
+        result.items += collect_dirs(engine, remove=remove, until=until)
     with collecting(engine.root) as free:
         if not free:
             result.skipped = BUSY
@@ -222,6 +220,12 @@ def collect(engine: "Engine", *, remove: bool, dirs: bool = False, until: float 
             if not young(item) and (not remove or remove_unreferenced(engine, item)):
                 result.items.append(item)
     return result
+
+
+def collect_dirs(engine: "Engine", *, remove: bool, until: float | None = None) -> list[Leftover]:
+    """Find (or remove) container and volume dirs without a row, older than ``until``."""
+    return [item for item in orphan_dirs(engine)
+            if (until is None or item.mtime < until) and (not remove or remove_orphan_dir(engine, item))]
 
 
 def describe(engine: "Engine", item: Leftover) -> str:

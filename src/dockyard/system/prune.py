@@ -46,6 +46,14 @@ def prune(engine: "Engine", all: bool = False, volumes: bool = False,
         image_filters["label"] = label_filters
     report.images = engine.images.prune(all=all, filters=image_filters)
     report.reclaimed += report.images.reclaimed
+    if not label_filters:
+        # What an ``rm`` killed after it dropped the row left: image prune does not look there.
+        from dockyard.system.leftovers import collect_dirs
+        from dockyard.images.service import _until
+
+        dirs = collect_dirs(engine, remove=True, until=_until(filters.get("until")))
+        report.images.leftovers += dirs
+        report.reclaimed += sum(item.size for item in dirs)
     return report
 
 
