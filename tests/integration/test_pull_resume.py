@@ -177,3 +177,28 @@ def test_a_complete_partial_needs_no_request(dockyard_root) -> None:
         assert _pull(reg, "app").manifest_digest == image.digest
         assert reg.count("GET", f"/blobs/{layer}") == 0
     assert not partial.exists()
+
+
+def test_pull_fetches_the_blob_of_a_layer_already_unpacked_from_another(dockyard_root, run_cli) -> None:
+    """Found by the fault-injection run: ``import`` of a base tar, then a pull of an image on the
+    same tar compressed otherwise. The layer is not unpacked again, but the image's own blob
+    must be fetched, or ``save`` (and a push to a registry that lacks it) cannot find it."""
+    import io
+
+    from tests.integration.test_pull_push import layer_tar
+
+    files = {"etc/os-release": b"ID=base\n", "bin/tool": os.urandom(50_000)}
+    image = build_image([files, {"app": b"app"}])  # gzip by Python's gzip module
+    e = Engine(config.load())
+    try:
+        e.images.import_(io.BytesIO(layer_tar(files)), "base:1")  # gzip level 1: another blob
+    finally:
+        e.close()
+    with FakeRegistry() as reg:
+        reg.add_image("app", "latest", image)
+        pulled = run_cli("pull", f"{reg.address}/app", check=True)
+        assert reg.count("GET", f"/blobs/{image.layer_digests[0]}") == 1
+    assert f"{image.layer_digests[0][7:19]}: Already exists" in pulled.stdout
+    assert (dockyard_root / "content" / "blobs" / "sha256" / image.layer_digests[0][7:]).exists()
+    assert run_cli("system", "check").returncode == 0
+    assert run_cli("save", "-o", str(dockyard_root.parent / "app.tar"), f"{reg.address}/app").returncode == 0
