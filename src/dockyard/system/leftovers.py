@@ -154,14 +154,28 @@ def orphan_dirs(engine: "Engine") -> list[Leftover]:
 
 
 def remove_orphan_dir(engine: "Engine", item: Leftover) -> bool:
+    """Remove a row-less container or volume dir; never through a mount (if the rootfs an
+    ``rm`` left mounted cannot be unmounted, the dir stays and is found again next time)."""
     from dockyard.runtime import rootfs
 
     if item.kind.startswith("container"):
         rootfs.unmount(item.path)  # rm may have died before it unmounted the rootfs
-    if not os.path.lexists(item.path):
+    if not os.path.lexists(item.path) or _mounts_below(item.path):
         return False
     remove_tree(item.path)
     return True
+
+
+def _mounts_below(path: str) -> bool:
+    import re
+
+    prefix = os.path.realpath(path) + "/"
+    try:
+        with open("/proc/self/mountinfo") as f:
+            points = [re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), line.split()[4]) for line in f]
+    except OSError:
+        return True  # cannot tell: do not risk it
+    return any(point.startswith(prefix) for point in points)
 
 
 def _names(base: str) -> list[str]:
