@@ -157,22 +157,13 @@ def test_lock_serialises_two_processes(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- leftovers, resume
 
 
-def _killed_writer(root: Path, digest: str, size: int, written: int) -> None:
+def _killed_writer(root: Path, digest: str | None, size: int | None, written: int) -> None:
     """A process that ingests ``written`` bytes of a blob, then dies by SIGKILL."""
-    script = (
-        "import sys, time\n"
-        "from dockyard.store.content import ContentStore\n"
-        f"w = ContentStore({str(root)!r}).ingest({digest!r}, {size})\n"
-        f"w.write(bytes(range(256)) * {written // 256})\n"
-        "print('ready', flush=True)\n"
-        "time.sleep(60)\n"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "ready"
-    finally:
-        proc.kill()
-        proc.wait()
+    from tests.unit.test_owned import die_holding
+
+    die_holding("from dockyard.store.content import ContentStore\n"
+                f"w = ContentStore({str(root)!r}).ingest({digest!r}, {size})\n"
+                f"w.write(bytes(range(256)) * {written // 256})\n")
 
 
 def test_ingest_resumes_a_dead_writers_partial(tmp_path: Path) -> None:
@@ -236,22 +227,9 @@ def test_a_live_writers_file_is_neither_resumed_nor_reclaimed(tmp_path: Path) ->
 def test_reclaim_at_a_pulls_start_keeps_resumable_partials(tmp_path: Path) -> None:
     d = digests.of_bytes(b"blob")
     _killed_writer(tmp_path, d, 1 << 20, 512)
-    script = (
-        "import time\n"
-        "from dockyard.store.content import ContentStore\n"
-        f"w = ContentStore({str(tmp_path)!r}).ingest()\n"  # digest unknown: a tmp- file
-        "w.write(b'z' * 100)\n"
-        "print('ready', flush=True)\n"
-        "time.sleep(60)\n"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "ready"
-    finally:
-        proc.kill()
-        proc.wait()
+    _killed_writer(tmp_path, None, None, 256)  # digest unknown (import): a tmp- file
     store = ContentStore(tmp_path)
-    assert sorted(item.size for item in store.leftovers()) == [100, 512]
+    assert sorted(item.size for item in store.leftovers()) == [256, 512]
     removed = store.reclaim_ingest(keep_resumable=True)
     assert [os.path.basename(item.path)[:4] for item in removed] == ["tmp-"]
     assert os.listdir(store.ingest_dir) == ["sha256-" + d[7:]]

@@ -10,7 +10,7 @@ from pathlib import Path
 from dockyard.store.owned import TempArea, collecting, image_lease
 
 
-def _die_holding(script: str) -> None:
+def die_holding(script: str) -> None:
     """Run ``script`` in a child until it prints 'ready', then SIGKILL it."""
     proc = subprocess.Popen([sys.executable, "-c", script + "\nprint('ready', flush=True)\nimport time; time.sleep(60)\n"],
                             stdout=subprocess.PIPE, text=True)
@@ -28,7 +28,7 @@ def area_in(tmp_path: Path) -> TempArea:
 def test_dead_owners_objects_are_leftovers_live_ones_are_not(tmp_path: Path) -> None:
     setup = (f"from dockyard.store.owned import TempArea\n"
              f"a = TempArea({str(tmp_path / 'tmp')!r}, {str(tmp_path / 'locks' / 'tmp')!r})\n")
-    _die_holding(setup + "cm = a.new_dir('load-'); d = cm.__enter__()\nopen(d + '/f', 'wb').write(b'x' * 300)\n"
+    die_holding(setup + "cm = a.new_dir('load-'); d = cm.__enter__()\nopen(d + '/f', 'wb').write(b'x' * 300)\n"
                  "fd, p = a.create_file('import-')\nos = __import__('os'); os.write(fd, b'y' * 50)\n")
     area = area_in(tmp_path)
     with area.new_dir("live-") as live:
@@ -43,7 +43,7 @@ def test_dead_owners_objects_are_leftovers_live_ones_are_not(tmp_path: Path) -> 
 def test_reclaim_spares_what_keep_says(tmp_path: Path) -> None:
     setup = (f"from dockyard.store.owned import TempArea\n"
              f"a = TempArea({str(tmp_path / 'tmp')!r}, {str(tmp_path / 'locks' / 'tmp')!r})\n")
-    _die_holding(setup + "a.create_file('a-'); a.create_file('b-')\n")
+    die_holding(setup + "a.create_file('a-'); a.create_file('b-')\n")
     area = area_in(tmp_path)
     removed = area.reclaim(keep=lambda item: os.path.basename(item.path).startswith("a-"))
     assert [os.path.basename(i.path)[:2] for i in removed] == ["b-"]

@@ -28,7 +28,7 @@ from dockyard.atomicfile import fsync_dir
 from dockyard.errors import ConflictError, NotFoundError
 from dockyard.records import record
 from dockyard.store.db import transaction
-from dockyard.store.owned import Leftover, TempArea, remove_tree
+from dockyard.store.owned import Leftover, TempArea, lock_or_close, remove_tree
 
 TYPE_CHECKING = False  # importing typing costs ~20 ms of every command's start-up
 if TYPE_CHECKING:
@@ -305,13 +305,7 @@ class LayerStore:
         return Leftover(path, tree_size(path), os.lstat(path).st_mtime, "layer without a record")
 
     def _try_chain_lock(self, cid: str) -> int | None:
-        fd = self._lock_fd(cid)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        return fd
+        return lock_or_close(self._lock_fd(cid))
 
     # ------------------------------------------------------------------ files and locks
 

@@ -109,11 +109,8 @@ class TempArea:
         path = os.path.join(self.directory, name)
         with self.creating():
             while True:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    os.close(fd)
+                fd = lock_or_close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
+                if fd is None:
                     return None
                 # The file may have been renamed away (committed) or removed between our
                 # open and our lock: then the lock is on an inode that is no longer ``name``.
@@ -192,8 +189,14 @@ def try_lock(path: str) -> int | None:
     holds, or None if a live owner holds it or it is gone."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except (FileNotFoundError, OSError):
+    except OSError:
         return None
+    return lock_or_close(fd)
+
+
+def lock_or_close(fd: int) -> int | None:
+    """``fd`` once it holds its file's exclusive lock, or None (and ``fd`` closed) if
+    another open file description holds it."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
