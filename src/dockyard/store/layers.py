@@ -214,17 +214,14 @@ class LayerStore:
                 removed.append(item)
         return removed
 
-    def dirs(self) -> list[str]:
-        """Chain IDs of every layer dir, with or without a row (``system check``)."""
+    def _rowless_dirs(self) -> list[str]:
+        """Chain IDs of the layer dirs without a row (a kill between rename and insert)."""
         out = []
         for entry in os.scandir(self.root):
             cid = f"sha256:{entry.name}"
-            if entry.name not in ("tmp", "locks") and digests.is_digest(cid):
+            if entry.name not in ("tmp", "locks") and digests.is_digest(cid) and self._row(cid) is None:
                 out.append(cid)
         return sorted(out)
-
-    def _rowless_dirs(self) -> list[str]:
-        return [cid for cid in self.dirs() if self._row(cid) is None]
 
     # ------------------------------------------------------------------ unpack steps
 

@@ -108,8 +108,8 @@ def _replay(reader: BinaryIO, result: BlobCheck) -> None:
 
 
 def _clean(name: str) -> str:
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    return "/".join(parts)
+    # The extractor's own rules (leading "/" dropped, ".." resolved), so both see one path.
+    return archive._clean_name(name, name)
 
 
 def _add_parents(expected: dict[str, tuple], parent: str) -> None:
