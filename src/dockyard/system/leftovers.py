@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
-from dockyard.errors import ConflictError, NotFoundError
+from dockyard.errors import ConflictError, DockyardError, NotFoundError
 from dockyard.store.owned import Leftover, collecting, remove_tree, scratch
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ def referenced_blobs(engine: "Engine") -> set[str]:
             manifest = store.manifest(image)
             descriptors = [manifest.get("config")] + list(manifest.get("layers") or [])
             refs.update(d["digest"] for d in descriptors if isinstance(d, dict) and isinstance(d.get("digest"), str))
-        except (NotFoundError, ValueError, TypeError, AttributeError):
+        except (DockyardError, ValueError, TypeError, AttributeError):
             # Unreadable manifest: keep every blob known to hold one of its layers.
             for row in db.execute(
                     "SELECT b.blob_digest FROM image_layers il JOIN layers l ON l.chain_id = il.chain_id"
