@@ -202,3 +202,29 @@ def test_pull_fetches_the_blob_of_a_layer_already_unpacked_from_another(dockyard
     assert (dockyard_root / "content" / "blobs" / "sha256" / image.layer_digests[0][7:]).exists()
     assert run_cli("system", "check").returncode == 0
     assert run_cli("save", "-o", str(dockyard_root.parent / "app.tar"), f"{reg.address}/app").returncode == 0
+
+
+def test_a_pull_first_reclaims_what_dead_processes_left(dockyard_root) -> None:
+    """Leftovers of killed commands go at the next pull's start, but for partial downloads
+    named by their digest: a later pull of that blob resumes them (for a day)."""
+    image = build_image([{"f": b"x"}])
+    (dockyard_root / "content" / "ingest").mkdir(parents=True)
+    dead = {
+        "content/ingest/tmp-0a1b": b"an import's gzip, digest unknown",
+        "layers/tmp/0123abcd/diff/half": b"an unpack",
+        "tmp/load-4567/blob": b"a load's staging",
+    }
+    for path, data in dead.items():
+        (dockyard_root / path).parent.mkdir(parents=True, exist_ok=True)
+        (dockyard_root / path).write_bytes(data)
+    resumable = partial_of(dockyard_root, "sha256:" + "5" * 64)
+    resumable.write_bytes(b"the start of another image's layer")
+    stale = partial_of(dockyard_root, "sha256:" + "6" * 64)
+    stale.write_bytes(b"two days old")
+    os.utime(stale, (time.time() - 2 * 86400,) * 2)
+    with FakeRegistry() as reg:
+        reg.add_image("app", "latest", image)
+        _pull(reg, "app")
+    assert os.listdir(dockyard_root / "content" / "ingest") == [resumable.name]
+    assert os.listdir(dockyard_root / "layers" / "tmp") == []
+    assert os.listdir(dockyard_root / "tmp") == []
