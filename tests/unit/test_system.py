@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -284,3 +285,29 @@ def test_check_repairs_rows_pointing_at_nothing_and_removes_orphans(
     assert not orphan_dir.exists() and Path(volume.mountpoint).is_dir()
     engine.containers.remove(container.id)
     assert run_cli("system", "check").returncode == 0
+
+
+def test_a_loads_staging_dir_is_spared_while_it_runs_and_reclaimed_once_killed(
+        engine: Engine, dockyard_root: Path, run_cli: CLI) -> None:
+    image(engine, 1)
+    saved = io.BytesIO()
+    engine.images.save(["app:1"], saved)
+    data = saved.getvalue()
+    load = subprocess.Popen([sys.executable, "-m", "dockyard", "load"], stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        load.stdin.write(data[: len(data) // 2])  # and then nothing more: a load in progress
+        load.stdin.flush()
+        deadline = time.monotonic() + 30
+        while not list((dockyard_root / "tmp").glob("load-*")):
+            assert time.monotonic() < deadline and load.poll() is None
+            time.sleep(0.01)
+        staging = next((dockyard_root / "tmp").glob("load-*"))
+        assert "Deleted Leftovers" not in run_cli("image", "prune", "-f", check=True).stdout
+        assert staging.exists()  # its owner is alive
+    finally:
+        load.kill()
+        load.wait()
+    result = run_cli("image", "prune", "-f", check=True)
+    assert deleted_leftovers(result.stdout) == [f"staging of an import or load: tmp/{staging.name}"]
+    assert not staging.exists()
