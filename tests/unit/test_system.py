@@ -311,3 +311,17 @@ def test_a_loads_staging_dir_is_spared_while_it_runs_and_reclaimed_once_killed(
     result = run_cli("image", "prune", "-f", check=True)
     assert deleted_leftovers(result.stdout) == [f"staging of an import or load: tmp/{staging.name}"]
     assert not staging.exists()
+
+
+def test_rmi_force_leaves_a_stopped_containers_layers(engine: Engine, run_cli: CLI) -> None:
+    """Found by system check: rmi -f of an image a stopped container uses took the layers
+    of the container's rootfs with it."""
+    img = image(engine, 1)
+    container = engine.containers.create({"Image": "app:1", "Cmd": ["true"]}, {})
+    assert run_cli("rmi", "-f", "app:1").stdout == f"Untagged: app:1\nDeleted: {img.id}\n"
+    assert engine.layers.has(img.layers[0])
+    assert run_cli("system", "check").returncode == 0
+    engine.containers.remove(container.id)
+    pruned = run_cli("image", "prune", "-f", check=True)
+    assert f"unused layer: layers/{img.layers[0][7:]}/diff" in deleted_leftovers(pruned.stdout)
+    assert run_cli("system", "check").returncode == 0

@@ -286,9 +286,13 @@ class Images:
         self._release_blobs(current, manifest, config, image.repo_digests)
 
     def _release_layers(self, image: "Image") -> list[DeleteRecord]:
-        """Delete this image's layers that no image uses any more, top first."""
+        """Delete this image's layers that no image and no container uses any more, top
+        first (``rmi -f`` of an image a stopped container uses leaves it its rootfs, as
+        Docker's layer store does; prune collects those layers once the container is gone)."""
+        from dockyard.system.leftovers import container_chains
+
         layers = self.engine.layers
-        unused = set(layers.unused())
+        unused = set(layers.unused()) - container_chains(self.engine)
         removed = []
         for chain in reversed(image.layers):
             if chain not in unused or not layers.has(chain):
