@@ -72,10 +72,13 @@ class Volumes:
         existing = self.find(name)
         if existing is not None:
             return existing
-        self.path(name).mkdir(parents=True, exist_ok=True)
-        self.db.execute("INSERT OR IGNORE INTO volumes (name, driver, created, labels, options, anonymous) "
-                        "VALUES (?,?,?,?,?,?)", (name, driver, time.time(), json.dumps(dict(labels or {})),
-                                                 json.dumps(dict(options or {})), int(anonymous)))
+        from dockyard.store.owned import recording_dir
+
+        with recording_dir(self.engine.root, str(self.base / name), exist_ok=True):  # no orphan meanwhile
+            self.path(name).mkdir(exist_ok=True)
+            self.db.execute("INSERT OR IGNORE INTO volumes (name, driver, created, labels, options, anonymous) "
+                            "VALUES (?,?,?,?,?,?)", (name, driver, time.time(), json.dumps(dict(labels or {})),
+                                                     json.dumps(dict(options or {})), int(anonymous)))
         return self.get(name)
 
     def find(self, name: str) -> Volume | None:

@@ -173,7 +173,10 @@ def test_attach_logs_options_and_prune(dy: Dockyard) -> None:
     assert dy.cli("logs", "--since", "1h", "talker").stdout.startswith("hello\n")
     assert dy.cli("logs", "--since", str(int(time.time()) + 3600), "talker").stdout == ""
     dy.cli("run", "-d", "--name", "keeper", "busybox", "sleep", "30", check=True)
-    pruned = dy.cli("container", "prune", "-f", check=True).stdout
+    # until: only what was created before that time (talker is seconds old)
+    assert dy.cli("container", "prune", "-f", "--filter", "until=1h", check=True).stdout == "Total reclaimed space: 0B\n"
+    assert "talker" in dy.cli("ps", "-a", "--format", "{{.Names}}").stdout
+    pruned = dy.cli("container", "prune", "-f", "--filter", f"until={int(time.time()) + 60}", check=True).stdout
     assert pruned.startswith("Deleted Containers:\n") and "Total reclaimed space:" in pruned
     assert dy.cli("ps", "-a", "--format", "{{.Names}}").stdout == "keeper\n"
     dy.cli("volume", "create", "lonely", check=True)

@@ -78,3 +78,28 @@ def test_collecting_waits_for_no_image_operation(tmp_path: Path) -> None:
         proc.wait()
     with collecting(tmp_path) as free:
         assert free is True
+
+
+def test_a_create_in_progress_is_not_an_orphan_a_dead_one_is(tmp_path: Path) -> None:
+    """A container's or volume's dir is held from its mkdir until its row is written: a
+    collector of row-less dirs skips it while the creator lives, and finds it once it died."""
+    from dockyard.store.owned import recording_dir, unrecorded_dirs
+
+    base = tmp_path / "containers"
+    base.mkdir()
+    (base / "recorded").mkdir()
+    recorded = {"recorded"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from dockyard.store.owned import recording_dir\n"
+         f"cm = recording_dir({str(tmp_path)!r}, {str(base / 'creating')!r}); cm.__enter__()\n"
+         "print('ready', flush=True)\nimport time; time.sleep(60)\n"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        assert unrecorded_dirs(tmp_path, str(base), recorded.__contains__) == []  # its row may come yet
+    finally:
+        proc.kill()
+        proc.wait()
+    assert unrecorded_dirs(tmp_path, str(base), recorded.__contains__) == [str(base / "creating")]
+    with recording_dir(tmp_path, str(base / "mine")):
+        recorded.add("mine")  # the row, written while the dir is held
+    assert unrecorded_dirs(tmp_path, str(base), recorded.__contains__) == [str(base / "creating")]

@@ -169,9 +169,11 @@ class Containers:
             id=cid, name=name, image_id=image.id, image=config["Image"], created=time.time(),
             config={"Path": args[0], "Args": args[1:], "Config": merged, "HostConfig": host_config,
                     "Mounts": mounts, "ImageChain": image.layers[-1] if image.layers else ""})
-        os.makedirs(self.container_dir(cid), exist_ok=True)
+        from dockyard.store.owned import recording_dir
+
         try:
-            self.store.add(record)
+            with recording_dir(self.engine.root, self.container_dir(cid)):  # no orphan while the row is written
+                self.store.add(record)
         except BaseException:
             import shutil
 
@@ -469,15 +471,19 @@ class Containers:
         self.store.delete(cid)
 
     def prune(self, filters: Mapping[str, Sequence[str]] | None = None) -> tuple[list[str], int]:
+        """Remove stopped containers (Docker's filters: ``until``, ``label``); (IDs, bytes freed)."""
+        filters = dict(filters or {})
+        until = filters.pop("until", None)
+        if until:
+            from dockyard.containers.logs import parse_since
+
+            cutoff = parse_since(until[-1])
         removed, freed = [], 0
-        for record in self.list(all=True, filters={**(filters or {})}):
+        for record in self.list(all=True, filters=filters):
             if record.status in ACTIVE or record.status == "removing":
                 continue
-            if "until" in (filters or {}):
-                from dockyard.containers.logs import parse_since
-
-                if record.created >= parse_since(filters["until"][-1]):
-                    continue
+            if until and record.created >= cutoff:
+                continue
             freed += tree_size(os.path.join(self.container_dir(record.id), "upper"))
             self.remove(record.id)
             removed.append(record.id)

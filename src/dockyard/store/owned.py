@@ -255,6 +255,53 @@ def remove_tree(path: str) -> None:
     shutil.rmtree(path, onerror=onerror)
 
 
+# ---- directories made just before their record -------------------------------------------
+
+
+def _record_dirs_lock(root: str | os.PathLike) -> str:
+    locks = os.path.join(root, "locks")
+    os.makedirs(locks, exist_ok=True)
+    return os.path.join(locks, "record-dirs")
+
+
+@contextlib.contextmanager
+def recording_dir(root: str | os.PathLike, path: str, exist_ok: bool = False) -> Iterator[None]:
+    """Make ``path`` (a container's or volume's directory) and hold it flocked while the
+    block writes its record: a collector of directories without a record
+    (``unrecorded_dirs``) then never takes a create in progress for a dead one's leftover.
+    The creation lock (shared here) closes the gap between the mkdir and the flock."""
+    with _flocked(_record_dirs_lock(root), fcntl.LOCK_SH):
+        os.makedirs(path, exist_ok=exist_ok)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+def unrecorded_dirs(root: str | os.PathLike, base: str, recorded: Callable[[str], bool]) -> list[str]:
+    """Directories under ``base`` whose name ``recorded`` does not know and that no live
+    create holds (see ``recording_dir``); nothing is removed."""
+    out = []
+    try:
+        names = sorted(e.name for e in os.scandir(base) if e.is_dir(follow_symlinks=False))
+    except FileNotFoundError:
+        return out
+    with _flocked(_record_dirs_lock(root), fcntl.LOCK_EX):
+        for name in names:
+            path = os.path.join(base, name)
+            fd = try_lock(path)
+            if fd is None:
+                continue  # being created (or gone)
+            try:
+                if not recorded(name):  # asked under the lock: a create that finished wrote it
+                    out.append(path)
+            finally:
+                os.close(fd)
+    return out
+
+
 def scratch(root: str | os.PathLike) -> TempArea:
     """``<root>/tmp``: what import (a downloaded tarball) and load (the unpacked archive) stage."""
     return TempArea(os.path.join(root, "tmp"), os.path.join(root, "locks", "tmp"), "staging of an import or load")

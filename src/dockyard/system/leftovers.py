@@ -8,25 +8,22 @@ Three kinds, each told from live work in its own way (never by age alone):
   image lease while it has such content, so it is collected only while the lease can be taken
   exclusive; otherwise it is left for a later run, which says so;
 - container and volume directories without a row (a kill between ``rm``'s delete of the row and
-  the removal of the files). Their creators make the directory just before the row, so an
-  empty one made in the last minute is left alone: it may be a create in progress.
+  the removal of the files, or between a create's mkdir and its row). A create holds its new
+  directory flocked until the row is written, so one we can lock is a dead process's.
 """
 
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 from dockyard.errors import ConflictError, DockyardError, NotFoundError
-from dockyard.store.owned import Leftover, collecting, remove_tree, scratch
+from dockyard.store.owned import Leftover, collecting, remove_tree, scratch, unrecorded_dirs
 
 if TYPE_CHECKING:
     from dockyard.engine import Engine
 
-# A row-less, empty container or volume dir younger than this may be a create in progress.
-CREATE_GRACE_SECONDS = 60.0
 BUSY = "unreferenced blobs and layers were not looked at: a pull, import or load is running"
 
 
@@ -137,19 +134,16 @@ def remove_unreferenced(engine: "Engine", item: Leftover) -> bool:
 
 
 def orphan_dirs(engine: "Engine") -> list[Leftover]:
-    """Container and volume directories no row describes (nothing is removed)."""
-    out = []
+    """Container and volume directories no row describes and no live create holds
+    (``owned.recording_dir``); nothing is removed."""
     base = os.path.dirname(engine.containers.container_dir("0" * 64))
-    for name in _names(base):
-        path = os.path.join(base, name)
-        if engine.containers.store.get(name) is None and not _maybe_creating(path):
-            out.append(_dir_leftover(path, "container directory without a record"))
+    out = [_dir_leftover(path, "container directory without a record")
+           for path in unrecorded_dirs(engine.root, base, lambda name: engine.containers.store.get(name) is not None)]
     volumes = engine.volumes
     named = _volume_names_in_use(engine)
-    for name in _names(str(volumes.base)):
-        path = os.path.join(volumes.base, name)
-        if volumes.find(name) is None and name not in named and not _maybe_creating(path):
-            out.append(_dir_leftover(path, "volume directory without a record"))
+    out += [_dir_leftover(path, "volume directory without a record")
+            for path in unrecorded_dirs(engine.root, str(volumes.base),
+                                        lambda name: name in named or volumes.find(name) is not None)]
     return out
 
 
@@ -176,24 +170,6 @@ def _mounts_below(path: str) -> bool:
     except OSError:
         return True  # cannot tell: do not risk it
     return any(point.startswith(prefix) for point in points)
-
-
-def _names(base: str) -> list[str]:
-    try:
-        return sorted(e.name for e in os.scandir(base) if e.is_dir(follow_symlinks=False))
-    except FileNotFoundError:
-        return []
-
-
-def _maybe_creating(path: str) -> bool:
-    """Made in the last minute and holding nothing yet (a volume: an empty ``_data``)."""
-    try:
-        if time.time() - os.lstat(path).st_mtime > CREATE_GRACE_SECONDS:
-            return False
-        entries = os.listdir(path)
-        return not entries or (entries == ["_data"] and not os.listdir(os.path.join(path, "_data")))
-    except OSError:
-        return False
 
 
 def _dir_leftover(path: str, kind: str) -> Leftover:

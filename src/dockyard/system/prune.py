@@ -36,7 +36,7 @@ def prune(engine: "Engine", all: bool = False, volumes: bool = False,
         raise DockyardError('The "until" filter is not supported with "--volumes"')
     label_filters = _labels(filters)
     report = SystemPruneReport()
-    report.containers, freed = _prune_containers(engine, filters)
+    report.containers, freed = engine.containers.prune({k: v for k, v in filters.items() if k in ("until", "label")})
     report.reclaimed += freed
     if volumes:
         report.volumes, freed = engine.volumes.prune(filters={"label": label_filters} if label_filters else None)
@@ -59,22 +59,3 @@ def prune(engine: "Engine", all: bool = False, volumes: bool = False,
 
 def _labels(filters: Mapping[str, list[str]]) -> list[str]:
     return list(filters.get("label", []))
-
-
-def _prune_containers(engine: "Engine", filters: Mapping[str, list[str]]) -> tuple[list[str], int]:
-    if "until" not in filters:
-        return engine.containers.prune(filters)
-    # containers.prune refuses "until" today (its list() does not know the filter): choose
-    # the stopped containers created before it here, and let prune remove only those.
-    from dockyard.images.service import _until
-
-    until = _until(filters["until"])
-    labels = {"label": filters["label"]} if "label" in filters else {}
-    chosen: list[str] = []
-    freed = 0
-    for record in engine.containers.list(all=True, filters=labels):
-        if record.created < until and not record.running and record.status != "removing":
-            ids, size = engine.containers.prune({"id": [record.id], **labels})
-            chosen += ids
-            freed += size
-    return chosen, freed
