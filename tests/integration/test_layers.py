@@ -249,13 +249,13 @@ def test_kill_9_mid_unpack_leaves_only_a_temp_dir(store: LayerStore, root: Path)
     assert not store.has(diff_id)
     assert layer_dirs(root) == []
     assert len(tmp_entries(root)) == 1
-    assert store.clean_tmp() == 1
+    assert len(store.reclaim()) == 1
     assert tmp_entries(root) == []
     # and the layer unpacks fine afterwards
     assert store.unpack(io.BytesIO(data), "", diff_id, None).chain_id == diff_id
 
 
-def test_clean_tmp_leaves_live_unpacks_alone(store: LayerStore, root: Path) -> None:
+def test_reclaim_leaves_live_unpacks_alone(store: LayerStore, root: Path) -> None:
     data = make_tar(member("f", data=os.urandom(1 << 20)))
     gate = threading.Event()
 
@@ -273,7 +273,7 @@ def test_clean_tmp_leaves_live_unpacks_alone(store: LayerStore, root: Path) -> N
         while not tmp_entries(root):
             assert time.monotonic() < deadline
             time.sleep(0.01)
-        assert store.clean_tmp() == 0
+        assert len(store.reclaim()) == 0
         assert len(tmp_entries(root)) == 1
     finally:
         gate.set()
@@ -288,7 +288,7 @@ def test_orphan_final_dir_without_row_is_ignored_and_cleaned(store: LayerStore, 
     orphan.mkdir(parents=True)
     (orphan / "junk").write_text("half")
     assert not store.has(diff_id)
-    assert store.clean_tmp() == 1
+    assert len(store.reclaim()) == 1
     assert layer_dirs(root) == []
     # ...and unpack replaces one too, if it finds one first.
     orphan.mkdir(parents=True)

@@ -161,12 +161,10 @@ def prune(all_: bool, volumes: bool, filters: tuple[str, ...], force: bool) -> N
     """Remove unused data."""
     from dockyard.cli import formatting as fmt
     from dockyard.cli.images import confirm, delete_lines, parse_filters
-    from dockyard.errors import DockyardError
-    from dockyard.system.prune import prune as system_prune
+    from dockyard.system.prune import check_filters, prune as system_prune
 
     wanted = parse_filters(filters)
-    if volumes and "until" in wanted:
-        raise DockyardError('The "until" filter is not supported with "--volumes"')
+    check_filters(wanted, volumes)
     if not force and not confirm(prune_warning(all_, volumes, filters)):
         return  # Docker cancels quietly
     engine = common.engine()

@@ -5,8 +5,9 @@ The steps, as Docker takes them:
    registry's ``Docker-Content-Digest``); an index picks the platform's manifest.
 2. GET the config (its diff IDs give each layer's chain ID).
 3. Layers whose chain is already unpacked are skipped ("Already exists", though a blob
-   the content store lacks is still fetched); the others download concurrently (``max_concurrent_downloads``), each streamed into the content
-   store under the blob's lock, so two pulls of one layer share one download.
+   the content store lacks is still fetched); the others download concurrently
+   (``max_concurrent_downloads``), each streamed into the content store under the blob's
+   lock, so two pulls of one layer share one download.
 4. A worker thread unpacks layer i as soon as it and layer i-1 are ready, while the
    downloads go on. The DB is touched only from that thread while the pull runs.
 5. The manifest (and index) bytes are stored as received, then ``commit`` records the

@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from typing import Any, Callable, Sequence
 
 DEFAULT_RUNTIME = RUNTIMES[0]
-Stdio = "tuple[int, int, int]"
 
 
 class OCIRuntimeError(DockyardError):
@@ -65,7 +64,7 @@ class Runtime:
     def __init__(self, root: str) -> None:
         self.root = root
 
-    def create(self, container_id: str, bundle: str, *, stdio: "Stdio", pid_file: str | None = None,
+    def create(self, container_id: str, bundle: str, *, stdio: "tuple[int, int, int]", pid_file: str | None = None,
                console_socket: str | None = None) -> None:
         """Create the container (its init waits for ``start``). The init inherits ``stdio``,
         the runtime's own error output included: on failure the message may only be in
@@ -99,7 +98,7 @@ class Runtime:
     def resume(self, container_id: str) -> None:
         raise NotImplementedError
 
-    def exec(self, container_id: str, args: "Sequence[str]", *, stdio: "Stdio", env: "Sequence[str]" = (),
+    def exec(self, container_id: str, args: "Sequence[str]", *, stdio: "tuple[int, int, int]", env: "Sequence[str]" = (),
              cwd: str | None = None, user: str | None = None, detach: bool = False,
              console_socket: str | None = None) -> int:
         """Run a process in the running container with ``stdio``; its exit code (0 with

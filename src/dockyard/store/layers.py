@@ -5,7 +5,7 @@ Layout under ``<root>/layers``::
     <chain-id-hex>/diff    an unpacked layer, usable as an overlayfs lowerdir
     tmp/<random>           unpacks in progress and layers being deleted
     locks/<chain-id-hex>   flock files: one unpack per chain at a time
-    locks/tmp              held shared while a temp dir is created, exclusive by clean_tmp
+    locks/tmp              held shared while a temp dir is created, exclusive by reclaim
 
 A layer appears under its final name only by ``rename`` after its diff ID was
 verified, and the ``layers`` row is written after that, so a kill -9 leaves at
@@ -165,7 +165,7 @@ class LayerStore:
         with self._chain_lock(cid):
             if self.has(cid):  # another unpacker finished while we waited
                 return self.get(cid)
-            with self._temp_dir() as tmp:
+            with self.tmp_area.new_dir() as tmp:  # removed unless renamed into place
                 result = self._extract(blob, compression, diff_id, tmp)
                 return self._commit(tmp, cid, result.diff_id, parent, result.size)
 
@@ -185,34 +185,36 @@ class LayerStore:
                 found = True
         return found
 
-    def clean_tmp(self) -> int:
-        """Remove temp dirs of unpacks and deletes that died, and final dirs that never got
-        their row. Safe while other unpacks run: their dirs are locked. Returns how many."""
-        return len(self.reclaim())
-
     def leftovers(self) -> list[Leftover]:
         """What dead unpacks and deletes left (temp dirs, final dirs without a row); nothing
         is removed."""
-        found = self.tmp_area.leftovers()
+        return self.tmp_area.leftovers() + self._orphans(remove=False)
+
+    def reclaim(self, keep: Callable[[Leftover], bool] | None = None) -> list[Leftover]:
+        """Remove what dead unpacks and deletes left (but what ``keep`` spares); returns what
+        went. Safe while other unpacks run: their dirs are locked."""
+        return self.tmp_area.reclaim(keep) + self._orphans(remove=True, keep=keep)
+
+    def _orphans(self, remove: bool, keep: Callable[[Leftover], bool] | None = None) -> list[Leftover]:
+        """Final dirs that never got their row (a kill between rename and insert), found under
+        their chain lock (an unpack holding it is about to write the row)."""
+        found = []
         for cid in self._rowless_dirs():
-            fd = self._try_chain_lock(cid)
+            fd = lock_or_close(self._lock_fd(cid))
             if fd is None:
                 continue
             try:
-                if self._row(cid) is None and os.path.isdir(self._layer_dir(cid)):
-                    found.append(self._orphan_leftover(cid))
+                if self._row(cid) is not None or not os.path.isdir(self._layer_dir(cid)):
+                    continue
+                item = self._orphan_leftover(cid)
+                if remove:
+                    if keep is not None and keep(item):
+                        continue
+                    self._discard(self._layer_dir(cid))
+                found.append(item)
             finally:
                 os.close(fd)
         return found
-
-    def reclaim(self, keep: Callable[[Leftover], bool] | None = None) -> list[Leftover]:
-        """Remove what dead unpacks and deletes left (but what ``keep`` spares); returns what went."""
-        removed = self.tmp_area.reclaim(keep)
-        for cid in self._rowless_dirs():
-            item = self._remove_orphan(cid, keep)
-            if item is not None:
-                removed.append(item)
-        return removed
 
     def _rowless_dirs(self) -> list[str]:
         """Chain IDs of the layer dirs without a row (a kill between rename and insert)."""
@@ -232,7 +234,7 @@ class LayerStore:
     def _unpack_unknown(self, blob: BinaryIO, compression: str | None, parent: str | None) -> LayerInfo:
         # The chain ID is known only after the whole stream was read: unpack first, then
         # take the chain lock to move it in (or drop it if someone else was faster).
-        with self._temp_dir() as tmp:
+        with self.tmp_area.new_dir() as tmp:  # removed unless renamed into place
             result = self._extract(blob, compression, None, tmp)
             cid = chain_id(parent, result.diff_id)
             with self._chain_lock(cid):
@@ -280,29 +282,11 @@ class LayerStore:
         if child is not None:
             raise ConflictError(f"layer {cid} is the parent of layer {child['chain_id']}")
 
-    def _remove_orphan(self, cid: str, keep: Callable[[Leftover], bool] | None = None) -> Leftover | None:
-        fd = self._try_chain_lock(cid)
-        if fd is None:
-            return None  # an unpack is between its rename and its insert right now
-        try:
-            if self._row(cid) is not None or not os.path.isdir(self._layer_dir(cid)):
-                return None
-            item = self._orphan_leftover(cid)
-            if keep is not None and keep(item):
-                return None
-            self._discard(self._layer_dir(cid))
-            return item
-        finally:
-            os.close(fd)
-
     def _orphan_leftover(self, cid: str) -> Leftover:
         path = self._layer_dir(cid)
         from dockyard.fsutil import tree_size
 
         return Leftover(path, tree_size(path), os.lstat(path).st_mtime, "layer without a record")
-
-    def _try_chain_lock(self, cid: str) -> int | None:
-        return lock_or_close(self._lock_fd(cid))
 
     # ------------------------------------------------------------------ files and locks
 
@@ -323,12 +307,8 @@ class LayerStore:
         finally:
             os.close(fd)  # closing the description releases the lock
 
-    def _temp_dir(self):  # noqa: ANN202 - a context manager of the temp dir's path
-        """A fresh dir under tmp/, flocked for as long as we use it; removed unless renamed away."""
-        return self.tmp_area.new_dir()
-
     def _discard(self, layer_dir: str) -> None:
-        """Remove a layer dir atomically: rename it into tmp/ (locked, so clean_tmp leaves it
+        """Remove a layer dir atomically: rename it into tmp/ (locked, so reclaim leaves it
         to us), then delete the tree at leisure."""
         trash = os.path.join(self.tmp_dir, f"trash-{os.urandom(16).hex()}")
         fd = os.open(layer_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -23,39 +23,37 @@ class SystemPruneReport:
     reclaimed: int = 0
 
 
-def prune(engine: "Engine", all: bool = False, volumes: bool = False,
-          filters: Mapping[str, Sequence[str]] | None = None) -> SystemPruneReport:
-    """Remove what ``system prune`` removes; filters (``until``, ``label``, ``label!``) apply
-    to containers, images and leftovers (and to volumes, but ``until`` is refused there, as
-    Docker does)."""
-    filters = {k: list(v) for k, v in (filters or {}).items() if v}
+def check_filters(filters: Mapping[str, Sequence[str]], volumes: bool) -> None:
+    """Refuse what Docker refuses, before anything is asked or removed."""
     for key in filters:
         if key not in FILTERS:
             raise DockyardError(f"invalid filter '{key}'")
     if volumes and "until" in filters:
         raise DockyardError('The "until" filter is not supported with "--volumes"')
-    label_filters = _labels(filters)
+
+
+def prune(engine: "Engine", all: bool = False, volumes: bool = False,
+          filters: Mapping[str, Sequence[str]] | None = None) -> SystemPruneReport:
+    """Remove what ``system prune`` removes; filters (``until``, ``label``) apply to
+    containers, images and leftovers (and ``label`` to volumes: ``until`` is refused there,
+    as Docker does)."""
+    filters = {k: list(v) for k, v in (filters or {}).items() if v}
+    check_filters(filters, volumes)
+    labels = filters.get("label", [])
     report = SystemPruneReport()
-    report.containers, freed = engine.containers.prune({k: v for k, v in filters.items() if k in ("until", "label")})
+    report.containers, freed = engine.containers.prune(filters)
     report.reclaimed += freed
     if volumes:
-        report.volumes, freed = engine.volumes.prune(filters={"label": label_filters} if label_filters else None)
+        report.volumes, freed = engine.volumes.prune(filters={"label": labels} if labels else None)
         report.reclaimed += freed
-    image_filters = {k: v for k, v in filters.items() if k != "label!"}
-    if label_filters:
-        image_filters["label"] = label_filters
-    report.images = engine.images.prune(all=all, filters=image_filters)
+    report.images = engine.images.prune(all=all, filters=filters)
     report.reclaimed += report.images.reclaimed
-    if not label_filters:
+    if not labels:
         # What an ``rm`` killed after it dropped the row left: image prune does not look there.
-        from dockyard.system.leftovers import collect_dirs
         from dockyard.images.service import _until
+        from dockyard.system.leftovers import collect_dirs
 
         dirs = collect_dirs(engine, remove=True, until=_until(filters.get("until")))
         report.images.leftovers += dirs
         report.reclaimed += sum(item.size for item in dirs)
     return report
-
-
-def _labels(filters: Mapping[str, list[str]]) -> list[str]:
-    return list(filters.get("label", []))
