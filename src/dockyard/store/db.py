@@ -104,6 +104,48 @@ MIGRATIONS: list[str] = [
         anonymous INTEGER NOT NULL DEFAULT 0
     );
     """,
+    # 3 -> 4: networks, the containers' endpoints on them (IPAM: one address per network
+    # and container, unique in its network) and the host ports published while running.
+    """
+    CREATE TABLE networks (
+        id TEXT PRIMARY KEY,                 -- 64 hex
+        name TEXT NOT NULL UNIQUE,
+        driver TEXT NOT NULL,                -- bridge | host | null
+        bridge TEXT NOT NULL DEFAULT '',     -- the Linux bridge device (driver bridge)
+        subnet TEXT NOT NULL DEFAULT '',     -- 172.17.0.0/16
+        gateway TEXT NOT NULL DEFAULT '',    -- 172.17.0.1, the bridge's own address
+        ip_range TEXT NOT NULL DEFAULT '',   -- where dynamic addresses come from ('' = subnet)
+        internal INTEGER NOT NULL DEFAULT 0, -- no egress, no published ports
+        dns INTEGER NOT NULL DEFAULT 1,      -- the DNS responder answers names on it
+        created REAL NOT NULL,
+        labels TEXT NOT NULL DEFAULT '{}',
+        options TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE endpoints (
+        id TEXT PRIMARY KEY,                 -- Docker's EndpointID, 64 hex
+        network_id TEXT NOT NULL REFERENCES networks(id),
+        container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+        address TEXT NOT NULL,               -- IPv4, inside the network's subnet
+        mac TEXT NOT NULL,
+        aliases TEXT NOT NULL DEFAULT '[]',  -- JSON: names the DNS responder answers besides name and short ID
+        ifname TEXT NOT NULL,                -- inside the container: eth0, eth1, ...
+        static INTEGER NOT NULL DEFAULT 0,   -- the address was asked for (--ip)
+        created REAL NOT NULL,
+        UNIQUE (network_id, address),
+        UNIQUE (network_id, container_id)
+    );
+    CREATE INDEX endpoints_container ON endpoints(container_id);
+    CREATE TABLE published_ports (
+        container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+        proto TEXT NOT NULL,                 -- tcp | udp
+        host_ip TEXT NOT NULL,               -- '' = every address
+        host_port INTEGER NOT NULL,
+        container_port INTEGER NOT NULL,
+        container_ip TEXT NOT NULL,
+        PRIMARY KEY (proto, host_ip, host_port)
+    );
+    CREATE INDEX published_ports_container ON published_ports(container_id);
+    """,
 ]
 
 DB_NAME = "dockyard.db"
