@@ -10,7 +10,7 @@ PYTHON := $(VENV)/bin/python
 BIN_DIR ?= /usr/local/bin
 # Debian packages the tests, the demo and the benchmarks use as peers and oracles.
 APT_PACKAGES = python3-venv busybox-static skopeo docker-registry umoci crun runc podman libseccomp2 curl openssl iptables iproute2
-BENCH_APT_PACKAGES = podman crun runc
+BENCH_APT_PACKAGES = podman crun runc wrk
 PYTEST_ARGS ?=
 
 .PHONY: deps install test unit integration demo bench clean
@@ -44,6 +44,7 @@ bench: deps
 	@missing=""; for p in $(BENCH_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 	$(PYTHON) bench/pull.py
+	$(PYTHON) bench/net.py
 
 clean:
 	rm -rf build dist src/*.egg-info .pytest_cache .hypothesis .venv
