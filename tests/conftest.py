@@ -78,8 +78,26 @@ def dockyard_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     try:
         yield root
     finally:
+        _reset_networks(root, runroot)
         _unmount_below(base)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _reset_networks(root: Path, runroot: Path) -> None:
+    """A test root's bridges, firewall rules and DNS responder are host-wide: remove them
+    with the root (its containers' namespaces are mounts below it, unmounted next)."""
+    if not (root / "dockyard.db").exists():
+        return
+    from dockyard import config
+    from dockyard.engine import Engine
+
+    engine = Engine(config.load(root, runroot))
+    try:
+        engine.networks.reset()
+    except Exception as e:  # noqa: BLE001 - teardown goes on; the next run tolerates leftovers
+        print(f"network reset of {root} failed: {e}", file=sys.stderr)
+    finally:
+        engine.close()
 
 
 @pytest.fixture

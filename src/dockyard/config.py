@@ -28,6 +28,12 @@ class Settings:
     max_concurrent_downloads: int = 3
     max_concurrent_uploads: int = 5
     debug: bool = False
+    # The default bridge network (Docker's daemon.json words): its gateway and prefix
+    # ("172.26.0.1/16"; "" = 172.17.0.1/16, or the next free pool if the host uses that),
+    # its Linux bridge, and whether its containers resolve each other by name (beyond Docker).
+    bip: str = ""
+    bridge_name: str = "dockyard0"
+    bridge_dns: bool = True
 
     @property
     def settings_file(self) -> str:
@@ -51,6 +57,9 @@ def load(root: str | os.PathLike | None = None, runroot: str | os.PathLike | Non
     settings.insecure_registries = list(data.get("insecure-registries", []))
     settings.max_concurrent_downloads = int(data.get("max-concurrent-downloads", 3))
     settings.max_concurrent_uploads = int(data.get("max-concurrent-uploads", 5))
+    settings.bip = str(data.get("bip", ""))
+    settings.bridge_name = str(data.get("bridge", "dockyard0"))
+    settings.bridge_dns = bool(data.get("bridge-dns", True))
     extra = os.environ.get("DOCKYARD_INSECURE_REGISTRIES", "")
     settings.insecure_registries += [r.strip() for r in extra.split(",") if r.strip()]
     return settings

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from dockyard.containers.manager import Containers
     from dockyard.images.service import Images
+    from dockyard.network.service import Networks
     from dockyard.store.content import ContentStore
     from dockyard.store.images import ImageStore
     from dockyard.store.layers import LayerStore
@@ -65,6 +66,12 @@ class Engine:
         from dockyard.containers.manager import Containers
 
         return Containers(self)
+
+    @cached_property
+    def networks(self) -> "Networks":
+        from dockyard.network.service import Networks
+
+        return Networks(self)
 
     @cached_property
     def volumes(self) -> "Volumes":

@@ -126,6 +126,12 @@ def test_run_and_exec_stay_off_heavy_modules(dy: Dockyard) -> None:  # noqa: F81
     ran = _imported(dy, "run", "--rm", "--network", "none", "busybox", "true")
     assert "dockyard.containers.manager" in ran
     assert not ran & HEAVY, sorted(ran & HEAVY)
+    # The default network: set-up (netlink, namespace, IPAM, DNS responder) on the hot path
+    # too, once the bridge exists (its first creation runs iptables).
+    dy.cli("run", "--rm", "busybox", "true", check=True)
+    bridged = _imported(dy, "run", "--rm", "busybox", "true")
+    assert "dockyard.network.rtnl" in bridged
+    assert not bridged & HEAVY, sorted(bridged & HEAVY)
     dy.cli("run", "-d", "--name", "imports", "--network", "none", "busybox", "sleep", "60", check=True)
     executed = _imported(dy, "exec", "imports", "true")
     assert "dockyard.containers.execute" in executed

@@ -70,7 +70,19 @@ def _remove_cgroups(name: str) -> None:
 
 
 def _destroy(base: Path, cgroup: str) -> None:
-    """Everything under ``base`` and in ``cgroup``: processes (by PID), mounts, files."""
+    """Everything under ``base`` and in ``cgroup``: processes (by PID), mounts, files, and
+    the root's host-wide network parts (bridges, firewall rules)."""
+    if (base / "root" / "dockyard.db").exists():
+        from dockyard import config
+        from dockyard.engine import Engine
+
+        engine = Engine(config.load(base / "root", base / "run"))
+        try:
+            engine.networks.reset()
+        except Exception as e:  # noqa: BLE001 - go on removing the rest
+            print(f"network reset of {base} failed: {e}", file=sys.stderr)
+        finally:
+            engine.close()
     for pid in _processes_mentioning(str(base)):
         try:
             os.kill(pid, signal.SIGKILL)
@@ -136,6 +148,7 @@ class Dockyard:
             engine.containers.reset()
             for v in engine.volumes.list():
                 engine.volumes.remove(v.name, force=True)
+            engine.networks.prune()   # user networks a test made; the default bridge stays
         finally:
             os.environ.pop("DOCKYARD_CGROUP_PARENT", None)
             engine.close()

@@ -165,7 +165,9 @@ def test_limits_readonly_tmpfs_and_network(dy: Dockyard) -> None:
                     "--tmpfs", "/run", "-m", "64m", "--cpus", "0.5", "busybox", "sh", "-c", script)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[:4] == ["20", "100", "ro", "tmpfs"]
-    assert result.stdout.split("\n")[4].split() == ["lo"]  # its own network namespace, loopback only
+    assert result.stdout.split("\n")[4].split() == ["eth0", "lo"]  # its own namespace on the default bridge
+    none = dy.cli("run", "--rm", "--network", "none", "busybox", "ls", "/sys/class/net", check=True).stdout
+    assert none.split() == ["lo"]  # loopback only
     caps = dy.cli("run", "--rm", "--cap-drop", "ALL", "--cap-add", "NET_RAW", "busybox", "grep", "CapEff",
                   "/proc/self/status").stdout
     assert caps.split()[1] == "0000000000002000"

@@ -144,6 +144,7 @@ def test_system_prune_asks_then_removes_containers_volumes_images_and_leftovers(
     assert no.stdout == (
         "WARNING! This will remove:\n"
         "  - all stopped containers\n"
+        "  - all networks not used by at least one container\n"
         "  - all anonymous volumes not used by at least one container\n"
         "  - all dangling images\n"
         "  - leftovers of interrupted commands and image data no image uses\n"

@@ -52,7 +52,19 @@ def _create_options(f: Callable) -> Callable:
         click.option("--cap-drop", multiple=True, metavar="LIST", help="Drop Linux capabilities."),
         click.option("--privileged", is_flag=True, help="Give extended privileges to this container."),
         click.option("--runtime", metavar="STRING", help="Runtime to use for this container (pyrunc, crun, runc)."),
-        click.option("--network", "--net", "network", metavar="NETWORK", help="Connect a container to a network (none, host)."),
+        click.option("--network", "--net", "network", metavar="NETWORK", help="Connect a container to a network (bridge, host, none, container:<name|id>, or a user network)."),
+        click.option("--network-alias", "--net-alias", "network_alias", multiple=True, metavar="LIST", help="Add network-scoped alias for the container."),
+        click.option("--ip", metavar="ADDRESS", help="IPv4 address (e.g., 172.30.100.104)."),
+        click.option("--mac-address", metavar="STRING", help="Container MAC address (e.g., 92:d0:c6:0a:29:33)."),
+        click.option("-p", "--publish", multiple=True, metavar="LIST", help="Publish a container's port(s) to the host."),
+        click.option("-P", "--publish-all", is_flag=True, help="Publish all exposed ports to random ports."),
+        click.option("--expose", multiple=True, metavar="LIST", help="Expose a port or a range of ports."),
+        click.option("--link", "links", multiple=True, metavar="LIST", help="Add link to another container."),
+        click.option("--add-host", multiple=True, metavar="LIST", help="Add a custom host-to-IP mapping (host:ip)."),
+        click.option("--dns", multiple=True, metavar="LIST", help="Set custom DNS servers."),
+        click.option("--dns-search", multiple=True, metavar="LIST", help="Set custom DNS search domains."),
+        click.option("--dns-option", "--dns-opt", "dns_option", multiple=True, metavar="LIST", help="Set DNS options."),
+        click.option("--domainname", metavar="STRING", help="Container NIS domain name."),
         click.option("-m", "--memory", metavar="BYTES", help="Memory limit."),
         click.option("--memory-swap", metavar="BYTES", help="Swap limit equal to memory plus swap: '-1' to enable unlimited swap."),
         click.option("--cpus", metavar="DECIMAL", help="Number of CPUs."),
@@ -350,8 +362,14 @@ def inspect_objects(names: Sequence[str], format_: str | None, type_: str | None
         if obj is None and type_ in (None, "volume"):
             volume = engine.volumes.find(name)
             obj = volume.inspect() if volume is not None else None
+        if obj is None and type_ in (None, "network"):
+            try:
+                obj = engine.networks.inspect(engine.networks.get(name))
+            except NotFoundError:
+                obj = None
         if obj is None:
-            what = {"container": "container", "image": "image", "volume": "volume"}.get(type_ or "", "object")
+            what = {"container": "container", "image": "image", "volume": "volume",
+                    "network": "network"}.get(type_ or "", "object")
             errors.append(NotFoundError(f"No such {what}: {name}"))
             continue
         found.append(obj)
@@ -376,7 +394,7 @@ def inspect_objects(names: Sequence[str], format_: str | None, type_: str | None
 @click.command(name="inspect")
 @click.option("-f", "--format", "format_", metavar="STRING", help="Format output using a custom template.")
 @click.option("-s", "--size", is_flag=True, help="Display total file sizes if the type is container.")
-@click.option("--type", "type_", type=click.Choice(["container", "image", "volume"]), help="Only inspect objects of the given type.")
+@click.option("--type", "type_", type=click.Choice(["container", "image", "volume", "network"]), help="Only inspect objects of the given type.")
 @click.argument("names", nargs=-1, required=True, metavar="NAME|ID [NAME|ID...]")
 def inspect(format_: str | None, size: bool, type_: str | None, names: tuple[str, ...]) -> None:
     """Return low-level information on Docker objects."""

@@ -1,4 +1,4 @@
-"""Command groups (``image``, ``container``, ``volume``, ``system``) whose subcommands load lazily."""
+"""Command groups (``image``, ``container``, ``volume``, ``network``, ``system``) whose subcommands load lazily."""
 
 from __future__ import annotations
 
@@ -57,6 +57,7 @@ CONTAINER_COMMANDS: dict[str, tuple[str, str]] = {
         ("prune", "prune", "Remove all stopped containers"),
     ]
 }
+CONTAINER_COMMANDS["port"] = ("dockyard.cli.networks:port", "List port mappings or a specific mapping for the container")
 
 _V = "dockyard.cli.volumes:"
 VOLUME_COMMANDS: dict[str, tuple[str, str]] = {
@@ -68,6 +69,26 @@ VOLUME_COMMANDS: dict[str, tuple[str, str]] = {
     "remove": (_V + "rm", "Remove one or more volumes"),
     "prune": (_V + "prune", "Remove unused local volumes"),
 }
+
+
+_N = "dockyard.cli.networks:"
+NETWORK_COMMANDS: dict[str, tuple[str, str]] = {
+    "create": (_N + "create", "Create a network"),
+    "ls": (_N + "ls", "List networks"),
+    "list": (_N + "ls", "List networks"),
+    "inspect": (_N + "inspect", "Display detailed information on one or more networks"),
+    "rm": (_N + "rm", "Remove one or more networks"),
+    "remove": (_N + "rm", "Remove one or more networks"),
+    "connect": (_N + "connect", "Connect a container to a network"),
+    "disconnect": (_N + "disconnect", "Disconnect a container from a network"),
+    "prune": (_N + "prune", "Remove all unused networks"),
+    "reload": (_N + "reload", "Re-create bridges and firewall rules from the state"),
+}
+
+
+@click.group(cls=LazyGroup, lazy=NETWORK_COMMANDS)
+def network() -> None:
+    """Manage networks."""
 
 
 @click.group(cls=LazyGroup, lazy=IMAGE_COMMANDS)

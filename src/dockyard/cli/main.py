@@ -53,6 +53,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cp": ("dockyard.cli.containers:cp", "Copy files/folders between a container and the local filesystem"),
     "container": ("dockyard.cli.groups:container", "Manage containers"),
     "volume": ("dockyard.cli.groups:volume", "Manage volumes"),
+    "network": ("dockyard.cli.groups:network", "Manage networks"),
+    "port": ("dockyard.cli.networks:port", "List port mappings or a specific mapping for the container"),
     "system": ("dockyard.cli.groups:system", "Manage dockyard"),
     "registry": ("dockyard.cli.registry:registry", "Run and manage an OCI registry"),
 }

@@ -164,7 +164,82 @@ def build_create(kw: dict[str, Any], image: str, command: Sequence[str]) -> tupl
     }
     for b in host["Binds"] or []:
         mounts_mod.parse_volume(b)  # fail early, with Docker's message
+    _network_options(kw, config, host)
     return config, host
+
+
+def _network_options(kw: dict[str, Any], config: dict[str, Any], host: dict[str, Any]) -> None:
+    """-p, -P, --expose, --link, --add-host, --dns*, --domainname, --ip, --mac-address and
+    --network-alias into Docker's Config, HostConfig and NetworkingConfig (kept in
+    ``config["NetworkingConfig"]`` until ``create`` takes it)."""
+    from dockyard.errors import DockyardError
+    from dockyard.network import ports
+
+    exposed, bindings = ports.parse_publish(kw.get("publish") or ())
+    exposed.update(ports.parse_expose(kw.get("expose") or ()))
+    if exposed:
+        config["ExposedPorts"] = exposed
+    if kw.get("domainname"):
+        config["Domainname"] = kw["domainname"]
+    network = kw.get("network") or "default"
+    if network == "host" and (bindings or kw.get("publish_all")):
+        echo_err("WARNING: Published ports are discarded when using host network mode")
+        bindings = {}
+    host["PortBindings"] = bindings or {}
+    host["PublishAllPorts"] = bool(kw.get("publish_all"))
+    links = []
+    for link in kw.get("links") or ():
+        name, _, alias = link.partition(":")
+        links.append(f"{name}:{alias or name}")
+    host["Links"] = links or None
+    extra = []
+    for item in kw.get("add_host") or ():
+        sep = "=" if "=" in item else ":"
+        name, _, address = item.partition(sep)
+        if not name or not address:
+            raise DockyardError(f"invalid argument \"{item}\" for \"--add-host\" flag: bad format for add-host: "
+                                f"\"{item}\"", exit_code=125)
+        if address != "host-gateway":
+            from dockyard.network import ipam
+
+            try:
+                ipam.to_int(address)
+            except DockyardError:
+                raise DockyardError(f"invalid argument \"{item}\" for \"--add-host\" flag: invalid IP address "
+                                    f"in add-host: \"{address}\"", exit_code=125) from None
+        extra.append(f"{name}:{address}")
+    host["ExtraHosts"] = extra or None
+    for flag, key in (("dns", "Dns"), ("dns_search", "DnsSearch"), ("dns_option", "DnsOptions")):
+        host[key] = list(kw.get(flag) or ())
+    for server in host["Dns"]:
+        from dockyard.network import ipam
+
+        try:
+            ipam.to_int(server)
+        except DockyardError:
+            raise DockyardError(f"{server} is not an ip address", exit_code=125) from None
+    endpoint: dict[str, Any] = {}
+    if kw.get("network_alias"):
+        endpoint["Aliases"] = list(kw["network_alias"])
+    if kw.get("ip"):
+        from dockyard.network import ipam
+
+        try:
+            ipam.to_int(kw["ip"])
+        except DockyardError:
+            raise DockyardError(f"invalid argument \"{kw['ip']}\" for \"--ip\" flag: invalid IPv4 address",
+                                exit_code=125) from None
+        endpoint["IPAMConfig"] = {"IPv4Address": kw["ip"]}
+    if kw.get("mac_address"):
+        from dockyard.network import ipam
+
+        endpoint["MacAddress"] = ipam.check_mac(kw["mac_address"])
+    if endpoint:
+        if network in ("host", "none", "default") or network.startswith("container:"):
+            if "Aliases" in endpoint and network != "default":
+                raise DockyardError("network-scoped alias is supported only for containers in user defined networks",
+                                    exit_code=125)
+        config["NetworkingConfig"] = {"EndpointsConfig": {"bridge" if network == "default" else network: endpoint}}
 
 
 def create_container(engine: Any, kw: dict[str, Any], image: str, command: Sequence[str]) -> "ContainerRecord":
@@ -181,7 +256,8 @@ def create_container(engine: Any, kw: dict[str, Any], image: str, command: Seque
             e.exit_code = 125
             raise
     try:
-        return engine.containers.create(config, host, kw.get("name"))
+        networking = config.pop("NetworkingConfig", None)
+        return engine.containers.create(config, host, kw.get("name"), networking)
     except NotFoundError as e:
         e.exit_code = 125
         raise
@@ -340,8 +416,17 @@ def status_text(r: "ContainerRecord", now: float) -> str:
     return "Created"
 
 
-def ps_rows(records: Sequence["ContainerRecord"], trunc: bool, now: float | None = None) -> list[dict[str, str]]:
+def _network_names(r: "ContainerRecord") -> list[str]:
+    mode = r.host_config.get("NetworkMode") or "default"
+    names = ["bridge" if mode == "default" else mode]
+    names += [n for n in ((r.config.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}) if n not in names]
+    return names
+
+
+def ps_rows(records: Sequence["ContainerRecord"], trunc: bool, now: float | None = None,
+            published: "dict[str, list[Any]] | None" = None) -> list[dict[str, str]]:
     from dockyard.cli import formatting as fmt
+    from dockyard.network.ports import ps_column
 
     now = time.time() if now is None else now
     rows = []
@@ -358,8 +443,9 @@ def ps_rows(records: Sequence["ContainerRecord"], trunc: bool, now: float | None
             "LocalVolumes": str(sum(1 for m in r.config.get("Mounts") or [] if m.get("Type") == "volume")),
             "Mounts": ",".join(fmt.ellipsis(m, 15) if trunc else m for m in mounts),
             "Names": r.name,
-            "Networks": r.host_config.get("NetworkMode") or "default",
-            "Ports": "",
+            "Networks": ",".join(_network_names(r)),
+            "Ports": ps_column((published or {}).get(r.id, []) if r.status in ("running", "paused", "restarting")
+                               else [], r.container_config.get("ExposedPorts") or {}),
             "RunningFor": fmt.time_ago(r.created, now),
             "Size": "",
             "State": r.status,
@@ -379,7 +465,12 @@ def ps(engine: Any, all_: bool, filters: Sequence[str], format_: str | None, las
     else:
         wanted = {}  # what parse_filters(()) gives, without importing cli.images (and click)
     records = engine.containers.list(all=all_, filters=wanted, last=1 if latest else last)
-    rows = ps_rows(records, trunc=not no_trunc)
+    published = None
+    if records and not quiet:
+        from dockyard.network.store import NetworkStore
+
+        published = NetworkStore(engine.db).all_ports()
+    rows = ps_rows(records, trunc=not no_trunc, published=published)
     if quiet:
         _write("".join(r["ID"] + "\n" for r in rows))
         return

@@ -138,9 +138,9 @@ PRUNE_TEMPLATE = "WARNING! This will remove:\n{warnings}\n{filters}\nAre you sur
 
 
 def prune_warning(all_: bool, volumes: bool, filters: Sequence[str]) -> str:
-    """Docker's confirmation text, naming what dockyard removes (it has no networks or build
-    cache yet; it has leftovers of interrupted commands)."""
-    warnings = ["all stopped containers"]
+    """Docker's confirmation text, naming what dockyard removes (it has no build cache yet;
+    it has leftovers of interrupted commands)."""
+    warnings = ["all stopped containers", "all networks not used by at least one container"]
     if volumes:
         warnings.append("all anonymous volumes not used by at least one container")
     warnings.append("all images without at least one container associated to them" if all_ else
@@ -172,6 +172,8 @@ def prune(all_: bool, volumes: bool, filters: tuple[str, ...], force: bool) -> N
     out = []
     if report.containers:
         out.append("Deleted Containers:\n" + "".join(c + "\n" for c in report.containers) + "\n")
+    if report.networks:
+        out.append("Deleted Networks:\n" + "".join(n + "\n" for n in report.networks) + "\n")
     if report.volumes:
         out.append("Deleted Volumes:\n" + "".join(v + "\n" for v in report.volumes) + "\n")
     images = report.images

@@ -2,17 +2,17 @@
 volumes filled, the network attached, /etc files written, Docker's options turned into
 the runtime spec.
 
-The network attachment (``network.attach``) is the hook the networks work plugs into: it
-runs before the spec is written, and its namespace and hosts entries go into the spec
-and the /etc files here.
+The network attachment (``dockyard.network.attach``) runs before the spec is written: its
+namespace, hosts entries and --link variables go into the spec and the /etc files here,
+and what undoes it goes to the shim (``record.config["NetworkTeardown"]``, not stored).
 """
 
 from __future__ import annotations
 
 import os
 
-from dockyard.containers import network
 from dockyard.errors import DockyardError
+from dockyard.network import attach as network
 
 TYPE_CHECKING = False  # importing typing costs ~20 ms of every command's start-up
 if TYPE_CHECKING:
@@ -60,13 +60,20 @@ def prepare(containers: "Containers", record: "ContainerRecord") -> "dict[str, A
         oci_mounts.append(mounts_mod.to_oci(m))
     mode = host.get("NetworkMode") or "default"
     hostname = conf.get("Hostname") or (os.uname().nodename if mode == "host" else cid[:12])
-    attachment = network.attach(host, hostname)
-    oci_mounts += _etc_files(cdir, hostname, attachment, {m["destination"] for m in oci_mounts})
+    attachment = network.attach(engine, record, hostname)
+    try:
+        oci_mounts += _etc_files(cdir, hostname, attachment, {m["destination"] for m in oci_mounts})
+    except BaseException:
+        if attachment.teardown is not None:
+            network.teardown(engine.root, engine.settings.runroot, cid, attachment.teardown, engine=engine)
+        raise
     config = dict(record.config)
     config["BindInodes"] = inodes
     record.config = config
+    record.extra["network_teardown"] = attachment.teardown
     options = specs.RunOptions(
-        command=conf.get("Cmd") or [], entrypoint=conf.get("Entrypoint") or [""], env=list(conf.get("Env") or []),
+        command=conf.get("Cmd") or [], entrypoint=conf.get("Entrypoint") or [""],
+        env=list(conf.get("Env") or []) + attachment.env,
         workdir=conf.get("WorkingDir") or None, user=conf.get("User") or "",
         hostname=hostname, terminal=bool(conf.get("Tty")), read_only=bool(host.get("ReadonlyRootfs")),
         mounts=oci_mounts, network=attachment.namespace,
@@ -82,6 +89,8 @@ def prepare(containers: "Containers", record: "ContainerRecord") -> "dict[str, A
     # The image config carries the defaults; Config already has them merged.
     spec = specs.build({"Env": []}, target, options, cid)
     spec["process"]["args"] = [record.config["Path"], *record.config["Args"]]
+    if conf.get("Domainname") and mode != "host":
+        spec["domainname"] = conf["Domainname"]
     if host.get("Init"):
         # Docker's --init: its tini (docker-init) bind-mounted in, as PID 1 in front of the command.
         spec["mounts"].append({"destination": INIT_PATH, "type": "bind", "source": init_binary(),

@@ -27,13 +27,9 @@ def inspect_container(containers: "Containers", r: ContainerRecord) -> dict[str,
         if m["Type"] != "volume":
             m.pop("Name", None)
             m.pop("Driver", None)
-    network = host.get("NetworkMode") or "default"
     running = r.status in ("running", "paused", "restarting")
-    networks: dict[str, Any] = {}
-    if network in ("host", "none"):
-        networks[network] = {"IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": "", "EndpointID": "",
-                             "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
-                             "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": "", "DriverOpts": None}
+    net = containers.engine.networks.container_settings(r)
+    primary = net["Primary"]
     cdir = containers.container_dir(r.id)
     result = {
         "Id": r.id,
@@ -72,11 +68,15 @@ def inspect_container(containers: "Containers", r: ContainerRecord) -> dict[str,
         "Mounts": mounts,
         "Config": r.container_config,
         "NetworkSettings": {
-            "Bridge": "", "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "",
-            "LinkLocalIPv6PrefixLen": 0, "Ports": {}, "SandboxKey": f"/proc/{r.pid}/ns/net" if running and r.pid else "",
-            "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, "EndpointID": "", "Gateway": "",
-            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "", "IPPrefixLen": 0,
-            "IPv6Gateway": "", "MacAddress": "", "Networks": networks,
+            "Bridge": "", "SandboxID": r.id if net["SandboxKey"] else "", "HairpinMode": False,
+            "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "Ports": net["Ports"],
+            "SandboxKey": net["SandboxKey"] or (f"/proc/{r.pid}/ns/net" if running and r.pid else ""),
+            "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None,
+            # Docker fills these top-level fields from the default bridge's endpoint only.
+            "EndpointID": primary.get("EndpointID", ""), "Gateway": primary.get("Gateway", ""),
+            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": primary.get("IPAddress", ""),
+            "IPPrefixLen": primary.get("IPPrefixLen", 0), "IPv6Gateway": "", "MacAddress": primary.get("MacAddress", ""),
+            "Networks": net["Networks"],
         },
     }
     return result

@@ -144,8 +144,10 @@ class Containers:
 
     # ------------------------------------------------------------------ create
 
-    def create(self, config: dict[str, Any], host_config: dict[str, Any], name: str | None = None) -> ContainerRecord:
-        """Docker's ContainerCreate: ``config`` and ``host_config`` in the API's shape."""
+    def create(self, config: dict[str, Any], host_config: dict[str, Any], name: str | None = None,
+               networking_config: dict[str, Any] | None = None) -> ContainerRecord:
+        """Docker's ContainerCreate: ``config``, ``host_config`` and ``networking_config`` in
+        the API's shape."""
         image = self.engine.image_store.lookup(config["Image"])
         image_conf = (self.engine.image_store.config(image).get("config") or {})
         merged = _merge_config(config, image_conf)
@@ -161,6 +163,7 @@ class Containers:
         host_config["Runtime"] = host_config.get("Runtime") or DEFAULT_RUNTIME
         host_config.setdefault("CgroupParent", os.environ.get("DOCKYARD_CGROUP_PARENT", "dockyard"))
         _check_host_config(host_config, merged)
+        self._check_network(host_config, merged, name, networking_config or {})
         mounts = self._resolve_mounts(host_config, merged, image_conf)
         args = (merged.get("Entrypoint") or []) + (merged.get("Cmd") or [])
         if not args:
@@ -168,6 +171,7 @@ class Containers:
         record = ContainerRecord(
             id=cid, name=name, image_id=image.id, image=config["Image"], created=time.time(),
             config={"Path": args[0], "Args": args[1:], "Config": merged, "HostConfig": host_config,
+                    "NetworkingConfig": networking_config or {"EndpointsConfig": {}},
                     "Mounts": mounts, "ImageChain": image.layers[-1] if image.layers else ""})
         from dockyard.store.owned import recording_dir
 
@@ -180,6 +184,42 @@ class Containers:
             shutil.rmtree(self.container_dir(cid), ignore_errors=True)
             raise
         return record
+
+    def _check_network(self, host: dict[str, Any], config: dict[str, Any], name: str,
+                       networking: dict[str, Any]) -> None:
+        """Docker's create-time checks of the network options; --link targets in Docker's
+        stored form ("/db1:/wp/db1")."""
+        from dockyard.network.attach import mode_of
+
+        mode = mode_of(host)
+        if mode.startswith("container:"):
+            self.get(mode.partition(":")[2])
+            if host.get("PortBindings") or host.get("PublishAllPorts"):
+                raise ContainerError("conflicting options: port publishing and the container type network mode")
+            if config.get("Hostname"):
+                raise ContainerError("conflicting options: hostname and the network mode")
+            if host.get("Dns") or host.get("ExtraHosts"):
+                raise ContainerError("conflicting options: dns and the network mode")
+        elif mode not in ("host", "none"):
+            net = self.engine.networks.get(mode)
+            endpoint = (networking.get("EndpointsConfig") or {}).get(mode) or {}
+            if (endpoint.get("IPAMConfig") or {}).get("IPv4Address") and (net.name == "bridge" or not net.subnet):
+                raise ContainerError("user specified IP address is supported on user defined networks only")
+            if endpoint.get("Aliases") and net.name == "bridge":
+                raise ContainerError("network-scoped alias is supported only for containers in user defined networks")
+        elif host.get("Links"):
+            raise ContainerError("conflicting options: host type networking can't be used with links. "
+                                 "This would result in undefined behavior" if mode == "host" else
+                                 "conflicting options: links and the none network mode")
+        links = []
+        for link in host.get("Links") or []:
+            target, _, alias = link.partition(":")
+            other = self.find(target.lstrip("/"))
+            if other is None:
+                raise ContainerError(f"could not get container for {target.lstrip('/')}")
+            links.append(f"/{other.name}:/{name}/{alias or other.name}")
+        if links:
+            host["Links"] = links
 
     def _resolve_mounts(self, host_config: dict[str, Any], config: dict[str, Any],
                         image_conf: dict[str, Any]) -> list[dict[str, Any]]:
@@ -238,14 +278,22 @@ class Containers:
             self.store.update(cid, error=str(e))
             raise
 
-        specs.write_bundle(bundle, spec)
-        shim_dir = self.shim_dir(cid)
-        os.makedirs(shim_dir, exist_ok=True)
+        network = record.extra.pop("network_teardown", None)
+        try:
+            specs.write_bundle(bundle, spec)
+            shim_dir = self.shim_dir(cid)
+            os.makedirs(shim_dir, exist_ok=True)
+            name = runtime_name(record)
+            if name != DEFAULT_RUNTIME:
+                self.runtime(name)  # a runtime missing from this host fails here, not in the shim
+        except BaseException:
+            if network is not None:
+                from dockyard.network import attach
+
+                attach.teardown(str(self.engine.root), self.run_base, cid, network, engine=self.engine)
+            raise
         host = record.host_config
         log_config = (host.get("LogConfig") or {}).get("Config") or {}
-        name = runtime_name(record)
-        if name != DEFAULT_RUNTIME:
-            self.runtime(name)  # a runtime missing from this host fails here, not in the shim
         cfg = {
             "id": cid, "root": str(self.engine.root), "runtime": name,
             "runtime_root": str(self.runtime_root(name)),
@@ -258,6 +306,7 @@ class Containers:
             "rm": bool(host.get("AutoRemove")), "restart": host.get("RestartPolicy") or {},
             "cgroup": spec["linux"]["cgroupsPath"],
             "anonymous_volumes": [m["Name"] for m in record.config.get("Mounts") or [] if m.get("Anonymous")],
+            "network": network, "runroot": self.run_base,
         }
         with open(os.path.join(shim_dir, "shim.json"), "w") as f:
             f.write(json.dumps(cfg))  # for the record: what the shim was told
@@ -459,11 +508,18 @@ class Containers:
             except DockyardError:
                 pass
         anonymous = [m["Name"] for m in record.config.get("Mounts") or [] if m.get("Anonymous")] if volumes else []
-        self.store.delete(record.id)
+        self._teardown_network(record.id)
+        self.store.delete(record.id)   # its endpoints and published ports go with it
         cleanup.remove_container_files(str(self.engine.root), record.id, str(self.container_dir(record.id)), anonymous)
         import shutil
 
         shutil.rmtree(self.shim_dir(record.id), ignore_errors=True)
+
+    def _teardown_network(self, cid: str) -> None:
+        """What a dead shim or an interrupted start left of the container's network."""
+        from dockyard.network import attach
+
+        attach.teardown(str(self.engine.root), self.run_base, cid, None, engine=self.engine)
 
     def forget(self, cid: str) -> None:
         """Delete the record of a container whose files are gone (``run --rm``: its shim
@@ -570,6 +626,7 @@ class Containers:
         from dockyard.runtime import rootfs
 
         rootfs.unmount(self.container_dir(current.id))
+        self._teardown_network(current.id)
         message = SHIM_DIED.format(pid=current.shim_pid)
         self.store.update(current.id, status=EXITED, pid=0, exit_code=137, error=message, finished_at=time.time())
         import shutil
@@ -728,9 +785,6 @@ def _check_host_config(host: dict[str, Any], config: dict[str, Any]) -> None:
         raise ContainerError("Conflicting options: --restart and --rm")
     if policy.get("MaximumRetryCount") and policy.get("Name") != "on-failure":
         raise ContainerError(f"maximum retry count cannot be used with restart policy '{policy['Name']}'")
-    from dockyard.containers import network
-
-    network.check_mode(host.get("NetworkMode") or "default")
     if config.get("StopSignal"):
         try:
             signal_number(config["StopSignal"])

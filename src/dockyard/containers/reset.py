@@ -32,6 +32,8 @@ def system_reset(engine: "Engine") -> Iterator[str]:
     """Containers (their processes, shims, mounts, cgroups), volumes, images, state."""
     for cid in engine.containers.reset():
         yield f"Deleted container: {cid}"
+    for bridge in engine.networks.reset():
+        yield f"Deleted bridge: {bridge}"
     for root in (engine.settings.runroot, engine.root):
         for point in _mounts_below(Path(root)):
             subprocess.run(["umount", "-l", point], stderr=subprocess.DEVNULL, check=False)

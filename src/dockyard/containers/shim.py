@@ -618,6 +618,16 @@ class Shim:
             self._send(client, frame)
             self._drop(client)
 
+    def _teardown_network(self) -> None:
+        """Unplug the container's network (veths, namespace, published ports): the shim is
+        about to go, so loading the network code here costs no lasting memory."""
+        try:
+            from dockyard.network import attach
+
+            attach.teardown(self.cfg["root"], self.cfg["runroot"], self.id, self.cfg["network"])
+        except Exception as e:  # noqa: BLE001 - the next command reclaims what is left
+            _note(f"network teardown: {e}")
+
     def finish(self, remove: bool, deleting: "Callable[[], None] | None" = None) -> None:
         """The container is done for good: unmount, maybe remove, tell clients, go.
         ``deleting``: waits for the runtime's delete begun earlier (``start_delete``),
@@ -627,6 +637,8 @@ class Shim:
         except OSError:
             pass
         _unmount(os.path.join(self.cfg["container_dir"], "rootfs"))
+        if self.cfg.get("network"):
+            self._teardown_network()
         if remove:
             _rmtree(self.cfg["container_dir"])
         elif deleting is not None:
@@ -793,6 +805,13 @@ def _give_up(shim: "Shim | None", cfg: "dict[str, Any]", ready_fd: int, error: B
         message += "; the container was killed"
     if shim is not None:
         shim._delete_runtime_state()   # kills whatever else is left in its cgroup
+    if cfg.get("network"):
+        try:
+            from dockyard.network import attach
+
+            attach.teardown(cfg["root"], cfg["runroot"], cfg["id"], cfg["network"])
+        except Exception:  # noqa: BLE001 - the next command reclaims it
+            pass
     if shim is not None:
         shim.report(f"E125 {message}")   # if the CLI still waits for the launch's report
     else:

@@ -164,13 +164,15 @@ def stop(runroot: str, timeout: float = 5.0) -> None:
 class Net:
     """What the responder answers on one network's gateway."""
 
-    __slots__ = ("id", "name", "gateway", "internal", "names", "ptr", "dns_of", "cache")
+    __slots__ = ("id", "name", "gateway", "internal", "names", "ptr", "dns_of", "cache", "cid_of", "address_of")
 
     def __init__(self, id: str, name: str, gateway: str, internal: bool) -> None:
         self.id, self.name, self.gateway, self.internal = id, name, gateway, internal
         self.names: dict[str, list[str]] = {}     # lower-case name -> addresses
         self.ptr: dict[str, str] = {}             # "2.0.17.172.in-addr.arpa" -> container name
         self.dns_of: dict[str, list[str]] = {}    # container address -> its --dns servers
+        self.cid_of: dict[str, str] = {}          # container address -> container ID
+        self.address_of: dict[str, str] = {}      # container ID -> its address here
         # Encoded answers by the query's bytes after its ID: bytes, or for a name with
         # several addresses [index, variant, variant, ...] served in turn (round robin).
         self.cache: dict[bytes, Any] = {}
@@ -217,6 +219,8 @@ def load_table(conn: "sqlite3.Connection") -> tuple[dict[str, Net], bool]:
         for name in (cname, cid[:12], *extra):
             net.add(name, address)
             net.add(f"{name}.{nname}", address)
+        net.cid_of[address] = cid
+        net.address_of[cid] = address
         if address.count(".") == 3:
             net.ptr[".".join(reversed(address.split("."))) + ".in-addr.arpa"] = cname
         try:
@@ -429,7 +433,7 @@ class Responder:
         net = self.nets.get(gw)
         if net is None:
             return
-        out, req = self.local(net, data, tcp=False)
+        out, req = self.local(net, data, tcp=False, source=addr[0])
         if out is None and req is not None:
             if len(self.tasks) >= MAX_FORWARDS:
                 return
@@ -450,9 +454,11 @@ class Responder:
 
     # ------------------------------------------------------------ answers
 
-    def local(self, net: Net, data: bytes, tcp: bool) -> "tuple[bytes | None, DNSRecord | None]":
+    def local(self, net: Net, data: bytes, tcp: bool, source: str = "") -> "tuple[bytes | None, DNSRecord | None]":
         """The answer from N's table (cached for UDP), or (None, request) to forward it.
-        (None, None): drop the packet."""
+        (None, None): drop the packet. A name on another network the asking container is
+        also on (``network connect``) is answered too, as Docker does, but never cached:
+        N's other containers are not on that network."""
         from dnslib import QTYPE, DNSRecord
 
         try:
@@ -475,7 +481,10 @@ class Responder:
         else:
             addrs = net.names.get(name)
             if addrs is None:
-                return None, req
+                addrs = self.other_networks(net, source, name)
+                if addrs is None:
+                    return None, req
+                return self.build(req, addrs if q.qtype in (QTYPE.A, QTYPE.ANY) else [], "", tcp)[0], req
             variants = self.build(req, addrs if q.qtype in (QTYPE.A, QTYPE.ANY) else [], "", tcp)
         if not tcp:
             if len(net.cache) >= CACHE_MAX:
@@ -485,6 +494,17 @@ class Responder:
             else:   # the next query gets the second order: this one gets the first
                 net.cache[data[2:]] = [1] + [v[2:] for v in variants]
         return variants[0], req
+
+    def other_networks(self, net: Net, source: str, name: str) -> "list[str] | None":
+        cid = net.cid_of.get(source)
+        if cid is None:
+            return None
+        for other in self.nets.values():
+            if other is not net and cid in other.address_of:
+                addrs = other.names.get(name)
+                if addrs is not None:
+                    return addrs
+        return None
 
     def build(self, req: "DNSRecord", addrs: list[str], ptr: str, tcp: bool) -> list[bytes]:
         """Encoded answers: one per kept order of ``addrs`` (a name's several addresses are
@@ -604,7 +624,7 @@ class Responder:
                 net = self.nets.get(gw)
                 if net is None:
                     break
-                out, req = self.local(net, data, tcp=True)
+                out, req = self.local(net, data, tcp=True, source=peer)
                 if out is None and req is not None:
                     reply = await self.ask(self.upstreams(net, peer), data, tcp=True)
                     out = data[:2] + reply[2:] if reply else self.rcode(req, 2)

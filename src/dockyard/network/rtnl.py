@@ -326,6 +326,20 @@ class Netlink:
     def set_mac(self, name: str, mac: str) -> None:
         self._newlink(name, f"set MAC address of {name}", mac=mac)
 
+    def retire_link(self, name: str) -> bool:
+        """Take link ``name`` down and give it a throwaway name; False if none. For a veth
+        whose other end's namespace is about to go: the kernel then frees the pair with the
+        namespace, without the ~30 ms a delete waits here, and the name is free at once."""
+        index = self.link_index(name)
+        if index is None:
+            return False
+        what = f"retire {name}"
+        self._request(RTM_NEWLINK, 0, _IFINFO.pack(AF_UNSPEC, 0, index, 0, IFF_UP), what)
+        spare = "dz" + os.urandom(6).hex()
+        self._request(RTM_NEWLINK, 0, _IFINFO.pack(AF_UNSPEC, 0, index, 0, 0) + _attr(IFLA_IFNAME, _name(spare)),
+                      what)
+        return True
+
     def delete_link(self, name: str) -> bool:
         """Delete link ``name`` (a veth takes its peer with it, at once); False if none."""
         try:

@@ -1,4 +1,4 @@
-"""``system prune``: stopped containers, (with ``volumes``) unused anonymous volumes, dangling
+"""``system prune``: stopped containers, unused networks, (with ``volumes``) unused anonymous volumes, dangling
 images (every unused one with ``all``), and what dead processes left, in Docker's order."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ FILTERS = frozenset({"label", "until"})
 class SystemPruneReport:
     containers: list[str] = field(default_factory=list)
     volumes: list[str] = field(default_factory=list)
+    networks: list[str] = field(default_factory=list)
     images: "PruneReport | None" = None
     reclaimed: int = 0
 
@@ -43,6 +44,8 @@ def prune(engine: "Engine", all: bool = False, volumes: bool = False,
     report = SystemPruneReport()
     report.containers, freed = engine.containers.prune(filters)
     report.reclaimed += freed
+    report.networks = engine.networks.prune(filters)
+    engine.networks.reclaim()   # namespaces and veths of containers that are not running
     if volumes:
         report.volumes, freed = engine.volumes.prune(filters={"label": labels} if labels else None)
         report.reclaimed += freed
