@@ -367,3 +367,52 @@ def test_host_and_none_modes(dy: Dockyard) -> None:
     shared = dy.cli("run", "--rm", "--network", "container:holder", "busybox", "ip", "-o", "-4", "addr", "show", "eth0",
                     check=True).stdout
     assert _inspect(dy, "holder")["NetworkSettings"]["IPAddress"] in shared
+
+
+def test_reload_rebuilds_rules_and_a_lost_bridge_comes_back(dy: Dockyard) -> None:
+    """After a firewall flush, `network reload` puts our rules back from the state; after a
+    reboot (the bridge gone), the next container makes it again."""
+    from dockyard.network import firewall
+
+    port = _free_port()
+    dy.cli("run", "-d", "--name", "web", "-p", f"127.0.0.1:{port}:80", "busybox", "sh", "-c",
+           "echo up > /tmp/index.html; httpd -f -p 80 -h /tmp", check=True)
+    assert wait_for(lambda: _try(f"http://127.0.0.1:{port}/"), timeout=5) == "up\n"
+    bridge = json.loads(dy.cli("network", "inspect", "bridge", check=True).stdout)[0]["Options"][
+        "com.docker.network.bridge.name"]
+    firewall.remove_network(bridge)          # as a firewall reload by another tool would
+    assert not _rules_mentioning(f"dockyard:net:{bridge}")
+    assert _try(f"http://127.0.0.1:{port}/") is None
+    assert "bridge" in dy.cli("network", "reload", check=True).stdout.split()
+    assert _try(f"http://127.0.0.1:{port}/") == "up\n"
+    dy.cli("rm", "-f", "web", check=True)
+    subprocess.run(["ip", "link", "del", bridge], check=True)
+    firewall.remove_network(bridge)
+    out = dy.cli("run", "--rm", "busybox", "ip", "-o", "-4", "addr", "show", "eth0", check=True).stdout
+    assert "inet " in out and bridge in _links_named(bridge)
+    assert _rules_mentioning(f"dockyard:net:{bridge}")
+
+
+def test_system_reset_removes_bridges_rules_and_the_responder(dy: Dockyard, busybox_tar: Path) -> None:
+    dy.cli("network", "create", "gone", check=True)
+    dy.cli("run", "-d", "--name", "r1", "--network", "gone", "-p", "127.0.0.1::80", "busybox", "sleep", "60",
+           check=True)
+    engine = dy.engine()
+    try:
+        bridges = [engine.networks.get(n).bridge for n in ("bridge", "gone")]
+    finally:
+        engine.close()
+    assert all(_links_named(b) for b in bridges)
+    pid_file = dy.runroot / "dns" / "dnsd.pid"
+    assert wait_for(pid_file.exists, timeout=5)
+    pid = int(pid_file.read_text())
+    dy.cli("system", "reset", "--force", check=True)
+    for bridge in bridges:
+        assert not _links_named(bridge) and not _rules_mentioning(f"dockyard:net:{bridge}")
+    assert wait_for(lambda: not Path(f"/proc/{pid}").exists() or b"dnsd" not in Path(f"/proc/{pid}/cmdline")
+                    .read_bytes(), timeout=5)
+    engine = dy.engine()   # the module's later tests need their image back
+    try:
+        engine.images.import_(str(busybox_tar), "busybox", ['CMD ["sh"]'])
+    finally:
+        engine.close()
