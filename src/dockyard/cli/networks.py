@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from typing import Any
 
 import click
 
@@ -77,26 +75,8 @@ def ls(filters: tuple[str, ...], format_: str | None, no_trunc: bool, quiet: boo
 @click.argument("names", nargs=-1, required=True)
 def inspect(format_: str | None, verbose: bool, names: tuple[str, ...]) -> None:
     """Display detailed information on one or more networks."""
-    from dockyard.cli import formatting as fmt
-    from dockyard.errors import DockyardError
-
     networks = common.engine().networks
-    found: list[dict[str, Any]] = []
-    errors: list[DockyardError] = []
-    for name in names:
-        try:
-            found.append(networks.inspect(networks.get(name)))
-        except DockyardError as e:
-            errors.append(e)
-    if format_:
-        template = fmt.Template(format_)
-        sys.stdout.write("".join(template.render(o) + "\n" for o in found))
-    else:
-        sys.stdout.write(json.dumps(found, indent=4) + "\n")
-    if errors:
-        for e in errors[:-1]:
-            click.echo(f"Error: {e}", err=True)
-        raise errors[-1]
+    common.print_inspected(names, lambda name: networks.inspect(networks.get(name)), format_)
 
 
 @click.command()

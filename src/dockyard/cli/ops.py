@@ -173,7 +173,7 @@ def _network_options(kw: dict[str, Any], config: dict[str, Any], host: dict[str,
     --network-alias into Docker's Config, HostConfig and NetworkingConfig (kept in
     ``config["NetworkingConfig"]`` until ``create`` takes it)."""
     from dockyard.errors import DockyardError
-    from dockyard.network import ports
+    from dockyard.network import ipam, ports
 
     exposed, bindings = ports.parse_publish(kw.get("publish") or ())
     exposed.update(ports.parse_expose(kw.get("expose") or ()))
@@ -200,8 +200,6 @@ def _network_options(kw: dict[str, Any], config: dict[str, Any], host: dict[str,
             raise DockyardError(f"invalid argument \"{item}\" for \"--add-host\" flag: bad format for add-host: "
                                 f"\"{item}\"", exit_code=125)
         if address != "host-gateway":
-            from dockyard.network import ipam
-
             try:
                 ipam.to_int(address)
             except DockyardError:
@@ -212,8 +210,6 @@ def _network_options(kw: dict[str, Any], config: dict[str, Any], host: dict[str,
     for flag, key in (("dns", "Dns"), ("dns_search", "DnsSearch"), ("dns_option", "DnsOptions")):
         host[key] = list(kw.get(flag) or ())
     for server in host["Dns"]:
-        from dockyard.network import ipam
-
         try:
             ipam.to_int(server)
         except DockyardError:
@@ -222,8 +218,6 @@ def _network_options(kw: dict[str, Any], config: dict[str, Any], host: dict[str,
     if kw.get("network_alias"):
         endpoint["Aliases"] = list(kw["network_alias"])
     if kw.get("ip"):
-        from dockyard.network import ipam
-
         try:
             ipam.to_int(kw["ip"])
         except DockyardError:
@@ -231,8 +225,6 @@ def _network_options(kw: dict[str, Any], config: dict[str, Any], host: dict[str,
                                 exit_code=125) from None
         endpoint["IPAMConfig"] = {"IPv4Address": kw["ip"]}
     if kw.get("mac_address"):
-        from dockyard.network import ipam
-
         endpoint["MacAddress"] = ipam.check_mac(kw["mac_address"])
     if endpoint:
         if network in ("host", "none", "default") or network.startswith("container:"):

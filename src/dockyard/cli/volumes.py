@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from typing import Any
 
 import click
 
@@ -58,26 +56,8 @@ def ls(filters: tuple[str, ...], format_: str | None, quiet: bool) -> None:
 @click.argument("names", nargs=-1, required=True)
 def inspect(format_: str | None, names: tuple[str, ...]) -> None:
     """Display detailed information on one or more volumes."""
-    from dockyard.cli import formatting as fmt
-    from dockyard.errors import DockyardError
-
-    engine = common.engine()
-    found: list[dict[str, Any]] = []
-    errors: list[DockyardError] = []
-    for name in names:
-        try:
-            found.append(engine.volumes.get(name).inspect())
-        except DockyardError as e:
-            errors.append(e)
-    if format_:
-        template = fmt.Template(format_)
-        sys.stdout.write("".join(template.render(o) + "\n" for o in found))
-    else:
-        sys.stdout.write(json.dumps(found, indent=4) + "\n")
-    if errors:
-        for e in errors[:-1]:
-            click.echo(f"Error: {e}", err=True)
-        raise errors[-1]
+    volumes = common.engine().volumes
+    common.print_inspected(names, lambda name: volumes.get(name).inspect(), format_)
 
 
 @click.command()

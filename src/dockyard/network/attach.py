@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from dockyard.containers.store import ContainerRecord
     from dockyard.engine import Engine
-    from dockyard.network.store import Endpoint, Network
+    from dockyard.network.store import Network
 
 MODES = ("none", "host")
 LOCALHOST_HOSTS = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"

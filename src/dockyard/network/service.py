@@ -172,7 +172,7 @@ class Networks:
                 mine = ipam.parse_cidr(subnet)
                 for other in taken:
                     if ipam.overlaps(mine, ipam.parse_cidr(other, strict=False)):
-                        raise NetworkError(f"Pool overlaps with other one on this address space")
+                        raise NetworkError("Pool overlaps with other one on this address space")
                 net.subnet, net.gateway, net.ip_range = subnet, gateway, ip_range
             else:
                 if self.store.find("bridge") is None:
@@ -375,8 +375,8 @@ class Networks:
         mode = record.host_config.get("NetworkMode") or "default"
         if net.driver != "bridge":
             raise NetworkError(f"container cannot be disconnected from host network or connected to {net.name} network"
-                               if net.driver == "host" else f"container sharing network namespace with another "
-                               f"container or host cannot be connected to any other network")
+                               if net.driver == "host" else "container sharing network namespace with another "
+                               "container or host cannot be connected to any other network")
         if mode in ("host", "none") or mode.startswith("container:"):
             raise NetworkError("container sharing network namespace with another container or host cannot be "
                                "connected to any other network")
