@@ -217,6 +217,9 @@ def test_published_port_from_host_loopback_host_address_and_containers(rt: Docky
     assert rt.cli("port", "web", check=True).stdout == f"80/tcp -> 0.0.0.0:{port}\n81/tcp -> 127.0.0.1:{random_port}\n"
     assert rt.cli("port", "web", "80", check=True).stdout == f"0.0.0.0:{port}\n"
     assert f"0.0.0.0:{port}->80/tcp" in rt.cli("ps", check=True).stdout
+    with socket.socket() as late, pytest.raises(OSError):   # held for the container: nobody takes it
+        late.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        late.bind(("0.0.0.0", port))
     # from another container, through the host's address
     got = rt.cli("run", "--rm", "busybox", "wget", "-q", "-O", "-", f"http://{_host_address()}:{port}/")
     assert got.stdout == "hi\n", got.stderr
@@ -234,6 +237,8 @@ def test_published_port_from_host_loopback_host_address_and_containers(rt: Docky
     rt.cli("stop", "-t", "1", "web", check=True)
     assert _try(f"http://127.0.0.1:{port}/") is None
     assert not _rules_mentioning(web["Id"])
+    with socket.socket() as free_again:
+        free_again.bind(("0.0.0.0", port))
     assert rt.cli("port", "web", check=True).stdout == ""
 
 
@@ -351,6 +356,8 @@ def test_bad_input_gets_one_line_and_nothing_half_made(dy: Dockyard) -> None:
     assert unknown.returncode == 125 and "network nowhere not found" in unknown.stderr
     bad_name = dy.cli("network", "create", "bad name")
     assert bad_name.returncode == 1 and "invalid network name" in bad_name.stderr
+    bad_alias = dy.cli("run", "--rm", "--network", "one", "--network-alias", "my_db", "busybox", "true")
+    assert bad_alias.returncode == 125 and "not a valid DNS name" in bad_alias.stderr
     bad_port = dy.cli("run", "--rm", "-p", "99999:80", "busybox", "true")
     assert bad_port.returncode == 125 and "invalid hostPort" in bad_port.stderr
     assert dy.cli("network", "rm", "bridge").returncode == 1

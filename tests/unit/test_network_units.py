@@ -27,6 +27,14 @@ def test_cidr_arithmetic() -> None:
     assert ipam.mac_for("172.17.0.2") == "02:42:ac:11:00:02"
 
 
+def test_dns_names() -> None:
+    for good in ("db", "my-db", "db.example", "a1"):
+        assert ipam.check_dns_name(good) == good
+    for bad in ("-db", "db-", "my_db", "db..x", "x" * 64, "ü"):
+        with pytest.raises(DockyardError, match="not a valid DNS name"):
+            ipam.check_dns_name(bad)
+
+
 def test_pool_skips_what_the_host_routes() -> None:
     assert ipam.free_pool([]) == "172.17.0.0/16"
     assert ipam.free_pool(["172.17.0.0/16", "172.18.5.0/24"]) == "172.19.0.0/16"

@@ -205,6 +205,10 @@ class Containers:
             endpoint = (networking.get("EndpointsConfig") or {}).get(mode) or {}
             if (endpoint.get("IPAMConfig") or {}).get("IPv4Address") and (net.name == "bridge" or not net.subnet):
                 raise ContainerError("user specified IP address is supported on user defined networks only")
+            from dockyard.network.ipam import check_dns_name
+
+            for alias in endpoint.get("Aliases") or []:
+                check_dns_name(alias)
             if endpoint.get("Aliases") and net.name == "bridge":
                 raise ContainerError("network-scoped alias is supported only for containers in user defined networks")
         elif host.get("Links"):

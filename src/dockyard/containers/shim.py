@@ -112,6 +112,7 @@ class Shim:
         self.listener.listen(64)
         self.listener.setblocking(False)
         self.sel.register(self.listener, selectors.EVENT_READ, "listen")
+        self.reserved = [s for s in map(_reserve, (self.cfg.get("network") or {}).get("reserve") or []) if s]
 
     def _on_term(self, *_: "Any") -> None:
         self.terminating = True
@@ -677,6 +678,25 @@ def _store(root: str) -> "Any":
     from dockyard.store import db
 
     return ContainerStore(db.connect(root))
+
+
+def _reserve(port: "list[Any]") -> "socket.socket | None":
+    """Hold a published host port ([proto, host ip, port]) bound for the container's life."""
+    proto, host_ip, number = port
+    if proto not in ("tcp", "udp"):
+        return None
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+    try:
+        if proto == "tcp":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host_ip or "0.0.0.0", int(number)))
+        if proto == "tcp":
+            sock.listen(1)   # a listening socket keeps the port even from SO_REUSEADDR binders
+        return sock
+    except OSError as e:
+        sock.close()
+        _note(f"cannot hold published port {proto} {host_ip or '0.0.0.0'}:{number}: {e}")
+        return None
 
 
 def _note(text: str) -> None:

@@ -105,7 +105,11 @@ def _attach_bridges(engine: "Engine", record: "ContainerRecord", hostname: str) 
         host = record.host_config
         if (host.get("PortBindings") or host.get("PublishAllPorts")) and not primary_net.internal:
             info["ports"] = True
-            networks.publish(record, primary_net, primary_ep)
+            published = networks.publish(record, primary_net, primary_ep)
+            # The shim holds each host port bound while the container runs (as podman's conmon
+            # does): DNAT takes the traffic before it reaches a socket, but no host process can
+            # take the port meanwhile and lose its traffic to the container unknowingly.
+            info["reserve"] = [[p.proto, p.host_ip, p.host_port] for p in published]
         attachment = Attachment(path, [], "")
         if any(net.dns for net, _ in joined):
             from dockyard.network import dnsd

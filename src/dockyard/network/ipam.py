@@ -105,3 +105,15 @@ def check_mac(mac: str) -> str:
     if len(parts) != 6 or not all(len(p) == 2 and all(c in "0123456789abcdefABCDEF" for c in p) for p in parts):
         raise InvalidAddress(f"invalid MAC address: {mac}")
     return mac.lower()
+
+
+def check_dns_name(name: str) -> str:
+    """A name the DNS responder can answer: dot-separated labels of letters, digits and
+    inner hyphens, 63 bytes each (RFC 1123)."""
+    labels = name.split(".")
+    for label in labels:
+        if not (0 < len(label) <= 63 and label[0].isalnum() and label[-1].isalnum()
+                and all(c.isalnum() or c == "-" for c in label) and label.isascii()):
+            raise InvalidAddress(f"invalid network alias \"{name}\": not a valid DNS name "
+                                 "(letters, digits and inner hyphens, dot-separated, 63 characters a label)")
+    return name

@@ -350,7 +350,7 @@ class Networks:
             return ep.address
         return ""
 
-    def publish(self, record: "ContainerRecord", net: Network, ep: Endpoint) -> None:
+    def publish(self, record: "ContainerRecord", net: Network, ep: Endpoint) -> "list[Any]":
         from dockyard.network import firewall
         from dockyard.network.ports import bindings_wanted
 
@@ -366,6 +366,7 @@ class Networks:
             raise NetworkError(f"driver failed programming external connectivity on endpoint {record.name} "
                                f"({ep.id}): {e}", exit_code=125) from None
         firewall.add_ports(record.id, [_port_rule(p, net.bridge) for p in published])
+        return published
 
     def connect(self, typed_net: str, typed_container: str, aliases: "Sequence[str]" = (), ip: str = "") -> None:
         """Docker's ``network connect``: recorded for the next start; plugged in at once if it runs."""
@@ -386,6 +387,8 @@ class Networks:
                                exit_code=1)
         if ip:
             ipam.to_int(ip)
+        for alias in aliases:
+            ipam.check_dns_name(alias)
         conf = {"Aliases": list(aliases) or None, "IPAMConfig": {"IPv4Address": ip} if ip else None}
         config = dict(record.config)
         nc = dict(config.get("NetworkingConfig") or {})
