@@ -2,7 +2,8 @@
 --link, published ports, isolation, egress, connect/disconnect, and the clean-up.
 
 Traffic goes only between the host and namespaces these tests create, plus one request
-to the Debian mirror the machine's apt uses (the one outside destination allowed)."""
+to the Debian mirror the machine's apt uses (the one outside destination allowed). The
+tests on ``rt`` run under pyrunc and crun."""
 
 from __future__ import annotations
 
@@ -101,29 +102,29 @@ def test_default_bridge_addresses_etc_files_and_names(rt: Dockyard) -> None:
     assert rt.cli("exec", "db1", "ping", "-c1", "-W2", "web1").returncode == 0
 
 
-def test_restart_keeps_address_rm_releases_it_and_leaves_nothing(dy: Dockyard) -> None:
-    dy.cli("run", "-d", "--name", "ra", "--restart", "always", "busybox", "sh", "-c", "sleep 0.3; exit 1", check=True)
-    first = _inspect(dy, "ra")
+def test_restart_keeps_address_rm_releases_it_and_leaves_nothing(rt: Dockyard) -> None:
+    rt.cli("run", "-d", "--name", "ra", "--restart", "always", "busybox", "sh", "-c", "sleep 0.3; exit 1", check=True)
+    first = _inspect(rt, "ra")
     address, cid = first["NetworkSettings"]["IPAddress"], first["Id"]
-    assert wait_for(lambda: _inspect(dy, "ra")["RestartCount"] >= 2, timeout=15)
-    assert wait_for(lambda: _inspect(dy, "ra")["State"]["Running"], timeout=5)
-    assert _inspect(dy, "ra")["NetworkSettings"]["IPAddress"] == address
-    dy.cli("stop", "ra", check=True)
-    assert _inspect(dy, "ra")["NetworkSettings"]["IPAddress"] == ""   # Docker shows none while stopped
+    assert wait_for(lambda: _inspect(rt, "ra")["RestartCount"] >= 2, timeout=15)
+    assert wait_for(lambda: _inspect(rt, "ra")["State"]["Running"], timeout=5)
+    assert _inspect(rt, "ra")["NetworkSettings"]["IPAddress"] == address
+    rt.cli("stop", "ra", check=True)
+    assert _inspect(rt, "ra")["NetworkSettings"]["IPAddress"] == ""   # Docker shows none while stopped
     assert not _links_named(f"dy{cid[:11]}")
-    dy.cli("start", "ra", check=True)
-    assert _inspect(dy, "ra")["NetworkSettings"]["IPAddress"] == address
-    dy.cli("rm", "-f", "ra", check=True)
+    rt.cli("start", "ra", check=True)
+    assert _inspect(rt, "ra")["NetworkSettings"]["IPAddress"] == address
+    rt.cli("rm", "-f", "ra", check=True)
     assert not _links_named(f"dy{cid[:11]}")
-    assert not (dy.runroot / "netns" / cid).exists()
-    engine = dy.engine()
+    assert not (rt.runroot / "netns" / cid).exists()
+    engine = rt.engine()
     try:
         assert engine.db.execute("SELECT COUNT(*) FROM endpoints").fetchone()[0] == 0
     finally:
         engine.close()
     # the address is free again
-    dy.cli("run", "-d", "--name", "rb", "busybox", "sleep", "60", check=True)
-    assert _inspect(dy, "rb")["NetworkSettings"]["IPAddress"] == address
+    rt.cli("run", "-d", "--name", "rb", "busybox", "sleep", "60", check=True)
+    assert _inspect(rt, "rb")["NetworkSettings"]["IPAddress"] == address
 
 
 def test_run_rm_leaves_no_veth_or_namespace(dy: Dockyard) -> None:
@@ -158,46 +159,46 @@ def test_user_network_names_aliases_and_isolation(rt: Dockyard) -> None:
     assert wait_for(lambda: rt.cli("exec", "app", "nslookup", "db").returncode != 0, timeout=5)
 
 
-def test_link_gives_hosts_entry_and_environment(dy: Dockyard) -> None:
-    dy.cli("run", "-d", "--name", "db1", "--expose", "3306", "-e", "MARIADB_DATABASE=db", "busybox", "sleep", "60",
+def test_link_gives_hosts_entry_and_environment(rt: Dockyard) -> None:
+    rt.cli("run", "-d", "--name", "db1", "--expose", "3306", "-e", "MARIADB_DATABASE=db", "busybox", "sleep", "60",
            check=True)
-    address = _inspect(dy, "db1")["NetworkSettings"]["IPAddress"]
-    out = dy.cli("run", "--rm", "--name", "wp", "--link", "db1:mysql", "busybox", "sh", "-c",
+    address = _inspect(rt, "db1")["NetworkSettings"]["IPAddress"]
+    out = rt.cli("run", "--rm", "--name", "wp", "--link", "db1:mysql", "busybox", "sh", "-c",
                  "grep mysql /etc/hosts; env | grep ^MYSQL_ | sort", check=True).stdout
     assert re.search(rf"^{re.escape(address)}\tmysql\b", out, re.M)
     assert f"MYSQL_PORT=tcp://{address}:3306" in out and f"MYSQL_PORT_3306_TCP_ADDR={address}" in out
     assert "MYSQL_ENV_MARIADB_DATABASE=db" in out and "MYSQL_NAME=/wp/mysql" in out
-    missing = dy.cli("run", "--rm", "--link", "nope:x", "busybox", "true")
+    missing = rt.cli("run", "--rm", "--link", "nope:x", "busybox", "true")
     assert missing.returncode == 125 and "could not get container for nope" in missing.stderr
 
 
-def test_connect_and_disconnect_live(dy: Dockyard) -> None:
-    dy.cli("network", "create", "extra", check=True)
-    dy.cli("run", "-d", "--name", "srv", "--network", "extra", "busybox", "sleep", "60", check=True)
-    dy.cli("run", "-d", "--name", "cc", "busybox", "sleep", "60", check=True)
-    assert dy.cli("exec", "cc", "ping", "-c1", "-W1", "srv").returncode != 0
-    dy.cli("network", "connect", "--alias", "side", "extra", "cc", check=True)
-    assert "eth1" in dy.cli("exec", "cc", "ip", "-o", "link", check=True).stdout
-    assert dy.cli("exec", "cc", "ping", "-c1", "-W2", "srv").returncode == 0
-    assert dy.cli("exec", "srv", "ping", "-c1", "-W2", "side").returncode == 0
-    nets = _inspect(dy, "cc")["NetworkSettings"]["Networks"]
+def test_connect_and_disconnect_live(rt: Dockyard) -> None:
+    rt.cli("network", "create", "extra", check=True)
+    rt.cli("run", "-d", "--name", "srv", "--network", "extra", "busybox", "sleep", "60", check=True)
+    rt.cli("run", "-d", "--name", "cc", "busybox", "sleep", "60", check=True)
+    assert rt.cli("exec", "cc", "ping", "-c1", "-W1", "srv").returncode != 0
+    rt.cli("network", "connect", "--alias", "side", "extra", "cc", check=True)
+    assert "eth1" in rt.cli("exec", "cc", "ip", "-o", "link", check=True).stdout
+    assert rt.cli("exec", "cc", "ping", "-c1", "-W2", "srv").returncode == 0
+    assert rt.cli("exec", "srv", "ping", "-c1", "-W2", "side").returncode == 0
+    nets = _inspect(rt, "cc")["NetworkSettings"]["Networks"]
     assert set(nets) == {"bridge", "extra"}
-    dy.cli("network", "disconnect", "extra", "cc", check=True)
-    assert "eth1" not in dy.cli("exec", "cc", "ip", "-o", "link", check=True).stdout
-    assert set(_inspect(dy, "cc")["NetworkSettings"]["Networks"]) == {"bridge"}
+    rt.cli("network", "disconnect", "extra", "cc", check=True)
+    assert "eth1" not in rt.cli("exec", "cc", "ip", "-o", "link", check=True).stdout
+    assert set(_inspect(rt, "cc")["NetworkSettings"]["Networks"]) == {"bridge"}
 
 
-def test_internal_network_has_no_egress(dy: Dockyard) -> None:
-    dy.cli("network", "create", "--internal", "sealed", check=True)
-    dy.cli("run", "-d", "--name", "in1", "--network", "sealed", "busybox", "sleep", "60", check=True)
-    dy.cli("run", "-d", "--name", "in2", "--network", "sealed", "busybox", "sleep", "60", check=True)
-    assert dy.cli("exec", "in1", "ping", "-c1", "-W2", "in2").returncode == 0
+def test_internal_network_has_no_egress(rt: Dockyard) -> None:
+    rt.cli("network", "create", "--internal", "sealed", check=True)
+    rt.cli("run", "-d", "--name", "in1", "--network", "sealed", "busybox", "sleep", "60", check=True)
+    rt.cli("run", "-d", "--name", "in2", "--network", "sealed", "busybox", "sleep", "60", check=True)
+    assert rt.cli("exec", "in1", "ping", "-c1", "-W2", "in2").returncode == 0
     host = _host_address()
     port = _free_port()
     with socket.socket() as listener:   # a host service the container must not reach
         listener.bind(("0.0.0.0", port))
         listener.listen()
-        assert dy.cli("exec", "in1", "nc", "-w", "2", host, str(port)).returncode != 0
+        assert rt.cli("exec", "in1", "nc", "-w", "2", host, str(port)).returncode != 0
 
 
 # ---------------------------------------------------------------------------- published ports
@@ -249,12 +250,12 @@ def _try(url: str) -> str | None:
         return None
 
 
-def test_udp_publish(dy: Dockyard) -> None:
+def test_udp_publish(rt: Dockyard) -> None:
     """busybox has no UDP server: the echo server runs in the container's network namespace
     (its SandboxKey), which is where the published port leads."""
     port = _free_port()
-    dy.cli("run", "-d", "--name", "echo", "-p", f"127.0.0.1:{port}:5353/udp", "busybox", "sleep", "60", check=True)
-    sandbox = _inspect(dy, "echo")["NetworkSettings"]["SandboxKey"]
+    rt.cli("run", "-d", "--name", "echo", "-p", f"127.0.0.1:{port}:5353/udp", "busybox", "sleep", "60", check=True)
+    sandbox = _inspect(rt, "echo")["NetworkSettings"]["SandboxKey"]
     server = subprocess.Popen(["nsenter", f"--net={sandbox}", sys.executable, "-c",
                                "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
                                "s.bind(('0.0.0.0', 5353))\nwhile True:\n    d, a = s.recvfrom(100)\n"
@@ -298,14 +299,14 @@ def _mirror() -> tuple[str, str]:
     pytest.skip("no http Debian mirror configured for apt")
 
 
-def test_egress_reaches_the_package_mirror_under_forward_drop(dy: Dockyard) -> None:
+def test_egress_reaches_the_package_mirror_under_forward_drop(rt: Dockyard) -> None:
     host, path = _mirror()
     policy = re.search(r"^-P FORWARD (\w+)", subprocess.run(["iptables", "-S", "FORWARD"], capture_output=True,
                                                             text=True).stdout, re.M).group(1)
     subprocess.run(["iptables", "-P", "FORWARD", "DROP"], check=True)   # as dockerd leaves it
     try:
         # (busybox-static's wget crashes with -T or -q --spider: plain --spider -S it is)
-        result = dy.cli("run", "--rm", "busybox", "wget", "-S", "--spider", f"http://{host}{path}/dists/bookworm/Release")
+        result = rt.cli("run", "--rm", "busybox", "wget", "-S", "--spider", f"http://{host}{path}/dists/bookworm/Release")
         assert result.returncode == 0 and "200 OK" in result.stderr, result.stderr
     finally:
         subprocess.run(["iptables", "-P", "FORWARD", policy], check=True)
