@@ -424,3 +424,22 @@ def test_system_reset_removes_bridges_rules_and_the_responder(dy: Dockyard, busy
         engine.images.import_(str(busybox_tar), "busybox", ['CMD ["sh"]'])
     finally:
         engine.close()
+
+
+def test_bip_setting_places_the_default_bridge(dy: Dockyard, tmp_path: Path, busybox_tar: Path) -> None:
+    """`bip` in settings.json (Docker's daemon.json word) sets the default bridge's gateway and
+    subnet, for a root whose default bridge is not made yet."""
+    from tests.integration.test_containers_harness import Dockyard as Root
+
+    other = Root(tmp_path / "bip")
+    other.root.mkdir(parents=True)
+    (other.root / "settings.json").write_text(json.dumps({"bip": "10.233.44.1/24", "bridge": "dybip0"}))
+    engine = other.engine()
+    try:
+        engine.images.import_(str(busybox_tar), "busybox", ['CMD ["sh"]'])
+        out = other.cli("run", "--rm", "busybox", "ip", "-o", "-4", "addr", "show", "eth0", check=True).stdout
+        assert "inet 10.233.44.2/24" in out
+        assert "dybip0" in _links_named("dybip0")
+    finally:
+        engine.networks.reset()
+        engine.close()
