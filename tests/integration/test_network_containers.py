@@ -250,6 +250,16 @@ def _try(url: str) -> str | None:
         return None
 
 
+def test_stats_count_network_traffic(dy: Dockyard) -> None:
+    port = _free_port()
+    dy.cli("run", "-d", "--name", "talker", "-p", f"127.0.0.1:{port}:80", "busybox", "sh", "-c",
+           "head -c 200000 /dev/zero > /tmp/big; httpd -f -p 80 -h /tmp", check=True)
+    assert wait_for(lambda: _try(f"http://127.0.0.1:{port}/big") is not None, timeout=5)
+    out = dy.cli("stats", "--no-stream", "--format", "{{.NetIO}}", "talker", check=True).stdout.strip()
+    received, sent = out.split(" / ")
+    assert sent.endswith("kB") and float(sent[:-2]) >= 200, out   # the 200 kB file went out
+
+
 def test_udp_publish(rt: Dockyard) -> None:
     """busybox has no UDP server: the echo server runs in the container's network namespace
     (its SandboxKey), which is where the published port leads."""

@@ -425,6 +425,15 @@ def _binary(size: float) -> str:
     return f"{size}B"
 
 
+def _decimal(size: float) -> str:
+    """Docker's HumanSize: decimal units, four significant digits (NET I/O, BLOCK I/O)."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.4g}{unit}"
+        size /= 1000
+    return f"{size}B"
+
+
 @click.command()
 @click.option("-a", "--all", "all_", is_flag=True, help="Show all containers (default shows just running).")
 @click.option("--no-stream", is_flag=True, help="Disable streaming stats and only pull the first result.")
@@ -450,7 +459,8 @@ def stats(all_: bool, no_stream: bool, no_trunc: bool, format_: str | None, cont
                 a, b = first[r.id], containers.stats(r)
                 cpu = (b["cpu_ns"] - a["cpu_ns"]) / max((b["time"] - a["time"]) * 1e9, 1) * 100
                 row.update(CPUPerc=f"{cpu:.2f}%", MemUsage=f"{_binary(b['memory_usage'])} / {_binary(b['memory_limit'])}",
-                           MemPerc=f"{b['memory_usage'] / b['memory_limit'] * 100:.2f}%", PIDs=str(b["pids"]))
+                           MemPerc=f"{b['memory_usage'] / b['memory_limit'] * 100:.2f}%", PIDs=str(b["pids"]),
+                           NetIO=f"{_decimal(b['net_rx'])} / {_decimal(b['net_tx'])}")
             rows.append(row)
         template = format_ or ("table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t"
                                "{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}")

@@ -685,7 +685,11 @@ class Containers:
     def stats(self, record: ContainerRecord) -> dict[str, Any]:
         from dockyard.containers.stats import read_stats
 
-        return read_stats(self.cgroup(record))
+        from dockyard.network.attach import traffic
+
+        out = read_stats(self.cgroup(record))
+        out["net_rx"], out["net_tx"] = traffic(record.id)
+        return out
 
     # ------------------------------------------------------------------ exec
 

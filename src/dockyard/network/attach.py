@@ -126,6 +126,22 @@ def _attach_bridges(engine: "Engine", record: "ContainerRecord", hostname: str) 
     return attachment
 
 
+def traffic(cid: str) -> "tuple[int, int]":
+    """(bytes received, bytes sent) by the container on its networks, from the host ends of
+    its veths (what one end sends the other receives)."""
+    rx = tx = 0
+    for index in range(16):
+        base = f"/sys/class/net/{host_ifname(cid, index)}/statistics/"
+        try:
+            with open(base + "tx_bytes") as f:
+                rx += int(f.read())
+            with open(base + "rx_bytes") as f:
+                tx += int(f.read())
+        except (OSError, ValueError):
+            continue
+    return rx, tx
+
+
 def hairpin(veth: str) -> None:
     """Let the bridge send a packet back out of the port it came in on: a container reaching
     its own published port through the host's address (DNAT turns it around) needs it."""
