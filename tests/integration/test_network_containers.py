@@ -453,3 +453,19 @@ def test_bip_setting_places_the_default_bridge(dy: Dockyard, tmp_path: Path, bus
     finally:
         engine.networks.reset()
         engine.close()
+
+
+def test_shim_killed_leaves_nothing_the_next_command_keeps(dy: Dockyard) -> None:
+    port = _free_port()
+    cid = dy.cli("run", "-d", "--name", "orphan", "-p", f"127.0.0.1:{port}:80", "busybox", "sleep", "60",
+                 check=True).stdout.strip()
+    pid = _inspect(dy, "orphan")["State"]["Pid"]
+    shim = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    os.kill(shim, signal.SIGKILL)
+    assert wait_for(lambda: _inspect(dy, "orphan")["State"]["Status"] == "exited", timeout=10)
+    assert not (dy.runroot / "netns" / cid).exists()
+    assert not _rules_mentioning(cid) and not _links_named(f"dy{cid[:11]}")
+    with socket.socket() as s:   # the port is free again
+        s.bind(("127.0.0.1", port))
+    dy.cli("start", "orphan", check=True)   # and it starts again with its address
+    assert _inspect(dy, "orphan")["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"] == str(port)
