@@ -140,6 +140,8 @@ class Dockyard(Server):
                          " VALUES (?, ?, ?, ?, '02:42:00:00:00:01', '[]', 'eth0', ?)",
                          (uuid.uuid4().hex * 2, nid, cid, f"{prefix}.{10 + n}", time.time()))
         conn.close()
+        # On loopback no firewall redirect brings <address>:53 to dnsd.PORT: it listens on 53 here.
+        os.environ["DOCKYARD_DNS_PORT"] = "53"
         start = time.perf_counter()
         dnsd.ensure_running(self.root, self.runroot)
         spawned = time.perf_counter() - start

@@ -469,3 +469,24 @@ def test_shim_killed_leaves_nothing_the_next_command_keeps(dy: Dockyard) -> None
         s.bind(("127.0.0.1", port))
     dy.cli("start", "orphan", check=True)   # and it starts again with its address
     assert _inspect(dy, "orphan")["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"] == str(port)
+
+
+def test_names_resolve_while_a_host_dns_server_holds_port_53(dy: Dockyard) -> None:
+    """The responder listens on its own port; the firewall redirects <gateway>:53 to it, so a
+    DNS server the host runs on every address (bind, dnsmasq) does not stand in its way."""
+    udp, tcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM), socket.socket()
+    try:
+        try:
+            udp.bind(("0.0.0.0", 53))
+            tcp.bind(("0.0.0.0", 53))
+            tcp.listen()
+        except OSError:
+            pytest.skip("port 53 is taken on this host already")
+        dy.cli("network", "create", "dnsheld", check=True)
+        dy.cli("run", "-d", "--name", "named1", "--network", "dnsheld", "busybox", "sleep", "60", check=True)
+        address = _inspect(dy, "named1")["NetworkSettings"]["Networks"]["dnsheld"]["IPAddress"]
+        out = dy.cli("run", "--rm", "--network", "dnsheld", "busybox", "nslookup", "named1")
+        assert address in out.stdout, out.stdout + out.stderr
+    finally:
+        udp.close()
+        tcp.close()

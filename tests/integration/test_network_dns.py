@@ -29,6 +29,13 @@ from dockyard.store import db
 
 pytestmark = pytest.mark.integration
 
+
+@pytest.fixture(autouse=True)
+def _answer_on_port_53(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests talk to the responder itself on loopback addresses, where no firewall
+    redirect brings <gateway>:53 to its own port (dnsd.PORT): it listens on 53 here."""
+    monkeypatch.setenv("DOCKYARD_DNS_PORT", "53")
+
 BUSYBOX = "/bin/busybox"
 
 

@@ -3,7 +3,8 @@
 A daemonless engine has no daemon to answer a container's DNS queries, so one small
 responder per data root is started on demand by the first container that needs it
 (``ensure_running``) and leaves by itself when no container needs it any more. It binds
-UDP and TCP port 53 on the gateway address of every DNS-enabled bridge network and answers
+UDP and TCP port 53530 (``PORT``; the firewall redirects the containers' queries to <gateway>:53
+there) on the gateway address of every DNS-enabled bridge network and answers
 from the state DB: on network N, the names, short and full IDs and N-aliases of N's running
 containers (also ``<name>.<network>``; not the full ID: over DNS's 63-byte label limit), PTR for their addresses; every other query goes to
 the asking container's ``--dns`` servers, else to the host's non-loopback nameservers.
@@ -33,7 +34,9 @@ if TYPE_CHECKING:
 
     from dnslib import DNSRecord
 
-PORT = 53
+# Not 53 itself: the firewall redirects containers' queries to <gateway>:53 here, so a DNS
+# server the host runs on port 53 of every address cannot keep the responder from binding.
+PORT = 53530
 TTL = 600                         # as Docker's embedded DNS
 IDLE = 10.0                       # seconds without a container that needs us before leaving
 ACTIVE = ("created", "running", "paused", "restarting")   # containers that keep us alive

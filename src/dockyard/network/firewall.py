@@ -10,7 +10,8 @@ can be found, removed and rebuilt without touching the others':
   dockyard:ports:<owner>:<bridge>   a container's published ports (on that bridge)
 
 filter                                         nat
-  FORWARD -> DOCKYARD-FORWARD                    PREROUTING  (dst LOCAL) -> DOCKYARD-PORTS
+  FORWARD -> DOCKYARD-FORWARD                    PREROUTING  -> DOCKYARD-DNS (gateway:53 redirect)
+                                                 PREROUTING  (dst LOCAL) -> DOCKYARD-PORTS
     -> DOCKYARD-ISOLATION-1 (first rule)         OUTPUT      (dst LOCAL) -> DOCKYARD-PORTS
          -> DOCKYARD-ISOLATION-2                 POSTROUTING -> DOCKYARD-POSTROUTING
   INPUT   -> DOCKYARD-INPUT
@@ -43,8 +44,9 @@ ISOLATION2 = "DOCKYARD-ISOLATION-2"
 INPUT = "DOCKYARD-INPUT"
 POSTROUTING = "DOCKYARD-POSTROUTING"
 PORTS = "DOCKYARD-PORTS"
+DNS = "DOCKYARD-DNS"
 
-CHAINS = {"filter": (FORWARD, ISOLATION1, ISOLATION2, INPUT), "nat": (POSTROUTING, PORTS)}
+CHAINS = {"filter": (FORWARD, ISOLATION1, ISOLATION2, INPUT), "nat": (POSTROUTING, PORTS, DNS)}
 TAG = "dockyard"
 NET_TAG = "dockyard:net:"
 PORTS_TAG = "dockyard:ports:"
@@ -59,6 +61,9 @@ JUMPS = (
     ("nat", "PREROUTING", f"-m addrtype --dst-type LOCAL -m comment --comment {TAG} -j {PORTS}"),
     ("nat", "OUTPUT", f"-m addrtype --dst-type LOCAL -m comment --comment {TAG} -j {PORTS}"),
     ("nat", "POSTROUTING", f"-m comment --comment {TAG} -j {POSTROUTING}"),
+    # Last: inserted after (so above) the ports' jump, a published port 53 cannot take the
+    # containers' queries to their gateway.
+    ("nat", "PREROUTING", f"-m comment --comment {TAG} -j {DNS}"),
 )
 
 LOCK = "/run/dockyard-firewall.lock"
@@ -74,6 +79,10 @@ class NetworkRules:
     subnet: str        # "10.214.3.0/24"
     gateway: str       # "10.214.3.1"
     internal: bool = False
+    # Where the DNS responder listens on the gateway: queries to <gateway>:53 from the bridge
+    # are redirected there (so a host DNS server holding port 53 on every address does not
+    # stand in its way); 0: it listens on 53 itself, no redirect.
+    dns_port: int = 0
 
 
 @record(frozen=True)
@@ -234,7 +243,11 @@ def _network_rules(net: NetworkRules) -> "list[tuple[str, str]]":
     ensure_network can tell that nothing changed)."""
     br, c = net.bridge, f'-m comment --comment "{NET_TAG}{net.bridge}"'
     gw = _cidr(net.gateway)
-    dns = [("filter", f"-A {INPUT} -d {gw} -i {br} -p {p} -m {p} --dport 53 {c} -j ACCEPT") for p in ("udp", "tcp")]
+    dns = [("filter", f"-A {INPUT} -d {gw} -i {br} -p {p} -m {p} --dport {net.dns_port or 53} {c} -j ACCEPT")
+           for p in ("udp", "tcp")]
+    if net.dns_port:
+        dns += [("nat", f"-A {DNS} -d {gw} -i {br} -p {p} -m {p} --dport 53 {c} -j REDIRECT --to-ports {net.dns_port}")
+                for p in ("udp", "tcp")]
     if net.internal:
         # Nothing leaves the bridge, nor comes into it, except to/from the host's gateway address
         # (replies to the host's own connections still come back).

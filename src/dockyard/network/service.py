@@ -524,7 +524,10 @@ def _port_rule(p: "Any", bridge: str) -> "Any":
 def _rules_of(net: Network) -> "Any":
     from dockyard.network import firewall
 
-    return firewall.NetworkRules(bridge=net.bridge, subnet=net.subnet, gateway=net.gateway, internal=net.internal)
+    from dockyard.network import dnsd
+
+    return firewall.NetworkRules(bridge=net.bridge, subnet=net.subnet, gateway=net.gateway, internal=net.internal,
+                                 dns_port=dnsd.PORT if net.dns else 0)
 
 
 def _host_routes() -> "list[str]":
