@@ -80,8 +80,10 @@ def test_default_bridge_addresses_etc_files_and_names(rt: Dockyard) -> None:
     net = db["NetworkSettings"]
     assert re.fullmatch(r"\d+\.\d+\.\d+\.\d+", net["IPAddress"]) and net["IPPrefixLen"] > 0
     bridge = json.loads(rt.cli("network", "inspect", "bridge", check=True).stdout)[0]
-    subnet, gateway = bridge["IPAM"]["Config"][0]["Subnet"], bridge["IPAM"]["Config"][0]["Gateway"]
-    assert net["Gateway"] == gateway and net["Networks"]["bridge"]["NetworkID"] == bridge["Id"]
+    subnet, gateway = bridge["IPAM"]["Config"][0]["Subnet"], net["Gateway"]
+    base = subnet.split("/")[0].rsplit(".", 1)
+    assert gateway == f"{base[0]}.{int(base[1]) + 1}"   # (Docker shows a gateway only when one was chosen)
+    assert net["Networks"]["bridge"]["NetworkID"] == bridge["Id"] and "Gateway" not in bridge["IPAM"]["Config"][0]
     assert net["MacAddress"] == "02:42:" + ":".join(f"{int(p):02x}" for p in net["IPAddress"].split("."))
     assert web["NetworkSettings"]["IPAddress"] != net["IPAddress"]
     assert set(bridge["Containers"]) == {db["Id"], web["Id"]}
@@ -490,3 +492,54 @@ def test_names_resolve_while_a_host_dns_server_holds_port_53(dy: Dockyard) -> No
     finally:
         udp.close()
         tcp.close()
+
+
+def _key_paths(value: object, prefix: str = "") -> dict[str, str]:
+    """Every key path of a JSON document with its value's type (lists by their first item)."""
+    out: dict[str, str] = {}
+    if isinstance(value, dict):
+        for key, item in value.items():
+            key = re.sub(r"^[0-9a-f]{64}$", "<id>", key)
+            out.update(_key_paths(item, f"{prefix}.{key}"))
+    elif isinstance(value, list):
+        out[prefix] = "list"
+        for item in value[:1]:
+            out.update(_key_paths(item, prefix + "[]"))
+    else:
+        out[prefix] = type(value).__name__
+    return out
+
+
+def test_inspect_shapes_match_dockers(dy: Dockyard) -> None:
+    """The recorded scenario (tests/compat/docker20.10-networks.json) run here: NetworkSettings
+    and network inspect carry docker's key paths with docker's value types; /etc/hosts and the
+    link variables read the same."""
+    docker = json.loads((Path(__file__).parents[1] / "compat" / "docker20.10-networks.json").read_text())
+    dy.cli("network", "create", "--subnet", "10.240.3.0/24", "front", check=True)
+    dy.cli("run", "-d", "--name", "db1", "--expose", "3306", "busybox", "sleep", "300", check=True)
+    dy.cli("run", "-d", "--name", "web", "-p", "127.0.0.1:18080:80", "--link", "db1:db", "--dns", "1.1.1.1",
+           "--add-host", "x:10.0.0.1", "busybox", "sleep", "300", check=True)
+    dy.cli("run", "-d", "--name", "app", "--network", "front", "--network-alias", "appalias", "busybox", "sleep",
+           "300", check=True)
+    mine = {"web": _inspect(dy, "web"), "app": _inspect(dy, "app"),
+            "net_bridge": json.loads(dy.cli("network", "inspect", "bridge", check=True).stdout)[0],
+            "net_front": json.loads(dy.cli("network", "inspect", "front", check=True).stdout)[0]}
+    for key in mine:
+        theirs, ours = _key_paths(docker[key]), _key_paths(mine[key])
+        if key in ("web", "app"):
+            theirs = {k: v for k, v in theirs.items() if k.startswith(".NetworkSettings")}
+            ours = {k: v for k, v in ours.items() if k.startswith(".NetworkSettings")}
+        missing = {k: v for k, v in theirs.items() if ours.get(k) != v and "DNSNames" not in k}
+        assert not missing, (key, missing, {k: ours.get(k) for k in missing})
+    assert mine["web"]["HostConfig"]["Links"] == docker["web"]["HostConfig"]["Links"]
+    assert mine["app"]["NetworkSettings"]["Networks"]["front"]["Aliases"] == ["appalias", mine["app"]["Id"][:12]]
+
+    def shape(hosts: str) -> list[str]:   # addresses and IDs differ between runs
+        return [re.sub(r"\b[0-9a-f]{12}\b", "<id>", re.sub(r"\d+\.\d+\.\d+\.\d+", "<ip>", line))
+                for line in hosts.splitlines()]
+
+    assert shape(dy.cli("exec", "web", "cat", "/etc/hosts", check=True).stdout) == shape(docker["hosts"])
+    def link_env(env: str) -> list[str]:
+        return [re.sub(r"\d+\.\d+\.\d+\.\d+", "<ip>", v) for v in env.splitlines() if v.startswith("DB_")]
+
+    assert link_env(dy.cli("exec", "web", "env", check=True).stdout) == link_env(docker["env"])

@@ -254,7 +254,6 @@ def _link_env(engine: "Engine", record: "ContainerRecord", net: "Network") -> "l
     for other, alias in _links(engine, record):
         address = engine.networks.address_of(other.id, net.id)
         prefix = alias.upper().replace("-", "_").replace(".", "_")
-        env.append(f"{prefix}_NAME=/{record.name}/{alias}")
         ports = sorted((other.container_config.get("ExposedPorts") or {}),
                        key=lambda p: (int(p.partition("/")[0]), p))
         for i, spec in enumerate(ports):
@@ -269,6 +268,7 @@ def _link_env(engine: "Engine", record: "ContainerRecord", net: "Network") -> "l
             name, _, value = item.partition("=")
             if name not in ("HOME", "PATH", "HOSTNAME"):
                 env.append(f"{prefix}_ENV_{name}={value}")
+        env.append(f"{prefix}_NAME=/{record.name}/{alias}")
     return env
 
 

@@ -115,7 +115,7 @@ class Networks:
             if not _matches(net, filters):
                 continue
             out.append(net)
-        return out
+        return sorted(out, key=lambda n: n.name)   # Docker's order
 
     def _in_use(self) -> "set[str]":
         return {r[0] for r in self.engine.db.execute("SELECT DISTINCT network_id FROM endpoints")}
@@ -458,8 +458,14 @@ class Networks:
             containers[ep.container_id] = {
                 "Name": record.name, "EndpointID": ep.id, "MacAddress": ep.mac,
                 "IPv4Address": f"{ep.address}/{ipam.prefix_of(net.subnet)}", "IPv6Address": ""}
-        ipam_config = [{"Subnet": net.subnet, "Gateway": net.gateway, **({"IPRange": net.ip_range} if net.ip_range else {})}] \
-            if net.subnet else []
+        ipam_config = []
+        if net.subnet:
+            entry = {"Subnet": net.subnet}
+            if ipam.to_int(net.gateway) != ipam.parse_cidr(net.subnet)[0] + 1:
+                entry["Gateway"] = net.gateway   # Docker shows a gateway only when it was chosen
+            if net.ip_range:
+                entry["IPRange"] = net.ip_range
+            ipam_config = [entry]
         options = dict(net.options)
         if net.name == "bridge":
             options = {"com.docker.network.bridge.default_bridge": "true", "com.docker.network.bridge.enable_icc": "true",
@@ -493,8 +499,10 @@ class Networks:
             ep = eps.get(net.id) if net is not None else None
             live = ep is not None and running
             networks[net.name if net is not None else name] = {
-                "IPAMConfig": conf.get("IPAMConfig"), "Links": _links_view(record) if name == "bridge" else None,
-                "Aliases": (ep.aliases if ep else conf.get("Aliases")) or None,
+                "IPAMConfig": conf.get("IPAMConfig"), "Links": None,   # Docker keeps links in HostConfig
+                # Docker lists the short ID among a user network's aliases (its DNS answers it).
+                "Aliases": ((ep.aliases if ep else list(conf.get("Aliases") or []))
+                            + ([record.id[:12]] if net is not None and net.name not in BUILTIN else [])) or None,
                 "MacAddress": ep.mac if live else "",
                 "NetworkID": net.id if net is not None else "", "EndpointID": ep.id if live else "",
                 "Gateway": net.gateway if live else "", "IPAddress": ep.address if live else "",
@@ -507,11 +515,6 @@ class Networks:
         return {"Networks": networks, "Ports": ports, "Primary": primary,
                 "SandboxKey": (os.path.join(self.engine.settings.runroot, "netns", record.id)
                                if running and eps else "")}
-
-
-def _links_view(record: "ContainerRecord") -> "list[str] | None":
-    links = record.host_config.get("Links")
-    return list(links) if links else None
 
 
 def _port_rule(p: "Any", bridge: str) -> "Any":
