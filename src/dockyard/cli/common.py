@@ -73,3 +73,12 @@ def print_inspected(names: "Any", lookup: "Any", format_: str | None) -> None:
         for e in errors[:-1]:
             click.echo(f"Error: {e}", err=True)
         raise errors[-1]
+
+
+def key_values(items: "Any") -> dict[str, str]:
+    """``--label k=v``/``-o k=v`` values as a dict (a bare ``k`` maps to "")."""
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        out[key] = value
+    return out

@@ -12,14 +12,6 @@ NETWORK_HEADERS = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scop
                    "Internal": "INTERNAL", "Labels": "LABELS", "CreatedAt": "CREATED AT"}
 
 
-def _kv(items: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        out[key] = value
-    return out
-
-
 @click.command()
 @click.option("-d", "--driver", default="bridge", help="Driver to manage the Network.")
 @click.option("--subnet", multiple=True, help="Subnet in CIDR format that represents a network segment.")
@@ -43,7 +35,8 @@ def create(driver: str, subnet: tuple[str, ...], gateway: tuple[str, ...], ip_ra
         raise DockyardError("one --subnet, --gateway and --ip-range per network is supported")
     net = common.engine().networks.create(
         name, driver=driver, subnet=subnet[0] if subnet else "", gateway=gateway[0] if gateway else "",
-        ip_range=ip_range[0] if ip_range else "", internal=internal, labels=_kv(label), options=_kv(opt))
+        ip_range=ip_range[0] if ip_range else "", internal=internal, labels=common.key_values(label),
+        options=common.key_values(opt))
     click.echo(net.id)
 
 

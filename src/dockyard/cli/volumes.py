@@ -12,14 +12,6 @@ VOLUME_HEADERS = {"Driver": "DRIVER", "Name": "VOLUME NAME", "Mountpoint": "MOUN
                   "Scope": "SCOPE", "Links": "LINKS", "Size": "SIZE"}
 
 
-def _kv(items: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        out[key] = value
-    return out
-
-
 @click.command()
 @click.option("-d", "--driver", default="local", help="Specify volume driver name.")
 @click.option("--label", multiple=True, help="Set metadata for a volume.")
@@ -27,7 +19,8 @@ def _kv(items: tuple[str, ...]) -> dict[str, str]:
 @click.argument("name", required=False)
 def create(driver: str, label: tuple[str, ...], opt: tuple[str, ...], name: str | None) -> None:
     """Create a volume."""
-    volume = common.engine().volumes.create(name, driver=driver, labels=_kv(label), options=_kv(opt))
+    volume = common.engine().volumes.create(name, driver=driver, labels=common.key_values(label),
+                                            options=common.key_values(opt))
     click.echo(volume.name)
 
 

@@ -23,6 +23,15 @@ class PortSpecError(DockyardError):
     exit_code = 125
 
 
+def _proto(spec: str) -> tuple[str, str]:
+    """``80/udp`` -> ("80", "udp"); tcp when none is given."""
+    body, _, proto = spec.partition("/")
+    proto = proto.lower() or "tcp"
+    if proto not in PROTOS:
+        raise PortSpecError(f"invalid proto: {proto}")
+    return body, proto
+
+
 def _range(text: str, what: str, spec: str) -> tuple[int, int]:
     lo, sep, hi = text.partition("-")
     try:
@@ -40,10 +49,7 @@ def parse_publish(specs: "Iterable[str]") -> "tuple[dict[str, dict], dict[str, l
     exposed: "dict[str, dict]" = {}
     bindings: "dict[str, list[dict[str, str]]]" = {}
     for spec in specs:
-        body, _, proto = spec.partition("/")
-        proto = proto.lower() or "tcp"
-        if proto not in PROTOS:
-            raise PortSpecError(f"invalid proto: {proto}")
+        body, proto = _proto(spec)
         if body.startswith("["):   # [::1]:80:80: IPv6 host addresses are not published here
             raise PortSpecError(f"IPv6 host addresses are not supported: {spec}")
         parts = body.split(":")
@@ -89,10 +95,7 @@ def parse_publish(specs: "Iterable[str]") -> "tuple[dict[str, dict], dict[str, l
 def parse_expose(specs: "Iterable[str]") -> "dict[str, dict]":
     exposed: "dict[str, dict]" = {}
     for spec in specs:
-        port, _, proto = spec.partition("/")
-        proto = proto.lower() or "tcp"
-        if proto not in PROTOS:
-            raise PortSpecError(f"invalid proto: {proto}")
+        port, proto = _proto(spec)
         first, last = _range(port, "range for --expose", spec)
         for p in range(first, last + 1):
             exposed[f"{p}/{proto}"] = {}
