@@ -1,5 +1,6 @@
 """``--change`` instructions (``import -c``, later ``commit -c``): the Dockerfile subset
-Docker applies to an image config, parsed and expanded as BuildKit's parser does.
+Docker applies to an image config, split and expanded by the Dockerfile language module
+(``build/dockerfile.py``) as BuildKit's parser does.
 
 ``CMD ["sh"]`` is the exec form; ``CMD sh -c x`` the shell form, which becomes
 ``["/bin/sh", "-c", "sh -c x"]``. ENV, LABEL, WORKDIR, USER, EXPOSE, VOLUME and
@@ -16,11 +17,11 @@ import re
 import signal
 from typing import Any, Iterable
 
+from dockyard.build.dockerfile import DockerfileError, parse_words, process_word  # noqa: F401 - re-exported
 from dockyard.errors import DockyardError
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 ALLOWED = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "ONBUILD", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR")
-_NAME_CHARS = re.compile(r"[A-Za-z0-9_]")
 _PORT = re.compile(r"^(\d+)(?:-(\d+))?(?:/([A-Za-z]+))?$")
 
 
@@ -37,7 +38,10 @@ def apply_changes(config: dict[str, Any], changes: Iterable[str]) -> dict[str, A
         if not instructions:
             raise ChangeError(f"invalid change {change!r}: no instruction")
         for keyword, rest in instructions:
-            _apply(cfg, keyword, rest, state)
+            try:
+                _apply(cfg, keyword, rest, state)
+            except DockerfileError as e:   # the shared lexer's words, as a --change error
+                raise ChangeError(e.message) from None
     return cfg
 
 
@@ -223,174 +227,3 @@ def validate_signal(sig: str) -> None:
     if m:
         return
     raise ChangeError(f"Invalid signal: {sig}")
-
-
-# ---- BuildKit's word splitting and shell-like expansion --------------------------------
-
-
-def parse_words(rest: str, escape: str = "\\") -> list[str]:
-    """Split at whitespace, keeping quotes and escapes in the words (parser.parseWords)."""
-    words: list[str] = []
-    word = ""
-    phase = "spaces"
-    quote = ""
-    blank_ok = False
-    i, n = 0, len(rest)
-    while True:
-        if phase == "spaces":
-            if i == n:
-                break
-            if rest[i].isspace():
-                i += 1
-                continue
-            phase = "word"
-        if i == n:
-            if blank_ok or word:
-                words.append(word)
-            break
-        ch = rest[i]
-        if phase == "word":
-            if ch.isspace():
-                phase = "spaces"
-                if blank_ok or word:
-                    words.append(word)
-                word, blank_ok = "", False
-                i += 1
-                continue
-            if ch in ("'", '"'):
-                quote, blank_ok, phase = ch, True, "quote"
-            if ch == escape:
-                if i + 1 == n:
-                    i += 1
-                    continue  # an escape at the end of the line is dropped
-                word += ch
-                i += 1
-                ch = rest[i]
-            word += ch
-            i += 1
-            continue
-        # in a quote
-        if ch == quote:
-            phase = "word"
-        if ch == escape and quote != "'":
-            if i + 1 == n:
-                phase = "word"
-                i += 1
-                continue
-            word += ch
-            i += 1
-            ch = rest[i]
-        word += ch
-        i += 1
-    return words
-
-
-def process_word(word: str, env: dict[str, str], escape: str = "\\") -> str:
-    """Remove quotes and escapes and expand variables, as the Dockerfile shell lexer does."""
-    return _Lexer(word, env, escape).process()
-
-
-class _Lexer:
-    def __init__(self, text: str, env: dict[str, str], escape: str) -> None:
-        self.text, self.env, self.escape = text, env, escape
-        self.i = 0
-
-    def _peek(self) -> str:
-        return self.text[self.i] if self.i < len(self.text) else ""
-
-    def _next(self) -> str:
-        ch = self._peek()
-        self.i += 1
-        return ch
-
-    def process(self, stop: str = "") -> str:
-        out = []
-        while self.i < len(self.text):
-            ch = self._peek()
-            if stop and ch == stop:
-                break
-            if ch == "'":
-                out.append(self._single_quote())
-            elif ch == '"':
-                out.append(self._double_quote())
-            elif ch == "$":
-                out.append(self._dollar())
-            else:
-                self._next()
-                if ch == self.escape:
-                    if self.i >= len(self.text):
-                        continue  # a trailing escape is dropped
-                    ch = self._next()
-                out.append(ch)
-        return "".join(out)
-
-    def _single_quote(self) -> str:
-        self._next()
-        end = self.text.find("'", self.i)
-        if end < 0:
-            raise ChangeError("unexpected end of statement while looking for matching single-quote")
-        value = self.text[self.i:end]
-        self.i = end + 1
-        return value
-
-    def _double_quote(self) -> str:
-        self._next()
-        out = []
-        while True:
-            if self.i >= len(self.text):
-                raise ChangeError("unexpected end of statement while looking for matching double-quote")
-            ch = self._peek()
-            if ch == '"':
-                self._next()
-                return "".join(out)
-            if ch == "$":
-                out.append(self._dollar())
-                continue
-            self._next()
-            if ch == self.escape:
-                nxt = self._peek()
-                if nxt == "":
-                    continue
-                if nxt in ('"', "$", self.escape):
-                    ch = self._next()
-            out.append(ch)
-
-    def _name(self) -> str:
-        start = self.i
-        while self.i < len(self.text) and _NAME_CHARS.match(self.text[self.i]):
-            self.i += 1
-        return self.text[start:self.i]
-
-    def _dollar(self) -> str:
-        self._next()  # $
-        if self._peek() != "{":
-            name = self._name()
-            if not name:
-                return "$"
-            return self.env.get(name, "")
-        self._next()  # {
-        name = self._name()
-        if not name:
-            raise ChangeError(f"bad substitution in {self.text!r}")
-        ch = self._peek()
-        if ch == "}":
-            self._next()
-            return self.env.get(name, "")
-        modifier = self._next()
-        colon = modifier == ":"
-        if colon:
-            modifier = self._next()
-        if modifier not in ("-", "+", "?"):
-            raise ChangeError(f"unsupported modifier ({modifier}) in substitution in {self.text!r}")
-        word = self.process(stop="}")
-        if self._next() != "}":
-            raise ChangeError(f"missing '}}' in substitution in {self.text!r}")
-        value = self.env.get(name)
-        unset = value is None or (colon and value == "")
-        if modifier == "-":
-            return word if unset else value  # type: ignore[return-value]
-        if modifier == "+":
-            return "" if unset else word
-        if unset:
-            raise ChangeError(f"{name}: {word or 'is not allowed to be unset'}")
-        return value  # type: ignore[return-value]
