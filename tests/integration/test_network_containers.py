@@ -132,7 +132,7 @@ def test_restart_keeps_address_rm_releases_it_and_leaves_nothing(rt: Dockyard) -
 def test_run_rm_leaves_no_veth_or_namespace(dy: Dockyard) -> None:
     result = dy.cli("run", "--rm", "busybox", "sh", "-c", "ip -o -4 addr show eth0")
     assert result.returncode == 0 and "inet " in result.stdout, result.stderr
-    assert not _links_named("dy") or all(not n.startswith("dy") or n.startswith("dy-") for n in _links_named("dy"))
+    assert [n for n in _links_named("dy") if not n.startswith("dy-")] == []   # no container veth (dy<id>)
     assert os.listdir(dy.runroot / "netns") == []
 
 
@@ -354,7 +354,8 @@ def test_cli_killed_mid_run_is_reclaimed(dy: Dockyard) -> None:
             assert engine.db.execute("SELECT COUNT(*) FROM published_ports").fetchone()[0] == 0
         finally:
             engine.close()
-        assert os.listdir(dy.runroot / "netns") == [] if (dy.runroot / "netns").exists() else True
+        netns_dir = dy.runroot / "netns"
+        assert not netns_dir.exists() or os.listdir(netns_dir) == []
         assert [n for n in _links_named("dy") if not n.startswith("dy-")] == []
 
 
@@ -371,6 +372,9 @@ def test_bad_input_gets_one_line_and_nothing_half_made(dy: Dockyard) -> None:
     assert bad_name.returncode == 1 and "invalid network name" in bad_name.stderr
     bad_alias = dy.cli("run", "--rm", "--network", "one", "--network-alias", "my_db", "busybox", "true")
     assert bad_alias.returncode == 125 and "not a valid DNS name" in bad_alias.stderr
+    for mode in ("none", "bridge"):
+        alias = dy.cli("run", "--rm", "--network", mode, "--network-alias", "db", "busybox", "true")
+        assert alias.returncode == 125 and "supported only for containers in user defined networks" in alias.stderr
     bad_port = dy.cli("run", "--rm", "-p", "99999:80", "busybox", "true")
     assert bad_port.returncode == 125 and "invalid hostPort" in bad_port.stderr
     assert dy.cli("network", "rm", "bridge").returncode == 1

@@ -22,7 +22,9 @@ from typing import Callable, Iterator
 
 import pytest
 
+from dockyard.errors import DockyardError
 from dockyard.network import netns, rtnl
+from dockyard.network.ipam import mac_for
 from dockyard.network.rtnl import NetlinkError
 
 pytestmark = pytest.mark.integration
@@ -201,10 +203,10 @@ def _pinger() -> Callable[[str, str], subprocess.CompletedProcess]:
 # ------------------------------------------------------------------------------- pure parts
 
 def test_mac_for_is_dockers() -> None:
-    assert rtnl.mac_for("172.17.0.2") == "02:42:ac:11:00:02"
-    assert rtnl.mac_for("10.213.255.1") == "02:42:0a:d5:ff:01"
-    with pytest.raises(OSError):
-        rtnl.mac_for("172.17.0")
+    assert mac_for("172.17.0.2") == "02:42:ac:11:00:02"
+    assert mac_for("10.213.255.1") == "02:42:0a:d5:ff:01"
+    with pytest.raises(DockyardError):
+        mac_for("172.17.0")
 
 
 def test_imports_stay_cheap() -> None:
@@ -374,14 +376,14 @@ def test_attach_two_namespaces_and_ping(nsdir: str, links: list[str], bridge: tu
     before = _netns_inode()
     for path, host_end, address, gw in ((a_path, a_host, a_addr, gateway), (b_path, b_host, b_addr, "")):
         netns.create(path)
-        rtnl.attach_veth(path, host_end, br, "eth0", f"{address}/24", gw, rtnl.mac_for(address))
+        rtnl.attach_veth(path, host_end, br, "eth0", f"{address}/24", gw, mac_for(address))
     assert _netns_inode() == before
 
     for path, host_end, address in ((a_path, a_host, a_addr), (b_path, b_host, b_addr)):
         host_side = _ip_json("-d", "link", "show", host_end)[0]
         assert host_side["master"] == br and "UP" in host_side["flags"]
         eth0 = _ip_json("addr", "show", "eth0", netns_path=path)[0]
-        assert eth0["address"] == rtnl.mac_for(address)
+        assert eth0["address"] == mac_for(address)
         assert "UP" in eth0["flags"] and "LOWER_UP" in eth0["flags"]
         v4 = [(a["local"], a["prefixlen"], a.get("broadcast")) for a in eth0["addr_info"] if a["family"] == "inet"]
         assert v4 == [(address, 24, f"{p}.255")]
@@ -421,7 +423,7 @@ def test_teardown_then_same_names_at_once(nsdir: str, links: list[str], bridge: 
     address = f"{_prefix(subnet)}.7"
     for _ in range(5):
         netns.create(path)
-        rtnl.attach_veth(path, host_end, br, "eth0", f"{address}/24", gateway, rtnl.mac_for(address))
+        rtnl.attach_veth(path, host_end, br, "eth0", f"{address}/24", gateway, mac_for(address))
         with rtnl.Netlink() as nl:
             assert nl.delete_link(host_end)
         netns.remove(path)
@@ -441,28 +443,28 @@ def test_attach_failures_leave_nothing_behind(nsdir: str, links: list[str], brid
 
     missing_bridge = _name("n")
     with pytest.raises(NetlinkError) as raised:
-        rtnl.attach_veth(path, host_end, missing_bridge, "eth0", f"{address}/24", gateway, rtnl.mac_for(address))
+        rtnl.attach_veth(path, host_end, missing_bridge, "eth0", f"{address}/24", gateway, mac_for(address))
     assert raised.value.errno == errno.ENODEV and missing_bridge in str(raised.value)
 
     # A gateway outside the subnet: the route is refused after the pair exists; it is undone.
     with pytest.raises(NetlinkError) as raised:
         rtnl.attach_veth(path, host_end, br, "eth0", f"{address}/24", "10.213.0.254"
-                         if not subnet.startswith("10.213.0.") else "10.213.1.254", rtnl.mac_for(address))
+                         if not subnet.startswith("10.213.0.") else "10.213.1.254", mac_for(address))
     assert "default route" in str(raised.value)
     with rtnl.Netlink() as nl:
         assert nl.link_index(host_end) is None
     assert [link["ifname"] for link in _ip_json("link", "show", netns_path=path)] == ["lo"]
 
     with pytest.raises(OSError):
-        rtnl.attach_veth(path, host_end, br, "eth0", "not-an-address", gateway, rtnl.mac_for(address))
+        rtnl.attach_veth(path, host_end, br, "eth0", "not-an-address", gateway, mac_for(address))
     with pytest.raises(FileNotFoundError):
         rtnl.attach_veth(os.path.join(nsdir, "missing"), host_end, br, "eth0", f"{address}/24", gateway,
-                         rtnl.mac_for(address))
+                         mac_for(address))
     with rtnl.Netlink() as nl:
         assert nl.link_index(host_end) is None
 
     # The same names work once the failures are behind.
-    rtnl.attach_veth(path, host_end, br, "eth0", f"{address}/24", gateway, rtnl.mac_for(address))
+    rtnl.attach_veth(path, host_end, br, "eth0", f"{address}/24", gateway, mac_for(address))
     with rtnl.Netlink(path) as inner:
         assert inner.addresses("eth0") == [("eth0", f"{address}/24")]
 

@@ -227,10 +227,6 @@ def _network_options(kw: dict[str, Any], config: dict[str, Any], host: dict[str,
     if kw.get("mac_address"):
         endpoint["MacAddress"] = ipam.check_mac(kw["mac_address"])
     if endpoint:
-        if network in ("host", "none", "default") or network.startswith("container:"):
-            if "Aliases" in endpoint and network != "default":
-                raise DockyardError("network-scoped alias is supported only for containers in user defined networks",
-                                    exit_code=125)
         config["NetworkingConfig"] = {"EndpointsConfig": {"bridge" if network == "default" else network: endpoint}}
 
 

@@ -4,7 +4,7 @@ the runtime spec.
 
 The network attachment (``dockyard.network.attach``) runs before the spec is written: its
 namespace, hosts entries and --link variables go into the spec and the /etc files here,
-and what undoes it goes to the shim (``record.config["NetworkTeardown"]``, not stored).
+and what undoes it goes to the shim (``record.extra["network_teardown"]``, not stored).
 """
 
 from __future__ import annotations

@@ -192,6 +192,9 @@ class Containers:
         from dockyard.network.attach import mode_of
 
         mode = mode_of(host)
+        endpoint = (networking.get("EndpointsConfig") or {}).get(mode) or {}
+        if endpoint.get("Aliases") and (mode in ("host", "none") or mode.startswith("container:")):
+            raise ContainerError("network-scoped alias is supported only for containers in user defined networks")
         if mode.startswith("container:"):
             self.get(mode.partition(":")[2])
             if host.get("PortBindings") or host.get("PublishAllPorts"):
@@ -202,15 +205,14 @@ class Containers:
                 raise ContainerError("conflicting options: dns and the network mode")
         elif mode not in ("host", "none"):
             net = self.engine.networks.get(mode)
-            endpoint = (networking.get("EndpointsConfig") or {}).get(mode) or {}
             if (endpoint.get("IPAMConfig") or {}).get("IPv4Address") and (net.name == "bridge" or not net.subnet):
                 raise ContainerError("user specified IP address is supported on user defined networks only")
+            if endpoint.get("Aliases") and net.name == "bridge":
+                raise ContainerError("network-scoped alias is supported only for containers in user defined networks")
             from dockyard.network.ipam import check_dns_name
 
             for alias in endpoint.get("Aliases") or []:
                 check_dns_name(alias)
-            if endpoint.get("Aliases") and net.name == "bridge":
-                raise ContainerError("network-scoped alias is supported only for containers in user defined networks")
         elif host.get("Links"):
             raise ContainerError("conflicting options: host type networking can't be used with links. "
                                  "This would result in undefined behavior" if mode == "host" else

@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from dockyard.engine import Engine
     from dockyard.network.store import Network
 
-MODES = ("none", "host")
 LOCALHOST_HOSTS = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
                    "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
 
@@ -70,7 +69,7 @@ def attach(engine: "Engine", record: "ContainerRecord", hostname: str) -> Attach
     if mode == "host":
         return Attachment("host", [], _read("/etc/resolv.conf"), host_files=True)
     if mode == "none":
-        return Attachment("none", _extra_hosts(host) + [("127.0.0.1", hostname)], _resolv(host, None))
+        return Attachment("none", _extra_hosts(engine, host) + [("127.0.0.1", hostname)], _resolv(host, None))
     if mode.startswith("container:"):
         other = engine.containers.get(mode.partition(":")[2])
         if other.status != "running" or not other.pid:
@@ -82,7 +81,7 @@ def attach(engine: "Engine", record: "ContainerRecord", hostname: str) -> Attach
 
 
 def _attach_bridges(engine: "Engine", record: "ContainerRecord", hostname: str) -> Attachment:
-    from dockyard.network import netns, rtnl
+    from dockyard.network import ipam, netns, rtnl
 
     networks = engine.networks
     cid = record.id
@@ -98,7 +97,7 @@ def _attach_bridges(engine: "Engine", record: "ContainerRecord", hostname: str) 
             networks.ensure_bridge(net)
             veth = host_ifname(cid, ep.index)
             info["veths"].append(veth)
-            rtnl.attach_veth(path, veth, net.bridge, ep.ifname, f"{ep.address}/{net.subnet.partition('/')[2]}",
+            rtnl.attach_veth(path, veth, net.bridge, ep.ifname, f"{ep.address}/{ipam.prefix_of(net.subnet)}",
                              net.gateway if n == 0 else "", ep.mac)
             hairpin(veth)
         primary_net, primary_ep = joined[0]
@@ -115,9 +114,10 @@ def _attach_bridges(engine: "Engine", record: "ContainerRecord", hostname: str) 
             from dockyard.network import dnsd
 
             dnsd.ensure_running(engine.root, runroot)
-        attachment.hosts = (_extra_hosts(record.host_config) + _link_hosts(engine, record, primary_net)
+        links = _links(engine, record, primary_net)
+        attachment.hosts = (_extra_hosts(engine, record.host_config) + _link_hosts(links)
                             + [(primary_ep.address, _own_names(record, hostname))])
-        attachment.env = _link_env(engine, record, primary_net)
+        attachment.env = _link_env(record, links)
         attachment.resolv_conf = _resolv(record.host_config, primary_net if primary_net.dns else None)
     except BaseException:
         teardown(engine.root, runroot, cid, info, engine=engine)
@@ -204,28 +204,19 @@ def _own_names(record: "ContainerRecord", hostname: str) -> str:
     return names
 
 
-def _extra_hosts(host: "dict[str, Any]") -> "list[tuple[str, str]]":
+def _extra_hosts(engine: "Engine", host: "dict[str, Any]") -> "list[tuple[str, str]]":
     out = []
     for item in host.get("ExtraHosts") or []:
         name, _, address = item.partition(":")
-        if address == "host-gateway":
-            address = _host_gateway()
+        if address == "host-gateway":   # the host as containers see it: the default bridge's gateway
+            address = engine.networks.default_bridge().gateway
         out.append((address, name))
     return out
 
 
-def _host_gateway() -> str:
-    """Docker's ``host-gateway``: the host's address as containers see it (the default bridge's gateway)."""
-    from dockyard.engine import Engine
-
-    try:
-        return Engine().networks.default_bridge().gateway
-    except DockyardError:
-        return "127.0.0.1"
-
-
-def _links(engine: "Engine", record: "ContainerRecord") -> "list[tuple[Any, str]]":
-    """[(linked container record, alias)] from HostConfig.Links ("/db1:/wp/db1")."""
+def _links(engine: "Engine", record: "ContainerRecord", net: "Network") -> "list[tuple[Any, str, str]]":
+    """[(linked container record, alias, its address on ``net``)] from HostConfig.Links
+    ("/db1:/wp/db1")."""
     out = []
     for link in record.host_config.get("Links") or []:
         target, _, alias = link.partition(":")
@@ -234,25 +225,23 @@ def _links(engine: "Engine", record: "ContainerRecord") -> "list[tuple[Any, str]
             raise NetworkError(f"could not get container for {target.lstrip('/')}")
         if other.status != "running":
             raise NetworkError(f"Cannot link to a non running container: /{other.name} AS {alias}")
-        out.append((other, alias.rpartition("/")[2]))
+        out.append((other, alias.rpartition("/")[2], engine.networks.address_of(other.id, net.id)))
     return out
 
 
-def _link_hosts(engine: "Engine", record: "ContainerRecord", net: "Network") -> "list[tuple[str, str]]":
+def _link_hosts(links: "list[tuple[Any, str, str]]") -> "list[tuple[str, str]]":
     out = []
-    for other, alias in _links(engine, record):
-        address = engine.networks.address_of(other.id, net.id)
+    for other, alias, address in links:
         if address:
             names = [alias] + [n for n in (other.id[:12], other.name) if n != alias]
             out.append((address, " ".join(names)))
     return out
 
 
-def _link_env(engine: "Engine", record: "ContainerRecord", net: "Network") -> "list[str]":
+def _link_env(record: "ContainerRecord", links: "list[tuple[Any, str, str]]") -> "list[str]":
     """Docker's legacy link variables: <ALIAS>_PORT_<port>_<PROTO>... and <ALIAS>_ENV_..."""
     env = []
-    for other, alias in _links(engine, record):
-        address = engine.networks.address_of(other.id, net.id)
+    for other, alias, address in links:
         prefix = alias.upper().replace("-", "_").replace(".", "_")
         ports = sorted((other.container_config.get("ExposedPorts") or {}),
                        key=lambda p: (int(p.partition("/")[0]), p))

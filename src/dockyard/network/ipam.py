@@ -97,7 +97,8 @@ def first_free(subnet: str, ip_range: str, taken: "set[int]") -> int | None:
 
 def mac_for(address: str) -> str:
     """Docker's MAC for an address: 02:42 and the address's four bytes."""
-    return "02:42:" + ":".join(f"{int(p):02x}" for p in address.split("."))
+    value = to_int(address)
+    return "02:42:" + ":".join(f"{value >> shift & 255:02x}" for shift in (24, 16, 8, 0))
 
 
 def check_mac(mac: str) -> str:

@@ -150,11 +150,6 @@ def _attrs(data: bytes, offset: int) -> dict[int, bytes]:
     return found
 
 
-def mac_for(address: str) -> str:
-    """Docker's MAC for an IPv4 address: 02:42 then the address's four bytes."""
-    return "02:42:" + ":".join(f"{b:02x}" for b in _ipv4(address))
-
-
 # --- the client -----------------------------------------------------------------------
 
 class Netlink:

@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
 BUILTIN = ("bridge", "host", "none")
 LIST_FILTERS = frozenset({"driver", "id", "label", "name", "scope", "type", "dangling", "until"})
-DEFAULT_SUBNET = "172.17.0.0/16"
 _LABEL_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
 
@@ -71,8 +70,7 @@ class Networks:
             self._builtin(name)
         settings = self.engine.settings
         net = Network(id=os.urandom(32).hex(), name="bridge", driver="bridge", created=time.time(),
-                      dns=settings.bridge_dns, options={"com.docker.network.bridge.default_bridge": "true",
-                                                        "com.docker.network.bridge.name": settings.bridge_name})
+                      dns=settings.bridge_dns, options={"com.docker.network.bridge.default_bridge": "true"})
 
         def check(existing: "list[Network]") -> None:
             if settings.bip:
@@ -81,8 +79,7 @@ class Networks:
                 net.subnet, net.gateway = ipam.cidr(base, int(prefix or 16)), gateway
             else:
                 taken = _host_routes() + [n.subnet for n in existing if n.subnet]
-                pools = [DEFAULT_SUBNET] + [p for p in ipam.DEFAULT_POOLS if p != DEFAULT_SUBNET]
-                subnet = ipam.free_pool(taken, pools)
+                subnet = ipam.free_pool(taken)   # 172.17.0.0/16 first, as Docker
                 if subnet is None:
                     raise NetworkError("could not find an available, non-overlapping IPv4 address pool "
                                        "among the defaults to assign to the network")
@@ -108,7 +105,7 @@ class Networks:
         for net in self.store.all():
             if "dangling" in filters:
                 if used is None:
-                    used = {n for n in self._in_use()}
+                    used = self._in_use()
                 want = filters["dangling"][-1].lower() in ("true", "1")
                 if want == (net.id in used or net.name in BUILTIN):
                     continue
@@ -133,8 +130,6 @@ class Networks:
             raise NetworkError(f"plugin \"{driver}\" not found")
         if name in BUILTIN:
             raise NetworkError(f"{name} is a pre-defined network and cannot be created")
-        if self.store.find(name) is not None and self.store.find(name).name == name:
-            raise ConflictError(f"network with name {name} already exists")
         options = dict(options or {})
         for key in options:
             if key not in ("com.docker.network.bridge.name", "com.docker.network.bridge.enable_icc",
@@ -175,15 +170,13 @@ class Networks:
                         raise NetworkError("Pool overlaps with other one on this address space")
                 net.subnet, net.gateway, net.ip_range = subnet, gateway, ip_range
             else:
-                if self.store.find("bridge") is None:
-                    taken.append(DEFAULT_SUBNET)   # kept for the default bridge, made later
-                pool = ipam.free_pool(taken, [p for p in ipam.DEFAULT_POOLS])
+                pool = ipam.free_pool(taken)
                 if pool is None:
                     raise NetworkError("could not find an available, non-overlapping IPv4 address pool among "
                                        "the defaults to assign to the network")
                 net.subnet, net.gateway = pool, ipam.to_str(ipam.parse_cidr(pool)[0] + 1)
 
-        self.default_bridge()
+        self.default_bridge()   # first: the default bridge takes 172.17.0.0/16 before any user network
         self.store.add_checked(net, check)
         try:
             self.ensure_bridge(net)
@@ -196,7 +189,7 @@ class Networks:
     def remove(self, typed: str) -> None:
         net = self.get(typed)
         if net.name in BUILTIN:
-            raise NetworkError(f"{net.name} is a pre-defined network and cannot be removed", exit_code=1)
+            raise NetworkError(f"{net.name} is a pre-defined network and cannot be removed")
         users = self.store.containers_on(net.id)
         if users:
             raise NetworkError(f"error while removing network: network {net.name} id {net.id} has active endpoints")
@@ -375,16 +368,13 @@ class Networks:
         record = containers.get(typed_container)
         mode = record.host_config.get("NetworkMode") or "default"
         if net.driver != "bridge":
-            raise NetworkError(f"container cannot be disconnected from host network or connected to {net.name} network"
-                               if net.driver == "host" else "container sharing network namespace with another "
-                               "container or host cannot be connected to any other network")
+            raise NetworkError(f"container cannot be disconnected from host network or connected to {net.name} network")
         if mode in ("host", "none") or mode.startswith("container:"):
             raise NetworkError("container sharing network namespace with another container or host cannot be "
                                "connected to any other network")
         names = {n.name for n, _ in self.wanted(record)}
         if net.name in names or any(e.network_id == net.id for e in self.store.endpoints(container_id=record.id)):
-            raise NetworkError(f"endpoint with name {record.name} already exists in network {net.name}",
-                               exit_code=1)
+            raise NetworkError(f"endpoint with name {record.name} already exists in network {net.name}")
         if ip:
             ipam.to_int(ip)
         for alias in aliases:
@@ -482,7 +472,7 @@ class Networks:
 
     def container_settings(self, record: "ContainerRecord") -> "dict[str, Any]":
         """NetworkSettings.Networks, Ports and the primary's top-level fields for a container's inspect."""
-        from dockyard.network.attach import mode_of
+        from dockyard.network.attach import mode_of, netns_path
         from dockyard.network.ports import ports_view
 
         running = record.status in ACTIVE
@@ -513,8 +503,7 @@ class Networks:
         ports = ports_view(record, self.store.ports(record.id) if running else [])
         primary = networks.get("bridge", {}) if mode == "bridge" else {}
         return {"Networks": networks, "Ports": ports, "Primary": primary,
-                "SandboxKey": (os.path.join(self.engine.settings.runroot, "netns", record.id)
-                               if running and eps else "")}
+                "SandboxKey": netns_path(self.engine.settings.runroot, record.id) if running and eps else ""}
 
 
 def _port_rule(p: "Any", bridge: str) -> "Any":

@@ -187,9 +187,6 @@ class NetworkStore:
                  int(endpoint.static), time.time()))
             return endpoint
 
-    def set_aliases(self, endpoint_id: str, aliases: list[str]) -> None:
-        self.conn.execute("UPDATE endpoints SET aliases = ? WHERE id = ?", (json.dumps(aliases), endpoint_id))
-
     def release(self, network_id: str, container_id: str) -> None:
         self.conn.execute("DELETE FROM endpoints WHERE network_id = ? AND container_id = ?", (network_id, container_id))
 
