@@ -10,7 +10,7 @@ PYTHON := $(VENV)/bin/python
 BIN_DIR ?= /usr/local/bin
 # Debian packages the tests, the demo and the benchmarks use as peers and oracles.
 APT_PACKAGES = python3-venv busybox-static skopeo docker-registry umoci crun runc podman libseccomp2 curl openssl iptables iproute2
-BENCH_APT_PACKAGES = podman crun runc wrk dnsperf
+BENCH_APT_PACKAGES = podman crun runc wrk dnsperf buildah debootstrap
 PYTEST_ARGS ?=
 
 .PHONY: deps install test unit integration demo bench clean
