@@ -46,3 +46,16 @@ def rfc3339_nano_utc(epoch: float) -> str:
     if moment.microsecond:
         text += (".%06d" % moment.microsecond).rstrip("0")
     return text + "Z"
+
+
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """A Go duration (``1h30m``, ``500ms``, ``2.5s``) in seconds; ValueError if it is not one."""
+    import re
+
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"invalid duration {text!r}")
+    return sum(float(n) * _DURATION_UNITS[u] for n, u in parts)

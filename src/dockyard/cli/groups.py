@@ -18,6 +18,7 @@ IMAGE_COMMANDS: dict[str, tuple[str, str]] = {
     "load": ("dockyard.cli.images:load", "Load an image from a tar archive or STDIN"),
     "import": ("dockyard.cli.images:import_", "Import the contents from a tarball to create an image"),
     "prune": ("dockyard.cli.images:prune", "Remove unused images"),
+    "build": ("dockyard.cli.build:build", "Build an image from a Dockerfile"),
     "pull": ("dockyard.cli.distribution:pull", "Download an image from a registry"),
     "push": ("dockyard.cli.distribution:push", "Upload an image to a registry"),
 }

@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "load": ("dockyard.cli.images:load", "Load an image from a tar archive or STDIN"),
     "import": ("dockyard.cli.images:import_", "Import the contents from a tarball to create an image"),
     "inspect": ("dockyard.cli.containers:inspect", "Return low-level information on objects"),
+    "build": ("dockyard.cli.build:build", "Build an image from a Dockerfile"),
+    "builder": ("dockyard.cli.build:builder", "Manage builds"),
     "image": ("dockyard.cli.groups:image", "Manage images"),
     "run": ("dockyard.cli.containers:run", "Create and run a new container from an image"),
     "create": ("dockyard.cli.containers:create", "Create a new container"),

@@ -124,12 +124,12 @@ def parse_since(text: str, now: float | None = None) -> float:
     """``--since``: an RFC 3339 time, a Unix timestamp, or a duration back from now (``10m``)."""
     now = time.time() if now is None else now
     value = text.strip()
-    units = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
-    import re
+    from dockyard.timefmt import parse_duration
 
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)", value)
-    if parts and "".join(n + u for n, u in parts) == value:
-        return now - sum(float(n) * units[u] for n, u in parts)
+    try:
+        return now - parse_duration(value)
+    except ValueError:
+        pass
     try:
         return float(value)
     except ValueError:

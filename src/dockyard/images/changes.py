@@ -45,6 +45,15 @@ def apply_changes(config: dict[str, Any], changes: Iterable[str]) -> dict[str, A
     return cfg
 
 
+def apply_instruction(config: dict[str, Any], keyword: str, rest: str, env: dict[str, str],
+                      escape: str = "\\") -> dict[str, Any]:
+    """A copy of ``config`` with one Dockerfile instruction applied, ``$VAR`` expanded from
+    ``env`` (a build's ARGs and ENV): the builder's metadata steps."""
+    cfg = copy.deepcopy(config)
+    _apply(cfg, keyword, rest, {"cmd_set": False}, env, escape)
+    return cfg
+
+
 def _instructions(text: str) -> Iterable[tuple[str, str]]:
     """Lines of ``text`` joined at trailing backslashes, comments dropped, split at the keyword."""
     logical = ""
@@ -66,10 +75,11 @@ def _split_keyword(line: str) -> tuple[str, str]:
     return parts[0].upper(), (parts[1].strip() if len(parts) > 1 else "")
 
 
-def _apply(cfg: dict[str, Any], keyword: str, rest: str, state: dict[str, bool]) -> None:
+def _apply(cfg: dict[str, Any], keyword: str, rest: str, state: dict[str, bool],
+           expand: dict[str, str] | None = None, escape: str = "\\") -> None:
     if keyword not in ALLOWED:
         raise ChangeError(f"{keyword} is not a valid change command")
-    env = env_map(cfg.get("Env") or [])
+    env = dict(expand) if expand is not None else env_map(cfg.get("Env") or [])
     if keyword == "CMD":
         cfg["Cmd"] = _command(rest)
         state["cmd_set"] = True
@@ -78,29 +88,29 @@ def _apply(cfg: dict[str, Any], keyword: str, rest: str, state: dict[str, bool])
         if not state["cmd_set"]:
             cfg["Cmd"] = None  # as in a Dockerfile: a new ENTRYPOINT drops the inherited CMD
     elif keyword == "ENV":
-        for key, value in _name_values(keyword, rest, env):
+        for key, value in _name_values(keyword, rest, env, escape):
             env[key] = value
             cfg["Env"] = _set_env(cfg.get("Env") or [], key, value)
     elif keyword == "LABEL":
         labels = dict(cfg.get("Labels") or {})
-        for key, value in _name_values(keyword, rest, env):
+        for key, value in _name_values(keyword, rest, env, escape):
             labels[key] = value
         cfg["Labels"] = labels
     elif keyword == "WORKDIR":
-        path = process_word(rest, env)
+        path = process_word(rest, env, escape)
         if not path:
             raise ChangeError("WORKDIR requires exactly one argument")
         if not path.startswith("/"):
             path = posixpath.join("/", cfg.get("WorkingDir") or "", path)
         cfg["WorkingDir"] = posixpath.normpath(path).replace("//", "/")
     elif keyword == "USER":
-        user = process_word(rest, env)
+        user = process_word(rest, env, escape)
         if not user:
             raise ChangeError("USER requires exactly one argument")
         cfg["User"] = user
     elif keyword == "EXPOSE":
         ports = dict(cfg.get("ExposedPorts") or {})
-        words = [process_word(w, env) for w in parse_words(rest)]
+        words = [process_word(w, env, escape) for w in parse_words(rest, escape)]
         if not words:
             raise ChangeError("EXPOSE requires at least one argument")
         for word in words:
@@ -111,7 +121,7 @@ def _apply(cfg: dict[str, Any], keyword: str, rest: str, state: dict[str, bool])
         volumes = dict(cfg.get("Volumes") or {})
         paths = _json_list(rest)
         if paths is None:
-            paths = [process_word(w, env) for w in parse_words(rest)]
+            paths = [process_word(w, env, escape) for w in parse_words(rest, escape)]
         if not paths:
             raise ChangeError("VOLUME requires at least one argument")
         for path in paths:
@@ -120,7 +130,7 @@ def _apply(cfg: dict[str, Any], keyword: str, rest: str, state: dict[str, bool])
             volumes[path] = {}
         cfg["Volumes"] = volumes
     elif keyword == "STOPSIGNAL":
-        sig = process_word(rest, env)
+        sig = process_word(rest, env, escape)
         validate_signal(sig)
         cfg["StopSignal"] = sig
     elif keyword == "ONBUILD":
@@ -153,8 +163,8 @@ def _json_list(rest: str) -> list[str] | None:
     return None
 
 
-def _name_values(keyword: str, rest: str, env: dict[str, str]) -> list[tuple[str, str]]:
-    words = parse_words(rest)
+def _name_values(keyword: str, rest: str, env: dict[str, str], escape: str = "\\") -> list[tuple[str, str]]:
+    words = parse_words(rest, escape)
     if not words:
         raise ChangeError(f"{keyword} requires at least one argument")
     if "=" not in words[0]:
@@ -162,16 +172,16 @@ def _name_values(keyword: str, rest: str, env: dict[str, str]) -> list[tuple[str
         parts = re.split(r"\s+", rest, maxsplit=1)
         if len(parts) < 2:
             raise ChangeError(f"{keyword} must have two arguments")
-        return [(process_word(parts[0], env), process_word(parts[1], env))]
+        return [(process_word(parts[0], env, escape), process_word(parts[1], env, escape))]
     pairs = []
     for word in words:
         if "=" not in word:
             raise ChangeError(f"Syntax error - can't find = in {word!r}. Must be of the form: name=value")
         key, _, value = word.partition("=")
-        key = process_word(key, env)
+        key = process_word(key, env, escape)
         if not key:
             raise ChangeError(f"{keyword} names can not be blank")
-        pairs.append((key, process_word(value, env)))
+        pairs.append((key, process_word(value, env, escape)))
     return pairs
 
 

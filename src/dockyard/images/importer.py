@@ -178,7 +178,7 @@ def _download(url: str, dest: Path) -> None:
         raise DockyardError(f"cannot import {url}: timed out") from None
 
 
-class _Prefixed(io.RawIOBase):
+class Prefixed(io.RawIOBase):
     """``prefix`` then the rest of ``stream``: sniffing magic bytes of a pipe without seeking."""
 
     def __init__(self, prefix: bytes, stream: BinaryIO) -> None:
@@ -205,7 +205,7 @@ def decompressed(stream: BinaryIO) -> BinaryIO:
     from dockyard.store.archive import open_decompressed
 
     head = _read_up_to(stream, 6)
-    source = io.BufferedReader(_Prefixed(head, stream), buffer_size=CHUNK)
+    source = io.BufferedReader(Prefixed(head, stream), buffer_size=CHUNK)
     if head.startswith(XZ_MAGIC):
         return lzma.LZMAFile(source)  # type: ignore[return-value]
     if head.startswith(BZIP2_MAGIC):

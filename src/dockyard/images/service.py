@@ -575,8 +575,6 @@ def _bool_filter(filters: Mapping[str, list[str]], key: str) -> bool | None:
     raise DockyardError(f"invalid filter '{key}={values[-1]}'")
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def _until(values: list[str] | None) -> float | None:
@@ -584,9 +582,12 @@ def _until(values: list[str] | None) -> float | None:
     if not values:
         return None
     value = values[-1]
-    if re.fullmatch(r"(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+", value):
-        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION.findall(value))
-        return time.time() - seconds
+    from dockyard.timefmt import parse_duration
+
+    try:
+        return time.time() - parse_duration(value)
+    except ValueError:
+        pass
     if re.fullmatch(r"\d+(\.\d+)?", value):
         return float(value)
     from dockyard.timefmt import parse_timestamp

@@ -158,8 +158,10 @@ class NetworkStore:
                                     (net.id, container_id)).fetchone()
             if row is not None:
                 return _endpoint(row)
+            # Builds lease addresses too (network/sandbox.py): one address space for both.
             taken = {ipam.to_int(r[0]) for r in
-                     self.conn.execute("SELECT address FROM endpoints WHERE network_id = ?", (net.id,))}
+                     self.conn.execute("SELECT address FROM endpoints WHERE network_id = ? UNION SELECT address"
+                                       " FROM build_leases WHERE network_id = ?", (net.id, net.id))}
             taken.add(ipam.to_int(net.gateway))
             if address:
                 value = ipam.to_int(address)

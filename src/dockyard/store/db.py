@@ -146,6 +146,27 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX published_ports_container ON published_ports(container_id);
     """,
+    # 4 -> 5: the build cache (each step's resulting image state, keyed by what went into it;
+    # its layer stays while the entry does) and the bridge addresses builds hold while they run.
+    """
+    CREATE TABLE build_cache (
+        key TEXT PRIMARY KEY,                -- sha256 of the parent key and the step's inputs
+        chain_id TEXT NOT NULL DEFAULT '',   -- the top layer of the state ('' for no layer)
+        state TEXT NOT NULL,                 -- JSON: image config and layer chain after the step
+        size INTEGER NOT NULL DEFAULT 0,     -- bytes of the layer the step added (0: metadata only)
+        created REAL NOT NULL,
+        last_used REAL NOT NULL
+    );
+    CREATE INDEX build_cache_chain ON build_cache(chain_id);
+    CREATE TABLE build_leases (
+        owner TEXT NOT NULL,                 -- the build's work dir name (flocked while it runs)
+        network_id TEXT NOT NULL REFERENCES networks(id),
+        address TEXT NOT NULL,
+        created REAL NOT NULL,
+        PRIMARY KEY (owner, network_id),
+        UNIQUE (network_id, address)
+    );
+    """,
 ]
 
 DB_NAME = "dockyard.db"

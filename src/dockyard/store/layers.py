@@ -107,7 +107,8 @@ class LayerStore:
     def unused(self, older_than: float = 0.0) -> list[str]:
         """Layers no image needs, children before parents (the order to delete them in).
 
-        A layer is needed when an image lists it, or when it is an ancestor of one that is.
+        A layer is needed when an image or a build cache entry lists it, or when it is an
+        ancestor of one that is.
         ``older_than`` (seconds) spares layers unpacked more recently than that: a pull in
         progress has unpacked layers before it records the image that uses them.
         """
@@ -115,6 +116,8 @@ class LayerStore:
             """
             WITH RECURSIVE used(id) AS (
                 SELECT chain_id FROM image_layers
+                UNION
+                SELECT chain_id FROM build_cache WHERE chain_id != ''
                 UNION
                 SELECT l.parent FROM layers l JOIN used u ON l.chain_id = u.id WHERE l.parent IS NOT NULL
             )
@@ -168,6 +171,18 @@ class LayerStore:
             with self.tmp_area.new_dir() as tmp:  # removed unless renamed into place
                 result = self._extract(blob, compression, diff_id, tmp)
                 return self._commit(tmp, cid, result.diff_id, parent, result.size)
+
+    def adopt(self, directory: str, diff_id: str, parent: str | None, size: int) -> LayerInfo:
+        """Make ``directory`` (holding only ``diff/``, already on this filesystem: a committed
+        snapshot) the layer ``diff_id`` on ``parent``, by rename. If that chain exists
+        already, it is returned and ``directory`` is left to its owner to remove."""
+        digests.validate(diff_id)
+        self._require_parent(parent)
+        cid = chain_id(parent, diff_id)
+        with self._chain_lock(cid):
+            if self.has(cid):
+                return self.get(cid)
+            return self._commit(directory, cid, diff_id, parent, size)
 
     def delete(self, chain_id: str) -> bool:
         """Remove a layer no image and no child layer uses. False if it was not there."""
@@ -278,6 +293,8 @@ class LayerStore:
         image = conn.execute("SELECT image_id FROM image_layers WHERE chain_id = ? LIMIT 1", (cid,)).fetchone()
         if image is not None:
             raise ConflictError(f"layer {cid} is used by image {image['image_id']}")
+        if conn.execute("SELECT 1 FROM build_cache WHERE chain_id = ? LIMIT 1", (cid,)).fetchone() is not None:
+            raise ConflictError(f"layer {cid} is used by the build cache")
         child = conn.execute("SELECT chain_id FROM layers WHERE parent = ? LIMIT 1", (cid,)).fetchone()
         if child is not None:
             raise ConflictError(f"layer {cid} is the parent of layer {child['chain_id']}")
