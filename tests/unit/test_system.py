@@ -147,6 +147,7 @@ def test_system_prune_asks_then_removes_containers_volumes_images_and_leftovers(
         "  - all networks not used by at least one container\n"
         "  - all anonymous volumes not used by at least one container\n"
         "  - all dangling images\n"
+        "  - all dangling build cache\n"
         "  - leftovers of interrupted commands and image data no image uses\n"
         "\n"
         "Are you sure you want to continue? [y/N] ")

@@ -186,7 +186,7 @@ class Builder:
             config = {"architecture": self.platform.architecture, "os": self.platform.os,
                       "config": {"Env": [DEFAULT_PATH]}, "rootfs": {"type": "layers", "diff_ids": []}, "history": []}
             return State(config=config, chains=[]), caching.key("scratch", str(self.platform))
-        image = self._base_image(base, stage)
+        image = self._base_image(base, stage.line)
         from dockyard import reference
 
         vertex = self.progress.vertex(f"[{self.label} 1/{self.step_total}] FROM {reference.parse(base)}")
@@ -200,14 +200,14 @@ class Builder:
         vertex.done()
         return State(config=config, chains=list(image.layers)), image.id
 
-    def _base_image(self, name: str, stage: dfile.Stage) -> "Image":
+    def _base_image(self, name: str, line: int) -> "Image":
         from dockyard import reference
         from dockyard.errors import InvalidReferenceError
 
         try:
             ref = reference.parse(name)
         except InvalidReferenceError as e:
-            raise BuildError(f"{self.df.name}:{stage.line}: {e.message}") from None
+            raise BuildError(f"{self.df.name}:{line}: {e.message}") from None
         found = None if self.options.pull else self.engine.images.find(str(ref))
         if found is not None:
             return found
@@ -220,7 +220,7 @@ class Builder:
                 self.progress.warning(f"could not pull {ref} ({e.message}): using the local image")
                 return self.engine.images.find(str(ref))  # type: ignore[return-value]
             vertex.error(e.message)
-            raise BuildError(f"{self.df.name}:{stage.line}: failed to resolve source metadata for {ref}: "
+            raise BuildError(f"{self.df.name}:{line}: failed to resolve source metadata for {ref}: "
                              f"{e.message}") from None
         vertex.done()
         return image
@@ -483,7 +483,7 @@ class Builder:
         else:
             if self.df.stage(ref) is not None:
                 raise BuildError(f"{self.df.name}:{i.line}: circular dependency detected on stage: {ref}")
-            top = self._base_image(ref, self.stage).layers[-1] if ref != "scratch" else None
+            top = self._base_image(ref, i.line).layers[-1] if ref != "scratch" else None
         from dockyard.store.snapshots import Snapshots
 
         with Snapshots(self.engine).prepare(top) as snap:
@@ -636,6 +636,15 @@ def reclaim(engine: "Engine") -> list[str]:
     gone += [item.path for item in snapshots.reclaim()]
     gone += [item.path for item in area.reclaim()]
     return gone
+
+
+def reset(engine: "Engine") -> list[str]:
+    """``system reset``: every build's RUN processes and network sandboxes, live or not."""
+    from dockyard.build import executor
+    from dockyard.network import sandbox
+
+    gone = [f"build step {c}" for c in executor.reclaim(engine, lambda _: False)]
+    return gone + [f"build network sandbox {o}" for o in sandbox.reclaim(engine, lambda _: False)]
 
 
 def _rest(i: dfile.Instruction) -> str:

@@ -53,7 +53,8 @@ def run(engine: "Engine", runtime_name: str, snapshot_name: str, rootfs: str, bu
     created = _missing_mountpoints(rootfs, [m["destination"] for m in mounts + process.mounts])
     options = specs.RunOptions(command=process.args, entrypoint=[], env=process.env, workdir=process.workdir,
                                user=process.user, hostname=HOSTNAME, network=process.network,
-                               mounts=mounts + process.mounts)
+                               mounts=mounts + process.mounts,
+                               cgroups_path=f"/{os.environ.get('DOCKYARD_CGROUP_PARENT', 'dockyard')}/{cid}")
     spec = specs.build({}, rootfs, options, cid)
     specs.write_bundle(bundle_dir, spec)
     runtime = open_runtime(runtime_name, runtime_root(engine, runtime_name))

@@ -56,7 +56,7 @@ def build(tags: tuple[str, ...], dockerfile: str | None, build_args: tuple[str, 
     options = BuildOptions(tags=list(tags), build_args=_build_args(build_args), target=target, no_cache=no_cache,
                            pull=pull, network="default" if network == "bridge" else network,
                            labels=common.key_values(labels), platform=platform, secrets=_secrets(secrets),
-                           runtime=runtime or "")
+                           runtime=runtime or os.environ.get("DOCKYARD_RUNTIME") or "")
     engine = common.engine()
     out = None if quiet or progress == "quiet" else sys.stderr
     reporter = Progress(out)

@@ -60,7 +60,9 @@ def summary_rows(usage: "SystemUsage") -> list[dict[str, str]]:
         {"Type": "Local Volumes", "TotalCount": str(len(usage.volumes)),
          "Active": str(sum(v.links > 0 for v in usage.volumes)), "Size": human_size(volumes_total),
          "Reclaimable": reclaimable(volumes_total, sum(v.size for v in usage.volumes if v.links > 0))},
-        {"Type": "Build Cache", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"},
+        {"Type": "Build Cache", "TotalCount": str(usage.build_cache.entries), "Active": "0",
+         "Size": human_size(usage.build_cache.size),
+         "Reclaimable": human_size(usage.build_cache.reclaimable)},
     ]
 
 
@@ -91,7 +93,7 @@ def df(format_: str | None, verbose: bool) -> None:
     out.append("\nLocal Volumes space usage:\n\n")
     volumes = [{"Name": v.volume.name, "Links": str(v.links), "Size": fmt.human_size(v.size)} for v in usage.volumes]
     out.append(fmt.render_rows(DF_VOLUMES_VERBOSE, volumes, VOLUME_HEADERS))
-    out.append(f"\nBuild cache usage: {fmt.human_size(0)}\n\n")
+    out.append(f"\nBuild cache usage: {fmt.human_size(usage.build_cache.size)}\n\n")
     out.append(fmt.tabulate([["CACHE ID", "CACHE TYPE", "SIZE", "CREATED", "LAST USED", "USAGE", "SHARED"]]))
     sys.stdout.write("".join(out))
 
@@ -138,13 +140,14 @@ PRUNE_TEMPLATE = "WARNING! This will remove:\n{warnings}\n{filters}\nAre you sur
 
 
 def prune_warning(all_: bool, volumes: bool, filters: Sequence[str]) -> str:
-    """Docker's confirmation text, naming what dockyard removes (it has no build cache yet;
-    it has leftovers of interrupted commands)."""
+    """Docker's confirmation text, naming what dockyard removes (and its leftovers of
+    interrupted commands)."""
     warnings = ["all stopped containers", "all networks not used by at least one container"]
     if volumes:
         warnings.append("all anonymous volumes not used by at least one container")
     warnings.append("all images without at least one container associated to them" if all_ else
                     "all dangling images")
+    warnings.append("all dangling build cache" if not all_ else "all build cache")
     warnings.append("leftovers of interrupted commands and image data no image uses")
     shown = ""
     if filters:
@@ -181,6 +184,8 @@ def prune(all_: bool, volumes: bool, filters: tuple[str, ...], force: bool) -> N
         out.append("Deleted Images:\n" + delete_lines(images.deleted, "untagged: ", "deleted: ") + "\n")
     if images is not None:
         out.append(leftovers_section(engine, images.leftovers))
+    if report.build_cache:
+        out.append("Deleted build cache objects:\n" + "".join(k + "\n" for k in report.build_cache) + "\n")
     out.append(f"Total reclaimed space: {fmt.human_size(report.reclaimed)}\n")
     sys.stdout.write("".join(out))
     if images is not None:

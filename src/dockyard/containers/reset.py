@@ -32,6 +32,10 @@ def system_reset(engine: "Engine") -> Iterator[str]:
     """Containers (their processes, shims, mounts, cgroups), volumes, images, state."""
     for cid in engine.containers.reset():
         yield f"Deleted container: {cid}"
+    from dockyard.build.builder import reset as reset_builds
+
+    for what in reset_builds(engine):
+        yield f"Deleted: {what}"
     for bridge in engine.networks.reset():
         yield f"Deleted bridge: {bridge}"
     for root in (engine.settings.runroot, engine.root):

@@ -21,6 +21,7 @@ class SystemPruneReport:
     volumes: list[str] = field(default_factory=list)
     networks: list[str] = field(default_factory=list)
     images: "PruneReport | None" = None
+    build_cache: list[str] = field(default_factory=list)
     reclaimed: int = 0
 
 
@@ -49,6 +50,17 @@ def prune(engine: "Engine", all: bool = False, volumes: bool = False,
     if volumes:
         report.volumes, freed = engine.volumes.prune(filters={"label": labels} if labels else None)
         report.reclaimed += freed
+    if not labels:
+        # Build cache: entries whose layers no image holds (every entry with ``all``), as Docker's
+        # system prune drops dangling build cache; then what builds killed -9 left.
+        from dockyard.build.builder import reclaim as reclaim_builds
+        from dockyard.build.cache import BuildCache
+        from dockyard.images.service import _until
+
+        reclaim_builds(engine)
+        removed = BuildCache(engine).prune(all=all, until=_until(filters.get("until")))
+        report.build_cache = [k.partition(":")[2][:25] for k, _ in removed]
+        report.reclaimed += sum(size for _, size in removed)
     report.images = engine.images.prune(all=all, filters=filters)
     report.reclaimed += report.images.reclaimed
     if not labels:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from dockyard.containers.store import ContainerRecord
     from dockyard.engine import Engine
     from dockyard.images.service import DiskUsage
+    from dockyard.build.cache import CacheUsage
     from dockyard.system.leftovers import Collected
     from dockyard.volumes import Volume
 
@@ -39,6 +40,7 @@ class SystemUsage:
     leftovers: "Collected"
     containers: list[ContainerUsage] = field(default_factory=list)
     volumes: list[VolumeUsage] = field(default_factory=list)
+    build_cache: "CacheUsage | None" = None   # always set by usage()
 
 
 def usage(engine: "Engine") -> SystemUsage:
@@ -54,5 +56,7 @@ def usage(engine: "Engine") -> SystemUsage:
             if m.get("Type") == "volume":
                 links[m.get("Name", "")] = links.get(m.get("Name", ""), 0) + 1
     volumes = [VolumeUsage(v, tree_size(v.mountpoint), links.get(v.name, 0)) for v in engine.volumes.list()]
+    from dockyard.build.cache import BuildCache
+
     return SystemUsage(images=engine.images.disk_usage(), leftovers=collect(engine, remove=False, dirs=True),
-                       containers=containers, volumes=volumes)
+                       containers=containers, volumes=volumes, build_cache=BuildCache(engine).usage())
