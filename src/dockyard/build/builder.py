@@ -92,16 +92,18 @@ class Builder:
         self._memo: Any = None
         self.results: dict[int, _StageResult] = {}
         self.work = ""             # this build's work dir (flocked): bundles, /etc files, downloads
+        self.root_builder = self   # the builder the per-stage copies share results and the sandbox with
         self.sandbox: Any = None   # the network sandbox, opened by the first RUN on the bridge
 
     @property
     def memo(self) -> "Any":
         """Content digests of context files, kept across builds by stat identity."""
-        if self._memo is None:
+        owner = self.root_builder
+        if owner._memo is None:
             from dockyard.build.copying import HashMemo
 
-            self._memo = HashMemo(os.path.join(self.base_dir, "hashes.json"))
-        return self._memo
+            owner._memo = HashMemo(os.path.join(self.base_dir, "hashes.json"))
+        return owner._memo
 
     # ------------------------------------------------------------------ the build
 
@@ -118,8 +120,7 @@ class Builder:
         reclaim(self.engine)
         with image_lease(self.engine.root), self._work_dir():
             try:
-                for index in needed:
-                    self.results[index] = self._stage(df.stages[index], len(needed))
+                self._stages(needed)
             finally:
                 if self.sandbox is not None:
                     from dockyard.network.sandbox import close_sandbox
@@ -129,6 +130,47 @@ class Builder:
                     self._memo.save()
             final = self.results[needed[-1]].state
             return self._export(final)
+
+    def _stages(self, needed: list[int]) -> None:
+        """Build the needed stages, each once its dependencies are built; stages that are
+        ready together build concurrently (a thread and a DB connection each), as BuildKit
+        runs independent stages in parallel."""
+        import threading
+
+        deps = {i: set(dfile.stage_refs(self.df, self.df.stages[i], self.scope)) & set(needed) for i in needed}
+        self._lock = threading.Lock()
+        pending = list(needed)
+        failures: list[BaseException] = []
+        while pending and not failures:
+            ready = [i for i in pending if deps[i] <= set(self.results)]
+            for i in ready:
+                pending.remove(i)
+            if len(ready) == 1:
+                self.results[ready[0]] = copy.copy(self)._stage(self.df.stages[ready[0]])
+                continue
+            threads = [threading.Thread(target=self._stage_thread, args=(i, failures), daemon=True) for i in ready]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        if failures:
+            raise failures[0]
+
+    def _stage_thread(self, index: int, failures: "list[BaseException]") -> None:
+        from dockyard.engine import Engine
+
+        runner = copy.copy(self)
+        runner.engine = Engine(self.engine.settings)   # sqlite: one connection per thread
+        runner.cache = caching.BuildCache(runner.engine)
+        try:
+            result = runner._stage(self.df.stages[index])
+            with self._lock:
+                self.results[index] = result
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread
+            with self._lock:
+                failures.append(e)
+        finally:
+            runner.engine.close()
 
     def _parse(self) -> dfile.Dockerfile:
         vertex = self.progress.vertex(f"[internal] load build definition from {self.ctx.dockerfile_name}")
@@ -152,7 +194,8 @@ class Builder:
 
     # ------------------------------------------------------------------ stages
 
-    def _stage(self, stage: dfile.Stage, _count: int) -> _StageResult:
+    def _stage(self, stage: dfile.Stage) -> _StageResult:
+        """Build one stage (on a copy of the builder: the per-stage fields are its own)."""
         label = stage.name or f"stage-{stage.index}"
         steps = 1 + sum(1 for i in stage.instructions if i.keyword in ("RUN", "COPY", "ADD"))
         self.step_no = 0
@@ -381,12 +424,9 @@ class Builder:
         namespace = network
         resolv = _host_resolv()
         if network == "default":
-            if self.sandbox is None:
-                from dockyard.network.sandbox import open_sandbox
-
-                self.sandbox = open_sandbox(self.engine, os.path.basename(self.work))
-            namespace = self.sandbox.namespace
-            resolv = self.sandbox.resolv_conf
+            sandbox = self._sandbox()
+            namespace = sandbox.namespace
+            resolv = sandbox.resolv_conf
         with open(os.path.join(etc, "resolv.conf"), "w") as f:
             f.write(resolv)
         with open(os.path.join(etc, "hosts"), "w") as f:
@@ -397,6 +437,17 @@ class Builder:
             return executor.run(self.engine, self.runtime, snap.name, rootfs, bundle, process, vertex.log)
         except DockyardError as e:
             raise BuildError(f"{e.message}") from None
+
+    def _sandbox(self) -> "Any":
+        """The build's one network sandbox, opened by the first RUN that needs it (kept on
+        the builder all stage copies share)."""
+        owner = self.root_builder
+        with owner._lock:
+            if owner.sandbox is None:
+                from dockyard.network.sandbox import open_sandbox
+
+                owner.sandbox = open_sandbox(owner.engine, os.path.basename(owner.work))
+            return owner.sandbox
 
     # ---- COPY / ADD
 
@@ -441,8 +492,14 @@ class Builder:
                     vertex.error(e.message)
                     raise BuildError(f"{self.df.name}:{i.line}: failed to compute cache key: {e.message}") from None
             digest = copying.checksum(tree, paths, self.memo if source_from is None and not urls else None)
-            step_key = caching.key(key, i.keyword, digest, dest, workdir, chown_spec, chmod_spec,
-                                   bool(urls), [os.path.basename(p) for p in paths])
+            inputs = (i.keyword, digest, dest, workdir, chown_spec, chmod_spec, bool(urls),
+                      [os.path.basename(p) for p in paths])
+            created_by = f"{i.keyword} {_flags_shown(i)}{' '.join(words)} # buildkit"
+            link = i.flag("link")
+            if link is not None and link.lower() not in ("false", "0"):
+                return self._linked_copy(state, key, inputs, tree, paths, dest, workdir, chown_spec, chmod,
+                                         created_by, i, vertex)
+            step_key = caching.key(key, *inputs)
             if not self.options.no_cache:
                 hit = self.cache.get(step_key)
                 if hit is not None:
@@ -457,10 +514,68 @@ class Builder:
                 except copying.CopyError as e:
                     vertex.error(e.message)
                     raise BuildError(f"{self.df.name}:{i.line}: {e.message}") from None
-                new, size = self._commit(snap, state, f"{i.keyword} {_flags_shown(i)}{' '.join(words)} # buildkit")
+                new, size = self._commit(snap, state, created_by)
         self.cache.put(step_key, new, size)
         vertex.done()
         return new, step_key
+
+    def _linked_copy(self, state: State, key: str, inputs: tuple, tree: "Any", paths: list[str], dest: str,
+                     workdir: str, chown_spec: str | None, chmod: int | None, created_by: str,
+                     i: dfile.Instruction, vertex: "Vertex") -> tuple[State, str]:
+        """``COPY --link``: the files go into a layer of their own, made on nothing and cached
+        by the sources alone, then stacked on whatever the parent is. A change before the
+        step leaves the copy cached: only the (cheap) stacking is done again."""
+        from dockyard.build import copying
+
+        link_key = caching.key("link", *inputs)
+        piece = None if self.options.no_cache else self.cache.get(link_key)
+        reused = piece is not None
+        if piece is None:
+            with self._snapshot(State(config={}, chains=[])) as snap:
+                if chown_spec and not all(part.isdigit() for part in chown_spec.split(":")):
+                    raise BuildError(f"{self.df.name}:{i.line}: COPY --link --chown takes numeric IDs here "
+                                     "(the files are copied before the image they land in is known)")
+                rootfs = snap.mount()
+                chown = _chown(rootfs, chown_spec) if chown_spec else None
+                try:
+                    copying.copy(tree, paths, rootfs, dest, workdir=workdir, chown=chown, chmod=chmod,
+                                 unpack_archives=(i.keyword == "ADD"))
+                except copying.CopyError as e:
+                    vertex.error(e.message)
+                    raise BuildError(f"{self.df.name}:{i.line}: {e.message}") from None
+                piece, size = self._commit(snap, State(config={}, chains=[]), created_by)
+            self.cache.put(link_key, piece, size)
+        else:
+            vertex.cached()
+        step_key = caching.key(key, "stack", link_key)
+        hit = None if self.options.no_cache else self.cache.get(step_key)
+        if hit is not None:
+            return hit, step_key
+        new = State(config=copy.deepcopy(state.config), chains=list(state.chains))
+        diff_ids = (piece.config.get("rootfs") or {}).get("diff_ids") or []
+        size = 0
+        if diff_ids:
+            layer = self._stack(diff_ids[0], piece.chains[0], state.top)
+            rootfs = new.config.setdefault("rootfs", {"type": "layers", "diff_ids": []})
+            rootfs["diff_ids"] = list(rootfs.get("diff_ids") or []) + [diff_ids[0]]
+            new.chains.append(layer.chain_id)
+            size = layer.size
+        new.config.setdefault("history", []).append(self._history(created_by, empty=not diff_ids))
+        new.config["created"] = new.config["history"][-1]["created"]
+        self.cache.put(step_key, new, size)
+        if not reused:
+            vertex.done()
+        return new, step_key
+
+    def _stack(self, diff_id: str, own_chain: str, parent: str | None) -> "Any":
+        """The layer ``diff_id`` (held as the base layer ``own_chain``) on ``parent``."""
+        if parent is None:
+            return self.engine.layers.get(own_chain)
+        descriptor = self._layer_descriptor(diff_id, own_chain)
+        from dockyard.oci import mediatypes as mt
+
+        with self.engine.content.open(descriptor["digest"]) as blob:
+            return self.engine.layers.unpack(blob, mt.compression_of(descriptor["mediaType"]), diff_id, parent)
 
     def _source_tree(self, source_from: str | None, stack: contextlib.ExitStack, i: dfile.Instruction):  # noqa: ANN202
         from dockyard.build import copying

@@ -3,7 +3,8 @@
 The step is an OCI bundle like a container's (Docker's default capabilities, seccomp, masked
 paths), but no container record: its ID is ``dyb-<snapshot name>``, its runtime state lives
 under ``<runroot>/build/runtime/<runtime>``, and it is deleted when the process ends. The
-builder is the children's subreaper, so it waits for the step's init itself; output comes
+builder is the children's subreaper, so it waits for the step's init itself (only that pid:
+stages may run steps concurrently, and a wait for any child would take another's); output comes
 through a pipe, line by line, to the progress printer. When the init exits the PID namespace
 goes with it, so a daemon the step left cannot hold the build.
 """
@@ -79,7 +80,6 @@ def run(engine: "Engine", runtime_name: str, snapshot_name: str, rootfs: str, bu
                 pass
     finally:
         os.close(read_end)
-        _reap_orphans()
     _remove_created(rootfs, created)
     return code
 
@@ -154,17 +154,6 @@ def _wait(pid: int) -> int:
         return 0 if not os.path.exists(f"/proc/{pid}") else 1
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
-
-
-def _reap_orphans() -> None:
-    """As subreaper we inherit the runtimes' helpers too: collect whatever exited."""
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
 
 
 def reclaim(engine: "Engine", alive: "Callable[[str], bool]") -> list[str]:

@@ -13,6 +13,7 @@ last lines of every vertex are kept, so a failure can show what the step said la
 
 from __future__ import annotations
 
+import threading
 import time
 
 TYPE_CHECKING = False
@@ -66,10 +67,12 @@ class Progress:
         self.count = 0
         self.started = time.monotonic()
         self.failed: Vertex | None = None
+        self._lock = threading.Lock()   # stages may build concurrently: whole lines, one at a time
 
     def vertex(self, name: str) -> Vertex:
-        self.count += 1
-        vertex = Vertex(self, self.count, name)
+        with self._lock:
+            self.count += 1
+            vertex = Vertex(self, self.count, name)
         self.write(f"#{vertex.number} {name}\n")
         return vertex
 
@@ -78,8 +81,9 @@ class Progress:
 
     def write(self, text: str) -> None:
         if self.out is not None:
-            self.out.write(text)
-            self.out.flush()
+            with self._lock:
+                self.out.write(text)
+                self.out.flush()
 
     def failure_report(self, dockerfile_text: str, line: int | None) -> str:
         """BuildKit's box after a failed step: its last output lines and the Dockerfile
