@@ -55,6 +55,15 @@ class CacheUsage:
     reclaimable: int       # of which no image uses
 
 
+@record
+class CacheEntry:
+    key: str
+    size: int
+    created: float
+    last_used: float
+    shared: bool           # an image holds its layer too
+
+
 def key(parent: str, *inputs: object) -> str:
     """The cache key of a step on ``parent`` (a key, or a base image's ID)."""
     data = json.dumps([parent, *inputs], separators=(",", ":"), sort_keys=True, default=str)
@@ -83,6 +92,14 @@ class BuildCache:
             self.conn.execute(
                 "INSERT OR REPLACE INTO build_cache (key, chain_id, state, size, created, last_used)"
                 " VALUES (?, ?, ?, ?, ?, ?)", (cache_key, state.top or "", state.to_json(), size, now, now))
+
+    def entries(self) -> "list[CacheEntry]":
+        """Every entry, most recently used first."""
+        used = self.engine.image_store.referenced_chains()
+        rows = self.conn.execute("SELECT key, chain_id, size, created, last_used FROM build_cache"
+                                 " ORDER BY last_used DESC").fetchall()
+        return [CacheEntry(key=r["key"], size=r["size"], created=r["created"], last_used=r["last_used"],
+                           shared=bool(r["chain_id"]) and r["chain_id"] in used) for r in rows]
 
     def usage(self) -> CacheUsage:
         used = self.engine.image_store.referenced_chains()

@@ -1,4 +1,7 @@
-"""Build progress in BuildKit's plain format (``--progress plain``), or nothing (``quiet``).
+"""Build progress: BuildKit's plain format (``--progress plain``, and ``auto`` off a terminal),
+a live view on a terminal (``tty``, and ``auto`` on one), or nothing (``quiet``).
+
+Plain:
 
     #5 [build 2/4] RUN apt-get update
     #5 0.512 Get:1 http://deb.debian.org/debian bookworm InRelease [151 kB]
@@ -18,9 +21,10 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import TextIO
+    from typing import Any, TextIO
 
 TAIL_LINES = 10
+LIVE_LINES = 6   # output lines the live view shows under a running step
 
 
 class Vertex:
@@ -29,11 +33,17 @@ class Vertex:
         self.number = number
         self.name = name
         self.started = time.monotonic()
+        self.ended: float | None = None
+        self.status = ""              # "" running | DONE | CACHED | ERROR
         self.tail: list[str] = []
         self._partial = b""
 
+    @property
+    def elapsed(self) -> float:
+        return (self.ended or time.monotonic()) - self.started
+
     def log(self, data: bytes) -> None:
-        """Output of the step: complete lines are printed, the rest waits for its newline."""
+        """Output of the step: complete lines are shown, the rest waits for its newline."""
         data = self._partial + data
         *lines, self._partial = data.split(b"\n")
         for raw in lines:
@@ -41,7 +51,7 @@ class Vertex:
 
     def _line(self, text: str) -> None:
         self.tail = (self.tail + [text])[-TAIL_LINES:]
-        self.progress.write(f"#{self.number} {time.monotonic() - self.started:.3f} {text}\n")
+        self.progress.line(self, text)
 
     def _flush(self) -> None:
         if self._partial:
@@ -49,32 +59,50 @@ class Vertex:
             self._partial = b""
 
     def cached(self) -> None:
-        self.progress.write(f"#{self.number} CACHED\n\n")
+        self._end("CACHED", "")
 
     def done(self) -> None:
         self._flush()
-        self.progress.write(f"#{self.number} DONE {time.monotonic() - self.started:.1f}s\n\n")
+        self._end("DONE", "")
 
     def error(self, message: str) -> None:
         self._flush()
         self.progress.failed = self
-        self.progress.write(f"#{self.number} ERROR: {message}\n")
+        self._end("ERROR", message)
+
+    def _end(self, status: str, message: str) -> None:
+        self.ended = time.monotonic()
+        self.status = status
+        self.progress.end(self, message)
 
 
 class Progress:
+    """The plain printer (``out`` None: quiet)."""
+
     def __init__(self, out: "TextIO | None") -> None:
-        self.out = out          # None: quiet
-        self.count = 0
+        self.out = out
+        self.vertices: list[Vertex] = []
         self.started = time.monotonic()
         self.failed: Vertex | None = None
         self._lock = threading.Lock()   # stages may build concurrently: whole lines, one at a time
 
     def vertex(self, name: str) -> Vertex:
         with self._lock:
-            self.count += 1
-            vertex = Vertex(self, self.count, name)
+            vertex = Vertex(self, len(self.vertices) + 1, name)
+            self.vertices.append(vertex)
         self.write(f"#{vertex.number} {name}\n")
         return vertex
+
+    def line(self, vertex: Vertex, text: str) -> None:
+        self.write(f"#{vertex.number} {vertex.elapsed:.3f} {text}\n")
+
+    def end(self, vertex: Vertex, message: str) -> None:
+        if vertex.status == "CACHED":
+            self.write(f"#{vertex.number} CACHED\n\n")
+        elif vertex.status == "DONE":
+            self.write(f"#{vertex.number} DONE {vertex.elapsed:.1f}s\n\n")
+        else:
+            self.write(f"#{vertex.number} ERROR: {message}\n")
 
     def warning(self, text: str) -> None:
         self.write(f"{text}\n")
@@ -84,6 +112,9 @@ class Progress:
             with self._lock:
                 self.out.write(text)
                 self.out.flush()
+
+    def close(self) -> None:
+        """The build is over (either way)."""
 
     def failure_report(self, dockerfile_text: str, line: int | None) -> str:
         """BuildKit's box after a failed step: its last output lines and the Dockerfile
@@ -103,3 +134,58 @@ class Progress:
                 out.append(f"{n:>4} | {mark} {lines[n - 1]}\n")
             out.append("--------------------\n")
         return "".join(out)
+
+
+class LiveProgress(Progress):
+    """A live view for a terminal (rich): a header with the elapsed time and steps done, one
+    line per step with its state and time, and the last lines of the steps still running."""
+
+    def __init__(self, out: "TextIO") -> None:
+        super().__init__(out)
+        from rich.console import Console
+        from rich.live import Live
+
+        self.console = Console(file=out, highlight=False)
+        self.live = Live(console=self.console, refresh_per_second=8, transient=False,
+                         get_renderable=self._render)
+        self.live.start()
+
+    def line(self, vertex: Vertex, text: str) -> None:
+        pass   # kept in vertex.tail; drawn by _render
+
+    def end(self, vertex: Vertex, message: str) -> None:
+        pass
+
+    def warning(self, text: str) -> None:
+        self.console.print(text, markup=False)
+
+    def close(self) -> None:
+        self.live.refresh()
+        self.live.stop()
+
+    def _render(self) -> "Any":
+        from rich.text import Text
+
+        with self._lock:
+            vertices = list(self.vertices)
+        done = sum(1 for v in vertices if v.status in ("DONE", "CACHED"))
+        text = Text()
+        state = "Building" if self.failed is None else "Failed"
+        text.append(f"[+] {state} {time.monotonic() - self.started:.1f}s ({done}/{len(vertices)})\n", style="bold")
+        for v in vertices:
+            style = {"ERROR": "red", "": "cyan"}.get(v.status, "blue")
+            suffix = " CACHED" if v.status == "CACHED" else f" {v.elapsed:.1f}s"
+            text.append(f" => {v.name}{suffix}\n", style=style)
+            if v.status in ("", "ERROR"):
+                for line in v.tail[-LIVE_LINES:]:
+                    text.append(f" => => # {line}\n", style="dim")
+        return text
+
+
+def open_progress(mode: str, out: "TextIO") -> Progress:
+    """``mode``: auto | plain | tty | quiet."""
+    if mode == "quiet":
+        return Progress(None)
+    if mode == "tty" or (mode == "auto" and out.isatty()):
+        return LiveProgress(out)
+    return Progress(out)

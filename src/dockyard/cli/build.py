@@ -41,7 +41,7 @@ def build(tags: tuple[str, ...], dockerfile: str | None, build_args: tuple[str, 
     from dockyard import reference
     from dockyard.build.builder import BuildError, BuildOptions, Builder
     from dockyard.build.context import open_context
-    from dockyard.build.progress import Progress
+    from dockyard.build.progress import open_progress
     from dockyard.errors import InvalidReferenceError
 
     for tag in tags:
@@ -58,15 +58,18 @@ def build(tags: tuple[str, ...], dockerfile: str | None, build_args: tuple[str, 
                            labels=common.key_values(labels), platform=platform, secrets=_secrets(secrets),
                            runtime=runtime or os.environ.get("DOCKYARD_RUNTIME") or "")
     engine = common.engine()
-    out = None if quiet or progress == "quiet" else sys.stderr
-    reporter = Progress(out)
     with open_context(engine, context, dockerfile) as ctx:
+        reporter = open_progress("quiet" if quiet else progress, sys.stderr)
         try:
             image = Builder(engine, ctx, options, reporter).run()
         except BuildError as e:
-            if out is not None:
-                out.write(reporter.failure_report(ctx.dockerfile_text, _line_of(e.message, ctx.dockerfile_name)))
+            reporter.close()
+            if not quiet and progress != "quiet":
+                sys.stderr.write(reporter.failure_report(ctx.dockerfile_text,
+                                                         _line_of(e.message, ctx.dockerfile_name)))
             raise
+        finally:
+            reporter.close()
     if iidfile:
         with open(iidfile, "w") as f:
             f.write(image.id)

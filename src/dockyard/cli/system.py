@@ -94,7 +94,16 @@ def df(format_: str | None, verbose: bool) -> None:
     volumes = [{"Name": v.volume.name, "Links": str(v.links), "Size": fmt.human_size(v.size)} for v in usage.volumes]
     out.append(fmt.render_rows(DF_VOLUMES_VERBOSE, volumes, VOLUME_HEADERS))
     out.append(f"\nBuild cache usage: {fmt.human_size(usage.build_cache.size)}\n\n")
-    out.append(fmt.tabulate([["CACHE ID", "CACHE TYPE", "SIZE", "CREATED", "LAST USED", "USAGE", "SHARED"]]))
+    from dockyard.build.cache import BuildCache
+    import time
+
+    now = time.time()
+    rows = [["CACHE ID", "CACHE TYPE", "SIZE", "CREATED", "LAST USED", "USAGE", "SHARED"]]
+    for entry in BuildCache(engine).entries():
+        rows.append([entry.key.partition(":")[2][:12], "regular", fmt.human_size(entry.size),
+                     fmt.human_duration(now - entry.created) + " ago", fmt.human_duration(now - entry.last_used) + " ago",
+                     "-", "true" if entry.shared else "false"])
+    out.append(fmt.tabulate(rows))
     sys.stdout.write("".join(out))
 
 
