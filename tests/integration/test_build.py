@@ -5,6 +5,7 @@ history, what its containers print, what the cache reuses, and what is left afte
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 
 from tests.integration.test_containers_harness import (  # noqa: F401 - fixtures
     Dockyard, dockyard_env, dy, wait_for)
+from tests.integration.test_registry_clients import podman_env  # noqa: F401 - fixture
 from tests.integration.test_runtime_harness import cgroup_parent  # noqa: F401
 
 pytestmark = pytest.mark.integration
@@ -63,12 +65,15 @@ def _leftovers(dy: Dockyard) -> dict[str, object]:
     base = dy.runroot / "build" / "runtime"
     if base.is_dir():
         runtime_states = [p.name for r in base.iterdir() for p in r.iterdir() if p.name.startswith("dyb-")]
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     engine = dy.engine()
     try:
         leases = engine.db.execute("SELECT owner FROM build_leases").fetchall()
+        bridge = engine.db.execute("SELECT bridge FROM networks WHERE name = 'bridge'").fetchone()
     finally:
         engine.close()
+    links = ""   # the build veths on this root's bridge (other roots may be building meanwhile)
+    if bridge is not None:
+        links = subprocess.run(["ip", "-o", "link", "show", "master", bridge[0]], capture_output=True, text=True).stdout
     return {
         "snapshots": sorted(os.listdir(snapshots)) if snapshots.is_dir() else [],
         "work": sorted(os.listdir(work)) if work.is_dir() else [],
@@ -296,6 +301,10 @@ def test_builder_prune_and_system_df_account_for_the_cache(dy: Dockyard, ctx: Pa
     df = dy.cli("system", "df", "--format", "{{.Type}}|{{.TotalCount}}|{{.Size}}", check=True).stdout
     row = next(line for line in df.splitlines() if line.startswith("Build Cache|"))
     assert row.split("|")[1] != "0" and row.split("|")[2] != "0B"
+    verbose = dy.cli("system", "df", "-v", check=True).stdout
+    listing = verbose[verbose.index("Build cache usage:"):].splitlines()
+    assert listing[2].split() == ["CACHE", "ID", "CACHE", "TYPE", "SIZE", "CREATED", "LAST", "USED", "USAGE", "SHARED"]
+    assert len(listing) - 3 == int(row.split("|")[1])
     pruned = dy.cli("builder", "prune", "-a", "-f", check=True)
     assert pruned.stdout.startswith("Deleted build cache objects:\n")
     df = dy.cli("system", "df", "--format", "{{.Type}}|{{.TotalCount}}|{{.Size}}", check=True).stdout
@@ -334,3 +343,209 @@ def _cmdline(pid: str) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b"").decode(errors="replace")
     except OSError:
         return ""
+
+
+# ---------------------------------------------------------------------------- COPY and ADD
+
+
+def test_copy_follows_dockerignore_and_docker_rules(dy: Dockyard, ctx: Path, tmp_path: Path) -> None:
+    (ctx / "src" / "sub").mkdir(parents=True)
+    (ctx / "src" / "a.txt").write_text("a")
+    (ctx / "src" / "sub" / "b.txt").write_text("b")
+    (ctx / "src" / "skip.log").write_text("log")
+    (ctx / "src" / "keep.log").write_text("kept")
+    (ctx / "secret.env").write_text("TOKEN=1")
+    (ctx / "outside").symlink_to("/etc/hostname")
+    (ctx / ".dockerignore").write_text("*.env\nsrc/*.log\n!src/keep.log\n")
+    dockerfile = """\
+FROM busybox
+COPY src /app/
+COPY src/a.txt /single/renamed.txt
+COPY --chown=1000:100 --chmod=640 src/a.txt /owned/
+COPY . /all/
+"""
+    _build(dy, ctx, dockerfile, "-t", "copy:1")
+    listing = dy.cli("run", "--rm", "copy:1", "find", "/app", "/single", "/all", "-type", "f", check=True).stdout.split()
+    assert sorted(listing) == sorted(["/app/a.txt", "/app/sub/b.txt", "/app/keep.log", "/single/renamed.txt",
+                                      "/all/Dockerfile", "/all/.dockerignore", "/all/src/a.txt",
+                                      "/all/src/sub/b.txt", "/all/src/keep.log"])
+    assert dy.cli("run", "--rm", "copy:1", "stat", "-c", "%u:%g %a", "/owned/a.txt", check=True).stdout == "1000:100 640\n"
+    # The symlink is copied as a link; what it points at on the host never enters the image.
+    assert dy.cli("run", "--rm", "copy:1", "readlink", "/all/outside", check=True).stdout == "/etc/hostname\n"
+    escape = _build(dy, ctx, "FROM busybox\nCOPY outside /leak\n", check=False)
+    assert escape.returncode == 1
+    assert escape.stderr.splitlines()[-1] == 'Error: Dockerfile:2: failed to compute cache key: "/outside": not found'
+    missing = _build(dy, ctx, "FROM busybox\nCOPY nope.txt /x\n", check=False)
+    assert missing.stderr.splitlines()[-1] == 'Error: Dockerfile:2: failed to compute cache key: "/nope.txt": not found'
+    ignored = _build(dy, ctx, "FROM busybox\nCOPY secret.env /x\n", check=False)
+    assert ignored.stderr.splitlines()[-1] == 'Error: Dockerfile:2: failed to compute cache key: "/secret.env": not found'
+    many = _build(dy, ctx, "FROM busybox\nCOPY src/a.txt src/sub/b.txt /notadir\n", check=False)
+    assert "the destination must be a directory and end with a /" in many.stderr.splitlines()[-1]
+    assert NOTHING == _leftovers(dy)
+
+
+def test_copy_cache_follows_content_not_mtime(dy: Dockyard, ctx: Path) -> None:
+    (ctx / "data").mkdir()
+    for n in range(20):
+        (ctx / "data" / f"f{n}").write_text(f"content {n}\n")
+    dockerfile = "FROM busybox\nCOPY data /data\nRUN cat /data/f3\n"
+    _build(dy, ctx, dockerfile, "-t", "cc:1")
+    os.utime(ctx / "data" / "f3", (1, 1))   # a touch changes nothing that matters
+    touched = _build(dy, ctx, dockerfile, "-t", "cc:2")
+    assert "#3 CACHED" in touched.stderr and "#4 CACHED" in touched.stderr
+    (ctx / "data" / "f3").write_text("content X\n")   # same size, new content
+    changed = _build(dy, ctx, dockerfile, "-t", "cc:3")
+    assert "#3 CACHED" not in changed.stderr and "content X" in changed.stderr
+    assert dy.cli("run", "--rm", "cc:3", "cat", "/data/f3", check=True).stdout == "content X\n"
+
+
+def test_add_extracts_local_archives_and_copies_other_files(dy: Dockyard, ctx: Path, tmp_path: Path) -> None:
+    payload = tmp_path / "payload"
+    (payload / "dir").mkdir(parents=True)
+    (payload / "dir" / "inside.txt").write_text("from the archive")
+    subprocess.run(["tar", "-C", str(payload), "-czf", str(ctx / "bundle.tar.gz"), "dir"], check=True)
+    (ctx / "plain.txt").write_text("plain")
+    _build(dy, ctx, "FROM busybox\nADD bundle.tar.gz /opt/\nADD plain.txt /opt/\n", "-t", "add:1")
+    assert dy.cli("run", "--rm", "add:1", "cat", "/opt/dir/inside.txt", check=True).stdout == "from the archive"
+    assert dy.cli("run", "--rm", "add:1", "cat", "/opt/plain.txt", check=True).stdout == "plain"
+    assert dy.cli("run", "--rm", "add:1", "test", "-e", "/opt/bundle.tar.gz").returncode == 1
+
+
+# ---------------------------------------------------------------------------- other engines run what we build
+
+
+def test_built_images_run_under_podman_from_distribution_and_from_save(
+        dy: Dockyard, ctx: Path, tmp_path: Path, distribution, repo_name: str, podman_env: list[str]) -> None:  # noqa: ANN001
+    (ctx / "msg").write_text("built by dockyard\n")
+    _build(dy, ctx, """\
+FROM busybox AS build
+COPY msg /src/msg
+RUN cat /src/msg > /src/out && echo step-two >> /src/out
+FROM busybox
+COPY --from=build /src/out /out
+ENV GREETING=hi
+CMD ["cat", "/out"]
+""", "-t", "interop:1")
+    expected = "built by dockyard\nstep-two\n"
+    assert dy.cli("run", "--rm", "interop:1", check=True).stdout == expected
+    target = f"{distribution.address}/{repo_name}:1"
+    dy.cli("tag", "interop:1", target, check=True)
+    dy.cli("push", target, check=True, timeout=120)
+    env = {**os.environ, "REGISTRIES_CONFIG_PATH": "/dev/null", "CONTAINERS_REGISTRIES_CONF": "/dev/null"}
+
+    def podman(*args: str) -> subprocess.CompletedProcess[str]:
+        r = subprocess.run([*podman_env, *args], capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode == 0, r.stderr
+        return r
+
+    podman("pull", "--tls-verify=false", target)
+    assert podman("run", "--rm", "--network", "none", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", target).stdout == expected
+    assert "GREETING=hi" in podman("run", "--rm", "--network", "none", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", target, "env").stdout
+    saved = tmp_path / "saved.tar"
+    dy.cli("save", "-o", str(saved), "interop:1", check=True)
+    podman("rmi", "-a", "-f")
+    podman("load", "-i", str(saved))
+    assert podman("run", "--rm", "--network", "none", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "interop:1").stdout == expected
+
+
+def test_independent_stages_build_at_the_same_time(rt: Dockyard, ctx: Path) -> None:
+    stage = "FROM busybox AS {n}\nRUN cut -d' ' -f1 /proc/uptime > /{n} && sleep 2 && cut -d' ' -f1 /proc/uptime >> /{n}\n"
+    dockerfile = "".join(stage.format(n=n) for n in "abc") + (
+        "FROM busybox\nCOPY --from=a /a /a\nCOPY --from=b /b /b\nCOPY --from=c /c /c\n")
+    _build(rt, ctx, dockerfile, "-t", "parallel:1")
+    spans = []
+    for n in "abc":
+        start, end = map(float, rt.cli("run", "--rm", "parallel:1", "cat", f"/{n}", check=True).stdout.split())
+        spans.append((start, end))
+    # Every stage's RUN was running while each of the others was.
+    assert max(s for s, _ in spans) < min(e for _, e in spans), spans
+
+
+def test_copy_link_stays_cached_when_an_earlier_step_changes(dy: Dockyard, ctx: Path) -> None:
+    (ctx / "app.txt").write_text("the app\n")
+    dockerfile = "FROM busybox\nARG V=1\nRUN echo $V > /v\nCOPY --link app.txt /opt/app.txt\nCOPY app.txt /plain.txt\n"
+    _build(dy, ctx, dockerfile, "-t", "link:1")
+    again = _build(dy, ctx, dockerfile, "-t", "link:2", "--build-arg", "V=2")
+    assert "#3 CACHED" not in again.stderr    # the RUN changed
+    assert "#4 CACHED" in again.stderr        # the linked copy did not need doing again
+    assert "#5 CACHED" not in again.stderr    # an ordinary COPY after a changed step is done again
+    for path, text in (("/v", "2\n"), ("/opt/app.txt", "the app\n"), ("/plain.txt", "the app\n")):
+        assert dy.cli("run", "--rm", "link:2", "cat", path, check=True).stdout == text
+
+
+def test_predefined_args_and_bind_mounts(dy: Dockyard, ctx: Path) -> None:
+    import platform as host_platform
+
+    (ctx / "conf").mkdir()
+    (ctx / "conf" / "x.conf").write_text("from-context\n")
+    dockerfile = """\
+FROM busybox AS tool
+RUN echo tool-output > /tool
+FROM busybox
+ARG TARGETPLATFORM
+RUN echo "$TARGETPLATFORM" > /platform && echo "proxy=$HTTP_PROXY" > /proxy
+RUN --mount=type=bind,source=conf,target=/mnt/conf cat /mnt/conf/x.conf > /from-context
+RUN --mount=type=bind,from=tool,source=/tool,target=/mnt/tool cat /mnt/tool > /from-stage
+"""
+    _build(dy, ctx, dockerfile, "-t", "args:p", "--build-arg", "HTTP_PROXY=http://proxy.invalid:3128")
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(host_platform.machine(), host_platform.machine())
+    assert dy.cli("run", "--rm", "args:p", "cat", "/platform", check=True).stdout.startswith(f"linux/{arch}")
+    assert dy.cli("run", "--rm", "args:p", "cat", "/proxy", check=True).stdout == "proxy=http://proxy.invalid:3128\n"
+    assert dy.cli("run", "--rm", "args:p", "cat", "/from-context", check=True).stdout == "from-context\n"
+    assert dy.cli("run", "--rm", "args:p", "cat", "/from-stage", check=True).stdout == "tool-output\n"
+    assert dy.cli("run", "--rm", "args:p", "ls", "/mnt", check=True).stdout == ""
+    assert "proxy.invalid" not in dy.cli("history", "--no-trunc", "args:p", check=True).stdout
+    # Proxy values are not part of the cache key (as in Docker): another proxy, the same steps.
+    again = _build(dy, ctx, dockerfile, "--build-arg", "HTTP_PROXY=http://other.invalid:1")
+    assert "CACHED" in again.stderr and "did not complete" not in again.stderr
+    assert again.stderr.count("CACHED") == 4
+
+
+def test_add_from_a_url_checks_its_checksum(dy: Dockyard, ctx: Path, tmp_path: Path) -> None:
+    import hashlib
+    import http.server
+    import threading
+
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "tool.txt").write_bytes(b"downloaded tool\n")
+    digest = "sha256:" + hashlib.sha256(b"downloaded tool\n").hexdigest()
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(served))  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/tool.txt"
+        _build(dy, ctx, f"FROM busybox\nADD --checksum={digest} {url} /opt/\n", "-t", "url:1")
+        assert dy.cli("run", "--rm", "url:1", "cat", "/opt/tool.txt", check=True).stdout == "downloaded tool\n"
+        wrong = _build(dy, ctx, f"FROM busybox\nADD --checksum=sha256:{'0' * 64} {url} /opt/\n", check=False)
+        assert wrong.returncode == 1 and "digest mismatch" in wrong.stderr.splitlines()[-1]
+        missing = _build(dy, ctx, f"FROM busybox\nADD {url}.nope /opt/\n", check=False)
+        assert missing.returncode == 1 and "404" in missing.stderr.splitlines()[-1]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert NOTHING == _leftovers(dy)
+
+
+def test_progress_modes(dy: Dockyard, ctx: Path) -> None:
+    dockerfile = "FROM busybox\nRUN echo visible-output\n"
+    live = _build(dy, ctx, dockerfile, "--progress", "tty", "--no-cache")
+    assert "[+] Building" in live.stderr and " => [stage-0 2/2] RUN echo visible-output" in live.stderr
+    quiet = dy.cli("build", "-q", str(ctx), check=True)
+    assert quiet.stderr == "" and quiet.stdout.startswith("sha256:") and len(quiet.stdout.strip()) == 71
+    auto = dy.cli("build", "--no-cache", str(ctx), check=True)   # not a terminal: plain
+    assert re.search(r"^#3 \d+\.\d{3} visible-output$", auto.stderr, re.M), auto.stderr
+
+
+def test_copy_from_a_stage_keeps_owners(dy: Dockyard, ctx: Path) -> None:
+    (ctx / "ctxfile").write_text("x")
+    os.chown(ctx / "ctxfile", 1234, 1234)
+    _build(dy, ctx, """\
+FROM busybox AS owners
+RUN mkdir /made && echo y > /made/f && chown -R 1000:1000 /made
+FROM busybox
+COPY --from=owners /made /made
+COPY ctxfile /ctxfile
+""", "-t", "owners:1")
+    assert dy.cli("run", "--rm", "owners:1", "stat", "-c", "%u:%g", "/made/f", "/ctxfile", check=True).stdout == \
+        "1000:1000\n0:0\n"

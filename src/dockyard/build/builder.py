@@ -584,7 +584,8 @@ class Builder:
             if self.ctx.root is None:
                 raise BuildError(f"{self.df.name}:{i.line}: {i.keyword} needs a build context, and none was given")
             return copying.SourceTree(self.ctx.root, self.ctx.excluded)
-        return copying.SourceTree(stack.enter_context(self.state_view(source_from, i)))
+        # Files from a stage or an image keep their owners (BuildKit); context files become 0:0.
+        return copying.SourceTree(stack.enter_context(self.state_view(source_from, i)), keep_owner=True)
 
     @contextlib.contextmanager
     def state_view(self, ref: str, i: dfile.Instruction) -> "Iterator[str]":
@@ -618,14 +619,10 @@ class Builder:
         for url in urls:
             part = os.path.join(directory, ".part")
             try:
-                name, mtime = asyncio.run(copying.download(url, part, checksum))
+                name, _ = asyncio.run(copying.download(url, part, checksum))
             except copying.CopyError as e:
                 raise BuildError(f"{self.df.name}:{i.line}: {e.message}") from None
-            target = os.path.join(directory, name)
-            os.replace(part, target)
-            os.chmod(target, 0o600)
-            if mtime is not None:
-                os.utime(target, (mtime, mtime))
+            os.replace(part, os.path.join(directory, name))   # mode 0600, mtime Last-Modified: download's
         return directory
 
     # ---- snapshots and layers
