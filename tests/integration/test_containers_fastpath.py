@@ -9,21 +9,25 @@ from dockyard.cli import fastpath
 
 from tests.integration.test_containers_harness import Dockyard, dockyard_env, dy  # noqa: F401 - fixtures
 
-CLICK = {"run": "run", "exec": "exec_", "ps": "ps", "stop": "stop", "rm": "rm", "logs": "logs"}
+CLICK = {"run": "run", "exec": "exec_", "ps": "ps", "stop": "stop", "rm": "rm", "logs": "logs",
+         "build": "build:build"}
 
 
 @pytest.mark.parametrize("name", sorted(CLICK))
 def test_tables_match_click(name: str) -> None:
     import click
 
-    from dockyard.cli import containers
+    import importlib
 
-    command = getattr(containers, CLICK[name])
+    module, _, attr = CLICK[name].rpartition(":")
+    command = getattr(importlib.import_module(f"dockyard.cli.{module or 'containers'}"), attr)
     spec = fastpath.SPECS[name]
     seen = set()
     for param in command.params:
         if not isinstance(param, click.Option) or param.name == "help":
             continue
+        if param.hidden and not set(param.opts) & set(spec.names):
+            continue   # legacy flags that take the click path (build's --rm, --force-rm)
         for opt in param.opts:
             dest, kind, choices = spec.names[opt]
             assert dest == param.name, opt
@@ -56,18 +60,23 @@ def test_tables_match_click(name: str) -> None:
     ["rm", "a", "-f", "b"],
     ["stop", "-t", "0", "a"],
     ["logs", "c", "--tail", "5", "-tf"],
+    ["build", "-t", "a:1", "--tag=b", "-q", "--build-arg", "X=1", "ctx", "--no-cache", "--progress", "plain"],
 ])
 def test_parse_matches_click(args: list[str]) -> None:
-    from dockyard.cli import containers
+    import importlib
 
-    command = getattr(containers, CLICK[args[0]])
+    module, _, attr = CLICK[args[0]].rpartition(":")
+    command = getattr(importlib.import_module(f"dockyard.cli.{module or 'containers'}"), attr)
     ctx = command.make_context(args[0], list(args[1:]))
     values, positionals = fastpath.parse_args(fastpath.SPECS[args[0]], args[1:])
     clicked = dict(ctx.params)
-    for name in ("image", "command", "container", "containers_"):
+    for name in ("image", "command", "container", "containers_", "context"):
         clicked.pop(name, None)
+    if args[0] == "build":   # the legacy flags only click takes
+        clicked.pop("rm")
+        clicked.pop("force_rm")
     assert values == clicked
-    expected = [ctx.params[n] for n in ("image", "container") if n in ctx.params]
+    expected = [ctx.params[n] for n in ("image", "container", "context") if n in ctx.params]
     expected += list(ctx.params.get("command", ())) + list(ctx.params.get("containers_", ()))
     assert positionals == expected
 
@@ -76,7 +85,7 @@ def test_parse_matches_click(args: list[str]) -> None:
     ["exec", "-h"], ["exec", "--help", "c"], ["run", "--bogus", "busybox"], ["run", "--rm=1", "busybox"],
     ["run", "--pull", "sometimes", "busybox"], ["run", "-c", "x", "busybox"], ["exec", "c"], ["ps", "extra"],
     ["logs", "a", "b"], ["stop"], ["run", "--", "busybox"], ["run", "--name"], ["--root", "/x", "ps"],
-    ["images"], ["run", "--sig-proxy", "maybe", "busybox"],
+    ["images"], ["run", "--sig-proxy", "maybe", "busybox"], ["build", "--rm", "."], ["build", "a", "b"], ["build"],
 ])
 def test_falls_back_to_click(args: list[str]) -> None:
     assert fastpath.parse(args) is None

@@ -251,7 +251,7 @@ class Builder:
             ref = reference.parse(name)
         except InvalidReferenceError as e:
             raise BuildError(f"{self.df.name}:{line}: {e.message}") from None
-        found = None if self.options.pull else self.engine.images.find(str(ref))
+        found = None if self.options.pull else self.engine.image_store.find(str(ref))
         if found is not None:
             return found
         vertex = self.progress.vertex(f"[internal] load metadata for {ref}")
@@ -484,14 +484,18 @@ class Builder:
             if urls:
                 tree = copying.SourceTree(self._download(urls, checksum_flag, stack, i))
                 paths = sorted(os.listdir(tree.root))
+                digest = copying.checksum(tree, paths)
+            elif source_from is None:
+                tree = self._source_tree(stack, i)
+                paths = self._expand(tree, sources, i, vertex)
+                digest = copying.checksum(tree, paths, self.memo)
             else:
-                tree = self._source_tree(source_from, stack, i)
-                try:
-                    paths = copying.expand_sources(tree, sources)
-                except copying.CopyError as e:
-                    vertex.error(e.message)
-                    raise BuildError(f"{self.df.name}:{i.line}: failed to compute cache key: {e.message}") from None
-            digest = copying.checksum(tree, paths, self.memo if source_from is None and not urls else None)
+                # A stage's or image's files are named by its layer chain (diff IDs are content
+                # digests): the key needs no mount and no read; the view is made on a miss only.
+                top = self._top_of(source_from, i)
+                paths = list(sources)
+                digest = caching.key("layers", top or "", paths)
+                tree = _LazyTree(lambda: copying.SourceTree(stack.enter_context(self._view(top)), keep_owner=True))
             inputs = (i.keyword, digest, dest, workdir, chown_spec, chmod_spec, bool(urls),
                       [os.path.basename(p) for p in paths])
             created_by = f"{i.keyword} {_flags_shown(i)}{' '.join(words)} # buildkit"
@@ -505,6 +509,9 @@ class Builder:
                 if hit is not None:
                     vertex.cached()
                     return hit, step_key
+            if isinstance(tree, _LazyTree):
+                tree = tree.get()
+                paths = self._expand(tree, sources, i, vertex)
             with self._snapshot(state) as snap:
                 rootfs = snap.mount()
                 chown = _chown(rootfs, chown_spec) if chown_spec else None
@@ -531,6 +538,9 @@ class Builder:
         piece = None if self.options.no_cache else self.cache.get(link_key)
         reused = piece is not None
         if piece is None:
+            if isinstance(tree, _LazyTree):
+                tree = tree.get()
+                paths = self._expand(tree, list(paths), i, vertex)
             with self._snapshot(State(config={}, chains=[])) as snap:
                 if chown_spec and not all(part.isdigit() for part in chown_spec.split(":")):
                     raise BuildError(f"{self.df.name}:{i.line}: COPY --link --chown takes numeric IDs here "
@@ -577,19 +587,38 @@ class Builder:
         with self.engine.content.open(descriptor["digest"]) as blob:
             return self.engine.layers.unpack(blob, mt.compression_of(descriptor["mediaType"]), diff_id, parent)
 
-    def _source_tree(self, source_from: str | None, stack: contextlib.ExitStack, i: dfile.Instruction):  # noqa: ANN202
+    def _source_tree(self, stack: contextlib.ExitStack, i: dfile.Instruction):  # noqa: ANN202
         from dockyard.build import copying
 
-        if source_from is None:
-            if self.ctx.root is None:
-                raise BuildError(f"{self.df.name}:{i.line}: {i.keyword} needs a build context, and none was given")
-            return copying.SourceTree(self.ctx.root, self.ctx.excluded)
-        # Files from a stage or an image keep their owners (BuildKit); context files become 0:0.
-        return copying.SourceTree(stack.enter_context(self.state_view(source_from, i)), keep_owner=True)
+        if self.ctx.root is None:
+            raise BuildError(f"{self.df.name}:{i.line}: {i.keyword} needs a build context, and none was given")
+        return copying.SourceTree(self.ctx.root, self.ctx.excluded)
+
+    def _expand(self, tree: "Any", sources: list[str], i: dfile.Instruction, vertex: "Vertex") -> list[str]:
+        from dockyard.build import copying
+
+        try:
+            return copying.expand_sources(tree, sources)
+        except copying.CopyError as e:
+            vertex.error(e.message)
+            raise BuildError(f"{self.df.name}:{i.line}: failed to compute cache key: {e.message}") from None
 
     @contextlib.contextmanager
     def state_view(self, ref: str, i: dfile.Instruction) -> "Iterator[str]":
         """A read-only view (a mounted, empty snapshot) of an earlier stage or an image."""
+        with self._view(self._top_of(ref, i)) as view:
+            yield view
+
+    @contextlib.contextmanager
+    def _view(self, top: str | None) -> "Iterator[str]":
+        from dockyard.store.snapshots import Snapshots
+
+        with Snapshots(self.engine).prepare(top) as snap:
+            yield snap.mount()
+
+    def _top_of(self, ref: str, i: dfile.Instruction) -> str | None:
+        """The top layer of an earlier stage or an image (files from either keep their owners,
+        as in BuildKit; context files become 0:0)."""
         ref = dfile.process_word(ref, self.scope, self.df.escape)
         stage = self.df.stage(ref, before=self.stage.index)
         if stage is not None:
@@ -600,10 +629,7 @@ class Builder:
             if self.df.stage(ref) is not None:
                 raise BuildError(f"{self.df.name}:{i.line}: circular dependency detected on stage: {ref}")
             top = self._base_image(ref, i.line).layers[-1] if ref != "scratch" else None
-        from dockyard.store.snapshots import Snapshots
-
-        with Snapshots(self.engine).prepare(top) as snap:
-            yield snap.mount()
+        return top
 
     def _download(self, urls: list[str], checksum: str | None, stack: contextlib.ExitStack,
                   i: dfile.Instruction) -> str:
@@ -712,6 +738,16 @@ class Builder:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+class _LazyTree:
+    """A source tree made only when it is needed (a view costs a mount)."""
+
+    def __init__(self, make: "Any") -> None:
+        self.make = make
+
+    def get(self) -> "Any":
+        return self.make()
 
 
 def work_area(engine: "Engine"):  # noqa: ANN201

@@ -291,6 +291,7 @@ class HashMemo:
         self.path = path
         self._old: dict[str, str] = {}
         self._touched: dict[str, str] = {}
+        self._read = False   # a file was read: there is something new to save
         try:
             import json
 
@@ -311,11 +312,17 @@ class HashMemo:
         key = self._key(path, st)
         value = self._touched.get(key)
         if value is None:
-            value = self._old.pop(key, None) or _file_sha256(path)
+            value = self._old.pop(key, None)
+            if value is None:
+                value = _file_sha256(path)
+                self._read = True
             self._touched[key] = value
         return value
 
     def save(self) -> None:
+        """Write the memo, unless every digest came from it (a no-op rebuild writes nothing)."""
+        if not self._read:
+            return
         import json
 
         from dockyard.atomicfile import atomic_write

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import platform as _platform
-from dataclasses import dataclass
+import os
 
 from dockyard.errors import DockyardError
+from dockyard.records import record
 
 # uname machine -> GOARCH, as the OCI spec names architectures.
 _ARCH = {
@@ -15,7 +15,7 @@ _ARCH = {
 }
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Platform:
     os: str
     architecture: str
@@ -41,7 +41,7 @@ def normalize_arch(arch: str) -> str:
 
 
 def host() -> Platform:
-    machine = _platform.machine()
+    machine = os.uname().machine
     arch = normalize_arch(machine)
     variant = ""
     if arch == "arm64":
