@@ -730,7 +730,7 @@ class Builder:
         from dockyard.store import archive
 
         with content.ingest(expected=diff_id) as writer:
-            archive.pack(Path(self.engine.layers.diff_dir(chain)), writer)
+            archive.pack(Path(self.engine.layers.diff_dir(chain)), writer, hash=False)
             writer.commit()
         size = _blob_size(self.engine, diff_id)
         self.engine.layers.record_blob(diff_id, diff_id, _oci_layer(""), size)

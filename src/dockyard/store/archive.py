@@ -167,14 +167,15 @@ class _Prefetcher(io.RawIOBase):
 class HashingWriter:
     """Writes through to ``out`` and hashes what was written."""
 
-    def __init__(self, out: BinaryIO, algorithm: str = "sha256") -> None:
+    def __init__(self, out: BinaryIO, algorithm: str | None = "sha256") -> None:
         self._out = out
-        self._hash = digests.new_hasher(algorithm)
+        self._hash = digests.new_hasher(algorithm) if algorithm else None   # None: ``out`` hashes already
         self._algorithm = algorithm
         self.count = 0
 
     def write(self, data) -> int:
-        self._hash.update(data)
+        if self._hash is not None:
+            self._hash.update(data)
         view = memoryview(data).cast("B")
         self.count += len(view)
         while view:
@@ -186,7 +187,30 @@ class HashingWriter:
 
     @property
     def digest(self) -> str:
-        return f"{self._algorithm}:{self._hash.hexdigest()}"
+        return f"{self._algorithm}:{self._hash.hexdigest()}" if self._hash is not None else ""
+
+
+class _Batched:
+    """Small writes (tar headers, small files) gathered into one write per ``CHUNK``: a layer
+    of many small files is otherwise a write call per header."""
+
+    def __init__(self, out: HashingWriter) -> None:
+        self._out = out
+        self._buf = bytearray()
+
+    def write(self, data) -> None:
+        if len(data) >= CHUNK:
+            self.flush()
+            self._out.write(data)
+            return
+        self._buf += data
+        if len(self._buf) >= CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._buf:
+            self._out.write(self._buf)
+            self._buf = bytearray()
 
 
 # --------------------------------------------------------------------------- decompression
@@ -873,13 +897,15 @@ def _os_error(e: OSError, entry: str) -> DockyardError:
 # --------------------------------------------------------------------------- packing
 
 
-def pack(src: Path, out: BinaryIO) -> str:
-    """Write an uncompressed PAX tar of the tree under ``src`` to ``out``; return its diff ID.
+def pack(src: Path, out: BinaryIO, hash: bool = True) -> str:
+    """Write an uncompressed PAX tar of the tree under ``src`` to ``out``; return its diff ID
+    ("" with ``hash`` False: for an ``out`` that hashes what it is given itself).
 
     Entries are sorted, owners numeric, xattrs kept; overlayfs whiteouts become
     ``.wh.`` entries again. The root directory itself is not an entry (as in Docker).
     """
-    writer = HashingWriter(out)
+    hashing = HashingWriter(out, "sha256" if hash else None)
+    writer = _Batched(hashing)
     links: dict[tuple[int, int], str] = {}
     buf = bytearray(CHUNK)
     try:
@@ -891,7 +917,8 @@ def pack(src: Path, out: BinaryIO) -> str:
     except OSError as e:
         raise DockyardError(f"cannot pack {src}: {e}") from None
     writer.write(b"\0" * (2 * tarfile.BLOCKSIZE))
-    return writer.digest
+    writer.flush()
+    return hashing.digest
 
 
 def _walk_dir(rel_dir: str, dir_path: str) -> Iterator[tuple[str, str, os.stat_result]]:
@@ -965,7 +992,7 @@ def _read_xattrs(path: str) -> dict[str, bytes]:
     return {name: os.getxattr(path, name, follow_symlinks=False) for name in names}
 
 
-def _copy_file(path: str, size: int, writer: HashingWriter, buf: bytearray, rel: str) -> None:
+def _copy_file(path: str, size: int, writer: "_Batched", buf: bytearray, rel: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     view = memoryview(buf)
     remaining = size
