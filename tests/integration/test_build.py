@@ -10,27 +10,18 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.integration.test_containers_harness import (  # noqa: F401 - fixtures
-    Dockyard, dockyard_env, dy, wait_for)
+    Dockyard, dockyard_env, dy, rt, wait_for)
 from tests.integration.test_registry_clients import podman_env  # noqa: F401 - fixture
 from tests.integration.test_runtime_harness import cgroup_parent  # noqa: F401
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(params=["pyrunc", "crun"])
-def rt(request: pytest.FixtureRequest, dy: Dockyard, cgroup_parent: str) -> Dockyard:  # noqa: F811
-    import shutil
-
-    if request.param != "pyrunc" and shutil.which(request.param) is None:
-        pytest.skip(f"{request.param} is not installed")
-    dy.runtime = request.param
-    return dy
 
 
 @pytest.fixture
@@ -549,3 +540,48 @@ COPY ctxfile /ctxfile
 """, "-t", "owners:1")
     assert dy.cli("run", "--rm", "owners:1", "stat", "-c", "%u:%g", "/made/f", "/ctxfile", check=True).stdout == \
         "1000:1000\n0:0\n"
+
+
+def test_saved_build_loads_into_docker(dy: Dockyard, ctx: Path, tmp_path: Path) -> None:
+    """A private dockerd (no bridge, no iptables: it changes nothing on the host) loads what
+    ``dockyard save`` wrote of a built image and runs it."""
+    import shutil
+
+    if shutil.which("dockerd") is None or shutil.which("docker") is None:
+        pytest.skip("docker.io is not installed (apt-get install docker.io): the docker oracle is optional")
+    (ctx / "msg").write_text("for docker\n")
+    _build(dy, ctx, "FROM busybox\nCOPY msg /msg\nRUN echo ran >> /msg\nCMD [\"cat\", \"/msg\"]\n", "-t", "todocker:1")
+    saved = tmp_path / "saved.tar"
+    dy.cli("save", "-o", str(saved), "todocker:1", check=True)
+    base = Path(tempfile.mkdtemp(prefix="dy-docker-", dir="/tmp"))   # dockerd's socket path must be short
+    sock = base / "docker.sock"
+    env = {**os.environ, "DOCKER_HOST": f"unix://{sock}"}
+    log = open(base / "dockerd.log", "wb")
+    daemon = subprocess.Popen(
+        ["dockerd", "--data-root", str(base / "data"), "--exec-root", str(base / "exec"), "--pidfile",
+         str(base / "dockerd.pid"), "-H", f"unix://{sock}", "--bridge", "none", "--iptables=false",
+         "--ip-forward=false", "--ip-masq=false", "--storage-driver", "overlay2"],
+        stdout=log, stderr=log, start_new_session=True)
+    try:
+        assert wait_for(lambda: subprocess.run(["docker", "version"], env=env, capture_output=True).returncode == 0,
+                        timeout=60), (base / "dockerd.log").read_text()[-2000:]
+        loaded = subprocess.run(["docker", "load", "-i", str(saved)], env=env, capture_output=True, text=True)
+        assert loaded.returncode == 0, loaded.stderr
+        assert "todocker:1" in loaded.stdout
+        ran = subprocess.run(["docker", "run", "--rm", "--network", "none", "todocker:1"], env=env,
+                             capture_output=True, text=True, timeout=60)
+        assert ran.returncode == 0, ran.stderr
+        assert ran.stdout == "for docker\nran\n"
+    finally:
+        daemon.terminate()
+        try:
+            daemon.wait(30)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait()
+        log.close()
+        for line in reversed(Path("/proc/self/mountinfo").read_text().splitlines()):
+            point = line.split()[4]
+            if point.startswith(str(base) + "/"):
+                subprocess.run(["umount", "-l", point], check=False)
+        shutil.rmtree(base, ignore_errors=True)

@@ -183,6 +183,15 @@ def dy(dockyard_env: Dockyard) -> Iterator[Dockyard]:
         dockyard_env.remove_all()
 
 
+@pytest.fixture(params=["pyrunc", "crun"])
+def rt(request: pytest.FixtureRequest, dy: Dockyard, cgroup_parent: str) -> Dockyard:  # noqa: F811
+    """``dy`` once with each runtime (crun needs the hugetlb fix ``cgroup_parent`` mounts)."""
+    if request.param != "pyrunc" and shutil.which(request.param) is None:
+        pytest.skip(f"{request.param} is not installed")
+    dy.runtime = request.param
+    return dy
+
+
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):  # noqa: ANN001, ANN201
     deadline = time.monotonic() + timeout
     while True:

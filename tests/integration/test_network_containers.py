@@ -21,20 +21,10 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_containers_harness import (  # noqa: F401 - fixtures
-    Dockyard, dockyard_env, dy, wait_for)
+    Dockyard, dockyard_env, dy, rt, wait_for)
 from tests.integration.test_runtime_harness import cgroup_parent  # noqa: F401 - mounts crun's hugetlb fix
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(params=["pyrunc", "crun"])
-def rt(request: pytest.FixtureRequest, dy: Dockyard, cgroup_parent: str) -> Dockyard:  # noqa: F811
-    import shutil
-
-    if request.param != "pyrunc" and shutil.which(request.param) is None:
-        pytest.skip(f"{request.param} is not installed")
-    dy.runtime = request.param
-    return dy
 
 
 def _inspect(dy: Dockyard, name: str) -> dict:

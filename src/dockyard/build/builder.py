@@ -121,6 +121,7 @@ class Builder:
         with image_lease(self.engine.root), self._work_dir():
             try:
                 self._stages(needed)
+                self.cache.touch()
             finally:
                 if self.sandbox is not None:
                     from dockyard.network.sandbox import close_sandbox
@@ -164,6 +165,7 @@ class Builder:
         runner.cache = caching.BuildCache(runner.engine)
         try:
             result = runner._stage(self.df.stages[index])
+            runner.cache.touch()
             with self._lock:
                 self.results[index] = result
         except BaseException as e:  # noqa: BLE001 - handed to the main thread
@@ -767,20 +769,8 @@ def reclaim(engine: "Engine") -> list[str]:
     snapshots = Snapshots(engine)
     area = work_area(engine)
 
-    def work_alive(owner: str) -> bool:
-        from dockyard.store.owned import try_lock
-
-        path = os.path.join(area.directory, owner)
-        if not os.path.isdir(path):
-            return False
-        fd = try_lock(path)
-        if fd is None:
-            return True
-        os.close(fd)
-        return False
-
     gone = [f"build step {c}" for c in executor.reclaim(engine, snapshots.alive)]
-    gone += [f"build network sandbox {o}" for o in sandbox.reclaim(engine, work_alive)]
+    gone += [f"build network sandbox {o}" for o in sandbox.reclaim(engine, area.held)]
     gone += [item.path for item in snapshots.reclaim()]
     gone += [item.path for item in area.reclaim()]
     return gone

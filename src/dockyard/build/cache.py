@@ -74,6 +74,7 @@ class BuildCache:
     def __init__(self, engine: "Engine") -> None:
         self.engine = engine
         self.conn = engine.db
+        self.used: list[str] = []   # keys hit, marked used in one write by ``touch``
 
     def get(self, cache_key: str) -> State | None:
         """The state stored under ``cache_key`` if every layer it needs is still here."""
@@ -82,9 +83,16 @@ class BuildCache:
             return None
         if row["chain_id"] and not self.engine.layers.has(row["chain_id"]):
             return None
-        with transaction(self.conn):
-            self.conn.execute("UPDATE build_cache SET last_used = ? WHERE key = ?", (time.time(), cache_key))
+        self.used.append(cache_key)
         return State.from_json(row["state"])
+
+    def touch(self) -> None:
+        """Record when the entries hit were last used (one transaction for the whole build)."""
+        used, self.used = self.used, []
+        if used:
+            with transaction(self.conn):
+                self.conn.executemany("UPDATE build_cache SET last_used = ? WHERE key = ?",
+                                      [(time.time(), k) for k in used])
 
     def put(self, cache_key: str, state: State, size: int = 0) -> None:
         now = time.time()

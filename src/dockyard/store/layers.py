@@ -144,6 +144,10 @@ class LayerStore:
         """Remember a compressed form of a diff ID (what push and save can send instead of re-packing)."""
         digests.validate(diff_id)
         digests.validate(blob_digest)
+        known = self._query("SELECT media_type, size FROM layer_blobs WHERE diff_id = ? AND blob_digest = ?",
+                            (diff_id, blob_digest))
+        if known and (known[0]["media_type"], known[0]["size"]) == (media_type, size):
+            return   # already known as it is: no write (a cached build re-records every layer)
         with self._transaction() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO layer_blobs (diff_id, blob_digest, media_type, size) VALUES (?, ?, ?, ?)",

@@ -122,6 +122,17 @@ class TempArea:
                     return fd
                 os.close(fd)
 
+    def held(self, name: str) -> bool:
+        """Is the object ``name`` here and held by a live owner?"""
+        path = os.path.join(self.directory, name)
+        if not os.path.lexists(path):
+            return False
+        fd = try_lock(path)
+        if fd is None:
+            return True
+        os.close(fd)
+        return False
+
     # ---- finding and removing what dead owners left
 
     def leftovers(self) -> list[Leftover]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 
-from dockyard.store.owned import TempArea, try_lock
+from dockyard.store.owned import TempArea
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -147,14 +147,7 @@ class Snapshots:
 
     def alive(self, name: str) -> bool:
         """Is the snapshot ``name`` held by a live process?"""
-        path = os.path.join(self.area.directory, name)
-        if not os.path.isdir(path):
-            return False
-        fd = try_lock(path)
-        if fd is None:
-            return True
-        os.close(fd)
-        return False
+        return self.area.held(name)
 
     def _unmount_dead(self) -> None:
         base = self.area.directory + "/"
