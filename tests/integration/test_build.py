@@ -585,3 +585,71 @@ def test_saved_build_loads_into_docker(dy: Dockyard, ctx: Path, tmp_path: Path) 
             if point.startswith(str(base) + "/"):
                 subprocess.run(["umount", "-l", point], check=False)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_the_store_stays_consistent_with_a_build_cache(dy: Dockyard, ctx: Path) -> None:
+    (ctx / "f").write_text("data\n")
+    _build(dy, ctx, "FROM busybox AS a\nCOPY f /f\nRUN cp /f /g\nFROM busybox\nCOPY --from=a /g /g\n", "-t", "chk:1")
+    check = dy.cli("system", "check")
+    assert check.returncode == 0, check.stdout   # cache-only layers and their tars are neither errors nor leftovers
+    dy.cli("rmi", "chk:1", check=True)
+    assert dy.cli("system", "check").returncode == 0
+    again = _build(dy, ctx, "FROM busybox AS a\nCOPY f /f\nRUN cp /f /g\nFROM busybox\nCOPY --from=a /g /g\n",
+                   "-t", "chk:2")
+    assert again.stderr.count("CACHED") == 3
+    assert dy.cli("run", "--rm", "chk:2", "cat", "/g", check=True).stdout == "data\n"
+    dy.cli("rmi", "chk:2", check=True)
+    dy.cli("builder", "prune", "-a", "-f", check=True)
+    engine = dy.engine()
+    try:   # the module's other images stay: only what they hold is left
+        images = engine.image_store.list()
+        chains = {r[0] for r in engine.db.execute("SELECT chain_id FROM layers")}
+        held = set()
+        for image in images:
+            for chain in image.layers:
+                while chain:
+                    held.add(chain)
+                    chain = engine.layers.get(chain).parent
+        assert chains == held
+        wanted = set()
+        for image in images:
+            manifest = engine.image_store.manifest(image)
+            wanted |= {image.id, image.manifest_digest} | {d["digest"] for d in manifest["layers"]}
+        assert set(engine.content.list()) == wanted
+    finally:
+        engine.close()
+    assert dy.cli("system", "check").returncode == 0
+
+
+def test_copy_from_a_stage_by_links_gives_what_a_copy_gives(dy: Dockyard, ctx: Path) -> None:
+    source = """\
+FROM busybox AS src
+RUN mkdir -p /data/sub /data/empty && echo one > /data/a && echo two > /data/sub/b && ln /data/a /data/hard \\
+    && ln -s a /data/link && chmod 4750 /data/sub/b && chown 7:8 /data/a && mkfifo /data/fifo && touch -d @1000 /data/sub
+FROM busybox
+RUN mkdir /data && echo old > /data/a
+"""
+    # By links (a plain COPY --from), and by copies (--link takes the copy path): the same files.
+    _build(dy, ctx, source + "COPY --from=src /data /data\nCOPY --from=src /data /fresh\n", "-t", "links:1")
+    _build(dy, ctx, source + "COPY --from=src /data /data\nCOPY --link --from=src /data /fresh\n", "-t", "links:2")
+    listing = ("cd /fresh && find . | sort | while read f; do stat -c '%n %F %a %u:%g %s %Y' \"$f\"; done; "
+               "cat a sub/b; [ $(stat -c %i a) = $(stat -c %i hard) ] && echo hard-link-kept")
+    linked = dy.cli("run", "--rm", "links:1", "sh", "-c", listing, check=True).stdout
+    copied = dy.cli("run", "--rm", "links:2", "sh", "-c", listing, check=True).stdout
+    assert linked.splitlines()[1:] == copied.splitlines()[1:]   # "." itself was made at build time
+    assert "./sub/b regular file 4750 0:0 4 " in linked and "./a regular file 644 7:8 4 " in linked
+    assert linked.endswith("one\ntwo\nhard-link-kept\n")
+    # Over a file already there (/data/a), the copy's replace rules hold.
+    assert dy.cli("run", "--rm", "links:1", "cat", "/data/a", check=True).stdout == "one\n"
+    engine = dy.engine()
+    try:
+        image = engine.image_store.find("links:1")
+        assert image is not None
+        assert (Path(engine.layers.diff_dir(image.layers[-1])) / "fresh" / "a").stat().st_nlink >= 3   # shared
+    finally:
+        engine.close()
+    # A later step that changes a linked file changes its own copy, never the source stage's.
+    _build(dy, ctx, source + "COPY --from=src /data /fresh\nRUN echo changed >> /fresh/sub/b\n"
+           "FROM src\nCOPY --from=1 /fresh/sub/b /changed\n", "-t", "links:3")
+    assert dy.cli("run", "--rm", "links:3", "cat", "/data/sub/b", check=True).stdout == "two\n"
+    assert dy.cli("run", "--rm", "links:3", "cat", "/changed", check=True).stdout == "two\nchanged\n"

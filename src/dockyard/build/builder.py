@@ -511,15 +511,18 @@ class Builder:
                 if hit is not None:
                     vertex.cached()
                     return hit, step_key
+            link_layers: list[str] = []
             if isinstance(tree, _LazyTree):
                 tree = tree.get()
                 paths = self._expand(tree, sources, i, vertex)
+                link_layers = self.engine.layers.lowerdirs(top) if top else []
             with self._snapshot(state) as snap:
                 rootfs = snap.mount()
                 chown = _chown(rootfs, chown_spec) if chown_spec else None
+                linker = copying.LinkSource(tree.root, link_layers, snap.diff) if link_layers else None
                 try:
                     copying.copy(tree, paths, rootfs, dest, workdir=workdir, chown=chown, chmod=chmod,
-                                 unpack_archives=(i.keyword == "ADD" and not urls))
+                                 unpack_archives=(i.keyword == "ADD" and not urls), link_from=linker)
                 except copying.CopyError as e:
                     vertex.error(e.message)
                     raise BuildError(f"{self.df.name}:{i.line}: {e.message}") from None

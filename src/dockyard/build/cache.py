@@ -138,7 +138,11 @@ class BuildCache:
         keep = container_chains(self.engine)
         with collecting(self.engine.root) as free:
             if free:  # else a pull or build is alive and may be about to use them: a later prune
+                from dockyard.system.leftovers import remove_unreferenced, unreferenced_blobs
+
                 for chain in layers.unused():
                     if chain not in keep:
                         layers.delete(chain)
+                for item in unreferenced_blobs(self.engine):   # the layer tars only the cache held
+                    remove_unreferenced(self.engine, item)
         return removed

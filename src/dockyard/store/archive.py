@@ -921,6 +921,22 @@ def pack(src: Path, out: BinaryIO, hash: bool = True) -> str:
     return hashing.digest
 
 
+def content_size(src: Path) -> int:
+    """What ``pack`` of ``src`` holds in regular files, a hard-linked file once: the layer
+    size the store records (as ``extract`` counts it)."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for _, _, st in _walk_dir("", str(src)):
+        if stat.S_ISREG(st.st_mode):
+            key = (st.st_dev, st.st_ino)
+            if st.st_nlink > 1:
+                if key in seen:
+                    continue
+                seen.add(key)
+            total += st.st_size
+    return total
+
+
 def _walk_dir(rel_dir: str, dir_path: str) -> Iterator[tuple[str, str, os.stat_result]]:
     """(relative name, path, lstat) sorted, depth-first, a directory before its contents;
     symlinks are never followed."""

@@ -126,14 +126,12 @@ class Snapshots:
         content = self.engine.content
         with content.ingest() as writer:
             archive.pack(Path(snap.diff), writer, hash=False)   # the writer hashes it once
-            size = writer.count
+            blob_size = writer.count
             diff_id = writer.commit()   # an uncompressed layer's digest is its diff ID
-        from dockyard.fsutil import tree_size
-
         for name in ("work", "rootfs"):
             _remove_tree(os.path.join(snap.path, name))
-        info = self.engine.layers.adopt(snap.path, diff_id, snap.parent, tree_size(snap.diff))
-        return info, diff_id, size
+        info = self.engine.layers.adopt(snap.path, diff_id, snap.parent, archive.content_size(Path(snap.diff)))
+        return info, diff_id, blob_size
 
     # ---- what dead builds left
 

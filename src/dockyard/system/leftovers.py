@@ -54,7 +54,7 @@ def reclaim_temps(engine: "Engine", keep: Callable[[Leftover], bool] | None = No
 
 def referenced_blobs(engine: "Engine") -> set[str]:
     """Every blob an image needs: its config, manifest and layers, and the repo digests
-    (an index pulled by tag or digest)."""
+    (an index pulled by tag or digest); and the layer tars of the build cache."""
     db = engine.db
     store = engine.image_store
     refs: set[str] = set()
@@ -71,6 +71,11 @@ def referenced_blobs(engine: "Engine") -> set[str]:
                     " JOIN layer_blobs b ON b.diff_id = l.diff_id WHERE il.image_id = ?", (image.id,)):
                 refs.add(row[0])
     refs.update(r[0] for r in db.execute("SELECT digest FROM repo_digests"))
+    # The build cache's layers keep the tars a build wrote of them (an image made from the
+    # cache lists them); ``builder prune`` lets them go with the entries.
+    refs.update(r[0] for r in db.execute(
+        "SELECT b.blob_digest FROM build_cache c JOIN layers l ON l.chain_id = c.chain_id"
+        " JOIN layer_blobs b ON b.diff_id = l.diff_id"))
     return refs
 
 
