@@ -17,7 +17,6 @@ what the next build or ``builder prune`` recognises as dead and reclaims (``recl
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import os
 import time
@@ -136,10 +135,10 @@ class Builder:
         """Build the needed stages, each once its dependencies are built; stages that are
         ready together build concurrently (a thread and a DB connection each), as BuildKit
         runs independent stages in parallel."""
-        import threading
+        import _thread   # threading itself only when stages run side by side
 
         deps = {i: set(dfile.stage_refs(self.df, self.df.stages[i], self.scope)) & set(needed) for i in needed}
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         pending = list(needed)
         failures: list[BaseException] = []
         while pending and not failures:
@@ -147,8 +146,10 @@ class Builder:
             for i in ready:
                 pending.remove(i)
             if len(ready) == 1:
-                self.results[ready[0]] = copy.copy(self)._stage(self.df.stages[ready[0]])
+                self.results[ready[0]] = self._for_stage()._stage(self.df.stages[ready[0]])
                 continue
+            import threading
+
             threads = [threading.Thread(target=self._stage_thread, args=(i, failures), daemon=True) for i in ready]
             for t in threads:
                 t.start()
@@ -157,10 +158,16 @@ class Builder:
         if failures:
             raise failures[0]
 
+    def _for_stage(self) -> "Builder":
+        """A shallow copy for one stage: its per-stage fields its own, the rest shared."""
+        runner = object.__new__(Builder)
+        runner.__dict__.update(self.__dict__)
+        return runner
+
     def _stage_thread(self, index: int, failures: "list[BaseException]") -> None:
         from dockyard.engine import Engine
 
-        runner = copy.copy(self)
+        runner = self._for_stage()
         runner.engine = Engine(self.engine.settings)   # sqlite: one connection per thread
         runner.cache = caching.BuildCache(runner.engine)
         try:
@@ -224,7 +231,7 @@ class Builder:
         if earlier is not None:
             result = self.results[earlier.index]
             self.progress.vertex(shown).done()
-            return State(config=copy.deepcopy(result.state.config), chains=list(result.state.chains)), result.key
+            return State(config=_clone(result.state.config), chains=list(result.state.chains)), result.key
         if not base:
             raise BuildError(f"{self.df.name}:{stage.line}: base name ({stage.base}) should not be blank")
         if base == "scratch":
@@ -301,10 +308,8 @@ class Builder:
 
     def _env(self, state: State) -> dict[str, str]:
         """What ``$VAR`` expands from: the stage's ARGs under the config's ENV (ENV wins)."""
-        from dockyard.images.changes import env_map
-
         env = dict(self.args)
-        env.update(env_map(state.config.get("config", {}).get("Env") or []))
+        env.update(dfile.env_map(state.config.get("config", {}).get("Env") or []))
         return env
 
     def _arg(self, i: dfile.Instruction, state: State) -> None:
@@ -329,15 +334,15 @@ class Builder:
         return entry
 
     def _metadata(self, i: dfile.Instruction, state: State, key: str) -> tuple[State, str]:
-        from dockyard.images import changes
-
         rest = _rest(i)
         step_key = caching.key(key, i.keyword, rest, sorted(self.args.items()) if i.keyword not in ("CMD", "ENTRYPOINT") else [])
         if not self.options.no_cache:
             hit = self.cache.get(step_key)
             if hit is not None:
                 return hit, step_key
-        new = State(config=copy.deepcopy(state.config), chains=list(state.chains))
+        from dockyard.images import changes
+
+        new = State(config=_clone(state.config), chains=list(state.chains))
         conf = new.config.setdefault("config", {})
         shell = conf.get("Shell") or DEFAULT_SHELL
         if i.keyword == "MAINTAINER":
@@ -566,7 +571,7 @@ class Builder:
         hit = None if self.options.no_cache else self.cache.get(step_key)
         if hit is not None:
             return hit, step_key
-        new = State(config=copy.deepcopy(state.config), chains=list(state.chains))
+        new = State(config=_clone(state.config), chains=list(state.chains))
         diff_ids = (piece.config.get("rootfs") or {}).get("diff_ids") or []
         size = 0
         if diff_ids:
@@ -669,7 +674,7 @@ class Builder:
         """The state with the snapshot's changes on top (no layer if it changed nothing)."""
         from dockyard.store.snapshots import Snapshots
 
-        new = State(config=copy.deepcopy(state.config), chains=list(state.chains))
+        new = State(config=_clone(state.config), chains=list(state.chains))
         snap.unmount()
         if snap.is_empty():
             new.config.setdefault("history", []).append(self._history(created_by, empty=True))
@@ -695,7 +700,7 @@ class Builder:
         from dockyard.images.commit import commit
 
         vertex = self.progress.vertex("exporting to image")
-        config = copy.deepcopy(state.config)
+        config = _clone(state.config)
         if self.options.labels:
             inner = config.setdefault("config", {})
             inner["Labels"] = {**(inner.get("Labels") or {}), **self.options.labels}
@@ -786,6 +791,11 @@ def reset(engine: "Engine") -> list[str]:
 
     gone = [f"build step {c}" for c in executor.reclaim(engine, lambda _: False)]
     return gone + [f"build network sandbox {o}" for o in sandbox.reclaim(engine, lambda _: False)]
+
+
+def _clone(config: "dict[str, Any]") -> "dict[str, Any]":
+    """A deep copy of a JSON document (the copy module costs start-up a cached build notices)."""
+    return json.loads(json.dumps(config))
 
 
 def _rest(i: dfile.Instruction) -> str:
@@ -888,9 +898,9 @@ def _blob_size(engine: "Engine", digest: str) -> int:
 
 
 def _put(engine: "Engine", data: bytes) -> str:
-    from dockyard import digest as digests
+    from dockyard.digest import small_sha256
 
-    d = digests.of_bytes(data)
+    d = "sha256:" + small_sha256(data)
     if not engine.content.has(d):
         engine.content.write_bytes(data, d)
     return d

@@ -13,7 +13,6 @@ Entries are shared by all images and builds, survive them, and go by ``builder p
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 
@@ -66,8 +65,10 @@ class CacheEntry:
 
 def key(parent: str, *inputs: object) -> str:
     """The cache key of a step on ``parent`` (a key, or a base image's ID)."""
+    from dockyard.digest import small_sha256
+
     data = json.dumps([parent, *inputs], separators=(",", ":"), sort_keys=True, default=str)
-    return "sha256:" + hashlib.sha256(data.encode()).hexdigest()
+    return "sha256:" + small_sha256(data.encode())
 
 
 class BuildCache:

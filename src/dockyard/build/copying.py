@@ -18,7 +18,6 @@ backend's unpack, the HTTP source); this is our own implementation:
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import posixpath
 import stat
@@ -335,8 +334,16 @@ class HashMemo:
             f.write(json.dumps({"version": self.VERSION, "entries": entries}).encode())
 
 
+def _sha256():  # noqa: ANN202
+    from dockyard.digest import sha256_hasher
+
+    return sha256_hasher()
+
+
 def _file_sha256(path: str) -> str:
     with open(path, "rb", buffering=0) as f:
+        import hashlib   # OpenSSL's sha256 for file contents; not loaded by a cached build
+
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
@@ -351,7 +358,7 @@ def checksum(tree: SourceTree, paths: list[str], memo: HashMemo | None = None) -
     (keep_owner; the context's owners never reach the image). NOT times or inodes. A
     top-level source that is a symlink is followed (as COPY follows it); symlinks below are
     hashed as links."""
-    h = hashlib.sha256()
+    h = _sha256()
     keep_owner = tree.keep_owner
 
     def content(path: str, st: os.stat_result) -> str:
@@ -1027,7 +1034,7 @@ async def download(url: str, dest_file: str, checksum: str | None = None) -> tup
         algorithm, _, expected = checksum.partition(":")
         if algorithm != "sha256" or len(expected) != 64:
             raise CopyError(f"unsupported checksum {checksum!r}: only sha256:<hex> is supported")
-    h = hashlib.sha256()
+    h = _sha256()
     tmp = f"{dest_file}.part"
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300)
     try:

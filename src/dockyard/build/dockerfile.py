@@ -293,6 +293,15 @@ def unused_build_args(df: Dockerfile, build_args: "Iterable[str]") -> list[str]:
 # ---- BuildKit's word splitting and shell-like expansion -------------------------------------
 
 
+def env_map(env: "Iterable[str]") -> dict[str, str]:
+    """``["A=1", "B"]`` -> ``{"A": "1", "B": ""}``: an image config's Env as a mapping."""
+    out = {}
+    for item in env:
+        key, _, value = item.partition("=")
+        out[key] = value
+    return out
+
+
 def parse_words(rest: str, escape: str = "\\") -> list[str]:
     """Split at whitespace, keeping quotes and escapes in the words (parser.parseWords)."""
     words: list[str] = []

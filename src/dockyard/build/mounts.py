@@ -14,10 +14,10 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 
 from dockyard.build.dockerfile import DockerfileError, process_word
+from dockyard.digest import small_sha256
 from dockyard.records import record
 
 TYPE_CHECKING = False
@@ -185,7 +185,7 @@ def _inside(root: str, path: str) -> str:
 def _cache_dir(builder: "Builder", spec: MountSpec) -> str:
     """One directory per cache id (the target when no id), made with the asked owner and mode."""
     ident = spec.id or spec.target
-    name = hashlib.sha256(ident.encode()).hexdigest()[:32]
+    name = small_sha256(ident.encode())[:32]
     directory = os.path.join(builder.engine.root, "build", "cache-mounts", name)
     if not os.path.isdir(directory):
         os.makedirs(os.path.dirname(directory), exist_ok=True)
@@ -205,7 +205,7 @@ def _secret_copy(builder: "Builder", spec: MountSpec, source: str) -> str:
     the user's file is never bound itself."""
     directory = os.path.join(builder.work, "secrets")
     os.makedirs(directory, mode=0o700, exist_ok=True)
-    target = os.path.join(directory, hashlib.sha256(spec.id.encode()).hexdigest()[:16])
+    target = os.path.join(directory, small_sha256(spec.id.encode())[:16])
     with open(source, "rb") as f:
         data = f.read(1 << 20 + 1)
     if len(data) > 1 << 20:

@@ -14,11 +14,13 @@ import copy
 import json
 import posixpath
 import re
-import signal
-from typing import Any, Iterable
 
-from dockyard.build.dockerfile import DockerfileError, parse_words, process_word  # noqa: F401 - re-exported
+from dockyard.build.dockerfile import DockerfileError, env_map, parse_words, process_word  # noqa: F401 - re-exported
 from dockyard.errors import DockyardError
+
+TYPE_CHECKING = False   # typing and signal cost a cached build's start-up
+if TYPE_CHECKING:
+    from typing import Any, Iterable
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 ALLOWED = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "ONBUILD", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR")
@@ -185,14 +187,6 @@ def _name_values(keyword: str, rest: str, env: dict[str, str], escape: str = "\\
     return pairs
 
 
-def env_map(env: list[str]) -> dict[str, str]:
-    out = {}
-    for item in env:
-        key, _, value = item.partition("=")
-        out[key] = value
-    return out
-
-
 def _set_env(env: list[str], key: str, value: str) -> list[str]:
     out, replaced = [], False
     for item in env:
@@ -231,6 +225,8 @@ def validate_signal(sig: str) -> None:
     name = sig.upper()
     if not name.startswith("SIG"):
         name = "SIG" + name
+    import signal
+
     if name in signal.Signals.__members__:
         return
     m = re.fullmatch(r"SIGRTM(IN|AX)([+-]\d+)?", name)

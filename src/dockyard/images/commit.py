@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any, Iterable
 
 from dockyard.errors import ManifestError
 from dockyard.oci import mediatypes as mt
 from dockyard.store.images import Image
 from dockyard.store.layers import LayerInfo, chain_id
 
+TYPE_CHECKING = False   # typing costs the start-up of a cached build, which ends here
 if TYPE_CHECKING:
+    from typing import Any, Iterable
+
     from dockyard.engine import Engine
 
 

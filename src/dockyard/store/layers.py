@@ -41,9 +41,9 @@ def chain_id(parent: str | None, diff_id: str) -> str:
     """The OCI chain ID: the diff ID for a base layer, else sha256 of "<parent> <diff_id>"."""
     if parent is None:
         return diff_id
-    import hashlib  # here: not every command that opens the store computes chain IDs
+    from dockyard.digest import small_sha256  # not OpenSSL's: a few bytes, and its import costs more
 
-    return "sha256:" + hashlib.sha256(f"{parent} {diff_id}".encode()).hexdigest()
+    return "sha256:" + small_sha256(f"{parent} {diff_id}".encode())
 
 
 @record(frozen=True)

@@ -243,6 +243,11 @@ def remove_tree(path: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         return
+    try:
+        os.rmdir(path)   # an empty directory (a build's work dir, often): no shutil needed
+        return
+    except OSError:
+        pass
     import shutil  # here: removal is rare on the run path
 
     def onerror(func, failed: str, exc_info) -> None:  # noqa: ANN001
