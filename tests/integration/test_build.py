@@ -469,13 +469,15 @@ def test_predefined_args_and_bind_mounts(dy: Dockyard, ctx: Path) -> None:
 
     (ctx / "conf").mkdir()
     (ctx / "conf" / "x.conf").write_text("from-context\n")
+    (ctx / "conf" / "secret.key").write_text("ignored\n")
+    (ctx / ".dockerignore").write_text("**/*.key\n")
     dockerfile = """\
 FROM busybox AS tool
 RUN echo tool-output > /tool
 FROM busybox
 ARG TARGETPLATFORM
 RUN echo "$TARGETPLATFORM" > /platform && echo "proxy=$HTTP_PROXY" > /proxy
-RUN --mount=type=bind,source=conf,target=/mnt/conf cat /mnt/conf/x.conf > /from-context
+RUN --mount=type=bind,source=conf,target=/mnt/conf cat /mnt/conf/x.conf > /from-context && ls /mnt/conf > /listed
 RUN --mount=type=bind,from=tool,source=/tool,target=/mnt/tool cat /mnt/tool > /from-stage
 """
     _build(dy, ctx, dockerfile, "-t", "args:p", "--build-arg", "HTTP_PROXY=http://proxy.invalid:3128")
@@ -484,6 +486,7 @@ RUN --mount=type=bind,from=tool,source=/tool,target=/mnt/tool cat /mnt/tool > /f
     assert dy.cli("run", "--rm", "args:p", "cat", "/proxy", check=True).stdout == "proxy=http://proxy.invalid:3128\n"
     assert dy.cli("run", "--rm", "args:p", "cat", "/from-context", check=True).stdout == "from-context\n"
     assert dy.cli("run", "--rm", "args:p", "cat", "/from-stage", check=True).stdout == "tool-output\n"
+    assert dy.cli("run", "--rm", "args:p", "cat", "/listed", check=True).stdout == "x.conf\n"   # .dockerignore holds
     assert dy.cli("run", "--rm", "args:p", "ls", "/mnt", check=True).stdout == ""
     assert "proxy.invalid" not in dy.cli("history", "--no-trunc", "args:p", check=True).stdout
     # Proxy values are not part of the cache key (as in Docker): another proxy, the same steps.

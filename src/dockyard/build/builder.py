@@ -101,7 +101,11 @@ class Builder:
         if owner._memo is None:
             from dockyard.build.copying import HashMemo
 
-            owner._memo = HashMemo(os.path.join(self.base_dir, "hashes.json"))
+            # One memo per context directory: a cached build loads only its own context's entries.
+            from dockyard.digest import small_sha256
+
+            name = small_sha256((self.ctx.root or "-").encode())[:16]
+            owner._memo = HashMemo(os.path.join(self.base_dir, "hashes", f"{name}.json"))
         return owner._memo
 
     # ------------------------------------------------------------------ the build

@@ -36,7 +36,7 @@ MULTIPLE_SOURCES = "When using COPY with more than one source file, the destinat
 UNNAMED = "__unnamed__"  # the frontend's name for a URL whose path has no last segment
 CHUNK = 1 << 20
 MAX_LINKS = 40  # symlink hops before ELOOP, as in_root and the kernel
-MEMO_OTHERS = 100_000  # memo entries kept beyond those the last build touched
+MEMO_OTHERS = 10_000  # memo entries kept beyond those the last build touched (a memo per context)
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -168,6 +168,10 @@ def _one(spec: MountSpec, builder: "Builder", stack: contextlib.ExitStack) -> "d
             raise BuildError("a bind mount from the context needs a build context")
         root = builder.ctx.root
         source = _inside(root, spec.source or "/")
+        if builder.ctx.ignore and os.path.lexists(source):
+            # What .dockerignore leaves out is not in the context: bind a copy of the rest.
+            return {"destination": spec.target, "type": "bind", "source": _visible_copy(builder, spec, stack),
+                    "options": ["rbind", "ro" if spec.readonly else "rw"]}
     if not os.path.lexists(source):
         raise BuildError(f"failed to compute cache key: \"/{(spec.source or '').lstrip('/')}\": not found")
     if not spec.readonly:
@@ -215,6 +219,27 @@ def _secret_copy(builder: "Builder", spec: MountSpec, source: str) -> str:
         f.write(data)
     os.chmod(target, spec.mode if spec.mode is not None else 0o400)
     os.chown(target, spec.uid or 0, spec.gid or 0)
+    return target
+
+
+def _visible_copy(builder: "Builder", spec: MountSpec, stack: contextlib.ExitStack) -> str:
+    """The context's ``spec.source`` as COPY sees it (ignored paths left out), in the build's
+    work dir; the path to bind (the directory, or the file)."""
+    from dockyard.build import copying
+    from dockyard.build.builder import BuildError
+    from dockyard.store.owned import remove_tree
+
+    tree = copying.SourceTree(builder.ctx.root, builder.ctx.excluded)
+    try:
+        paths = copying.expand_sources(tree, [spec.source or "."])
+    except copying.CopyError as e:
+        raise BuildError(f"failed to compute cache key: {e.message}") from None
+    target = os.path.join(builder.work, "bind-" + os.urandom(6).hex())
+    os.mkdir(target, 0o755)
+    stack.callback(remove_tree, target)
+    copying.copy(tree, paths, target, "/", dest_is_dir=True)
+    if len(paths) == 1 and not os.path.isdir(os.path.join(builder.ctx.root, paths[0])):
+        return os.path.join(target, os.path.basename(paths[0]))
     return target
 
 
