@@ -106,3 +106,17 @@ def test_arg_scoping_and_expansion() -> None:
     with pytest.raises(DockerfileError, match="B: must be set"):
         process_word("${B:?must be set}", env)
     assert unused_build_args(df, ["VERSION", "HTTP_PROXY", "TYPO"]) == ["TYPO"]
+
+
+def test_a_cached_parse_is_the_parse(tmp_path) -> None:  # noqa: ANN001
+    from dockyard.build import dockerfile as d
+
+    text = ("ARG V=1\nFROM busybox AS a\nRUN --mount=type=cache,target=/c echo $V\nONBUILD RUN x\n"
+            "RUN <<EOF\nhello\nEOF\nCOPY [\"a b\", \"/c/\"]\n")
+    plain = d.parse(text)
+    first = d.parse(text, cache_dir=str(tmp_path))    # parses and writes the cache
+    cached = d.parse(text, cache_dir=str(tmp_path))   # reads it
+    assert len(list(tmp_path.iterdir())) == 1
+    assert plain == first == cached
+    (next(tmp_path.iterdir())).write_text("not json")   # a broken entry is parsed again
+    assert d.parse(text, cache_dir=str(tmp_path)) == plain

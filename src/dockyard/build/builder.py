@@ -187,7 +187,7 @@ class Builder:
 
     def _parse(self) -> dfile.Dockerfile:
         vertex = self.progress.vertex(f"[internal] load build definition from {self.ctx.dockerfile_name}")
-        df = dfile.parse(self.ctx.dockerfile_text, self.ctx.dockerfile_name)
+        df = dfile.parse(self.ctx.dockerfile_text, self.ctx.dockerfile_name, os.path.join(self.base_dir, "parsed"))
         vertex.done()
         return df
 
