@@ -16,7 +16,7 @@ last lines of every vertex are kept, so a failure can show what the step said la
 
 from __future__ import annotations
 
-import threading
+import _thread   # a lock is all it takes: threading costs a cached build's start-up
 import time
 
 TYPE_CHECKING = False
@@ -84,7 +84,7 @@ class Progress:
         self.vertices: list[Vertex] = []
         self.started = time.monotonic()
         self.failed: Vertex | None = None
-        self._lock = threading.Lock()   # stages may build concurrently: whole lines, one at a time
+        self._lock = _thread.allocate_lock()   # stages may build concurrently: whole lines, one at a time
 
     def vertex(self, name: str) -> Vertex:
         with self._lock:
