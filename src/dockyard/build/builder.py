@@ -774,6 +774,8 @@ def work_area(engine: "Engine"):  # noqa: ANN201
 def reclaim(engine: "Engine") -> list[str]:
     """Clear what builds killed -9 left: their RUN processes' runtime state, snapshots,
     network sandboxes and work dirs. Returns what went, in words."""
+    if not _traces(engine):
+        return []   # the common case, found without loading the modules below
     from dockyard.build import executor
     from dockyard.network import sandbox
     from dockyard.store.snapshots import Snapshots
@@ -786,6 +788,26 @@ def reclaim(engine: "Engine") -> list[str]:
     gone += [item.path for item in snapshots.reclaim()]
     gone += [item.path for item in area.reclaim()]
     return gone
+
+
+def _traces(engine: "Engine") -> bool:
+    """Is anything a build holds there at all (live or dead: ``reclaim`` tells which)?"""
+    from dockyard.build.executor import ID_PREFIX
+    from dockyard.network.sandbox import PREFIX
+
+    def listed(path: str, prefix: str = "") -> bool:
+        try:
+            return any(name.startswith(prefix) for name in os.listdir(path))
+        except FileNotFoundError:
+            return False
+
+    runroot = engine.settings.runroot
+    runtimes = os.path.join(runroot, "build", "runtime")
+    return (listed(os.path.join(engine.root, "build", "work"))
+            or listed(os.path.join(engine.root, "layers", "snapshots"))
+            or listed(os.path.join(runroot, "netns"), PREFIX)
+            or any(listed(os.path.join(runtimes, r), ID_PREFIX) for r in (os.listdir(runtimes) if os.path.isdir(runtimes) else ()))
+            or engine.db.execute("SELECT 1 FROM build_leases LIMIT 1").fetchone() is not None)
 
 
 def reset(engine: "Engine") -> list[str]:
