@@ -145,3 +145,17 @@ def test_run_and_exec_stay_off_heavy_modules(dy: Dockyard) -> None:  # noqa: F81
     executed = _imported(dy, "exec", "imports", "true")
     assert "dockyard.containers.execute" in executed
     assert not executed & HEAVY, sorted(executed & HEAVY)
+
+
+def test_a_cached_build_stays_off_heavy_modules(dy: Dockyard, tmp_path) -> None:  # noqa: F811, ANN001
+    """A no-op rebuild is mostly start-up: no click (the fast path), no OpenSSL, no Go parser
+    runtime (the parse is cached), no snapshot or RUN machinery (every step is cached)."""
+    (tmp_path / "f").write_text("x\n")
+    (tmp_path / "Dockerfile").write_text("FROM busybox AS a\nRUN echo hi > /hi\nCOPY f /f\nENV A=1\n"
+                                         "FROM busybox\nCOPY --from=a /hi /hi\n")
+    dy.cli("build", "-q", str(tmp_path), check=True)
+    cached = _imported(dy, "build", "-q", str(tmp_path))
+    assert "dockyard.build.builder" in cached
+    assert not cached & HEAVY, sorted(cached & HEAVY)
+    assert not cached & {"dockerfile", "dockyard.store.snapshots", "dockyard.store.archive", "dockyard.runtime.spec",
+                         "dockyard.network.rtnl"}, sorted(cached)
