@@ -127,6 +127,11 @@ def test_a_rebuild_takes_every_step_from_the_cache_and_yields_the_same_image(dy:
     assert "#3 CACHED" in second.stderr
     assert _image_id(dy, "cached:1") == _image_id(dy, "cached:2")
     assert dy.cli("run", "--rm", "cached:1", check=True).stdout == dy.cli("run", "--rm", "cached:2", check=True).stdout
+    # A tag moved to another image meanwhile comes back with the cached rebuild.
+    _build(dy, ctx, "FROM busybox\nENV OTHER=1\n", "-t", "cached:2")
+    assert _image_id(dy, "cached:2") != _image_id(dy, "cached:1")
+    _build(dy, ctx, dockerfile, "-t", "cached:2")
+    assert _image_id(dy, "cached:2") == _image_id(dy, "cached:1")
     again = _build(dy, ctx, dockerfile, "-t", "cached:3", "--no-cache")
     assert "CACHED" not in again.stderr
     assert _image_id(dy, "cached:3") != _image_id(dy, "cached:1")

@@ -721,12 +721,21 @@ class Builder:
         manifest_digest = _put(self.engine, json.dumps(manifest, separators=(",", ":")).encode())
         vertex.log(b"exporting layers done\n")
         tags = [str(reference.parse(t)) for t in self.options.tags]
-        image = commit(self.engine, manifest_digest, tags)
+        image = self._unchanged(config_digest, tags) or commit(self.engine, manifest_digest, tags)
         vertex.log(f"writing image {image.id} done\n".encode())
         for tag in tags:
             vertex.log(f"naming to {tag} done\n".encode())
         vertex.done()
         return image
+
+    def _unchanged(self, image_id: str, tags: list[str]) -> "Image | None":
+        """The image when it is already recorded under every tag asked for (a cached
+        rebuild): then nothing needs writing."""
+        store = self.engine.image_store
+        if not store.exists(image_id):
+            return None
+        named = {r[0] for r in self.engine.db.execute("SELECT name FROM tags WHERE image_id = ?", (image_id,))}
+        return store.get(image_id) if set(tags) <= named else None
 
     def _layer_descriptor(self, diff_id: str, chain: str) -> "dict[str, Any]":
         """The layer's blob as the manifest lists it: a stored form of it (a base image's

@@ -15,7 +15,7 @@ from dockyard.errors import DockyardError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import BinaryIO, Iterator
+    from typing import BinaryIO, Callable, Iterator
 
     from dockyard.build.ignore import Patterns
     from dockyard.engine import Engine
@@ -35,8 +35,12 @@ class BuildContext:
         self.dockerfile_name = dockerfile_name  # as messages name it: "Dockerfile"
         self.ignore = ignore
 
-    def excluded(self, path: str) -> bool:
-        return self.ignore.excluded(path)
+    @property
+    def excluded(self) -> "Callable[[str], bool] | None":
+        """The .dockerignore predicate for COPY's source tree; None when nothing is ignored.
+        It is the Patterns' own method, so the tree walk can also ask it which excluded
+        directories may hold an exception (and skip the others)."""
+        return self.ignore.excluded if self.ignore else None
 
 
 @contextlib.contextmanager

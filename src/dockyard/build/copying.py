@@ -358,7 +358,8 @@ def checksum(tree: SourceTree, paths: list[str], memo: HashMemo | None = None) -
     (keep_owner; the context's owners never reach the image). NOT times or inodes. A
     top-level source that is a symlink is followed (as COPY follows it); symlinks below are
     hashed as links."""
-    h = _sha256()
+    parts: list[bytes] = []   # hashed once at the end: the same bytes, one update call
+    emit = parts.append
     keep_owner = tree.keep_owner
 
     def content(path: str, st: os.stat_result) -> str:
@@ -377,7 +378,7 @@ def checksum(tree: SourceTree, paths: list[str], memo: HashMemo | None = None) -
         elif kind in (b"c", b"b"):
             extra = b"%d,%d" % (os.major(st.st_rdev), os.minor(st.st_rdev))
         owner = b"%d:%d" % (st.st_uid, st.st_gid) if keep_owner else b""
-        h.update(b"%s\0%s\0%o\0%s\0%s\n" % (rel, kind, stat.S_IMODE(mode), owner, extra))
+        emit(b"%s\0%s\0%o\0%s\0%s\n" % (rel, kind, stat.S_IMODE(mode), owner, extra))
 
     def walk(nodes: list, prefix: bytes) -> None:
         for name, path, st, children in nodes:
@@ -388,13 +389,15 @@ def checksum(tree: SourceTree, paths: list[str], memo: HashMemo | None = None) -
 
     for source in paths:
         abs_path, st = _lookup(tree, source)
-        h.update(b"source\0%s\n" % os.fsencode(source))
+        emit(b"source\0%s\n" % os.fsencode(source))
         try:
             record(b"", abs_path, st)
             if stat.S_ISDIR(st.st_mode):
                 walk(_scan(tree, abs_path, _rel_in(tree.root, abs_path)), b"")
         except OSError as e:
             raise CopyError(f"failed to calculate checksum of {source!r}: {e.strerror or e}") from None
+    h = _sha256()
+    h.update(b"".join(parts))
     return "sha256:" + h.hexdigest()
 
 
