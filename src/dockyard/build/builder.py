@@ -82,9 +82,10 @@ class Builder:
         self.cache = caching.BuildCache(engine)
         self.runtime = options.runtime or DEFAULT_RUNTIME
         self.platform = host()
-        if options.platform and options.platform != str(self.platform):
-            wanted = options.platform.split(",")[0]
-            if wanted.partition("/")[2] and wanted.split("/")[1] != self.platform.architecture:
+        if options.platform:
+            from dockyard.oci.platform import parse as parse_platform
+
+            if parse_platform(options.platform.split(",")[0]).architecture != self.platform.architecture:
                 raise BuildError(f"platform {options.platform} cannot be built on this {self.platform} machine")
         self.base_dir = os.path.join(engine.root, "build")
         os.makedirs(self.base_dir, exist_ok=True)
@@ -198,12 +199,23 @@ class Builder:
 
     @contextlib.contextmanager
     def _work_dir(self) -> "Iterator[None]":
-        from dockyard.store.owned import TempArea
-
-        area = work_area(self.engine)
-        with area.new_dir() as path:
+        with work_area(self.engine).new_dir() as path:
             self.work = path
             yield
+
+    def _etc_dir(self) -> str:
+        """The /etc files every RUN step binds, written by the build's first RUN."""
+        etc = os.path.join(self.work, "etc")
+        with self.root_builder._lock:
+            if not os.path.isdir(etc):
+                from dockyard.build.executor import HOSTNAME
+
+                os.mkdir(etc)
+                with open(os.path.join(etc, "resolv.conf"), "w") as f:
+                    f.write(_host_resolv())   # the host's servers (less loopback), on every network mode
+                with open(os.path.join(etc, "hosts"), "w") as f:
+                    f.write(f"127.0.0.1\tlocalhost {HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+        return etc
 
     # ------------------------------------------------------------------ stages
 
@@ -235,7 +247,7 @@ class Builder:
         if earlier is not None:
             result = self.results[earlier.index]
             self.progress.vertex(shown).done()
-            return State(config=_clone(result.state.config), chains=list(result.state.chains)), result.key
+            return result.state.copy(), result.key
         if not base:
             raise BuildError(f"{self.df.name}:{stage.line}: base name ({stage.base}) should not be blank")
         if base == "scratch":
@@ -271,10 +283,11 @@ class Builder:
         try:
             image = self.engine.images.pull(ref)
         except DockyardError as e:
-            if self.options.pull and self.engine.images.find(str(ref)) is not None:
+            local = self.engine.image_store.find(str(ref)) if self.options.pull else None
+            if local is not None:
                 vertex.done()
                 self.progress.warning(f"could not pull {ref} ({e.message}): using the local image")
-                return self.engine.images.find(str(ref))  # type: ignore[return-value]
+                return local
             vertex.error(e.message)
             raise BuildError(f"{self.df.name}:{line}: failed to resolve source metadata for {ref}: "
                              f"{e.message}") from None
@@ -346,7 +359,7 @@ class Builder:
                 return hit, step_key
         from dockyard.images import changes
 
-        new = State(config=_clone(state.config), chains=list(state.chains))
+        new = state.copy()
         conf = new.config.setdefault("config", {})
         shell = conf.get("Shell") or DEFAULT_SHELL
         if i.keyword == "MAINTAINER":
@@ -363,8 +376,7 @@ class Builder:
             conf.update(changes.apply_instruction(conf, i.keyword, rest, self._env(state), self.df.escape))
             if i.keyword == "ENTRYPOINT" and self._cmd_set_in_stage(i):
                 conf["Cmd"] = state.config.get("config", {}).get("Cmd")
-        new.config.setdefault("history", []).append(self._history(_shown(i, conf), empty=True))
-        new.config["created"] = new.config["history"][-1]["created"]
+        new.add_history(self._history(_shown(i, conf), empty=True))
         self.cache.put(step_key, new)
         return new, step_key
 
@@ -407,9 +419,9 @@ class Builder:
                 code = self._execute(snap, rootfs, argv, build_env, workdir, conf.get("User") or "", network,
                                      oci_mounts, vertex)
             if code != 0:
-                vertex.error(f"process \"{' '.join(argv)}\" did not complete successfully: exit code: {code}")
-                raise BuildError(f"{self.df.name}:{i.line}: process \"{' '.join(argv)}\" did not complete "
-                                 f"successfully: exit code: {code}")
+                failure = f"process \"{' '.join(argv)}\" did not complete successfully: exit code: {code}"
+                vertex.error(failure)
+                raise BuildError(f"{self.df.name}:{i.line}: {failure}")
             new, size = self._commit(snap, state, created_by)
         self.cache.put(step_key, new, size)
         vertex.done()
@@ -430,24 +442,13 @@ class Builder:
                  network: str, oci_mounts: "list[dict[str, Any]]", vertex: "Vertex") -> int:
         from dockyard.build import executor
 
-        etc = os.path.join(self.work, "etc")
-        os.makedirs(etc, exist_ok=True)
-        namespace = network
-        resolv = _host_resolv()
-        if network == "default":
-            sandbox = self._sandbox()
-            namespace = sandbox.namespace
-            resolv = sandbox.resolv_conf
-        with open(os.path.join(etc, "resolv.conf"), "w") as f:
-            f.write(resolv)
-        with open(os.path.join(etc, "hosts"), "w") as f:
-            f.write(f"127.0.0.1\tlocalhost {executor.HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback\n")
-        process = executor.StepProcess(argv, env, workdir, user, namespace, oci_mounts, etc)
+        namespace = self._sandbox().namespace if network == "default" else network
+        process = executor.StepProcess(argv, env, workdir, user, namespace, oci_mounts, self._etc_dir())
         bundle = os.path.join(self.work, "bundle-" + snap.name[:12])
         try:
             return executor.run(self.engine, self.runtime, snap.name, rootfs, bundle, process, vertex.log)
         except DockyardError as e:
-            raise BuildError(f"{e.message}") from None
+            raise BuildError(e.message) from None
 
     def _sandbox(self) -> "Any":
         """The build's one network sandbox, opened by the first RUN that needs it (kept on
@@ -575,7 +576,7 @@ class Builder:
         hit = None if self.options.no_cache else self.cache.get(step_key)
         if hit is not None:
             return hit, step_key
-        new = State(config=_clone(state.config), chains=list(state.chains))
+        new = state.copy()
         diff_ids = (piece.config.get("rootfs") or {}).get("diff_ids") or []
         size = 0
         if diff_ids:
@@ -584,8 +585,7 @@ class Builder:
             rootfs["diff_ids"] = list(rootfs.get("diff_ids") or []) + [diff_ids[0]]
             new.chains.append(layer.chain_id)
             size = layer.size
-        new.config.setdefault("history", []).append(self._history(created_by, empty=not diff_ids))
-        new.config["created"] = new.config["history"][-1]["created"]
+        new.add_history(self._history(created_by, empty=not diff_ids))
         self.cache.put(step_key, new, size)
         if not reused:
             vertex.done()
@@ -678,19 +678,17 @@ class Builder:
         """The state with the snapshot's changes on top (no layer if it changed nothing)."""
         from dockyard.store.snapshots import Snapshots
 
-        new = State(config=_clone(state.config), chains=list(state.chains))
+        new = state.copy()
         snap.unmount()
         if snap.is_empty():
-            new.config.setdefault("history", []).append(self._history(created_by, empty=True))
-            new.config["created"] = new.config["history"][-1]["created"]
+            new.add_history(self._history(created_by, empty=True))
             return new, 0
-        info, diff_id, _ = Snapshots(self.engine).commit(snap)
-        self.engine.layers.record_blob(diff_id, diff_id, _oci_layer(""), _blob_size(self.engine, diff_id))
+        info, diff_id, blob_size = Snapshots(self.engine).commit(snap)
+        self.engine.layers.record_blob(diff_id, diff_id, _oci_layer(""), blob_size)
         rootfs = new.config.setdefault("rootfs", {"type": "layers", "diff_ids": []})
         rootfs["diff_ids"] = list(rootfs.get("diff_ids") or []) + [diff_id]
         new.chains.append(info.chain_id)
-        new.config.setdefault("history", []).append(self._history(created_by, empty=False))
-        new.config["created"] = new.config["history"][-1]["created"]
+        new.add_history(self._history(created_by, empty=False))
         return new, info.size
 
     def _vertex(self, text: str) -> "Vertex":
@@ -704,7 +702,7 @@ class Builder:
         from dockyard.images.commit import commit
 
         vertex = self.progress.vertex("exporting to image")
-        config = _clone(state.config)
+        config = state.copy().config
         if self.options.labels:
             inner = config.setdefault("config", {})
             inner["Labels"] = {**(inner.get("Labels") or {}), **self.options.labels}
@@ -742,7 +740,7 @@ class Builder:
         compressed blob, or the uncompressed tar a step wrote), packed again from the layer
         when a prune took it."""
         content = self.engine.content
-        for blob, media_type, size in self.engine.layers.blobs_for(diff_id):
+        for blob, media_type, _size in self.engine.layers.blobs_for(diff_id):
             if content.has(blob):
                 from dockyard.oci import mediatypes as mt
 
@@ -755,7 +753,7 @@ class Builder:
         with content.ingest(expected=diff_id) as writer:
             archive.pack(Path(self.engine.layers.diff_dir(chain)), writer, hash=False)
             writer.commit()
-        size = _blob_size(self.engine, diff_id)
+        size = content.size(diff_id)
         self.engine.layers.record_blob(diff_id, diff_id, _oci_layer(""), size)
         return {"mediaType": _oci_layer(""), "digest": diff_id, "size": size}
 
@@ -828,11 +826,6 @@ def reset(engine: "Engine") -> list[str]:
     return gone + [f"build network sandbox {o}" for o in sandbox.reclaim(engine, lambda _: False)]
 
 
-def _clone(config: "dict[str, Any]") -> "dict[str, Any]":
-    """A deep copy of a JSON document (the copy module costs start-up a cached build notices)."""
-    return json.loads(json.dumps(config))
-
-
 def _rest(i: dfile.Instruction) -> str:
     """The instruction's text after its keyword (continuations already joined)."""
     text = i.original.split(None, 1)
@@ -868,7 +861,7 @@ def _healthcheck(i: dfile.Instruction, shell: "list[str]") -> "dict[str, Any]":
     kind = args[0].upper() if args else ""
     if kind == "NONE":
         if len(args) > 1 or i.flags:
-            raise BuildError(f"HEALTHCHECK NONE takes no arguments")
+            raise BuildError("HEALTHCHECK NONE takes no arguments")
         return {"Test": ["NONE"]}
     if kind != "CMD":
         raise BuildError(f"Unknown type {args[0] if args else ''!r} in HEALTHCHECK (try CMD)")
@@ -926,10 +919,6 @@ def _oci_layer(compression: str) -> str:
     from dockyard.oci import mediatypes as mt
 
     return {"": mt.OCI_LAYER, "gzip": mt.OCI_LAYER_GZIP, "zstd": mt.OCI_LAYER_ZSTD}[compression]
-
-
-def _blob_size(engine: "Engine", digest: str) -> int:
-    return engine.content.size(digest)
 
 
 def _put(engine: "Engine", data: bytes) -> str:

@@ -37,6 +37,15 @@ class State:
     def top(self) -> str | None:
         return self.chains[-1] if self.chains else None
 
+    def copy(self) -> "State":
+        """A deep copy (a JSON round trip: the copy module costs a cached build's start-up)."""
+        return State(config=json.loads(json.dumps(self.config)), chains=list(self.chains))
+
+    def add_history(self, entry: "dict[str, Any]") -> None:
+        """Append a history entry; the image's ``created`` is its last entry's."""
+        self.config.setdefault("history", []).append(entry)
+        self.config["created"] = entry["created"]
+
     def to_json(self) -> str:
         # Key order kept: the exported config must be byte-identical whether it came from the cache or not.
         return json.dumps({"config": self.config, "chains": self.chains}, separators=(",", ":"))

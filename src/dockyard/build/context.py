@@ -98,13 +98,13 @@ def _from_dir(root: str, dockerfile: str | None, stdin: "BinaryIO | None",
             raise ContextError(f"unable to prepare context: unable to evaluate symlinks in Dockerfile path: "
                                f"lstat {path}: {(e.strerror or str(e)).lower()}") from None
         rel = os.path.relpath(path, root)
-        name = os.path.basename(path) if rel.startswith("..") else rel
+        name = os.path.basename(path)   # messages name the file as BuildKit does: Dockerfile:LINE
     ignore_file = ignore.find_ignore_file(root, rel)
     patterns = ignore.Patterns()
     if ignore_file is not None:
         with open(ignore_file, encoding="utf-8", errors="replace") as f:
             patterns = ignore.parse(f.read())
-    return BuildContext(root, text, os.path.basename(name) if name == rel else name, patterns)
+    return BuildContext(root, text, name, patterns)
 
 
 def _dockerfile_path(root: str, name: str, in_context_only: bool) -> str:

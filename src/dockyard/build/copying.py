@@ -148,30 +148,15 @@ def _segment_matcher(pattern: str) -> Callable[[str], object] | None:
     (BuildKit ignores Match's error, so such a pattern matches nothing)."""
     import re
 
-    from dockyard.build.ignore import _BadPattern, _char_class  # filepath.Match's classes
+    from dockyard.build.ignore import BadPattern, segment_token  # filepath.Match's tokens
 
     out: list[str] = []
-    i, n = 0, len(pattern)
+    i = 0
     try:
-        while i < n:
-            ch = pattern[i]
-            if ch == "*":
-                out.append("[^/]*")
-            elif ch == "?":
-                out.append("[^/]")
-            elif ch == "\\":
-                if i + 1 == n:
-                    return None
-                i += 1
-                out.append(re.escape(pattern[i]))
-            elif ch == "[":
-                cls, i = _char_class(pattern, i + 1)
-                out.append(cls)
-                continue
-            else:
-                out.append(re.escape(ch))
-            i += 1
-    except _BadPattern:
+        while i < len(pattern):
+            token, i = segment_token(pattern, i)
+            out.append(token)
+    except BadPattern:
         return None
     return re.compile("(?s)" + "".join(out)).fullmatch
 

@@ -25,7 +25,7 @@ TYPE_CHECKING = False  # importing typing costs start-up; the annotations are st
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
-__all__ = ["IgnoreError", "Patterns", "find_ignore_file", "parse", "walk"]
+__all__ = ["BadPattern", "IgnoreError", "Patterns", "find_ignore_file", "parse", "segment_token", "walk"]
 
 _BAD_PATTERN = "syntax error in pattern"  # Go's filepath.ErrBadPattern, word for word
 _SPECIAL = frozenset("*?[\\")  # what makes a segment more than a literal in filepath.Match
@@ -35,8 +35,8 @@ class IgnoreError(DockyardError):
     """A .dockerignore pattern Docker would refuse."""
 
 
-class _BadPattern(Exception):
-    """Internal: the pattern is malformed (the caller adds Docker's wrapping)."""
+class BadPattern(Exception):
+    """The pattern is malformed (the caller adds its own wrapping: Docker's, or none)."""
 
 
 def find_ignore_file(context: str, dockerfile: str) -> str | None:
@@ -126,7 +126,7 @@ def _compile(line: str) -> _Pattern:
     exception = line.startswith("!")
     if exception:
         if len(line) == 1:
-            raise _BadPattern('illegal exclusion pattern: "!"')
+            raise BadPattern('illegal exclusion pattern: "!"')
         line = line[1:]
     return _Pattern(line, exception)
 
@@ -138,7 +138,7 @@ class Patterns:
         lines = list(lines)
         try:
             self._patterns = [_compile(line) for line in lines if line.strip()]
-        except _BadPattern as e:
+        except BadPattern as e:
             # Docker: "invalid excludepatterns: [a b]: syntax error in pattern"
             raise IgnoreError(f"invalid excludepatterns: [{' '.join(lines)}]: {e}") from None
         self._exceptions = [p for p in self._patterns if p.exception]
@@ -231,35 +231,39 @@ def _translate(pattern: str) -> str:
                 else:
                     out.append("(?:.*/)?")
                 continue
-            out.append("[^/]*")
-        elif ch == "?":
-            out.append("[^/]")
-        elif ch == "\\":
-            if i + 1 == n:
-                raise _BadPattern(_BAD_PATTERN)
-            i += 1
-            out.append(re.escape(pattern[i]))
-        elif ch == "[":
-            cls, i = _char_class(pattern, i + 1)
-            out.append(cls)
-            continue
-        else:
-            out.append(re.escape(ch))
-        i += 1
+        token, i = segment_token(pattern, i)
+        out.append(token)
     return "".join(out)
+
+
+def segment_token(pattern: str, i: int) -> tuple[str, int]:
+    """The regex of the filepath.Match token at ``pattern[i]`` (``*``, ``?``, an escape, a
+    character class or a literal) and where the next token starts; BadPattern if malformed."""
+    ch = pattern[i]
+    if ch == "*":
+        return "[^/]*", i + 1
+    if ch == "?":
+        return "[^/]", i + 1
+    if ch == "\\":
+        if i + 1 == len(pattern):
+            raise BadPattern(_BAD_PATTERN)
+        return re.escape(pattern[i + 1]), i + 2
+    if ch == "[":
+        return _char_class(pattern, i + 1)
+    return re.escape(ch), i + 1
 
 
 def _class_char(pattern: str, i: int) -> tuple[str, int]:
     """One (possibly escaped) character of a class at ``i`` (filepath.Match's getEsc)."""
     n = len(pattern)
     if i >= n or pattern[i] in "-]":
-        raise _BadPattern(_BAD_PATTERN)
+        raise BadPattern(_BAD_PATTERN)
     if pattern[i] == "\\":
         i += 1
         if i >= n:
-            raise _BadPattern(_BAD_PATTERN)
+            raise BadPattern(_BAD_PATTERN)
     if i + 1 >= n:  # a class must still be closed after it
-        raise _BadPattern(_BAD_PATTERN)
+        raise BadPattern(_BAD_PATTERN)
     return pattern[i], i + 1
 
 
@@ -283,7 +287,7 @@ def _char_class(pattern: str, i: int) -> tuple[str, int]:
         if pattern[i] == "-":
             hi, i = _class_char(pattern, i + 1)
         if lo > hi:  # Go's regexp (which Docker compiles this into) refuses it
-            raise _BadPattern(_BAD_PATTERN)
+            raise BadPattern(_BAD_PATTERN)
         members.append(_class_escape(lo) if lo == hi else f"{_class_escape(lo)}-{_class_escape(hi)}")
         count += 1
     return f"[{'^' if negated else ''}{''.join(members)}]", i

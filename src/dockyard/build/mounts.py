@@ -211,7 +211,7 @@ def _secret_copy(builder: "Builder", spec: MountSpec, source: str) -> str:
     os.makedirs(directory, mode=0o700, exist_ok=True)
     target = os.path.join(directory, small_sha256(spec.id.encode())[:16])
     with open(source, "rb") as f:
-        data = f.read(1 << 20 + 1)
+        data = f.read((1 << 20) + 1)
     if len(data) > 1 << 20:
         raise DockerfileError(f"secret {spec.id} is larger than 1 MiB")
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o400)

@@ -160,8 +160,9 @@ class LiveProgress(Progress):
         self.console.print(text, markup=False)
 
     def close(self) -> None:
-        self.live.refresh()
-        self.live.stop()
+        if self.live.is_started:
+            self.live.refresh()
+            self.live.stop()
 
     def _render(self) -> "Any":
         from rich.text import Text

@@ -41,13 +41,14 @@ def build(engine: "Engine", tags: "tuple[str, ...]", dockerfile: str | None, bui
                            pull=pull, network="default" if network == "bridge" else network,
                            labels=_key_values(labels), platform=platform, secrets=_secrets(secrets),
                            runtime=runtime or os.environ.get("DOCKYARD_RUNTIME") or "")
+    quiet = quiet or progress == "quiet"
     with open_context(engine, context, dockerfile) as ctx:
         reporter = open_progress("quiet" if quiet else progress, sys.stderr)
         try:
             image = Builder(engine, ctx, options, reporter).run()
         except BuildError as e:
-            reporter.close()
-            if not quiet and progress != "quiet":
+            reporter.close()   # the live view ends before the report is printed under it
+            if not quiet:
                 sys.stderr.write(reporter.failure_report(ctx.dockerfile_text,
                                                          _line_of(e.message, ctx.dockerfile_name)))
             raise
@@ -56,7 +57,7 @@ def build(engine: "Engine", tags: "tuple[str, ...]", dockerfile: str | None, bui
     if iidfile:
         with open(iidfile, "w") as f:
             f.write(image.id)
-    if quiet or progress == "quiet":
+    if quiet:
         sys.stdout.write(image.id + "\n")
 
 

@@ -31,18 +31,16 @@ def netns_path(runroot: str, owner: str) -> str:
 
 
 class Sandbox:
-    __slots__ = ("namespace", "resolv_conf", "address")
+    __slots__ = ("namespace", "address")
 
-    def __init__(self, namespace: str, resolv_conf: str, address: str) -> None:
+    def __init__(self, namespace: str, address: str) -> None:
         self.namespace = namespace
-        self.resolv_conf = resolv_conf
         self.address = address
 
 
 def open_sandbox(engine: "Engine", owner: str) -> Sandbox:
     """Lease an address on the default bridge for ``owner`` and plug a namespace into it."""
     from dockyard.network import ipam, netns, rtnl
-    from dockyard.network.attach import _resolv
     from dockyard.network.store import AddressError
     from dockyard.store.db import transaction
 
@@ -69,7 +67,7 @@ def open_sandbox(engine: "Engine", owner: str) -> Sandbox:
     except BaseException:
         close_sandbox(engine, owner)
         raise
-    return Sandbox(path, _resolv({}, None), address)
+    return Sandbox(path, address)
 
 
 def close_sandbox(engine: "Engine", owner: str) -> None:

@@ -135,10 +135,6 @@ class Snapshots:
 
     # ---- what dead builds left
 
-    def leftovers(self) -> "list[Leftover]":
-        self._unmount_dead()
-        return self.area.leftovers()
-
     def reclaim(self) -> "list[Leftover]":
         self._unmount_dead()
         return self.area.reclaim()
