@@ -32,6 +32,9 @@ def serve(addr, root, config_file, htpasswd, tls_cert, tls_key, read_only, delet
     s = registry_settings.load(config_file, addr=addr, root=root, htpasswd=htpasswd, tls_cert=tls_cert,
                                tls_key=tls_key, read_only=read_only, delete=delete,
                                anonymous_read=anonymous_read, storage=storage)
+    if s.ignored_env:  # a registry:2 setup moved here must not lose a setting without a word
+        click.echo("registry: ignoring distribution settings this server does not support: "
+                   + ", ".join(s.ignored_env), err=True)
     run(s)
 
 
