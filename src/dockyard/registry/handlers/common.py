@@ -10,7 +10,9 @@ from aiohttp import web
 from dockyard.registry.core import Registry
 from dockyard.registry.errors import APIError
 
-REGISTRY_KEY = web.AppKey("registry", Registry)
+# aiohttp 3.9+ types app state by AppKey; Debian bookworm's 3.8 (what the registry image
+# installs) takes a plain string key.
+REGISTRY_KEY: Any = web.AppKey("registry", Registry) if hasattr(web, "AppKey") else "dockyard.registry"
 MAX_PAGE = 10000  # the largest page a listing returns when asked for more
 
 
