@@ -9,11 +9,12 @@ VENV ?= $(CURDIR)/.venv
 PYTHON := $(VENV)/bin/python
 BIN_DIR ?= /usr/local/bin
 # Debian packages the tests, the demo and the benchmarks use as peers and oracles.
-APT_PACKAGES = python3-venv busybox-static skopeo docker-registry umoci crun runc podman libseccomp2 curl openssl iptables iproute2
+# debootstrap makes the labs' debian:bookworm; chromium is the e2e tests' browser.
+APT_PACKAGES = python3-venv busybox-static skopeo docker-registry umoci crun runc podman libseccomp2 curl openssl iptables iproute2 debootstrap chromium
 BENCH_APT_PACKAGES = podman crun runc wrk dnsperf buildah debootstrap
 PYTEST_ARGS ?=
 
-.PHONY: deps install test unit integration demo bench clean
+.PHONY: deps install test unit integration images demo demo-down bench clean
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -40,8 +41,16 @@ unit: deps
 integration: deps
 	$(PYTHON) -m pytest -m integration $(PYTEST_ARGS)
 
+# The labs' images (debian:bookworm and busybox imported, the rest built with dockyard build).
+images: install
+	$(PYTHON) examples/images.py
+
+# Both labs: the registry on :5000 and WordPress on http://127.0.0.1/ (HTTP_PORT=8080 make demo).
 demo: install
 	$(PYTHON) examples/demo.py
+
+demo-down:
+	$(PYTHON) examples/demo.py --down
 
 bench: deps
 	@missing=""; for p in $(BENCH_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -1,128 +1,89 @@
-"""`make demo`: the private-registry lab as far as dockyard goes today.
+"""`make demo`: both labs, with dockyard in place of docker, on this machine.
 
-Builds a busybox image from Debian's busybox-static, starts dockyard's own registry
-server (`dockyard registry serve`; in a container once containers land), then runs the lab's
-commands with `dockyard` in place of `docker`: tag, push, remove, pull back, and the
-registry's catalog and tag list with curl-like requests. Every command is printed
-before it runs, with its output, so the demo reads like the lab.
+1. The images (examples/images.py): debian:bookworm from debootstrap and busybox imported, then
+   registry, nginx:alpine, mariadb:10 and wordpress:5 built from Debian packages.
+2. Lab 1 (examples/registry/lab.sh): a registry in a container on port 5000; nginx:alpine tagged,
+   pushed, removed and pulled back; the catalog and tags with curl.
+3. Lab 2 (examples/wordpress/lab.sh): MariaDB, WordPress and Nginx, the site published on
+   http://127.0.0.1/.
 
-State goes to a demo root (default /var/tmp/dockyard-demo, or DOCKYARD_ROOT), made
-fresh on each run; the registry is stopped at the end.
+Settings from the environment: HTTP_PORT (80), REGISTRY_PORT (5000), DEMO_VARIANT (ip, network or
+link: how the WordPress containers find each other), DOCKYARD_ROOT (dockyard's own default), and
+DOCKYARD_RUNTIME (pyrunc, crun or runc). `make demo-down` (this script with --down) removes the
+labs' containers, network and volumes; the images and the build cache stay, so the next
+`make demo` takes seconds.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import Iterator
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-
-from dockyard.testing.images import busybox_rootfs_tar  # noqa: E402
-from dockyard.testing.registry import free_port  # noqa: E402
+EXAMPLES = Path(__file__).resolve().parent
 
 
 def show(title: str) -> None:
-    print(f"\n\033[1m## {title}\033[0m", flush=True)
+    print(f"\n\033[1m# {title}\033[0m", flush=True)
 
 
-def dockyard(*args: str) -> None:
-    print(f"$ dockyard {shlex.join(args)}", flush=True)
-    result = subprocess.run([sys.executable, "-m", "dockyard", *args])
+def lab_env() -> dict[str, str]:
+    """The labs' scripts call `dockyard`: this interpreter's, whatever PATH says."""
+    command = Path(sys.executable).with_name("dockyard")
+    env = dict(os.environ)
+    env["DOCKYARD"] = str(command) if command.exists() else (shutil.which("dockyard") or "dockyard")
+    return env
+
+
+def run(what: str, argv: list[str], hint: str = "") -> None:
+    result = subprocess.run(argv, env=lab_env())
     if result.returncode != 0:
-        raise SystemExit(f"demo failed: dockyard {shlex.join(args)} exited {result.returncode}")
+        raise SystemExit(f"\ndemo failed at {what} (exit {result.returncode}){hint}")
 
 
-def curl(url: str) -> None:
-    print(f"$ curl {url}", flush=True)
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        print(resp.read().decode().strip(), flush=True)
-
-
-def port_5000_or_free() -> int:
-    """The lab's port 5000 when it is free, any free port otherwise."""
-    import socket
-
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", 5000))
-            return 5000
-        except OSError:
-            return free_port()
-
-
-@contextlib.contextmanager
-def registry_server(port: int, storage: Path) -> Iterator[str]:
-    """`dockyard registry serve` on 127.0.0.1:port; yields its address, stops it by PID."""
-    address = f"127.0.0.1:{port}"
-    print(f"$ dockyard registry serve --addr {address} --root {storage} &", flush=True)
-    log = open(storage.parent / "registry.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "dockyard", "registry", "serve", "--addr", address,
-                             "--root", str(storage)], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(f"http://{address}/v2/", timeout=1).close()
-                break
-            except (urllib.error.URLError, OSError):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"demo failed: the registry did not start; see {log.name}")
-                time.sleep(0.1)
-        yield address
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+def down() -> int:
+    run("the WordPress lab's removal", [str(EXAMPLES / "wordpress" / "lab.sh"), "down"])
+    run("the registry lab's removal", [str(EXAMPLES / "registry" / "lab.sh"), "down"])
+    print("demo removed (images and build cache kept: `dockyard system prune -a` removes them)")
+    return 0
 
 
 def main() -> int:
-    root = Path(os.environ.get("DOCKYARD_ROOT", "/var/tmp/dockyard-demo"))
-    shutil.rmtree(root, ignore_errors=True)
-    os.environ["DOCKYARD_ROOT"] = str(root)
-    os.environ.setdefault("DOCKER_CONFIG", str(root.parent / (root.name + "-docker-config")))
-    print(f"dockyard root for this demo: {root}")
+    if sys.argv[1:] == ["--down"]:
+        return down()
+    started = time.monotonic()
+    http_port = os.environ.get("HTTP_PORT", "80")
+    registry_port = os.environ.get("REGISTRY_PORT", "5000")
+    variant = os.environ.get("DEMO_VARIANT", "ip")
+    root = os.environ.get("DOCKYARD_ROOT")
+    if root:
+        print(f"dockyard root for this demo: {root}")
 
-    with tempfile.TemporaryDirectory(prefix="dockyard-demo-") as work, \
-            registry_server(port_5000_or_free(), Path(work) / "registry") as registry:
-        show("A busybox image from Debian's busybox-static")
-        tarball = busybox_rootfs_tar(Path(work) / "busybox.tar")
-        dockyard("import", "--change", 'CMD ["sh"]', str(tarball), "busybox:latest")
-        dockyard("images")
+    show("The images, built here from Debian packages")
+    run("the images", [sys.executable, str(EXAMPLES / "images.py"), "--progress", "plain"])
+    images_took = time.monotonic() - started
 
-        target = f"{registry}/busybox:latest"
-        show(f"A private registry at {registry}: tag, push, remove, pull back")
-        dockyard("tag", "busybox:latest", target)
-        dockyard("push", target)
-        dockyard("rmi", target, "busybox:latest")
-        dockyard("images")
-        dockyard("pull", target)
-        dockyard("images", "--digests")
+    show(f"Lab 1: a private registry on port {registry_port}")
+    run("the registry lab", [str(EXAMPLES / "registry" / "lab.sh")],
+        f"\nIf port {registry_port} is taken, pick another: REGISTRY_PORT=5001 make demo")
 
-        show("What the registry holds")
-        curl(f"http://{registry}/v2/_catalog")
-        curl(f"http://{registry}/v2/busybox/tags/list")
+    show(f"Lab 2: WordPress behind Nginx on port {http_port} (containers wired by {variant})")
+    run("the WordPress lab", [str(EXAMPLES / "wordpress" / "lab.sh"), variant],
+        f"\nIf port {http_port} is taken, pick another: HTTP_PORT=8080 make demo")
 
-        show("Inspect, history and disk usage")
-        dockyard("image", "inspect", "--format", "{{.Id}} {{.Os}}/{{.Architecture}} {{.Config.Cmd}}", target)
-        dockyard("history", target)
-        dockyard("system", "df")
-    print("\ndemo finished; the registry is stopped.")
+    url = f"http://127.0.0.1:{http_port}/" if http_port != "80" else "http://127.0.0.1/"
+    print(f"""
+\033[1mdemo up in {time.monotonic() - started:.0f} s (images {images_took:.0f} s)\033[0m
+  WordPress:  {url}   (the installer on the first visit)
+  Registry:   curl http://127.0.0.1:{registry_port}/v2/_catalog
+  Look at it: dockyard ps · dockyard logs wp · dockyard exec -it db mysql -u wp -p (password 123)
+  Remove it:  make demo-down""")
     return 0
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
     sys.exit(main())
