@@ -161,7 +161,8 @@ class DockyardRegistry(ServerProcess):
         return [sys.executable, "-m", "dockyard.registry", "serve", "--config", str(self.dir / "config.yml")]
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKYARD_REGISTRY_")}
+        # Neither our variables nor distribution's (which the server also reads) may override the config.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKYARD_REGISTRY_", "REGISTRY_"))}
         env.update(self.extra_env)
         return env
 
