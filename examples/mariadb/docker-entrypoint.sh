@@ -45,7 +45,8 @@ if [ ! -d "$datadir/mysql" ]; then
 	root_host=${MARIADB_ROOT_HOST:-%}
 	{
 		echo "SET @@SESSION.SQL_LOG_BIN=0;"
-		echo "DROP USER IF EXISTS ''@'localhost', ''@'$(hostname)';"
+		echo "DROP USER IF EXISTS ''@'localhost', ''@'$(hostname)', 'root'@'$(hostname)';"
+		echo "DELETE FROM mysql.proxies_priv WHERE Host NOT IN ('localhost', '%');"
 		echo "ALTER USER 'root'@'localhost' IDENTIFIED BY $(sql_string "${MARIADB_ROOT_PASSWORD:-}");"
 		if [ "$root_host" != localhost ]; then
 			echo "CREATE USER 'root'@$(sql_string "$root_host") IDENTIFIED BY $(sql_string "${MARIADB_ROOT_PASSWORD:-}");"

@@ -266,3 +266,44 @@ def _free_port() -> int:
     from dockyard.testing.registry import free_port
 
     return free_port()
+
+
+def test_mysql_prompt_through_exec_it(lab: Lab, http_port: str) -> None:
+    """The lesson's `dockyard exec -it <id> mysql -u wp -p`, typed at a terminal."""
+    import pty
+    import select
+
+    ok(lab("wordpress/lab.sh", "ip", HTTP_PORT=http_port))
+    db_id = ok(lab.dockyard("ps", "-q", "--filter", "name=^db$")).strip()
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([lab.env["DOCKYARD"], "exec", "-it", db_id, "mysql", "-u", "wp", "-p"], env=lab.env,
+                            stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    seen = b""
+
+    def read_until(marker: bytes, timeout: float = 30) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while marker not in seen:
+            left = deadline - time.monotonic()
+            assert left > 0, f"no {marker!r} in {seen[-800:]!r}"
+            if select.select([master], [], [], left)[0]:
+                try:
+                    seen += os.read(master, 4096)
+                except OSError:  # the terminal closed: the process ended
+                    assert marker in seen, f"no {marker!r} in {seen[-800:]!r}"
+
+    try:
+        read_until(b"Enter password:")
+        os.write(master, b"123\r")
+        read_until(b"MariaDB [(none)]>")
+        os.write(master, b"SELECT CONCAT('answer=', 6*7) AS x;\r")
+        read_until(b"answer=42")
+        os.write(master, b"exit\r")
+        read_until(b"Bye")
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
