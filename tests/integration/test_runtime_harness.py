@@ -13,6 +13,7 @@ import itertools
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -101,10 +102,18 @@ def cgroup_parent() -> Iterator[str]:
         for hierarchy in _hierarchies():
             _remove_cgroup_tree(hierarchy / CGROUP_PARENT)
         if mounted:
-            for child in sorted((p for p in HUGETLB.iterdir() if p.is_dir()), reverse=True):
-                _remove_cgroup_tree(child)
-            subprocess.run(["umount", str(HUGETLB)], check=False)
-            if created_dir:
+            # Other engines' and other roots' containers may live in this hierarchy now (it is
+            # host-wide): remove only empty cgroups, kill nothing, and keep the mount while any
+            # cgroup is still in use.
+            for child in sorted((p for p in HUGETLB.rglob("*") if p.is_dir()), key=lambda p: len(p.parts),
+                                reverse=True):
+                try:
+                    child.rmdir()
+                except OSError:
+                    pass
+            if any(p.is_dir() for p in HUGETLB.iterdir()):
+                print(f"{HUGETLB} stays mounted: cgroups in it are in use", file=sys.stderr)
+            elif subprocess.run(["umount", str(HUGETLB)], check=False).returncode == 0 and created_dir:
                 try:
                     HUGETLB.rmdir()
                 except OSError:
