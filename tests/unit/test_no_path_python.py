@@ -28,7 +28,9 @@ def _files() -> list[Path]:
         if path.is_file():
             out.append(path)
         elif path.is_dir():
-            out += [p for p in path.rglob("*") if p.is_file() and p.suffix in (".py", ".sh", "") and "__pycache__" not in p.parts]
+            # A Dockerfile's python runs inside its image (Debian's python3 there), not on this host.
+            out += [p for p in path.rglob("*") if p.is_file() and p.suffix in (".py", ".sh", "")
+                    and "__pycache__" not in p.parts and p.name != "Dockerfile"]
     return out
 
 
