@@ -71,8 +71,12 @@ check_site() {
 	local url=http://127.0.0.1:$PORT/
 	wait_for "the site on $url" 60 curl -sf -o /dev/null "$url"
 	bold "\$ curl -sL $url | grep '<title>'"
-	curl -sSL --max-time 30 "$url" | grep -o '<title>[^<]*' \
-		| expect "WordPress" "Nginx on port $PORT proxies to WordPress"
+	local page status
+	page=$(curl -sSL --max-time 30 -w '\n%{http_code}' "$url") || fail "curl $url"
+	status=${page##*$'\n'}
+	# WordPress answers 500 with a "WordPress › Error" page when it cannot reach its database.
+	[ "$status" = 200 ] || fail "GET $url answered $status: ${page:0:600}"
+	grep -o '<title>[^<]*' <<<"$page" | expect "WordPress" "Nginx on port $PORT proxies to WordPress"
 }
 
 ip_variant() {
