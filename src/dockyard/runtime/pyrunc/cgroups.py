@@ -2,7 +2,9 @@
 
 A container's cgroup is ``linux.cgroupsPath`` below the root of every hierarchy:
 each v1 controller mount (and a hybrid's cgroup2 mount) on v1 hosts, the one tree
-on v2 hosts. Only the files for the resources the spec sets are written.
+on v2 hosts. Only the files for the resources the spec sets are written. Device rules
+(``devices.py``) go to the v1 devices controller or, where there is none, to an eBPF filter
+on the cgroup2 directory; with neither, a container with device rules is refused.
 """
 
 from __future__ import annotations
@@ -41,6 +43,36 @@ class Cgroup(CgroupPaths):
             _apply_v2(self.dirs[""], resources)
         else:
             _apply_v1(self.dir, resources)
+        self.apply_devices(resources.get("devices") or [])
+
+    def apply_devices(self, entries: "list[dict[str, Any]]") -> None:
+        """The spec's device rules plus the runtime's default devices (``devices.py``): the
+        v1 devices controller where this host has one, else an eBPF filter on the cgroup2
+        directory (a v2 host, or a hybrid one without v1 devices). Fails closed: rules that
+        neither can enforce refuse the container. No rules at all: no device isolation
+        asked for, none set up."""
+        if not entries:
+            return
+        from dockyard.runtime.pyrunc import devices
+
+        state = devices.effective(entries)
+        if state.allow_all:
+            return
+        v1 = None if self.unified else self.dir("devices")
+        if v1 is not None:
+            devices.apply_v1(v1, state)
+            return
+        v2 = self.v2_dir()
+        if v2 is None or not os.path.isdir(v2):
+            raise devices.DeviceError(
+                "the spec restricts device access, but this host has neither a cgroup v1 devices hierarchy nor "
+                "a cgroup2 directory for the container: refusing to run it without device isolation")
+        try:
+            devices.apply_v2(v2, state)
+        except OSError as e:
+            raise devices.DeviceError(
+                f"cannot enforce the spec's device rules with an eBPF filter on {v2}: {e.strerror or e}; "
+                "refusing to run the container without device isolation") from None
 
     # ------------------------------------------------------------------ freezer
 
@@ -197,21 +229,14 @@ def _apply_v1(dir_of, resources: "dict[str, Any]") -> None:
     pids_dir = dir_of("pids")
     if pids is not None and pids_dir:
         _write(pids_dir + "/pids.max", "max" if pids <= 0 else str(pids))
-    devices = dir_of("devices")
-    if devices and resources.get("devices"):
-        for rule in resources["devices"]:
-            _write(devices + ("/devices.allow" if rule.get("allow") else "/devices.deny"), _device_rule(rule))
+    # Device rules: Cgroup.apply_devices, for v1 and v2 alike.
 
 
 def _device_rule(rule: "dict[str, Any]") -> str:
-    kind = rule.get("type") or "a"
-    if kind == "a":
-        return "a"
-    major = rule.get("major")
-    minor = rule.get("minor")
-    major = "*" if major is None or major < 0 else str(major)
-    minor = "*" if minor is None or minor < 0 else str(minor)
-    return f"{kind} {major}:{minor} {rule.get('access') or 'rwm'}"
+    """The v1 ``devices.allow``/``devices.deny`` line of one OCI rule (``c 136:* rwm``)."""
+    from dockyard.runtime.pyrunc import devices
+
+    return devices.parse_rules([rule])[0].cgroup_string()
 
 
 def _apply_v2(path: str, resources: "dict[str, Any]") -> None:
@@ -238,4 +263,4 @@ def _apply_v2(path: str, resources: "dict[str, Any]") -> None:
     pids = (resources.get("pids") or {}).get("limit")
     if pids is not None:
         _write(path + "/pids.max", "max" if pids <= 0 else str(pids))
-    # Device rules on v2 need an eBPF program (BPF_CGROUP_DEVICE); not done yet.
+    # Device rules: Cgroup.apply_devices (an eBPF program; v2 has no devices files).
