@@ -91,6 +91,33 @@ def test_runc_default_spec_runs_with_device_isolation(runtime, bundles) -> None:
     _assert_isolated(_run(runtime, bundles, _probe(_openable_disk()), RUNC_SPEC_RULES))
 
 
+# runtime-tools' linux_cgroups_devices: deny all, then three allow rules, read back from
+# devices.list, where they must come first and in the spec's order.
+ORDERED_RULES = RUNC_SPEC_RULES + [
+    {"allow": True, "type": "c", "major": 10, "minor": 229, "access": "rwm"},
+    {"allow": True, "type": "b", "major": 8, "minor": 20, "access": "rw"},
+    {"allow": True, "type": "b", "major": 10, "minor": 200, "access": "r"},
+]
+
+
+@pytest.mark.parametrize("name", ["pyrunc", "crun"])
+def test_v1_devices_list_follows_the_spec_order(name, runtime_roots, cgroup_parent, bundles) -> None:
+    """Before: pyrunc wrote the exceptions sorted by number (runc's order), so devices.list
+    began with ``b *:* m`` and runtime-tools' check "The runtime MUST apply entries in the
+    listed order" failed (it fails under runc too; crun passes). The defaults follow."""
+    if not _v1_mounted(DEVICES_V1):
+        pytest.skip("no v1 devices hierarchy")
+    rt = get_runtime(runtime_roots, name)
+    cid, bundle = bundles.make(rt.name, ["sleep", "60"], spec_edit=_rules(ORDERED_RULES))
+    try:
+        rt.create(cid, bundle, stdout=subprocess.DEVNULL)
+        listed = Path(DEVICES_V1, bundles.cgroup_parent, cid, "devices.list").read_text().splitlines()
+    finally:
+        subprocess.run(rt.argv("delete", "--force", cid), capture_output=True, env=rt._env)
+    assert listed[:3] == ["c 10:229 rwm", "b 8:20 rw", "b 10:200 r"], listed
+    assert {"c 1:3 rwm", "c 136:* rwm", "c *:* m", "b *:* m"} <= set(listed[3:]), listed
+
+
 # ------------------------------------------------------------------ cgroup v2: the eBPF filter
 
 def _hiding(rt: OCIRuntime, paths: list[str]) -> OCIRuntime:

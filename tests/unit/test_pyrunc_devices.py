@@ -134,9 +134,84 @@ def test_v1_lines_reset_then_allow() -> None:
     assert all(name == "devices.allow" for name, _ in writes[1:])
 
 
+def _state(emulator: devices.Emulator) -> tuple[bool, dict]:
+    return emulator.default_allow, dict(emulator.exceptions)
+
+
 def test_dockyard_spec_rules_same_state_as_runc_default() -> None:
+    # The same state (default and exceptions). The order of the writes differs since the
+    # exceptions follow the spec's order (test_v1_lines_follow_the_spec_order): Docker's
+    # list has no /dev/console, which comes after the spec's rules, so last.
     docker = devices.effective([dict(r) for r in specs._DEVICE_RULES])
-    assert devices.v1_writes(docker) == devices.v1_writes(devices.effective(RUNC_SPEC_RULES))
+    runc = devices.effective(RUNC_SPEC_RULES)
+    assert _state(docker) == _state(runc)
+    assert sorted(devices.v1_writes(docker)) == sorted(devices.v1_writes(runc))
+    assert devices.v1_writes(docker)[-1] == ("devices.allow", "c 5:1 rwm")
+
+
+# runtime-tools' linux_cgroups_devices: deny all, then three allow rules; it reads
+# devices.list back and wants the three first, in the spec's order (crun passes it).
+RTT_RULES = RUNC_SPEC_RULES + [
+    {"allow": True, "type": "c", "major": 10, "minor": 229, "access": "rwm"},
+    {"allow": True, "type": "b", "major": 8, "minor": 20, "access": "rw"},
+    {"allow": True, "type": "b", "major": 10, "minor": 200, "access": "r"},
+]
+
+
+def test_v1_lines_follow_the_spec_order() -> None:
+    """Before: the exceptions were sorted by number, so devices.list began with
+    ``b *:* m`` (runc's order; runc fails this runtime-tools check too)."""
+    lines = [line for _, line in devices.v1_writes(devices.effective(RTT_RULES))]
+    assert lines[:4] == ["a", "c 10:229 rwm", "b 8:20 rw", "b 10:200 r"]
+    assert lines[4:] == [r.cgroup_string() for r in devices.DEFAULT_RULES]  # the defaults, in runc's order
+
+
+def kernel_list(rules: list[dict]) -> list[str]:
+    """devices.list of a v1 cgroup after writing ``rules`` (security/device_cgroup.c): an
+    ``a`` rule clears the exceptions; a new exception goes to the tail, one with the same
+    type and numbers gains the access bits in place; a removal clears bits in place and
+    drops the exception once it has none. (Default-deny lists only; independent of
+    devices.Emulator on purpose.)"""
+    listed: list[list] = []
+    for rule in rules:
+        kind = rule.get("type") or "a"
+        if kind == "a":
+            assert not rule.get("allow")
+            listed = []
+            continue
+        key = [kind, rule.get("major", -1), rule.get("minor", -1)]
+        access = set(rule.get("access") or "rwm")
+        same = next((e for e in listed if e[:3] == key), None)
+        if rule.get("allow"):
+            if same:
+                same[3] |= access
+            else:
+                listed.append(key + [access])
+        elif same:
+            same[3] -= access
+            if not same[3]:
+                listed.remove(same)
+    number = lambda n: "*" if n in (None, -1) else str(n)  # noqa: E731
+    return [f"{k} {number(ma)}:{number(mi)} {''.join(c for c in 'rwm' if c in acc)}" for k, ma, mi, acc in listed]
+
+
+@pytest.mark.parametrize("rules", [
+    RTT_RULES,
+    RUNC_SPEC_RULES + [{"allow": True, "type": "c", "major": 1, "minor": 3, "access": "r"},  # a default: keeps
+                       {"allow": True, "type": "b", "major": 8, "minor": 0, "access": "r"},  # its place first
+                       {"allow": True, "type": "b", "major": 8, "minor": 0, "access": "w"}],
+    RUNC_SPEC_RULES + [{"allow": True, "type": "b", "major": 8, "minor": 0, "access": "rw"},
+                       {"allow": True, "type": "b", "major": 8, "minor": 1, "access": "r"},
+                       {"allow": False, "type": "b", "major": 8, "minor": 0, "access": "rw"},  # removed ...
+                       {"allow": True, "type": "b", "major": 8, "minor": 0, "access": "m"}],  # ... added last
+    [dict(r) for r in specs._DEVICE_RULES],
+], ids=["runtime-tools", "merge-in-place", "remove-then-add", "docker"])
+def test_v1_lines_are_the_kernels_list(rules: list[dict]) -> None:
+    """Writing the emulator's lines from deny-all lists what writing the spec's rules and
+    then the defaults one by one lists (what crun does)."""
+    written = [line for _, line in devices.v1_writes(devices.effective(rules))]
+    assert written[0] == "a"
+    assert written[1:] == kernel_list(with_defaults(rules))
 
 
 def test_allow_all_needs_no_filter() -> None:

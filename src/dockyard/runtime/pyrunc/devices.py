@@ -16,7 +16,8 @@ evaluates them (``Emulator``): from deny-all, an ``a`` rule switches the default
 every exception; any other rule adds an exception when its action differs from the
 default and removes the same (type, major, minor) exception otherwise. Removing part of a
 wildcard exception is refused (v1 would silently ignore it). The result, a default and a
-set of exceptions of the opposite action, is what both mechanisms get, so the two agree:
+set of exceptions of the opposite action (in the order the kernel would list them: the
+spec's rules first, in the spec's order), is what both mechanisms get, so the two agree:
 
 - default deny: an access is allowed when one allow exception matches its type, major and
   minor (or has a wildcard) and holds every access bit asked for;
@@ -121,7 +122,9 @@ def parse_rules(entries: "Iterable[dict[str, Any]]") -> "list[Rule]":
 
 class Emulator:
     """The state a v1 devices cgroup reaches from deny-all through a list of rules (runc's
-    devices emulator): a default action and exceptions (type, major, minor) -> access."""
+    devices emulator): a default action and exceptions (type, major, minor) -> access, a
+    dict kept in the kernel's list order (security/device_cgroup.c appends a new exception
+    at the tail, ORs the access of an existing one in place)."""
 
     def __init__(self) -> None:
         self.default_allow = False
@@ -163,10 +166,15 @@ class Emulator:
         return self.default_allow and not self.exceptions
 
     def rules(self) -> "list[Rule]":
-        """The state as rules: the ``a`` rule of the default, then the exceptions, sorted."""
-        ordered = sorted(self.exceptions.items(), key=lambda item: (item[0][1], item[0][2], item[0][0]))
+        """The state as rules: the ``a`` rule of the default, then the exceptions in the
+        order the kernel lists them in ``devices.list``: the order they were added (an
+        exception that gains access bits keeps its place; one removed and added again goes
+        last). Written in this order, a v1 cgroup lists the spec's rules in the spec's
+        order, ahead of the runtime's defaults, as crun's does and as the runtime spec's
+        "apply entries in the listed order" is checked (runtime-tools reads devices.list)."""
         return [Rule(self.default_allow, "a")] + [
-            Rule(not self.default_allow, kind, major, minor, access) for (kind, major, minor), access in ordered]
+            Rule(not self.default_allow, kind, major, minor, access)
+            for (kind, major, minor), access in self.exceptions.items()]
 
 
 def _union(a: str, b: str) -> str:
