@@ -18,9 +18,16 @@ NAMES = (
 _NUMBERS = {name: i for i, name in enumerate(NAMES)}
 
 
+_last_cap: "int | None" = None
+
+
 def last_cap() -> int:
-    with open("/proc/sys/kernel/cap_last_cap") as f:
-        return int(f.read())
+    """The kernel's highest capability number (read once: a chrooted init has no /proc)."""
+    global _last_cap
+    if _last_cap is None:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            _last_cap = int(f.read())
+    return _last_cap
 
 
 def mask(names: "list[str] | None", last: int) -> int:
@@ -43,11 +50,32 @@ def drop_bounding(keep: int, last: int) -> None:
                     raise
 
 
+def unraisable_ambient(capabilities: dict) -> "list[str]":
+    """The ambient capabilities the kernel would refuse to raise: an ambient capability must
+    also be permitted and inheritable (runc's own default spec asks for such ones)."""
+    allowed = set(capabilities.get("permitted") or ()) & set(capabilities.get("inheritable") or ())
+    return [name for name in capabilities.get("ambient") or () if name in _NUMBERS and name not in allowed]
+
+
 def apply(capabilities: dict, last: int) -> None:
-    """Set the process's sets; call after the user switch (which clears them otherwise)."""
-    linux.capset(mask(capabilities.get("effective"), last), mask(capabilities.get("permitted"), last),
-                 mask(capabilities.get("inheritable"), last))
-    ambient = mask(capabilities.get("ambient"), last)
+    """Set the process's sets; call after the user switch (which clears them otherwise).
+
+    Ambient capabilities that are not both permitted and inheritable are skipped, as runc
+    does (``unraisable_ambient`` names them for the warning); one the kernel still refuses
+    (a securebit) is a warning too."""
+    permitted = mask(capabilities.get("permitted"), last)
+    inheritable = mask(capabilities.get("inheritable"), last)
+    try:
+        linux.capset(mask(capabilities.get("effective"), last), permitted, inheritable)
+    except OSError as e:
+        raise OSError(e.errno, f"capset: {e.strerror.rpartition(': ')[2] if e.strerror else e}") from None
+    ambient = mask(capabilities.get("ambient"), last) & permitted & inheritable
     for cap in range(last + 1):
         if ambient & (1 << cap):
-            linux.prctl(linux.PR_CAP_AMBIENT, linux.PR_CAP_AMBIENT_RAISE, cap)
+            try:
+                linux.prctl(linux.PR_CAP_AMBIENT, linux.PR_CAP_AMBIENT_RAISE, cap)
+            except OSError as e:
+                from dockyard.runtime.pyrunc.state import warn
+
+                warn(f"can't raise ambient capability {NAMES[cap] if cap < len(NAMES) else cap}: "
+                     f"{e.strerror.rpartition(': ')[2] if e.strerror else e}")

@@ -17,7 +17,7 @@ from dockyard.runtime.pyrunc.state import SetupError  # defined with StateError:
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Callable
 
 _RLIMITS = {
     "RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3, "RLIMIT_CORE": 4,
@@ -74,9 +74,10 @@ def set_rlimits(rlimits: "list[dict[str, Any]]") -> None:
             raise SetupError(f"setrlimit `{r['type']}`: {e}") from None
 
 
-def mark_cloexec(keep_below: int) -> None:
-    """Inherited descriptors must not reach the container (they may be host files)."""
-    for name in os.listdir("/proc/self/fd"):
+def mark_cloexec(keep_below: int, proc_fds: int = -1) -> None:
+    """Inherited descriptors must not reach the container (they may be host files).
+    ``proc_fds``: an open /proc/self/fd, for a process chrooted where /proc is missing."""
+    for name in os.listdir(proc_fds if proc_fds >= 0 else "/proc/self/fd"):
         fd = int(name)
         if fd >= keep_below:
             try:
@@ -93,17 +94,56 @@ def reset_signals() -> None:
     _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
 
 
-def finalize(process: "dict[str, Any]", seccomp_program: "bytes | None", path: str) -> None:
+def set_oom_score_adj(value: int) -> None:
+    """process.oomScoreAdj, for this process and what it execs and forks."""
+    path = "/proc/self/oom_score_adj"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, str(value).encode())
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise SetupError(f"setting oom_score_adj to {value}: write {path}: {e.strerror}") from None
+
+
+def apply_apparmor(profile: str) -> None:
+    """The AppArmor profile the next execve enters (libapparmor's aa_change_onexec, as runc
+    does it). Callers have checked that AppArmor is enabled (container.check_process)."""
+    data = f"exec {profile}".encode()
+    for path in ("/proc/thread-self/attr/apparmor/exec", "/proc/thread-self/attr/exec"):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise SetupError(f"applying the apparmor profile {profile}: open {path}: {e.strerror}") from None
+        try:
+            os.write(fd, data)
+            return
+        except OSError as e:
+            raise SetupError(f"applying the apparmor profile {profile}: write {path}: {e.strerror}") from None
+        finally:
+            os.close(fd)
+    raise SetupError(f"applying the apparmor profile {profile}: no /proc/thread-self/attr/apparmor/exec")
+
+
+def finalize(process: "dict[str, Any]", seccomp_program: "bytes | None", path: str,
+             before_exec: "Callable[[], None] | None" = None) -> None:
     """From root with every capability to the configured process, then execve(path).
 
     Order as runc: bounding set, (seccomp here if no_new_privs is off, while we still
-    hold CAP_SYS_ADMIN), user switch with KEEPCAPS, chdir, capset, no_new_privs, seccomp.
+    hold CAP_SYS_ADMIN), user switch with KEEPCAPS, chdir, capset, no_new_privs, seccomp,
+    ``before_exec`` (the startContainer hooks), execve.
     """
     last = caps.last_cap()
     capabilities = process.get("capabilities")
     nnp = bool(process.get("noNewPrivileges"))
     if capabilities is not None:
-        caps.drop_bounding(caps.mask(capabilities.get("bounding"), last), last)
+        try:
+            caps.drop_bounding(caps.mask(capabilities.get("bounding"), last), last)
+        except OSError as e:
+            raise SetupError(f"dropping capabilities from the bounding set: {_strerror(e)}") from None
     if seccomp_program is not None and not nnp:
         _load_seccomp(seccomp_program)
     user = process.get("user") or {}
@@ -122,11 +162,16 @@ def finalize(process: "dict[str, Any]", seccomp_program: "bytes | None", path: s
     except OSError as e:
         raise SetupError(f"chdir `{cwd}`: {e.strerror}", 127 if e.errno == 2 else 126) from None
     if capabilities is not None:
-        caps.apply(capabilities, last)
+        try:
+            caps.apply(capabilities, last)
+        except OSError as e:
+            raise SetupError(f"setting capabilities: {_strerror(e)}") from None
     if nnp:
         linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
         if seccomp_program is not None:
             _load_seccomp(seccomp_program)
+    if before_exec is not None:
+        before_exec()
     reset_signals()
     try:
         os.execve(path, process["args"], _env_dict(process.get("env") or []))
@@ -145,7 +190,7 @@ def prepare_seccomp(profile: "dict[str, Any] | None", cache_dir: "str | None") -
     try:
         return seccomp.prepare(profile, cache_dir)
     except (OSError, ValueError, KeyError) as e:
-        raise SetupError(f"seccomp: {e}") from None
+        raise SetupError(f"seccomp: compiling linux.seccomp: {e}") from None
 
 
 def _load_seccomp(program: bytes) -> None:
@@ -154,7 +199,11 @@ def _load_seccomp(program: bytes) -> None:
     try:
         seccomp.install(program)
     except OSError as e:
-        raise SetupError(f"seccomp: {e}") from None
+        raise SetupError(f"seccomp: loading the filter: {e}") from None
+
+
+def _strerror(e: OSError) -> str:
+    return e.strerror or str(e)
 
 
 def _env_dict(env: "list[str]") -> "dict[str, str]":

@@ -15,6 +15,24 @@ if TYPE_CHECKING:
 
 DEFAULT_ROOT = "/run/pyrunc"  # cli.DEFAULT_ROOT repeats it (cli imports nothing of ours up front)
 OCI_VERSION = "1.0.2"
+LOG_PATH: "str | None" = None  # the global --log option: where warnings go (stderr when unset)
+
+
+def warn(message: str) -> None:
+    """A warning: the operation goes on. Written as "pyrunc warning: ..." (never "pyrunc: ",
+    which callers read as the runtime's failure) to --log's file, else to stderr."""
+    line = f"pyrunc warning: {message}\n"
+    try:
+        if LOG_PATH and LOG_PATH not in ("/dev/stderr", "-"):
+            with open(LOG_PATH, "a") as f:
+                f.write(line)
+        else:
+            import sys
+
+            sys.stderr.write(line)
+            sys.stderr.flush()
+    except OSError:
+        pass
 
 
 class StateError(Exception):
