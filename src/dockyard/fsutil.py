@@ -20,8 +20,13 @@ def tree_size(path: str | os.PathLike) -> int:
 
 
 def in_root(root: str, path: str) -> str:
-    """``root``/``path`` with every symlink resolved as if ``root`` were / (never leaving it):
-    how pyrunc places mounts in a rootfs, and how the engine reads and copies files in one."""
+    """``root``/``path`` with every symlink resolved as if ``root`` were / (never leaving it).
+
+    A *name*: every later use resolves it again, so it is only safe where nobody can change
+    the tree under ``root`` meanwhile (an image being built, a stopped container's rootfs
+    that nothing else shares). Where a running container or one sharing a volume could
+    swap a component for a symlink (mounts into a rootfs, ``cp``, volume copy-up),
+    resolve and use through one descriptor instead: ``dockyard.saferoot``."""
     parts = [p for p in path.split("/") if p not in ("", ".")]
     done: list[str] = []
     hops = 0
