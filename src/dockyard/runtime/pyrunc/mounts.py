@@ -1,12 +1,21 @@
 """The container's mount namespace: spec mounts, /dev, cgroups, masked and read-only
-paths, pivot_root. Runs in the container's init, after unshare(CLONE_NEWNS)."""
+paths, pivot_root. Runs in the container's init, after unshare(CLONE_NEWNS).
+
+Every path inside the rootfs is resolved once, to a descriptor (``saferoot``), and
+mounted onto or created through that descriptor (``/proc/self/fd/N``, ``*at`` calls):
+a container sharing a volume with this one cannot swap a component for a symlink
+between the resolution and the mount (CVE-2021-30465). A mount that must be changed
+after it is made (a read-only remount, its propagation) is found by resolving its
+destination once more, and refused unless that lands where the first resolution did
+(runc's check).
+"""
 
 from __future__ import annotations
 
 import os
 
-from dockyard.fsutil import in_root
-from dockyard import linux
+from dockyard.fsutil import in_root  # noqa: F401 - re-exported (tests)
+from dockyard import linux, saferoot
 from dockyard.runtime.pyrunc import cgroups
 
 TYPE_CHECKING = False
@@ -55,130 +64,250 @@ def parse_options(options: "list[str]") -> tuple[int, int, str]:
     return flags, propagation, ",".join(data)
 
 
-def _mkdirs(path: str) -> None:
-    try:
-        os.makedirs(path, 0o755, exist_ok=True)
-    except FileExistsError:
-        pass
-
-
 def prepare_rootfs(spec: "dict[str, Any]", bundle: str) -> None:
     """Every mount, /dev, sysctls, masked and read-only paths, then pivot_root.
 
     Masking happens before pivot_root: masked files are bind mounts of the host's
-    /dev/null (as in crun), which cannot be reached once the old root is detached."""
+    /dev/null (as in crun), which cannot be reached once the old root is detached.
+
+    Propagation as runc has it: ``rootfsPropagation`` (default rprivate) goes on / of the
+    new namespace first (private for an unbindable one: binds from the host's tree must
+    still work); then the mount holding the rootfs is made private (slave for a slave
+    propagation): pivot_root refuses a shared parent (EINVAL), an unbindable one cannot
+    be bind-mounted, and a shared one would pass our mounts to its peers. A shared or
+    unbindable propagation goes on the container's / after pivot_root."""
     root = spec["root"]["path"]
     if not root.startswith("/"):
         root = bundle + "/" + root
     root = os.path.realpath(root)
     linux_spec = spec.get("linux") or {}
-    propagation = _PROPAGATION.get(linux_spec.get("rootfsPropagation") or "rprivate",
-                                   linux.MS_PRIVATE | linux.MS_REC)
-    linux.mount(None, "/", None, propagation)
+    propagation = root_propagation(linux_spec.get("rootfsPropagation"))
+    if propagation & linux.MS_UNBINDABLE:  # the host's tree would refuse every bind source
+        linux.mount(None, "/", None, linux.MS_PRIVATE | (propagation & linux.MS_REC))
+    else:
+        linux.mount(None, "/", None, propagation)
+    _propagation_of_mount_at(root, linux.MS_SLAVE if propagation & linux.MS_SLAVE else linux.MS_PRIVATE)
     linux.mount(root, root, None, linux.MS_BIND | linux.MS_REC)
-    dev_is_tmpfs = False
-    for m in spec.get("mounts") or []:
-        if m["destination"] == "/dev" and m.get("type") == "tmpfs":
-            dev_is_tmpfs = True
-        mount_one(root, bundle, m)
-    if dev_is_tmpfs:
-        old = os.umask(0)
-        try:
-            create_devices(root, linux_spec.get("devices") or [])
-        finally:
-            os.umask(old)
-    for key, value in (linux_spec.get("sysctl") or {}).items():
-        with open(in_root(root, "/proc/sys/" + key.replace(".", "/")), "w") as f:
-            f.write(value)
-    for path in linux_spec.get("maskedPaths") or []:
-        mask_path(in_root(root, path))
-    for path in linux_spec.get("readonlyPaths") or []:
-        readonly_path(in_root(root, path))
+    root_fd = saferoot.open_root(root)  # the bind just made: every mount goes below it
+    try:
+        dev_is_tmpfs = False
+        for m in spec.get("mounts") or []:
+            if m["destination"] == "/dev" and m.get("type") == "tmpfs":
+                dev_is_tmpfs = True
+            mount_one(root_fd, bundle, m)
+        if dev_is_tmpfs:
+            old = os.umask(0)
+            try:
+                create_devices(root_fd, linux_spec.get("devices") or [])
+            finally:
+                os.umask(old)
+        for key, value in (linux_spec.get("sysctl") or {}).items():
+            fd = saferoot.resolve(root_fd, "/proc/sys/" + key.replace(".", "/"), os.O_WRONLY | os.O_TRUNC)
+            try:
+                os.write(fd, value.encode())
+            finally:
+                os.close(fd)
+        for path in linux_spec.get("maskedPaths") or []:
+            mask_path(root_fd, path)
+        for path in linux_spec.get("readonlyPaths") or []:
+            readonly_path(root_fd, path)
+    finally:
+        os.close(root_fd)
     _pivot(root)
+    if propagation & (linux.MS_SHARED | linux.MS_UNBINDABLE):
+        linux.mount(None, "/", None, propagation)
 
 
-def mount_one(root: str, bundle: str, m: "dict[str, Any]") -> None:
-    dest = in_root(root, m["destination"])
+def root_propagation(name: "str | None") -> int:
+    """The flags of ``linux.rootfsPropagation`` (rprivate when unset)."""
+    if not name:
+        return linux.MS_PRIVATE | linux.MS_REC
+    if name not in _PROPAGATION:
+        from dockyard.runtime.pyrunc.state import SetupError
+
+        raise SetupError(f"rootfsPropagation {name!r}: not one of {', '.join(_PROPAGATION)}")
+    return _PROPAGATION[name]
+
+
+def _propagation_of_mount_at(path: str, flag: int) -> None:
+    """``flag`` on the mount ``path`` lives on: the nearest mount point at or above it."""
+    import errno
+
+    while True:
+        try:
+            linux.mount(None, path, None, flag)
+            return
+        except OSError as e:
+            if e.errno != errno.EINVAL or path == "/":  # EINVAL: not a mount point, go up
+                raise
+        path = os.path.dirname(path)
+
+
+def _mount(source: "str | None", fd: int, fstype: "str | None", flags: int, data: "str | None",
+           dest: str) -> None:
+    """mount(2) onto what ``fd`` refers to; an error names the destination, not the fd."""
+    try:
+        linux.mount(source, saferoot.fd_path(fd), fstype, flags, data)
+    except OSError as e:
+        raise OSError(e.errno, f"mount {source or ''} on {dest}: {os.strerror(e.errno)}", dest) from None
+
+
+def _top(root_fd: int, dest: str, where: str) -> int:
+    """The mount just made at ``dest`` (an O_PATH descriptor of its root): ``dest`` resolved
+    again, which must land where the mount was made (``where``), or something in the root
+    is being swapped under us."""
+    fd = saferoot.resolve(root_fd, dest)
+    found = saferoot.real_path(fd)
+    if found != where:
+        os.close(fd)
+        raise saferoot.BreakoutError(f"mount destination {dest} moved while it was mounted ({where} -> {found}): "
+                                     "possible container breakout")
+    return fd
+
+
+def _change(root_fd: int, dest: str, where: str, flags: int) -> None:
+    """A second mount(2) on the mount just made at ``dest``: a remount or a propagation."""
+    fd = _top(root_fd, dest, where)
+    try:
+        _mount(None, fd, None, flags, None, dest)
+    finally:
+        os.close(fd)
+
+
+def mount_one(root_fd: int, bundle: str, m: "dict[str, Any]") -> None:
+    """One spec mount at its destination inside the root ``root_fd``."""
+    dest = m["destination"]
     kind = m.get("type") or "bind"
     flags, propagation, data = parse_options(m.get("options") or [])
+    remount = 0
     if kind == "bind" or flags & linux.MS_BIND:
         source = m.get("source") or ""
         if not source.startswith("/"):
             source = bundle + "/" + source
-        if os.path.isdir(source):
-            _mkdirs(dest)
-        elif not os.path.exists(dest):
-            _mkdirs(os.path.dirname(dest))
-            os.close(os.open(dest, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
-        linux.mount(source, dest, None, linux.MS_BIND | (flags & linux.MS_REC))
-        extra = flags & ~(linux.MS_BIND | linux.MS_REC)
-        if extra:
-            linux.mount(None, dest, None, linux.MS_BIND | linux.MS_REMOUNT | extra)
-    elif kind == "cgroup":
-        _mkdirs(dest)
-        mount_cgroups(dest, flags)
-    else:
-        _mkdirs(dest)
+        source_fd = os.open(source, os.O_PATH | os.O_CLOEXEC)  # a host path: followed as given
         try:
-            linux.mount(m.get("source") or kind, dest, kind, flags, data or None)
-        except PermissionError:
-            if kind not in ("sysfs", "mqueue"):
-                raise
-            # Sharing the host's network (or IPC) namespace forbids a new sysfs (mqueue):
-            # bind the host's instead, as runc does.
-            host = {"sysfs": "/sys", "mqueue": "/dev/mqueue"}[kind]
-            linux.mount(host, dest, None, linux.MS_BIND | linux.MS_REC)
-            linux.mount(None, dest, None, linux.MS_BIND | linux.MS_REMOUNT | flags)
+            is_dir = os.path.isdir(saferoot.fd_path(source_fd))
+            target = saferoot.mkdirs(root_fd, dest) if is_dir else saferoot.make_file(root_fd, dest)
+            try:
+                where = saferoot.real_path(target)
+                _bind(source_fd, target, flags & linux.MS_REC, source, dest)
+            finally:
+                os.close(target)
+        finally:
+            os.close(source_fd)
+        remount = flags & ~(linux.MS_BIND | linux.MS_REC)
+    else:
+        target = saferoot.mkdirs(root_fd, dest)
+        try:
+            where = saferoot.real_path(target)
+            if kind == "cgroup":
+                mount_cgroups(root_fd, target, dest, where, flags)
+            else:
+                remount = _filesystem(m.get("source") or kind, target, kind, flags, data, dest)
+        finally:
+            os.close(target)
+    if remount:
+        _change(root_fd, dest, where, linux.MS_BIND | linux.MS_REMOUNT | remount)
     if propagation:
-        linux.mount(None, dest, None, propagation)
+        _change(root_fd, dest, where, propagation)
 
 
-def mount_cgroups(dest: str, flags: int) -> None:
+def _bind(source_fd: int, target: int, rec: int, source: str, dest: str) -> None:
+    """Bind what ``source_fd`` refers to onto ``target`` (both descriptors: no name between)."""
+    try:
+        linux.mount(saferoot.fd_path(source_fd), saferoot.fd_path(target), None, linux.MS_BIND | rec)
+    except OSError as e:
+        raise OSError(e.errno, f"mount {source} on {dest}: {os.strerror(e.errno)}", dest) from None
+
+
+def _filesystem(source: str, target: int, kind: str, flags: int, data: str, dest: str) -> int:
+    """A new filesystem at ``target``; the flags still to apply by a remount (0: none)."""
+    try:
+        _mount(source, target, kind, flags, data or None, dest)
+        return 0
+    except PermissionError:
+        if kind not in ("sysfs", "mqueue"):
+            raise
+    # Sharing the host's network (or IPC) namespace forbids a new sysfs (mqueue):
+    # bind the host's instead, as runc does.
+    host = {"sysfs": "/sys", "mqueue": "/dev/mqueue"}[kind]
+    _mount(host, target, None, linux.MS_BIND | linux.MS_REC, None, dest)
+    return flags
+
+
+def mount_cgroups(root_fd: int, target: int, dest: str, where: str, flags: int) -> None:
     """cgroup2 as is; on v1, a tmpfs holding one mount per hierarchy (crun's layout)."""
     if cgroups.is_unified():
-        linux.mount("cgroup2", dest, "cgroup2", flags)
+        _mount("cgroup2", target, "cgroup2", flags, None, dest)
         return
-    linux.mount("cgroup", dest, "tmpfs", flags & ~linux.MS_RDONLY, "size=1024k")
-    for point, options in cgroups.v1_hierarchies().items():
-        if options == "unified":
-            continue
-        controllers = cgroups.controllers_of(options)
-        name = os.path.basename(point)
-        target = dest + "/" + name
-        _mkdirs(target)
-        linux.mount(point, target, "cgroup", flags, ",".join(controllers))
-        for c in controllers:
-            if c != name and not c.startswith("name=") and not os.path.lexists(dest + "/" + c):
-                os.symlink(name, dest + "/" + c)
+    _mount("cgroup", target, "tmpfs", flags & ~linux.MS_RDONLY, "size=1024k", dest)
+    top = _top(root_fd, dest, where)  # the tmpfs: ours alone, nothing in it to swap
+    try:
+        for point, options in cgroups.v1_hierarchies().items():
+            if options == "unified":
+                continue
+            controllers = cgroups.controllers_of(options)
+            name = os.path.basename(point)
+            try:
+                os.mkdir(name, 0o755, dir_fd=top)
+            except FileExistsError:
+                pass
+            sub = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=top)
+            try:
+                _mount(point, sub, "cgroup", flags, ",".join(controllers), f"{dest}/{name}")
+            finally:
+                os.close(sub)
+            for c in controllers:
+                if c != name and not c.startswith("name="):
+                    try:
+                        os.symlink(name, c, dir_fd=top)
+                    except FileExistsError:
+                        pass
+    finally:
+        os.close(top)
 
 
-def create_devices(root: str, devices: "list[dict[str, Any]]") -> None:
+def create_devices(root_fd: int, devices: "list[dict[str, Any]]") -> None:
+    """The default devices, the spec's, and /dev's symlinks, each made at a descriptor of
+    its directory inside the root (an image's /dev symlink cannot send them elsewhere)."""
     import stat
 
-    dev = root + "/dev"
-    for name, major, minor in _DEFAULT_DEVICES:
-        _mknod(dev + "/" + name, stat.S_IFCHR | 0o666, major, minor, 0, 0)
-    for d in devices:
-        kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[d.get("type", "c")]
-        path = in_root(root, d["path"])
-        _mkdirs(os.path.dirname(path))
-        _mknod(path, kind | (d.get("fileMode") or 0o666), d.get("major", 0), d.get("minor", 0),
-               d.get("uid") or 0, d.get("gid") or 0)
-    for target, name in _DEV_LINKS:
-        try:
-            os.symlink(target, dev + "/" + name)
-        except FileExistsError:
-            pass
-
-
-def _mknod(path: str, mode: int, major: int, minor: int, uid: int, gid: int) -> None:
+    dev = saferoot.mkdirs(root_fd, "/dev")
     try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    os.mknod(path, mode, os.makedev(major, minor))
-    if uid or gid:
-        os.chown(path, uid, gid)
+        for name, major, minor in _DEFAULT_DEVICES:
+            _mknod(dev, name, stat.S_IFCHR | 0o666, major, minor, 0, 0, "/dev/" + name)
+        for d in devices:
+            kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[d.get("type", "c")]
+            parent, name = saferoot.split(d["path"])
+            if name is None:
+                raise IsADirectoryError(21, os.strerror(21), d["path"])
+            pfd = saferoot.mkdirs(root_fd, parent)
+            try:
+                _mknod(pfd, name, kind | (d.get("fileMode") or 0o666), d.get("major", 0), d.get("minor", 0),
+                       d.get("uid") or 0, d.get("gid") or 0, d["path"])
+            finally:
+                os.close(pfd)
+        for target, name in _DEV_LINKS:
+            try:
+                os.symlink(target, name, dir_fd=dev)
+            except FileExistsError:
+                pass
+    finally:
+        os.close(dev)
+
+
+def _mknod(dir_fd: int, name: str, mode: int, major: int, minor: int, uid: int, gid: int, path: str) -> None:
+    """The node ``name`` in ``dir_fd`` (``path`` in the container: for errors)."""
+    try:
+        try:
+            os.unlink(name, dir_fd=dir_fd)  # a symlink there goes itself, never its target
+        except FileNotFoundError:
+            pass
+        os.mknod(name, mode, os.makedev(major, minor), dir_fd=dir_fd)
+        if uid or gid:
+            os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError as e:
+        raise OSError(e.errno, os.strerror(e.errno), path) from None
 
 
 def _pivot(root: str) -> None:
@@ -205,24 +334,32 @@ def finish_rootfs(spec: "dict[str, Any]") -> None:
         linux.mount(None, "/", None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
 
 
-def mask_path(path: str) -> None:
+def mask_path(root_fd: int, path: str) -> None:
     """An empty read-only tmpfs over a directory, /dev/null over a file."""
     try:
-        is_dir = os.path.isdir(path)
-        if not is_dir and not os.path.exists(path):
-            return
-        if is_dir:
-            linux.mount("tmpfs", path, "tmpfs", linux.MS_RDONLY, "size=0k")
-        else:
-            linux.mount("/dev/null", path, None, linux.MS_BIND)
-            linux.mount(None, path, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
-    except FileNotFoundError:
-        pass
-
-
-def readonly_path(path: str) -> None:
-    try:
-        linux.mount(path, path, None, linux.MS_BIND | linux.MS_REC)
-    except FileNotFoundError:
+        fd = saferoot.resolve(root_fd, path)
+    except (FileNotFoundError, NotADirectoryError):
         return
-    linux.mount(None, path, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY | linux.MS_REC)
+    try:
+        where = saferoot.real_path(fd)
+        if os.path.isdir(saferoot.fd_path(fd)):
+            _mount("tmpfs", fd, "tmpfs", linux.MS_RDONLY, "size=0k", path)
+            return
+        _mount("/dev/null", fd, None, linux.MS_BIND, None, path)
+    finally:
+        os.close(fd)
+    _change(root_fd, path, where, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
+
+
+def readonly_path(root_fd: int, path: str) -> None:
+    """``path`` bound onto itself, then remounted read-only (recursively)."""
+    try:
+        fd = saferoot.resolve(root_fd, path)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    try:
+        where = saferoot.real_path(fd)
+        _mount(saferoot.fd_path(fd), fd, None, linux.MS_BIND | linux.MS_REC, None, path)
+    finally:
+        os.close(fd)
+    _change(root_fd, path, where, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY | linux.MS_REC)
