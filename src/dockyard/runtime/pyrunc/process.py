@@ -11,7 +11,7 @@ import _signal
 import os
 import resource
 
-from dockyard import linux
+from dockyard import linux, saferoot
 from dockyard.runtime.pyrunc import caps
 from dockyard.runtime.pyrunc.state import SetupError  # defined with StateError: see there
 
@@ -159,6 +159,7 @@ def finalize(process: "dict[str, Any]", seccomp_program: "bytes | None", path: s
     cwd = process.get("cwd") or "/"
     try:
         os.chdir(cwd)
+        saferoot.check_cwd()  # not through a leaked host directory fd (CVE-2024-21626)
     except OSError as e:
         raise SetupError(f"chdir `{cwd}`: {e.strerror}", 127 if e.errno == 2 else 126) from None
     if capabilities is not None:
