@@ -143,14 +143,7 @@ class Volumes:
         data = Path(volume.mountpoint)
         marker = self.base / volume.name / ".copied"
         if copy and image_rootfs is not None and not marker.exists():
-            from dockyard.runtime.spec import secure_join
-
-            source = secure_join(Path(image_rootfs), destination)
-            if source.is_dir() and not any(data.iterdir()):
-                shutil.copytree(source, data, symlinks=True, dirs_exist_ok=True)
-                st = source.stat()
-                os.chown(data, st.st_uid, st.st_gid)
-                os.chmod(data, st.st_mode & 0o7777)
+            _copy_up(str(image_rootfs), destination, str(data))
             marker.touch()
         return volume
 
@@ -165,6 +158,36 @@ class Volumes:
         return Volume(name=row["name"], driver=row["driver"], created=row["created"],
                       labels=json.loads(row["labels"]), options=json.loads(row["options"]),
                       anonymous=bool(row["anonymous"]), mountpoint=str(self.path(row["name"])))
+
+
+def _copy_up(image_rootfs: str, destination: str, data: str) -> None:
+    """The image's content at ``destination`` into the empty volume directory ``data``, owners
+    and modes kept (Docker's copy-up). Both sides through descriptors (``saferoot``): the path
+    is resolved inside the image's root, and a container already using the volume that plants
+    symlinks in it meanwhile has them replaced, never followed out of the volume."""
+    from dockyard import saferoot
+
+    root_fd = saferoot.open_root(image_rootfs)
+    try:
+        try:
+            src = saferoot.resolve(root_fd, destination, os.O_PATH | os.O_DIRECTORY)
+        except (FileNotFoundError, NotADirectoryError):
+            return  # nothing to copy: the volume starts empty
+    finally:
+        os.close(root_fd)
+    try:
+        dst = os.open(data, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            if os.listdir(dst):
+                return
+            saferoot.copy_children(src, dst, saferoot.KEEP)
+            st = os.fstat(src)
+            os.fchown(dst, st.st_uid, st.st_gid)
+            os.fchmod(dst, st.st_mode & 0o7777)
+        finally:
+            os.close(dst)
+    finally:
+        os.close(src)
 
 
 def delete_volume(db: Any, root: str, name: str) -> None:
