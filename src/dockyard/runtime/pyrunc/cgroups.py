@@ -21,15 +21,21 @@ import os
 import time
 
 from dockyard.runtime.cgroupfs import CGROUP_ROOT, CgroupPaths, controllers_of, is_unified, v1_hierarchies  # noqa: F401
-from dockyard.runtime.pyrunc.state import SetupError
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
 
-class CgroupError(SetupError):
-    """A resource of the spec that this host's cgroups cannot apply."""
+class CgroupError(OSError):
+    """A resource of the spec that this host's cgroups cannot apply. An OSError whose words
+    name the setting, the file and why, so that the step that applies the resources puts
+    its own name in front, as for any other failed write."""
+
+    def __init__(self, message: str, err: int = errno.EINVAL) -> None:
+        super().__init__(err, message)
+
+    def __str__(self) -> str:
+        return self.strerror
 
 
 class Cgroup(CgroupPaths):
@@ -274,14 +280,14 @@ def _put_lines(directory: str, name: str, lines: "list[str]", setting: str, miss
     except OSError as e:
         if e.errno == errno.ENOENT and os.path.isdir(directory):
             raise CgroupError(f"{setting}: cannot apply it: this host's cgroup has no {name} "
-                              f"({missing or 'not provided by this kernel'})") from None
-        raise CgroupError(f"{setting}: cannot open {path}: {os.strerror(e.errno)}") from None
+                              f"({missing or 'not provided by this kernel'})", e.errno) from None
+        raise CgroupError(f"{setting}: cannot open {path}: {os.strerror(e.errno)}", e.errno) from None
     try:
         for line in lines:
             try:
                 os.write(fd, line.encode())
             except OSError as e:
-                raise CgroupError(f"{setting}: writing {line!r} to {path}: {os.strerror(e.errno)}") from None
+                raise CgroupError(f"{setting}: writing {line!r} to {path}: {os.strerror(e.errno)}", e.errno) from None
     finally:
         os.close(fd)
 
@@ -312,12 +318,12 @@ def _v1_dir(cgroup: "Cgroup", controller: str, setting: str) -> str:
         hint = {"net_cls": " (net_cls is a cgroup v1 controller; cgroup v2 has none)",
                 "net_prio": " (net_prio is a cgroup v1 controller; cgroup v2 has none)"}.get(controller, "")
         raise CgroupError(f"{setting}: cannot apply it: this host has no cgroup v1 {controller} hierarchy "
-                          f"mounted{hint}")
+                          f"mounted{hint}", errno.ENOENT)
     return path
 
 
 def _v2_refused(setting: str, why: str = "it exists on cgroup v1 only") -> CgroupError:
-    return CgroupError(f"{setting}: cannot apply it on this cgroup v2 host: {why}")
+    return CgroupError(f"{setting}: cannot apply it on this cgroup v2 host: {why}", errno.EOPNOTSUPP)
 
 
 # ------------------------------------------------------------------ cgroup v1
@@ -407,12 +413,13 @@ def _blkio_v1(cgroup: "Cgroup", blkio: "dict[str, Any]") -> None:
     if not (blkio.get("weight") or blkio.get("leafWeight") or blkio.get("weightDevice") or throttles):
         return
     path = _v1_dir(cgroup, "blkio", "linux.resources.blockIO")
-    no_scheduler = "no proportional-weight I/O scheduler (CFQ or BFQ) on this host"
+    no_scheduler = "this kernel has neither the CFQ nor the BFQ I/O scheduler"
+    no_leaves = "leaf weights come with the CFQ I/O scheduler, which this kernel lacks (BFQ has none)"
     if blkio.get("weight"):
         name = _first(path, ("blkio.weight", "blkio.bfq.weight")) or "blkio.weight"
         _put(path, name, blkio["weight"], "linux.resources.blockIO.weight", no_scheduler)
     if blkio.get("leafWeight"):
-        _put(path, "blkio.leaf_weight", blkio["leafWeight"], "linux.resources.blockIO.leafWeight", no_scheduler)
+        _put(path, "blkio.leaf_weight", blkio["leafWeight"], "linux.resources.blockIO.leafWeight", no_leaves)
     devices = blkio.get("weightDevice") or []
     weights = [f"{d['major']}:{d['minor']} {d['weight']}\n" for d in devices if d.get("weight")]
     leaves = [f"{d['major']}:{d['minor']} {d['leafWeight']}\n" for d in devices if d.get("leafWeight")]
@@ -421,7 +428,7 @@ def _blkio_v1(cgroup: "Cgroup", blkio: "dict[str, Any]") -> None:
         _put_lines(path, name, weights, "linux.resources.blockIO.weightDevice", no_scheduler)
     if leaves:
         name = _first(path, ("blkio.leaf_weight_device", "blkio.bfq.leaf_weight_device")) or "blkio.leaf_weight_device"
-        _put_lines(path, name, leaves, "linux.resources.blockIO.weightDevice[].leafWeight", no_scheduler)
+        _put_lines(path, name, leaves, "linux.resources.blockIO.weightDevice[].leafWeight", no_leaves)
     for key, name in throttles:
         _put_lines(path, name, [f"{d['major']}:{d['minor']} {d['rate']}\n" for d in blkio[key]],
                    f"linux.resources.blockIO.{key}", "this kernel has no block I/O throttling")
