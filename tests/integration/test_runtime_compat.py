@@ -713,6 +713,26 @@ def test_user_namespace_shifted_root(runtime, bundles, shifted_rootfs) -> None:
     assert (made.st_uid, made.st_gid) == (100000, 100000)
 
 
+def test_user_namespace_shifted_root_create_start(runtime, bundles, shifted_rootfs) -> None:
+    """create then start: the init, host uid 100000, can open the exec fifo (runc chowns it
+    to the container's root)."""
+    if runtime.name == "runc":
+        pytest.skip("runc 1.1 fails without a /dev tmpfs: \"error creating device nodes: open .../dev/tty\"")
+    cid, bundle = bundles.make(runtime.name, ["sh", "-c", "touch /started"],
+                               spec_edit=_user_namespace(100000, shifted_rootfs))
+    try:
+        created = cli(runtime, "create", "--bundle", str(bundle), cid)
+        assert created.returncode == 0, text(created)
+        started = cli(runtime, "start", cid)
+        assert started.returncode == 0, text(started)
+        deadline = time.monotonic() + 10
+        while not os.path.exists(os.path.join(shifted_rootfs, "started")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        delete(runtime, cid)
+    assert os.stat(os.path.join(shifted_rootfs, "started")).st_uid == 100000
+
+
 def test_user_namespace_maps_refused_when_unmappable(runtime_roots, bundles) -> None:
     rt = get_runtime(runtime_roots, "pyrunc")
 
@@ -730,10 +750,10 @@ def test_user_namespace_maps_refused_when_unmappable(runtime_roots, bundles) -> 
     assert "writing the user namespace's uidMappings to /proc/" in text(result)
 
 
-@pytest.mark.xfail(reason="mounts.py (not pyrunc's container code): in a user namespace runc binds the host's "
-                          "device nodes (mknod is refused) and cgroup v1 hierarchies, and keeps locked flags on "
-                          "remounts; pyrunc's mounts do not yet", strict=False)
 def test_user_namespace_with_docker_mounts(runtime_roots, bundles) -> None:
+    """Docker's mounts, /dev tmpfs, cgroups, masked and read-only paths in a user namespace:
+    mknod and a new cgroup v1 mount are refused there, so the host's device nodes and cgroups
+    are bound, and remounts keep the binds' locked flags (runc's special cases)."""
     rt = get_runtime(runtime_roots, "pyrunc")
 
     def edit(spec: dict[str, Any]) -> None:
@@ -741,12 +761,51 @@ def test_user_namespace_with_docker_mounts(runtime_roots, bundles) -> None:
         linux["namespaces"].append({"type": "user"})
         linux["uidMappings"] = linux["gidMappings"] = [{"containerID": 0, "hostID": 0, "size": 65536}]
 
-    cid, bundle = bundles.make(rt.name, ["sh", "-c", "echo ran; ls /dev/null"], spec_edit=edit)
+    script = "echo ran; ls /dev/null; ls /sys/fs/cgroup/memory/tasks 2>/dev/null || ls /sys/fs/cgroup/cgroup.procs"
+    cid, bundle = bundles.make(rt.name, ["sh", "-c", script], spec_edit=edit)
     try:
         result = cli(rt, "run", "--bundle", str(bundle), cid)
     finally:
         delete(rt, cid)
     assert result.returncode == 0, text(result)
+    assert result.stdout.decode().splitlines()[:2] == ["ran", "/dev/null"]
+
+
+# runc's default devices (libcontainer/specconv AllowedDevices with a path), as linux.devices
+RUNC_DEFAULT_DEVICES = [{"path": f"/dev/{name}", "type": "c", "major": major, "minor": minor, "fileMode": 0o666,
+                         "uid": 0, "gid": 0}
+                        for name, major, minor in (("null", 1, 3), ("random", 1, 8), ("full", 1, 7), ("tty", 5, 0),
+                                                   ("zero", 1, 5), ("urandom", 1, 9))]
+
+
+@pytest.mark.parametrize("name", ["pyrunc", "crun"])
+def test_user_namespace_devices_bound(runtime_roots, bundles, name: str) -> None:
+    """With a user namespace the device nodes (runc's default list, with a /dev tmpfs) are the
+    host's, bind-mounted, and work: /dev/null swallows, /dev/zero reads zeros, /dev/urandom
+    reads bytes."""
+    rt = get_runtime(runtime_roots, name)
+
+    def edit(spec: dict[str, Any]) -> None:
+        linux = spec["linux"]
+        linux["namespaces"].append({"type": "user"})
+        linux["uidMappings"] = linux["gidMappings"] = [{"containerID": 0, "hostID": 0, "size": 65536}]
+        linux["devices"] = RUNC_DEFAULT_DEVICES
+
+    script = ("echo gone > /dev/null && cat /dev/null | wc -c; head -c 4 /dev/zero | od -An -tx1; "
+              "head -c 16 /dev/urandom | wc -c; stat -c '%t:%T' /dev/null /dev/zero /dev/urandom; "
+              "grep -c -E ' /dev/(null|zero|urandom) ' /proc/self/mountinfo")
+    cid, bundle = bundles.make(rt.name, ["sh", "-c", script], spec_edit=edit)
+    try:
+        result = cli(rt, "run", "--bundle", str(bundle), cid)
+    finally:
+        delete(rt, cid)
+    assert result.returncode == 0, text(result)
+    lines = [line.strip() for line in result.stdout.decode().splitlines()]
+    assert lines[0] == "0"
+    assert lines[1].split() == ["00"] * 4
+    assert lines[2] == "16"
+    assert lines[3:6] == ["1:3", "1:5", "1:9"]
+    assert int(lines[6]) >= 3  # each a mount point: bound, not made by mknod
 
 
 def test_user_namespace_exec(runtime, bundles) -> None:

@@ -250,6 +250,10 @@ def _launch(root: str, container_id: str, options: Options,
         if wait_for_start:
             with step(f"creating the exec fifo {container.fifo}"):
                 os.mkfifo(container.fifo, 0o600)
+                # In a user namespace the init is its root's host uid: it must open the fifo (runc's chown)
+                uid, gid = _host_id(linux_spec.get("uidMappings")), _host_id(linux_spec.get("gidMappings"))
+                if uid or gid:
+                    os.chown(container.fifo, uid, gid)
         fifo_fd = os.open(container.fifo, os.O_PATH | os.O_CLOEXEC) if wait_for_start else -1
         go_r, go_w = os.pipe()
         sync_r, sync_w = os.pipe()
@@ -354,6 +358,14 @@ def _enter_pid_namespace(namespaces: "list[dict[str, Any]]") -> None:
         else:
             with step("creating the pid namespace"):
                 linux.unshare(linux.CLONE_NEWPID)
+
+
+def _host_id(mappings: "list[dict[str, Any]] | None") -> int:
+    """The host ID container ID 0 maps to (0 without mappings or when 0 is unmapped)."""
+    for m in mappings or []:
+        if m.get("containerID", 0) <= 0 < m.get("containerID", 0) + m.get("size", 0):
+            return m.get("hostID", 0) - m.get("containerID", 0)
+    return 0
 
 
 def _map_user_namespace(spec: "dict[str, Any]", first: int, go_w: int, sync_r: int) -> int:

@@ -98,7 +98,7 @@ def prepare_rootfs(spec: "dict[str, Any]", bundle: str) -> None:
         if dev_is_tmpfs:
             old = os.umask(0)
             try:
-                create_devices(root_fd, linux_spec.get("devices") or [])
+                create_devices(root_fd, linux_spec.get("devices") or [], in_user_namespace(linux_spec))
             finally:
                 os.umask(old)
         for key, value in (linux_spec.get("sysctl") or {}).items():
@@ -166,12 +166,50 @@ def _top(root_fd: int, dest: str, where: str) -> int:
 
 
 def _change(root_fd: int, dest: str, where: str, flags: int) -> None:
-    """A second mount(2) on the mount just made at ``dest``: a remount or a propagation."""
+    """A second mount(2) on the mount just made at ``dest``: a remount or a propagation.
+
+    In a user namespace a bind of a mount from outside it carries that mount's flags
+    locked (ro, nosuid, nodev, noexec, the atime ones): a remount that would clear one is
+    refused (EPERM). Then the mount's own flags (statvfs) are kept on top of the asked
+    ones, as runc does for "mount --bind -o remount,..."."""
     fd = _top(root_fd, dest, where)
     try:
-        _mount(None, fd, None, flags, None, dest)
+        try:
+            _mount(None, fd, None, flags, None, dest)
+        except PermissionError:
+            if not flags & linux.MS_REMOUNT:
+                raise
+            locked = locked_flags(fd, flags)
+            if locked & ~flags == 0:
+                raise
+            _mount(None, fd, None, flags | locked, None, dest)
     finally:
         os.close(fd)
+
+
+_ATIME = linux.MS_NOATIME | linux.MS_NODIRATIME | linux.MS_RELATIME | linux.MS_STRICTATIME
+_STATVFS_FLAGS = ((os.ST_RDONLY, linux.MS_RDONLY), (os.ST_NOSUID, linux.MS_NOSUID), (os.ST_NODEV, linux.MS_NODEV),
+                  (os.ST_NOEXEC, linux.MS_NOEXEC), (os.ST_NOATIME, linux.MS_NOATIME),
+                  (os.ST_NODIRATIME, linux.MS_NODIRATIME), (os.ST_RELATIME, linux.MS_RELATIME))
+
+
+def locked_flags(fd: int, flags: int) -> int:
+    """The flags of the mount ``fd`` is on that the kernel may hold locked (a user
+    namespace's copy of an outer mount): its ro/nosuid/nodev/noexec, and its atime flags
+    unless ``flags`` asks for an atime of its own."""
+    st = os.statvfs(fd)
+    found = 0
+    for st_flag, ms_flag in _STATVFS_FLAGS:
+        if st.f_flag & st_flag:
+            found |= ms_flag
+    if flags & _ATIME:
+        found &= ~_ATIME
+    return found
+
+
+def in_user_namespace(linux_spec: "dict[str, Any]") -> bool:
+    """Whether the container is in a user namespace (a new one or one joined by path)."""
+    return any(ns.get("type") == "user" for ns in linux_spec.get("namespaces") or [])
 
 
 def mount_one(root_fd: int, bundle: str, m: "dict[str, Any]") -> None:
@@ -236,12 +274,20 @@ def _filesystem(source: str, target: int, kind: str, flags: int, data: str, dest
 
 
 def mount_cgroups(root_fd: int, target: int, dest: str, where: str, flags: int) -> None:
-    """cgroup2 as is; on v1, a tmpfs holding one mount per hierarchy (crun's layout)."""
+    """cgroup2 as is; on v1, a tmpfs holding one mount per hierarchy (crun's layout).
+
+    In a user namespace without a cgroup namespace of its own the kernel refuses a new
+    cgroup mount (EPERM): the host's are bound instead, as runc does (cgroup2: the host's
+    /sys/fs/cgroup; v1: the container's own cgroup of each hierarchy)."""
     if cgroups.is_unified():
-        _mount("cgroup2", target, "cgroup2", flags, None, dest)
+        try:
+            _mount("cgroup2", target, "cgroup2", flags, None, dest)
+        except PermissionError:
+            _bind_cgroup(root_fd, cgroups.CGROUP_ROOT, target, dest, where, flags)
         return
     _mount("cgroup", target, "tmpfs", flags & ~linux.MS_RDONLY, "size=1024k", dest)
     top = _top(root_fd, dest, where)  # the tmpfs: ours alone, nothing in it to swap
+    own: "dict[str, str] | None" = None
     try:
         for point, options in cgroups.v1_hierarchies().items():
             if options == "unified":
@@ -254,7 +300,15 @@ def mount_cgroups(root_fd: int, target: int, dest: str, where: str, flags: int) 
                 pass
             sub = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=top)
             try:
-                _mount(point, sub, "cgroup", flags, ",".join(controllers), f"{dest}/{name}")
+                try:
+                    _mount(point, sub, "cgroup", flags, ",".join(controllers), f"{dest}/{name}")
+                except PermissionError:
+                    if own is None:
+                        own = _own_cgroups()
+                    source = point + own.get(",".join(controllers), "/")
+                    if not os.path.isdir(source):
+                        source = point
+                    _bind_cgroup(root_fd, source, sub, f"{dest}/{name}", saferoot.real_path(sub), flags)
             finally:
                 os.close(sub)
             for c in controllers:
@@ -267,16 +321,55 @@ def mount_cgroups(root_fd: int, target: int, dest: str, where: str, flags: int) 
         os.close(top)
 
 
-def create_devices(root_fd: int, devices: "list[dict[str, Any]]") -> None:
+def _own_cgroups() -> "dict[str, str]":
+    """This process's cgroup in each v1 hierarchy: its controllers (``cpu``,
+    ``name=systemd``, as /proc/self/cgroup has them) -> path."""
+    found = {}
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            if controllers:
+                found[controllers] = path.rstrip("/")
+    return found
+
+
+def _bind_cgroup(root_fd: int, source: str, target: int, dest: str, where: str, flags: int) -> None:
+    """``source`` (a host cgroup directory) bound at ``target``, then given ``flags``."""
+    _mount(source, target, None, linux.MS_BIND, None, dest)
+    if flags & ~linux.MS_REC:
+        _change(root_fd, dest, where, linux.MS_BIND | linux.MS_REMOUNT | (flags & ~linux.MS_REC))
+
+
+def create_devices(root_fd: int, devices: "list[dict[str, Any]]", bind: bool = False) -> None:
     """The default devices, the spec's, and /dev's symlinks, each made at a descriptor of
-    its directory inside the root (an image's /dev symlink cannot send them elsewhere)."""
+    its directory inside the root (an image's /dev symlink cannot send them elsewhere).
+
+    In a user namespace (``bind``) mknod is refused: each node is the host's same path
+    bound onto an empty file, as runc does (so too when mknod fails with EPERM)."""
     import stat
 
     dev = saferoot.mkdirs(root_fd, "/dev")
     try:
+        bound = set()  # a spec device the defaults have: the same host node, bound once
         for name, major, minor in _DEFAULT_DEVICES:
-            _mknod(dev, name, stat.S_IFCHR | 0o666, major, minor, 0, 0, "/dev/" + name)
+            if bind:
+                _bind_node(dev, name, "/dev/" + name)
+                bound.add("/dev/" + name)
+            else:
+                _mknod(dev, name, stat.S_IFCHR | 0o666, major, minor, 0, 0, "/dev/" + name)
         for d in devices:
+            if bind:
+                if os.path.normpath(d["path"]) in bound or os.path.normpath(d["path"]) == "/dev/ptmx":
+                    continue  # (ptmx: the devpts instance's, linked below)
+                parent, name = saferoot.split(d["path"])
+                if name is None:
+                    raise IsADirectoryError(21, os.strerror(21), d["path"])
+                pfd = saferoot.mkdirs(root_fd, parent)
+                try:
+                    _bind_node(pfd, name, d["path"])
+                finally:
+                    os.close(pfd)
+                continue
             kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[d.get("type", "c")]
             parent, name = saferoot.split(d["path"])
             if name is None:
@@ -297,17 +390,58 @@ def create_devices(root_fd: int, devices: "list[dict[str, Any]]") -> None:
 
 
 def _mknod(dir_fd: int, name: str, mode: int, major: int, minor: int, uid: int, gid: int, path: str) -> None:
-    """The node ``name`` in ``dir_fd`` (``path`` in the container: for errors)."""
+    """The node ``name`` in ``dir_fd`` (``path`` in the container: for errors); the host's
+    ``path`` bound there if mknod is not permitted (a user namespace joined unseen)."""
+    import stat
+
     try:
         try:
             os.unlink(name, dir_fd=dir_fd)  # a symlink there goes itself, never its target
         except FileNotFoundError:
             pass
-        os.mknod(name, mode, os.makedev(major, minor), dir_fd=dir_fd)
-        if uid or gid:
+        try:
+            os.mknod(name, mode, os.makedev(major, minor), dir_fd=dir_fd)
+        except PermissionError:
+            if stat.S_ISFIFO(mode):  # a FIFO is never refused for privilege: nothing to bind
+                raise
+            bind = True
+        else:
+            bind = False
+        if not bind and (uid or gid):
             os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
     except OSError as e:
         raise OSError(e.errno, os.strerror(e.errno), path) from None
+    if bind:
+        _bind_node(dir_fd, name, path)
+
+
+def _bind_node(dir_fd: int, name: str, path: str) -> None:
+    """The host's device ``path`` bound onto an empty file ``name`` made in ``dir_fd``."""
+    try:
+        try:
+            os.unlink(name, dir_fd=dir_fd)  # a symlink there goes itself, never its target
+        except FileNotFoundError:
+            pass
+        source = os.open(path, os.O_PATH | os.O_CLOEXEC)  # a host path, as in the spec
+        try:
+            target = _create_empty(dir_fd, name)
+            try:
+                linux.mount(saferoot.fd_path(source), saferoot.fd_path(target), None, linux.MS_BIND)
+            finally:
+                os.close(target)
+        finally:
+            os.close(source)
+    except OSError as e:
+        raise OSError(e.errno, f"binding the host's {path}: {os.strerror(e.errno)}", path) from None
+
+
+def _create_empty(dir_fd: int, name: str) -> int:
+    """A new empty file ``name`` in ``dir_fd``, mode 0 (a mount point), as an O_PATH descriptor."""
+    fd = os.open(name, os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_WRONLY | os.O_CLOEXEC, 0, dir_fd=dir_fd)
+    try:
+        return os.open(saferoot.fd_path(fd), os.O_PATH | os.O_CLOEXEC)
+    finally:
+        os.close(fd)
 
 
 def _pivot(root: str) -> None:
