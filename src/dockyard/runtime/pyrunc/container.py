@@ -292,9 +292,11 @@ def _launch(root: str, container_id: str, options: Options,
         if record is not None and record[0] == "H":
             from dockyard.runtime.pyrunc import hooks
 
-            state = _hook_state(container_id, "creating", pid, options.bundle, spec)
             for kind in _PAUSE_HOOKS:
-                hooks.run(kind, hooks.of(spec, kind), state)
+                # prestart predates the "creating" status: runtimes (and runtime-tools) give it
+                # "created"; createRuntime sees the container still being created.
+                status = "created" if kind == "prestart" else "creating"
+                hooks.run(kind, hooks.of(spec, kind), _hook_state(container_id, status, pid, options.bundle, spec))
             os.write(go_w, b"g")
             record = _read_record(sync_r)
         os.close(go_w)
