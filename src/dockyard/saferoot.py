@@ -140,12 +140,30 @@ def check_cwd() -> None:
     (a cwd of /proc/self/fd/N through a leaked host directory descriptor is not; runc's
     check for CVE-2024-21626). Raises PermissionError saying so."""
     try:
-        cwd = os.getcwd()  # glibc: ENOENT when the kernel says "(unreachable)/..."
+        inside = os.getcwd().startswith("/")  # glibc: ENOENT when the kernel says "(unreachable)/..."
     except FileNotFoundError:
-        cwd = ""
-    if not cwd.startswith("/"):
+        inside = False
+    except PermissionError:  # a seccomp profile that denies getcwd (loaded first when no_new_privs is off)
+        inside = _reaches_root()
+    if not inside:
         raise PermissionError(errno.EPERM, "the current working directory is outside of the container's root "
                                            "(possible container breakout)")
+
+
+def _reaches_root(limit: int = 4096) -> bool:
+    """Whether walking ".." up from the cwd reaches this process's "/" (what getcwd does):
+    from outside the root the walk ends at another file system root instead."""
+    root = os.stat("/")
+    path = "."
+    for _ in range(limit):
+        here = os.stat(path)
+        if (here.st_dev, here.st_ino) == (root.st_dev, root.st_ino):
+            return True
+        parent = os.stat(path + "/..")
+        if (parent.st_dev, parent.st_ino) == (here.st_dev, here.st_ino):
+            return False  # a root that is not ours
+        path += "/.."
+    return False
 
 
 def _parts(path: str) -> "list[str]":

@@ -240,3 +240,27 @@ def test_split() -> None:
     assert saferoot.split("a") == ("/", "a")
     assert saferoot.split("/") == ("/", None)
     assert saferoot.split("/a/..") == ("/a/..", None)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chroot needs root")
+def test_cwd_check_without_getcwd(tmp_path: Path) -> None:
+    """Under a seccomp profile that denies getcwd, the check walks ".." instead: a cwd inside
+    the root passes, one through a descriptor of a directory outside it does not."""
+    root = tmp_path / "root"
+    (root / "a" / "b").mkdir(parents=True)
+    outside = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    pid = os.fork()
+    if pid == 0:  # the child chroots; the test process keeps its root
+        code = 0
+        try:
+            os.chroot(root)
+            os.chdir("/a/b")
+            code |= 0 if saferoot._reaches_root() else 1
+            os.fchdir(outside)
+            code |= 2 if saferoot._reaches_root() else 0
+        except BaseException:
+            code = 4
+        os._exit(code)
+    os.close(outside)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
