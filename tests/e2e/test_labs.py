@@ -231,21 +231,23 @@ def test_an_editor_replacing_wp_conf_is_warned_about(lab: Lab, http_port: str) -
     # An editor that saves by writing a new file and renaming it over the old one (vim, sed -i):
     # the container's bind mount still shows the old inode.
     edited = conf.with_name(".wp.conf.swp")
-    edited.write_text(conf.read_text().replace("location / {", "location / {\n        add_header X-Lab edited;"))
+    edited.write_text(conf.read_text().replace("location / {", "location / {\n        add_header X-Lab edited always;"))
     os.replace(edited, conf)
     reload = lab.dockyard("exec", "ng1", "nginx", "-s", "reload")
     assert reload.returncode == 0, reload.stderr
     assert f"WARNING: {conf} was replaced on the host after container ng1 started" in reload.stderr
+    # What is checked is Nginx's own header (`always`: on any status), so the answer does not
+    # depend on WordPress reaching its database at that moment.
     time.sleep(0.5)
     status, headers, body = fetch(url + "wp-admin/install.php")
-    assert status == 200, f"{status}: {body[-1500:]}\n{lab.dockyard('logs', '--tail', '20', 'ng1').stderr}"
+    assert status != 0, body
     assert headers.get("X-Lab") is None  # nginx re-read the old file
     ok(lab.dockyard("restart", "ng1"))  # a restart mounts the file the path names now
     deadline = time.monotonic() + 30
-    while (answer := fetch(url + "wp-admin/install.php"))[0] != 200 and time.monotonic() < deadline:
+    while (answer := fetch(url + "wp-admin/install.php"))[0] == 0 and time.monotonic() < deadline:
         time.sleep(0.2)
     status, headers, body = answer
-    assert status == 200, f"{status}: {body[-1500:]}"
+    assert status != 0, body
     assert headers.get("X-Lab") == "edited"
     assert "WARNING" not in lab.dockyard("exec", "ng1", "true").stderr
 
