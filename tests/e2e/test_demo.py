@@ -33,7 +33,15 @@ def test_demo_up_and_down(lab_env: dict[str, str]) -> None:
             assert "<title>WordPress &rsaquo; Installation</title>" in resp.read().decode()
         names = subprocess.run([dockyard, "ps", "--format", "{{.Names}}"], env=env, capture_output=True,
                                text=True).stdout.split()
-        assert sorted(names) == ["db", "ng", "registry", "wp"]
+        if sorted(names) != ["db", "ng", "registry", "wp"]:  # say why a container is gone
+            every = subprocess.run([dockyard, "ps", "-a", "--format", "{{.Names}}: {{.Status}}"], env=env,
+                                   capture_output=True, text=True).stdout
+            logs = subprocess.run([dockyard, "logs", "--tail", "30", "registry"], env=env, capture_output=True,
+                                  text=True)
+            state = subprocess.run([dockyard, "inspect", "--format", "{{json .State}}", "registry"], env=env,
+                                   capture_output=True, text=True).stdout
+            raise AssertionError(f"running: {names}\n{every}\nregistry: {state}\n{logs.stdout[-3000:]}"
+                                 f"{logs.stderr[-3000:]}\ndemo output:\n{result.stdout[-3000:]}")
     finally:
         down = subprocess.run([sys.executable, str(DEMO), "--down"], env=env, capture_output=True, text=True,
                               timeout=300)
