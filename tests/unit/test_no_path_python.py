@@ -28,9 +28,7 @@ def _files() -> list[Path]:
         if path.is_file():
             out.append(path)
         elif path.is_dir():
-            # A Dockerfile's python runs inside its image (Debian's python3 there), not on this host.
-            out += [p for p in path.rglob("*") if p.is_file() and p.suffix in (".py", ".sh", "")
-                    and "__pycache__" not in p.parts and p.name != "Dockerfile"]
+            out += [p for p in path.rglob("*") if p.is_file() and p.suffix in (".py", ".sh", "") and "__pycache__" not in p.parts]
     return out
 
 
