@@ -48,8 +48,8 @@ def test_help_imports_stay_light() -> None:
     assert not set(added) & {"aiohttp", "rich", "sqlite3", "zstandard", "yaml"}
 
 
-def test_unknown_command_exits_nonzero() -> None:
+def test_unknown_command_exits_1_as_docker() -> None:
     result = run("-m", "dockyard", "frobnicate")
-    assert result.returncode != 0
-    assert "No such command" in result.stderr
+    assert result.returncode == 1
+    assert result.stderr == "dockyard: 'frobnicate' is not a dockyard command.\nSee 'dockyard --help'\n"
     assert "Traceback" not in result.stderr

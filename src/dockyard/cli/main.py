@@ -151,6 +151,10 @@ def _run_click(argv: list[str] | None, debug: bool) -> None:
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
+    except click.UsageError as e:
+        from dockyard.cli import usage
+
+        sys.exit(usage.report(e))
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code if e.exit_code != 2 else 125 if _is_run() else 2)
