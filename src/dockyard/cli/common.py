@@ -46,35 +46,6 @@ def print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=4))
 
 
-def print_inspected(names: "Any", lookup: "Any", format_: str | None) -> None:
-    """``<object> inspect``: each name's ``lookup(name)`` as a JSON list or through the
-    ``--format`` template; Docker goes on past a missing one, then fails with the last error."""
-    import json
-    import sys
-
-    import click
-
-    from dockyard.cli import formatting as fmt
-    from dockyard.errors import DockyardError
-
-    found: list[Any] = []
-    errors: list[DockyardError] = []
-    for name in names:
-        try:
-            found.append(lookup(name))
-        except DockyardError as e:
-            errors.append(e)
-    if format_:
-        template = fmt.Template(format_)
-        sys.stdout.write("".join(template.render(o) + "\n" for o in found))
-    else:
-        sys.stdout.write(json.dumps(found, indent=4) + "\n")
-    if errors:
-        for e in errors[:-1]:
-            click.echo(f"Error: {e}", err=True)
-        raise errors[-1]
-
-
 def key_values(items: "Any") -> dict[str, str]:
     """``--label k=v``/``-o k=v`` values as a dict (a bare ``k`` maps to "")."""
     out = {}

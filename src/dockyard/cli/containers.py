@@ -84,6 +84,37 @@ def _create_options(f: Callable) -> Callable:
         click.option("--pull", type=click.Choice(["always", "missing", "never"]), default="missing",
                      help="Pull image before running."),
         click.option("-a", "--attach", multiple=True, metavar="LIST", help="Attach to STDIN, STDOUT or STDERR."),
+        # namespaces, devices, security and resources (containers/runflags.py)
+        click.option("--shm-size", metavar="BYTES", help="Size of /dev/shm."),
+        click.option("--sysctl", multiple=True, metavar="MAP", help="Sysctl options."),
+        click.option("--security-opt", multiple=True, metavar="LIST", help="Security Options."),
+        click.option("--device", multiple=True, metavar="LIST", help="Add a host device to the container."),
+        click.option("--device-cgroup-rule", multiple=True, metavar="LIST",
+                     help="Add a rule to the cgroup allowed devices list."),
+        click.option("--group-add", multiple=True, metavar="LIST", help="Add additional groups to join."),
+        click.option("--ipc", metavar="STRING", help="IPC mode to use."),
+        click.option("--pid", metavar="STRING", help="PID namespace to use."),
+        click.option("--uts", metavar="STRING", help="UTS namespace to use."),
+        click.option("--userns", metavar="STRING", help="User namespace to use."),
+        click.option("--cgroupns", metavar="STRING", help="Cgroup namespace to use (host|private)."),
+        click.option("--cidfile", metavar="STRING", help="Write the container ID to the file."),
+        click.option("--cpuset-cpus", metavar="STRING", help="CPUs in which to allow execution (0-3, 0,1)."),
+        click.option("--cpuset-mems", metavar="STRING", help="MEMs in which to allow execution (0-3, 0,1)."),
+        click.option("--cpu-period", type=int, help="Limit CPU CFS (Completely Fair Scheduler) period."),
+        click.option("--cpu-quota", type=int, help="Limit CPU CFS (Completely Fair Scheduler) quota."),
+        click.option("--memory-reservation", metavar="BYTES", help="Memory soft limit."),
+        click.option("--memory-swappiness", type=int, help="Tune container memory swappiness (0 to 100)."),
+        click.option("--oom-kill-disable", is_flag=True, help="Disable OOM Killer."),
+        click.option("--oom-score-adj", type=int, help="Tune host's OOM preferences (-1000 to 1000)."),
+        click.option("--blkio-weight", type=int, help="Block IO (relative weight), between 10 and 1000, or 0."),
+        click.option("--blkio-weight-device", multiple=True, metavar="LIST", help="Block IO weight (relative device weight)."),
+        click.option("--device-read-bps", multiple=True, metavar="LIST", help="Limit read rate (bytes per second) from a device."),
+        click.option("--device-write-bps", multiple=True, metavar="LIST", help="Limit write rate (bytes per second) to a device."),
+        click.option("--device-read-iops", multiple=True, metavar="LIST", help="Limit read rate (IO per second) from a device."),
+        click.option("--device-write-iops", multiple=True, metavar="LIST", help="Limit write rate (IO per second) to a device."),
+        click.option("--volumes-from", multiple=True, metavar="LIST", help="Mount volumes from the specified container(s)."),
+        click.option("--platform", metavar="STRING", help="Set platform if server is multi-platform capable."),
+        click.option("--isolation", metavar="STRING", help="Container isolation technology (default only)."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -159,7 +190,7 @@ def start(attach: bool, interactive: bool, detach_keys: str | None, containers_:
         try:
             containers.start_and_wait(name)
         except DockyardError as e:
-            raise DockyardError(f"Error response from daemon: {e}\nError: failed to start containers: {name}",
+            raise DockyardError(f"{e}\nError: failed to start containers: {name}",
                                 exit_code=1) from None
 
     _each(containers_, one)
@@ -255,7 +286,7 @@ def ps(all_: bool, filters: tuple[str, ...], format_: str | None, last: int, lat
     """List containers."""
     from dockyard.cli import ops
 
-    ops.ps(_engine(), all_, filters, format_, last, latest, no_trunc, quiet)
+    ops.ps(_engine(), all_, filters, format_, last, latest, no_trunc, quiet, size=size)
 
 
 # ---- logs ---------------------------------------------------------------------------------
@@ -331,64 +362,14 @@ def attach(no_stdin: bool, sig_proxy: bool, detach_keys: str | None, container: 
 @click.argument("names", nargs=-1, required=True, metavar="CONTAINER [CONTAINER...]")
 def container_inspect(format_: str | None, size: bool, names: tuple[str, ...]) -> None:
     """Display detailed information on one or more containers."""
-    inspect_objects(names, format_, "container")
+    inspect_objects(names, format_, "container", size=size)
 
 
-def inspect_objects(names: Sequence[str], format_: str | None, type_: str | None) -> None:
+def inspect_objects(names: Sequence[str], format_: str | None, type_: str | None, size: bool = False) -> None:
     """``inspect``: containers first (as Docker does), then images, then volumes."""
-    import json
+    from dockyard.cli import quick
 
-    from dockyard.cli import formatting as fmt
-    from dockyard.errors import DockyardError, NotFoundError
-
-    engine = _engine()
-    found: list[dict[str, Any]] = []
-    images: set[int] = set()   # positions of images in found: their nil fields print as images' do
-    errors: list[DockyardError] = []
-    for name in names:
-        obj = None
-        if type_ in (None, "container"):
-            record = engine.containers.find(name)
-            if record is not None:
-                obj = engine.containers.inspect(record.id)
-                for source in engine.containers.replaced_binds(record):
-                    click.echo(_replaced_bind_warning(record.name, source), err=True)
-        if obj is None and type_ in (None, "image"):
-            try:
-                obj = engine.images.inspect(name)
-                images.add(len(found))
-            except NotFoundError:
-                obj = None
-        if obj is None and type_ in (None, "volume"):
-            volume = engine.volumes.find(name)
-            obj = volume.inspect() if volume is not None else None
-        if obj is None and type_ in (None, "network"):
-            try:
-                obj = engine.networks.inspect(engine.networks.get(name))
-            except NotFoundError:
-                obj = None
-        if obj is None:
-            what = {"container": "container", "image": "image", "volume": "volume",
-                    "network": "network"}.get(type_ or "", "object")
-            errors.append(NotFoundError(f"No such {what}: {name}"))
-            continue
-        found.append(obj)
-    if format_:
-        from dockyard.images.inspect import TEMPLATE_NILS
-
-        template = fmt.Template(format_, strict=False)
-        image_template = fmt.Template(format_, strict=False, nil=TEMPLATE_NILS) if images else template
-        _write("".join((image_template if i in images else template).render(o) + "\n" for i, o in enumerate(found)))
-    elif found and len(images) == len(found):
-        from dockyard.images.inspect import inspect_json
-
-        _write(inspect_json(found) + "\n")
-    else:
-        _write(json.dumps(found, indent=4) + "\n")
-    if errors:
-        for e in errors[:-1]:
-            click.echo(f"Error: {e}", err=True)
-        raise errors[-1]
+    quick.inspect_objects(_engine(), names, format_, type_, size=size)
 
 
 @click.command(name="inspect")
@@ -398,12 +379,7 @@ def inspect_objects(names: Sequence[str], format_: str | None, type_: str | None
 @click.argument("names", nargs=-1, required=True, metavar="NAME|ID [NAME|ID...]")
 def inspect(format_: str | None, size: bool, type_: str | None, names: tuple[str, ...]) -> None:
     """Return low-level information on Docker objects."""
-    if type_ == "image":
-        from dockyard.cli.images import _inspect
-
-        _inspect(names, format_, "No such image")
-        return
-    inspect_objects(names, format_, type_)
+    inspect_objects(names, format_, type_, size=size)
 
 
 @click.command(context_settings={"allow_interspersed_args": False})
@@ -411,10 +387,9 @@ def inspect(format_: str | None, size: bool, type_: str | None, names: tuple[str
 @click.argument("ps_args", nargs=-1, metavar="[ps OPTIONS]")
 def top(container: str, ps_args: tuple[str, ...]) -> None:
     """Display the running processes of a container."""
-    from dockyard.cli.formatting import tabulate
+    from dockyard.cli import quick
 
-    header, rows = _engine().containers.top(container, ps_args)
-    _write(tabulate([header] + rows, minwidth=1, padding=3) if rows or header else "")
+    quick.top(_engine(), container, ps_args)
 
 
 def _binary(size: float) -> str:
@@ -447,14 +422,16 @@ def stats(all_: bool, no_stream: bool, no_trunc: bool, format_: str | None, cont
     containers = _engine().containers
     while True:
         records = [containers.get(c) for c in containers_] if containers_ else containers.list(all=all_)
+        # Docker's CONTAINER is the name or ID as typed, else the short ID; keys in its JSON order
+        typed = list(containers_) if containers_ else [r.id[:12] for r in records]
         live = [r for r in records if r.status in ("running", "paused")]
         first = {r.id: containers.stats(r) for r in live}
         time.sleep(0.5)
         rows = []
-        for r in records:
-            row = {"Container": r.id[:12] if not no_trunc else r.id, "ID": r.id[:12] if not no_trunc else r.id,
-                   "Name": r.name, "CPUPerc": "0.00%", "MemUsage": "0B / 0B", "MemPerc": "0.00%",
-                   "NetIO": "0B / 0B", "BlockIO": "0B / 0B", "PIDs": "0"}
+        for r, as_typed in zip(records, typed):
+            row = {"BlockIO": "0B / 0B", "CPUPerc": "0.00%", "Container": as_typed,
+                   "ID": r.id[:12] if not no_trunc else r.id, "MemPerc": "0.00%", "MemUsage": "0B / 0B",
+                   "Name": r.name, "NetIO": "0B / 0B", "PIDs": "0"}
             if r.id in first:
                 a, b = first[r.id], containers.stats(r)
                 cpu = (b["cpu_ns"] - a["cpu_ns"]) / max((b["time"] - a["time"]) * 1e9, 1) * 100

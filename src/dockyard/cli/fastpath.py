@@ -66,6 +66,19 @@ CREATE_OPTIONS = [
     _o("--mount", "mounts", MULTI), _o("--tmpfs", "tmpfs", MULTI), _o("--restart", "restart", STR, "no"),
     _o("--rm", "rm", FLAG), _o("--log-driver", "log_driver"), _o("--log-opt", "log_opt", MULTI),
     _o("--pull", "pull", ("always", "missing", "never"), "missing"), _o("-a --attach", "attach", MULTI),
+    # containers/runflags.py's flags
+    _o("--shm-size", "shm_size"), _o("--sysctl", "sysctl", MULTI), _o("--security-opt", "security_opt", MULTI),
+    _o("--device", "device", MULTI), _o("--device-cgroup-rule", "device_cgroup_rule", MULTI),
+    _o("--group-add", "group_add", MULTI), _o("--ipc", "ipc"), _o("--pid", "pid"), _o("--uts", "uts"),
+    _o("--userns", "userns"), _o("--cgroupns", "cgroupns"), _o("--cidfile", "cidfile"),
+    _o("--cpuset-cpus", "cpuset_cpus"), _o("--cpuset-mems", "cpuset_mems"), _o("--cpu-period", "cpu_period", INT),
+    _o("--cpu-quota", "cpu_quota", INT), _o("--memory-reservation", "memory_reservation"),
+    _o("--memory-swappiness", "memory_swappiness", INT), _o("--oom-kill-disable", "oom_kill_disable", FLAG),
+    _o("--oom-score-adj", "oom_score_adj", INT), _o("--blkio-weight", "blkio_weight", INT),
+    _o("--blkio-weight-device", "blkio_weight_device", MULTI), _o("--device-read-bps", "device_read_bps", MULTI),
+    _o("--device-write-bps", "device_write_bps", MULTI), _o("--device-read-iops", "device_read_iops", MULTI),
+    _o("--device-write-iops", "device_write_iops", MULTI), _o("--volumes-from", "volumes_from", MULTI),
+    _o("--platform", "platform"), _o("--isolation", "isolation"),
 ]
 SPECS = {
     "run": Spec(CREATE_OPTIONS + [_o("-d --detach", "detach", FLAG), _o("--sig-proxy", "sig_proxy", BOOL, True),
@@ -176,8 +189,12 @@ def parse_args(spec: Spec, args: "list[str]") -> "tuple[dict[str, Any], list[str
 
 def parse(args: "list[str]") -> "Callable[[], None] | None":
     """The command to run for ``dockyard ARGS``, or None to leave it to click."""
-    if not args or args[0] not in SPECS or "_DOCKYARD_COMPLETE" in os.environ or os.environ.get("DOCKYARD_DEBUG"):
+    if not args or "_DOCKYARD_COMPLETE" in os.environ or os.environ.get("DOCKYARD_DEBUG"):
         return None
+    if args[0] not in SPECS:
+        from dockyard.cli import fastviews
+
+        return fastviews.parse(args)
     name = args[0]
     try:
         values, positionals = parse_args(SPECS[name], args[1:])
@@ -195,7 +212,7 @@ def parse(args: "list[str]") -> "Callable[[], None] | None":
         if positionals:
             return None
         return lambda: _ops().ps(_engine(), values["all_"], values["filters"], values["format_"], values["last"],
-                                 values["latest"], values["no_trunc"], values["quiet"])
+                                 values["latest"], values["no_trunc"], values["quiet"], size=values["size"])
     if name == "build":
         if len(positionals) != 1:
             return None

@@ -147,13 +147,12 @@ def images(all_: bool, digests: bool, filters: tuple[str, ...], format_: str | N
 @click.argument("target", metavar="TARGET_IMAGE[:TAG]")
 def tag(source: str, target: str) -> None:
     """Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE."""
-    common.engine().images.tag(source, target)
+    from dockyard.cli import quick
+
+    quick.tag(common.engine(), source, target)
 
 
-def delete_lines(records: Sequence["DeleteRecord"], prefix_untagged: str = "Untagged: ",
-                 prefix_deleted: str = "Deleted: ") -> str:
-    return "".join(
-        f"{prefix_untagged}{r.untagged}\n" if r.untagged else f"{prefix_deleted}{r.deleted}\n" for r in records)
+from dockyard.cli.quick import delete_lines  # noqa: E402,F401 - prune prints the same lines
 
 
 @click.command()
@@ -162,51 +161,18 @@ def delete_lines(records: Sequence["DeleteRecord"], prefix_untagged: str = "Unta
 @click.argument("names", nargs=-1, required=True, metavar="IMAGE [IMAGE...]")
 def rmi(force: bool, no_prune: bool, names: tuple[str, ...]) -> None:
     """Remove one or more images."""
-    from dockyard.errors import DockyardError
+    from dockyard.cli import quick
 
-    engine = common.engine()
-    errors: list[DockyardError] = []
-    for name in names:
-        try:
-            records = engine.images.remove(name, force=force)
-        except DockyardError as e:
-            errors.append(e)
-            continue
-        _write(delete_lines(records))
-    _raise_last(errors)
-
-
-def _raise_last(errors: list[Any]) -> None:
-    """Docker goes on after a failed name and reports each; the last one sets the exit code."""
-    if not errors:
-        return
-    for e in errors[:-1]:
-        click.echo(f"Error: {e}", err=True)
-    raise errors[-1]
+    quick.rmi(common.engine(), force, no_prune, names)
 
 
 # ---- inspect, history -----------------------------------------------------------------
 
 
 def _inspect(names: Sequence[str], format_: str | None, missing: str) -> None:
-    from dockyard.cli import formatting as fmt
-    from dockyard.errors import DockyardError, NotFoundError
-    from dockyard.images.inspect import TEMPLATE_NILS, inspect_json
+    from dockyard.cli import quick
 
-    engine = common.engine()
-    template = fmt.Template(format_, strict=False, nil=TEMPLATE_NILS) if format_ else None
-    found: list[dict[str, Any]] = []
-    errors: list[DockyardError] = []
-    for name in names:
-        try:
-            found.append(engine.images.inspect(name))
-        except NotFoundError:
-            errors.append(NotFoundError(f"{missing}: {name}"))
-    if template is not None:
-        _write("".join(template.render(obj) + "\n" for obj in found))
-    else:
-        _write(inspect_json(found) + "\n")
-    _raise_last(errors)
+    quick.image_inspect(common.engine(), names, format_, missing)
 
 
 @click.command()

@@ -8,8 +8,7 @@ import click
 
 from dockyard.cli import common
 
-NETWORK_HEADERS = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE", "IPv6": "IPV6",
-                   "Internal": "INTERNAL", "Labels": "LABELS", "CreatedAt": "CREATED AT"}
+from dockyard.cli.quick import NETWORK_HEADERS  # noqa: F401 - the name other modules use
 
 
 @click.command()
@@ -47,19 +46,9 @@ def create(driver: str, subnet: tuple[str, ...], gateway: tuple[str, ...], ip_ra
 @click.option("-q", "--quiet", is_flag=True, help="Only display network IDs.")
 def ls(filters: tuple[str, ...], format_: str | None, no_trunc: bool, quiet: bool) -> None:
     """List networks."""
-    from dockyard.cli import formatting as fmt
-    from dockyard.cli.images import parse_filters
+    from dockyard.cli import quick
 
-    networks = common.engine().networks.list(parse_filters(filters))
-    if quiet:
-        sys.stdout.write("".join((n.id if no_trunc else n.short_id) + "\n" for n in networks))
-        return
-    rows = [{"ID": n.id if no_trunc else n.short_id, "Name": n.name, "Driver": n.driver, "Scope": "local",
-             "IPv6": "false", "Internal": str(n.internal).lower(),
-             "Labels": ",".join(f"{k}={v}" for k, v in n.labels.items()),
-             "CreatedAt": fmt.go_time_string(n.created)} for n in networks]
-    template = format_ if format_ and format_ != "table" else "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
-    sys.stdout.write(fmt.render_rows(template, rows, NETWORK_HEADERS))
+    quick.network_ls(common.engine(), filters, format_, no_trunc, quiet)
 
 
 @click.command()
@@ -68,8 +57,9 @@ def ls(filters: tuple[str, ...], format_: str | None, no_trunc: bool, quiet: boo
 @click.argument("names", nargs=-1, required=True)
 def inspect(format_: str | None, verbose: bool, names: tuple[str, ...]) -> None:
     """Display detailed information on one or more networks."""
-    networks = common.engine().networks
-    common.print_inspected(names, lambda name: networks.inspect(networks.get(name)), format_)
+    from dockyard.cli import quick
+
+    quick.network_inspect(common.engine(), names, format_)
 
 
 @click.command()
@@ -140,10 +130,6 @@ def reload() -> None:
 @click.argument("private_port", required=False, metavar="[PRIVATE_PORT[/PROTO]]")
 def port(container: str, private_port: str | None) -> None:
     """List port mappings or a specific mapping for the container."""
-    from dockyard.network.ports import port_lines
-    from dockyard.network.store import NetworkStore
+    from dockyard.cli import quick
 
-    engine = common.engine()
-    record = engine.containers.get(container)
-    published = NetworkStore(engine.db).ports(record.id) if record.status in ("running", "paused", "restarting") else []
-    sys.stdout.write("".join(line + "\n" for line in port_lines(published, private_port)))
+    quick.port(common.engine(), container, private_port)

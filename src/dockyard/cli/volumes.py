@@ -8,8 +8,7 @@ import click
 
 from dockyard.cli import common
 
-VOLUME_HEADERS = {"Driver": "DRIVER", "Name": "VOLUME NAME", "Mountpoint": "MOUNTPOINT", "Labels": "LABELS",
-                  "Scope": "SCOPE", "Links": "LINKS", "Size": "SIZE"}
+from dockyard.cli.quick import VOLUME_HEADERS  # noqa: F401 - the name other modules use
 
 
 @click.command()
@@ -30,18 +29,9 @@ def create(driver: str, label: tuple[str, ...], opt: tuple[str, ...], name: str 
 @click.option("-q", "--quiet", is_flag=True, help="Only display volume names.")
 def ls(filters: tuple[str, ...], format_: str | None, quiet: bool) -> None:
     """List volumes."""
-    from dockyard.cli import formatting as fmt
-    from dockyard.cli.images import parse_filters
+    from dockyard.cli import quick
 
-    volumes = common.engine().volumes.list(parse_filters(filters))
-    if quiet:
-        sys.stdout.write("".join(v.name + "\n" for v in volumes))
-        return
-    rows = [{"Driver": v.driver, "Name": v.name, "Mountpoint": v.mountpoint, "Scope": "local",
-             "Labels": ",".join(f"{k}={val}" for k, val in v.labels.items()), "Links": "N/A", "Size": "N/A"}
-            for v in volumes]
-    template = format_ if format_ and format_ != "table" else "table {{.Driver}}\t{{.Name}}"
-    sys.stdout.write(fmt.render_rows(template, rows, VOLUME_HEADERS))
+    quick.volume_ls(common.engine(), filters, format_, quiet)
 
 
 @click.command()
@@ -49,8 +39,9 @@ def ls(filters: tuple[str, ...], format_: str | None, quiet: bool) -> None:
 @click.argument("names", nargs=-1, required=True)
 def inspect(format_: str | None, names: tuple[str, ...]) -> None:
     """Display detailed information on one or more volumes."""
-    volumes = common.engine().volumes
-    common.print_inspected(names, lambda name: volumes.get(name).inspect(), format_)
+    from dockyard.cli import quick
+
+    quick.volume_inspect(common.engine(), names, format_)
 
 
 @click.command()

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
+from dockyard.records import field
+from dockyard.records import record as dataclass  # not dataclasses: ~10 ms of start-up (records.py)
 from typing import TYPE_CHECKING, Any, BinaryIO, Iterable, Mapping, Sequence
 
 from dockyard import reference as references
@@ -180,6 +181,20 @@ class Images:
         config = self.engine.image_store.config(image).get("config") or {}
         return config.get("Labels") or {}
 
+    def event(self, action: str, actor: str, name: str, image_id: str | None = None) -> None:
+        """An image event as Docker's daemon logs it: the image's labels (while it exists),
+        then ``name``."""
+        from dockyard import events
+
+        attrs: dict[str, str] = {}
+        if image_id:
+            try:
+                attrs.update(self._labels(image_id))
+            except (DockyardError, OSError, ValueError):
+                pass  # deleted already: Docker's delete events carry no labels either
+        attrs["name"] = name
+        events.record(self.engine.root, "image", action, actor, attrs)
+
     # ---- tag -------------------------------------------------------------------------
 
     def tag(self, source: str, target: str) -> "Reference":
@@ -189,12 +204,23 @@ class Images:
         if ref.digest:
             raise InvalidReferenceError("refusing to create a tag with a digest reference")
         self.engine.image_store.tag(image.id, str(ref))
+        self.event("tag", image.id, ref.familiar(), image.id)
         return ref
 
     # ---- remove ----------------------------------------------------------------------
 
     def remove(self, name: str, force: bool = False) -> list[DeleteRecord]:
         """``rmi name``: untag, and delete the image once nothing names or uses it."""
+        image_id = self.engine.image_store.lookup(name).id
+        records = self._remove(name, force)
+        for r in records:  # Docker's events name the image by ID for both
+            if r.untagged:
+                self.event("untag", image_id, image_id, image_id)
+            elif r.deleted == image_id:
+                self.event("delete", image_id, image_id)
+        return records
+
+    def _remove(self, name: str, force: bool) -> list[DeleteRecord]:
         store = self.engine.image_store
         image = store.lookup(name)
         records: list[DeleteRecord] = []
@@ -442,7 +468,10 @@ class Images:
         """Write ``names`` as one tar: docker-archive (manifest.json) and OCI layout together."""
         from dockyard.images import archive_io
 
-        archive_io.save(self.engine, self._save_targets(names), out)
+        targets = self._save_targets(names)
+        archive_io.save(self.engine, targets, out)
+        for image, _tags in targets:
+            self.event("save", image.id, image.id, image.id)
 
     def _save_targets(self, names: Sequence[str]) -> list[tuple["Image", list[str]]]:
         """(image, tags to record) for each name, as Docker's save parses names: a tag
@@ -476,7 +505,18 @@ class Images:
         """Load images from a docker-archive or OCI layout tar; returns the lines to print."""
         from dockyard.images import archive_io
 
-        return archive_io.load(self.engine, stream)
+        lines = archive_io.load(self.engine, stream)
+        loaded: list[str] = []
+        for line in lines:  # the images loaded, named by the lines docker load prints
+            if line.startswith("Loaded image ID: "):
+                loaded.append(line.partition(": ")[2])
+            elif line.startswith("Loaded image: "):
+                found = self.find(line.partition(": ")[2])
+                if found is not None:
+                    loaded.append(found.id)
+        for image_id in dict.fromkeys(loaded):
+            self.event("load", image_id, image_id, image_id)
+        return lines
 
     def import_(
         self,
@@ -489,7 +529,11 @@ class Images:
         """A rootfs tarball (path, http(s) URL or stream) as a one-layer image."""
         from dockyard.images import importer
 
-        return importer.import_image(self.engine, source, reference, changes, message, platform)
+        image = importer.import_image(self.engine, source, reference, changes, message, platform)
+        if reference:
+            self.event("tag", image.id, references.parse(reference).familiar(), image.id)
+        self.event("import", image.id, image.id, image.id)
+        return image
 
     def pull(self, ref: "Reference | str", platform: "Platform | None" = None, progress: Any = None) -> "Image":
         from dockyard.distribution.pull import pull
