@@ -118,7 +118,7 @@ DATA = {
     ("{{join .RepoTags \",\"}}", "busybox:latest,busybox:v1"),
     ("{{.Size}} {{.Flag}}", "42 true"),
     ("{{.Config.Env}}", "[]"),  # a nil slice, as Docker's typed struct prints it
-    ("{{.Nope}}", "<no value>"),
+    ("{{.Config.Labels.nope}}", "<no value>"),  # a missing map key; a missing field is an error
     ("{{.Id | upper}}", ID.upper()),
     ("{{- .Size -}} x", "42x"),
     ("{{json .}}", None),
@@ -129,6 +129,11 @@ def test_template_subset(template: str, expected: str | None) -> None:
         assert out.startswith('{"Id":"sha256:')
     else:
         assert out == expected
+
+
+def test_inspect_template_missing_field_is_an_error() -> None:
+    with pytest.raises(fmt.TemplateError, match='template parsing error: .*map has no entry for key "Nope"'):
+        fmt.Template("{{.Nope}}").render(DATA)
 
 
 def test_go_json_escapes_html_characters() -> None:

@@ -107,191 +107,72 @@ def tabulate(rows: Sequence[Sequence[str]], minwidth: int = 10, padding: int = 3
     return "".join(line + "\n" for line in lines)
 
 
-# ---- Go templates (the subset docker --format users write) ----------------------------
+# ---- Go templates (dockyard.cli.gotemplate) --------------------------------------------
 
+from dockyard.cli.gotemplate import MISSING, GoTemplate, TemplateError, go_value  # noqa: E402,F401 - the CLI's names
 
-class TemplateError(DockyardError):
-    """A --format template we cannot parse or run."""
-
-
-class _Missing:
-    """A map key that is not there: Go prints ``<no value>``."""
-
-    def __str__(self) -> str:
-        return "<no value>"
-
-
-MISSING = _Missing()
-_ACTION = re.compile(r"\{\{(-\s)?(.*?)(\s-)?\}\}", re.S)
-_TOKEN = re.compile(r'\s*(?:("(?:[^"\\]|\\.)*")|(`[^`]*`)|(\|)|([^\s|]+))')
-
-
-def go_value(value: Any, nil: str = "<nil>") -> str:
-    """Go's ``%v`` of a JSON-ish value: ``[a b]``, ``map[k:v]``, ``true``."""
-    if value is None:
-        return nil
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, float):
-        return repr(int(value)) if value.is_integer() and abs(value) < 1e21 else repr(value)
-    if isinstance(value, Mapping):
-        return "map[" + " ".join(f"{k}:{go_value(v)}" for k, v in sorted(value.items())) + "]"
-    if isinstance(value, (list, tuple)):
-        return "[" + " ".join(go_value(v) for v in value) + "]"
-    return str(value)
+# Docker's message prefixes: its formatter and ``inspect`` say "template parsing error" for
+# parse and execution errors alike; ``ps`` first runs the template on an empty row.
+PARSE_PREFIX = "template parsing error: "
 
 
 def go_json(value: Any) -> str:
-    """Go's json.Marshal: compact, with ``<``, ``>`` and ``&`` escaped."""
+    """Go's json.Marshal: compact, with ``<``, ``>`` and ``&`` escaped (``--format json`` rows)."""
     if value is MISSING:
         value = None
     text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def _fn_join(items: Any, sep: Any) -> str:
-    return str(sep).join(go_value(i) for i in (items or []))
+def _row_json(value: Any) -> str:
+    """The template ``json`` of a row is its context's MarshalJSON (sorted keys, HTML escaped)."""
+    from dockyard.cli.gotemplate import go_json as template_json
+
+    if isinstance(value, Mapping) and any(callable(v) for v in value.values()) or isinstance(value, _Row):
+        return go_json({k: v for k, v in sorted(value.items()) if not callable(v)})
+    return template_json(value)
 
 
-def _fn_index(container: Any, *keys: Any) -> Any:
-    for key in keys:
-        if isinstance(container, Mapping):
-            container = container.get(key, MISSING)
-        elif isinstance(container, (list, tuple)):
-            container = container[int(key)]
-        else:
-            raise TemplateError(f"template: index of untyped value {go_value(container)}")
-    return container
+class _Row(dict):
+    """A --format row: a Docker formatter context (its ``json`` is its MarshalJSON)."""
 
 
-FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "json": go_json,
-    "join": _fn_join,
-    "index": _fn_index,
-    "lower": lambda s: go_value(s).lower(),
-    "upper": lambda s: go_value(s).upper(),
-    "title": lambda s: go_value(s).title(),
-    "split": lambda s, sep: go_value(s).split(str(sep)),
-    "len": lambda v: len(v or []),
-    "println": lambda *a: " ".join(go_value(x) for x in a) + "\n",
-    "print": lambda *a: "".join(go_value(x) for x in a),
-    "truncate": lambda s, n: go_value(s)[: int(n)],
-    "pad": lambda s, left, right: " " * int(left) + go_value(s) + " " * int(right),
-}
+def _fail(e: TemplateError, prefix: str, exit_code: int = 1) -> TemplateError:
+    failed = TemplateError(prefix + e.message, parse=e.parse)
+    failed.exit_code = exit_code
+    return failed
 
 
 class Template:
-    """A parsed template: literal text and ``{{ pipeline }}`` actions.
+    """A Go template as Docker's ``--format`` / ``-f`` run it (see dockyard.cli.gotemplate).
 
-    Supported: field paths (``.``, ``.Config.Cmd``), string and number literals,
-    the functions in FUNCTIONS, and pipes (``{{.Tag | upper}}``). ``strict`` makes
-    an unknown field an error (Docker's typed contexts); otherwise it prints
-    ``<no value>`` (inspect's maps). ``nil`` says how a null field prints, per name.
+    ``strict`` makes an unknown field an error naming ``type_name`` (Docker's typed
+    contexts: ``can't evaluate field X in type *formatter.ContainerContext``); otherwise the
+    data is inspect's JSON (a missing struct field is ``map has no entry for key``, a missing
+    map key ``<no value>``). ``nil`` says how a null field prints, per name. Errors come as
+    TemplateError with Docker's ``template parsing error: `` prefix (``prefix`` to change it);
+    one that does not parse exits ``parse_exit_code`` (64 for inspect, 1 for the formatter).
     """
 
-    def __init__(self, text: str, strict: bool = False, nil: Mapping[str, str] | None = None) -> None:
+    def __init__(self, text: str, strict: bool = False, nil: Mapping[str, str] | None = None,
+                 type_name: str = "", prefix: str = PARSE_PREFIX, parse_exit_code: int = 64) -> None:
         self.text = text
         self.strict = strict
-        self.nil = dict(nil or {})
-        self._parts: list[str | list[list[str]]] = []
-        pos = 0
-        for m in _ACTION.finditer(text):
-            literal = text[pos:m.start()]
-            if m.group(1):
-                literal = literal.rstrip()
-            self._parts.append(literal)
-            self._parts.append(self._parse(m.group(2)))
-            pos = m.end()
-            if m.group(3):
-                while pos < len(text) and text[pos].isspace():
-                    pos += 1
-        if "{{" in text[pos:]:
-            raise TemplateError(f"template parsing error: unclosed action in {text!r}")
-        self._parts.append(text[pos:])
+        self.prefix = prefix
+        try:
+            self._tmpl = GoTemplate(text, strict=strict, type_name=type_name, nil=nil)
+        except TemplateError as e:
+            raise _fail(e, prefix, parse_exit_code) from None
 
-    def _parse(self, action: str) -> list[list[str]]:
-        tokens = [next(t for t in m.groups() if t is not None) for m in _TOKEN.finditer(action) if m.group(0).strip()]
-        if not tokens:
-            raise TemplateError("template parsing error: missing value for command")
-        commands: list[list[str]] = [[]]
-        for token in tokens:
-            if token == "|":
-                commands.append([])
-            else:
-                commands[-1].append(token)
-        for command in commands:
-            if not command:
-                raise TemplateError("template parsing error: missing command in pipeline")
-            head = command[0]
-            if not (head.startswith(".") or head in FUNCTIONS or head[0] in "\"`" or _is_number(head)):
-                raise TemplateError(f'template parsing error: function "{head}" not defined')
-        return commands
+    def fields_used(self) -> set[str]:
+        """Top-level fields the template reads (Docker computes ps sizes only for ``.Size``)."""
+        return self._tmpl.fields_used()
 
-    def render(self, data: Any) -> str:
-        out = []
-        for part in self._parts:
-            if isinstance(part, str):
-                out.append(part)
-                continue
-            value = self._pipeline(part, data)
-            out.append(self._print(value, part[-1]))
-        return "".join(out)
-
-    def _print(self, value: Any, last: list[str]) -> str:
-        if value is None and len(last) == 1 and last[0].startswith("."):
-            name = last[0].rsplit(".", 1)[-1]
-            return self.nil.get(name, "<nil>")
-        if value is MISSING:
-            return "<no value>"
-        return go_value(value)
-
-    def _pipeline(self, commands: list[list[str]], data: Any) -> Any:
-        value: Any = MISSING
-        for i, command in enumerate(commands):
-            args = [self._arg(token, data) for token in command[1:]]
-            if i > 0:
-                args.append(value)
-            head = command[0]
-            if head in FUNCTIONS:
-                try:
-                    value = FUNCTIONS[head](*args)
-                except TemplateError:
-                    raise
-                except Exception as e:  # noqa: BLE001 - bad arguments are the user's template
-                    raise TemplateError(f"template: error calling {head}: {e}") from None
-            elif args:
-                raise TemplateError(f"template: can't give argument to non-function {head}")
-            else:
-                value = self._arg(head, data)
-        return value
-
-    def _arg(self, token: str, data: Any) -> Any:
-        if token[0] == '"':
-            return json.loads(token)
-        if token[0] == "`":
-            return token[1:-1]
-        if _is_number(token):
-            return float(token) if "." in token else int(token)
-        if token == ".":
-            return data
-        if token.startswith("."):
-            value = data
-            for name in token[1:].split("."):
-                if isinstance(value, Mapping) and name in value:
-                    value = value[name]
-                elif self.strict or not isinstance(value, Mapping):
-                    raise TemplateError(
-                        f'template: executing "" at <{token}>: can\'t evaluate field {name}')
-                else:
-                    return MISSING
-            return value
-        raise TemplateError(f'template parsing error: function "{token}" not defined')
-
-
-def _is_number(token: str) -> bool:
-    return bool(re.fullmatch(r"-?\d+(\.\d+)?", token))
+    def render(self, data: Any, prefix: str | None = None) -> str:
+        try:
+            return self._tmpl.execute(data, {"json": _row_json} if isinstance(data, _Row) else None)
+        except TemplateError as e:
+            raise _fail(e, self.prefix if prefix is None else prefix) from None
 
 
 def expand_escapes(fmt: str) -> str:
@@ -299,36 +180,67 @@ def expand_escapes(fmt: str) -> str:
     return fmt.replace("\\t", "\t").replace("\\n", "\n")
 
 
+# Which Docker context a table's rows stand for, by a header only it has: for the
+# "can't evaluate field X in type T" message.
+_CONTEXT_TYPES = (
+    ("Command", "*formatter.ContainerContext"), ("Repository", "*formatter.imageContext"),
+    ("Mountpoint", "*formatter.volumeContext"), ("IPv6", "*network.networkContext"),
+    ("CreatedBy", "*image.historyContext"), ("TotalCount", "*formatter.diskUsageImagesContext"),
+    ("CPUPerc", "*container.statsContext"),
+)
+
+
+def label_header(name: str) -> str:
+    """The table header of ``.Label "com.x.my-key"``: its last dotted part, ``-``/``_`` as spaces."""
+    return name.split(".")[-1].replace("-", " ").replace("_", " ")
+
+
 def render_rows(
     fmt: str,
     rows: Iterable[Mapping[str, Any]],
     headers: Mapping[str, str],
     strict: bool = True,
+    *,
+    type_name: str | None = None,
+    probe: Mapping[str, Any] | None = None,
 ) -> str:
     """Render ``--format`` over ``rows`` as Docker's formatter does.
 
-    ``table ...`` prints a header (each ``{{.Field}}`` replaced by ``headers[Field]``)
-    and aligns columns on tabs; ``json`` prints one JSON object per row; anything
-    else is a template run once per row, each followed by a newline.
+    ``table ...`` prints a header (the template run over ``headers``, Docker's header
+    functions returning their argument) and aligns columns on tabs; ``json`` prints one
+    JSON object per row; anything else is a template run once per row, each followed by a
+    newline. A row value that is callable is a method (``.Label "k"``). ``probe``: an
+    empty row the raw format is first run on, as ``docker ps`` does (its errors say
+    ``failed to parse/execute template``, even with no containers).
     """
     rows = list(rows)
     if fmt.strip() == "json":
-        return "".join(go_json(dict(r)) + "\n" for r in rows)
+        return "".join(go_json({k: v for k, v in r.items() if not callable(v)}) + "\n" for r in rows)
+    if type_name is None:
+        type_name = next((t for key, t in _CONTEXT_TYPES if key in headers), "")
+    if probe is not None:
+        check = Template(fmt, strict=strict, type_name=type_name, prefix="failed to parse template: ",
+                         parse_exit_code=1)
+        check.render(_Row(probe), prefix="failed to execute template: ")
     table = fmt.startswith("table")
-    body = expand_escapes(fmt[5:].strip(" ") if table else fmt)
-    template = Template(body, strict=strict)
+    body = expand_escapes((fmt[5:] if table else fmt).strip(" "))
+    template = Template(body, strict=strict, type_name=type_name, parse_exit_code=1)
+    lines = [template.render(_Row(r)) + "\n" for r in rows]
     if not table:
-        return "".join(template.render(r) + "\n" for r in rows)
-    header = _header_template(body, headers)
-    lines = [header] + [template.render(r) for r in rows]
-    return tabulate([line.split("\t") for line in lines])
+        return "".join(lines)
+    return tabulate([line.split("\t") for line in (_header(template, headers, rows) + "".join(lines)).split("\n")[:-1]])
 
 
-def _header_template(body: str, headers: Mapping[str, str]) -> str:
-    def replace(m: re.Match) -> str:
-        inner = m.group(2).strip()
-        field = inner.split()[-1] if inner else ""
-        name = field.lstrip(".").split(".")[0]
-        return headers.get(name, name.upper())
+def _header(template: Template, headers: Mapping[str, str], rows: Sequence[Mapping[str, Any]]) -> str:
+    """Docker runs the row template over the header map; an error keeps what was written."""
+    from dockyard.cli.gotemplate import HEADER_FUNCTIONS, GoMap
 
-    return _ACTION.sub(replace, body)
+    context = GoMap({k: k.upper() for r in rows[:1] for k, v in r.items() if not callable(v)})
+    context.update(headers)
+    context["Label"] = label_header
+    out: list[str] = []
+    try:
+        template._tmpl.execute_into(out, context, HEADER_FUNCTIONS, strict=False)
+    except TemplateError:
+        pass
+    return "".join(out) + "\n"

@@ -99,12 +99,22 @@ def build_create(kw: dict[str, Any], image: str, command: Sequence[str]) -> tupl
     from dockyard.errors import DockyardError
 
     env = _read_kv_files(kw.get("env_file") or ()) + list(kw.get("env") or ())
+    for item in kw.get("env") or ():
+        if not item.partition("=")[0]:
+            raise DockyardError(f'invalid argument "{item}" for "-e, --env" flag: invalid environment variable: '
+                                f'{item}', exit_code=125)
     labels: dict[str, str] = {}
     for item in _read_kv_files(kw.get("label_file") or ()) + list(kw.get("labels") or ()):
         key, _, value = item.partition("=")
         labels[key] = value
     attach = [a.lower() for a in kw.get("attach") or ()]
     detach = kw.get("detach", False)
+    for stream in attach:
+        if stream not in ("stdin", "stdout", "stderr"):
+            raise DockyardError(f'invalid argument "{stream}" for "-a, --attach" flag: valid streams are STDIN, '
+                                'STDOUT and STDERR', exit_code=125)
+    if attach and detach:
+        raise DockyardError("Conflicting options: -a and -d", exit_code=1)
     config: dict[str, Any] = {
         "Hostname": kw.get("hostname") or "", "User": kw.get("user") or "",
         "AttachStdin": bool(kw.get("interactive")) and not detach if not attach else "stdin" in attach,
@@ -165,6 +175,9 @@ def build_create(kw: dict[str, Any], image: str, command: Sequence[str]) -> tupl
     for b in host["Binds"] or []:
         mounts_mod.parse_volume(b)  # fail early, with Docker's message
     _network_options(kw, config, host)
+    from dockyard.containers import runflags
+
+    host.update(runflags.parse(kw))  # namespaces, devices, security, cpuset/blkio/oom
     return config, host
 
 
@@ -234,21 +247,63 @@ def create_container(engine: Any, kw: dict[str, Any], image: str, command: Seque
     from dockyard.errors import DockyardError, NotFoundError
 
     config, host = build_create(kw, image, command)
+    cidfile = kw.get("cidfile")
+    if cidfile and os.path.exists(cidfile):
+        raise DockyardError(f"container ID file found, make sure the other container isn't running or delete "
+                            f"{cidfile}", exit_code=125)
     pull = kw.get("pull") or "missing"
-    if pull == "always" or (pull == "missing" and engine.image_store.find(image) is None):
+    platform = _platform(kw.get("platform"))
+    found = engine.image_store.find(image)
+    if found is not None and platform is not None and not _platform_matches(engine, found, platform):
+        found = None  # Docker: the local image is for another platform, so pull the one asked for
+    if pull == "always" or (pull == "missing" and found is None):
         if pull == "missing":
             echo_err(f"Unable to find image '{_familiar(image)}' locally")
         try:
-            _pull(engine, image)
+            _pull(engine, image, platform)
         except DockyardError as e:
             e.exit_code = 125
             raise
+    elif found is None and platform is not None and engine.image_store.find(image) is not None:
+        raise DockyardError(f"image with reference {image} was found but does not match the specified platform: "
+                            f"wanted {platform}", exit_code=125)
     try:
         networking = config.pop("NetworkingConfig", None)
-        return engine.containers.create(config, host, kw.get("name"), networking)
-    except NotFoundError as e:
+        record = engine.containers.create(config, host, kw.get("name"), networking)
+    except DockyardError as e:   # docker: every refusal of the create is 125 (-v rel/dir's too)
         e.exit_code = 125
         raise
+    if cidfile:   # written once the container exists, as docker does
+        try:
+            with open(cidfile, "x") as f:
+                f.write(record.id)
+        except OSError as e:
+            raise DockyardError(f"failed to create the container ID file: open {cidfile}: "
+                                f"{(e.strerror or str(e)).lower()}", exit_code=125) from None
+    return record
+
+
+def _platform(value: str | None) -> Any:
+    if not value:
+        return None
+    from dockyard.errors import DockyardError
+    from dockyard.oci import platform as platforms
+
+    try:
+        parsed = platforms.parse(value)
+        if parsed.os not in ("linux", "windows", "darwin", "freebsd") or \
+                parsed.architecture not in set(platforms._ARCH.values()) | {"mips64le", "riscv64"}:
+            raise DockyardError(value)
+        return parsed
+    except DockyardError:
+        raise DockyardError(f'error parsing specified platform: "{value}": unknown operating system or '
+                            "architecture: invalid argument", exit_code=125) from None
+
+
+def _platform_matches(engine: Any, image: Any, platform: Any) -> bool:
+    conf = engine.image_store.config(image)
+    return platform.matches({"os": conf.get("os") or "linux", "architecture": conf.get("architecture") or "",
+                             "variant": conf.get("variant") or ""})
 
 
 def _familiar(image: str) -> str:
@@ -260,9 +315,9 @@ def _familiar(image: str) -> str:
         return image
 
 
-def _pull(engine: Any, image: str) -> None:
+def _pull(engine: Any, image: str, platform: Any = None) -> None:
     """Docker's run pulls a missing image; its progress goes to stderr, away from the output."""
-    pulled = engine.images.pull(image)
+    pulled = engine.images.pull(image, platform=platform) if platform is not None else engine.images.pull(image)
     echo_err(f"Status: Downloaded newer image for {_familiar(image)} ({pulled.short_id})")
 
 
@@ -273,6 +328,14 @@ def run(engine: Any, image: str, command: Sequence[str], detach: bool, sig_proxy
     kw["detach"] = detach
     containers = engine.containers
     detach_keys = kw.pop("detach_keys", None)
+    streams = {a.lower() for a in kw.get("attach") or ()}
+    if not detach and kw.get("tty") and (("stdin" in streams) if streams else kw.get("interactive")) \
+            and not os.isatty(0):
+        from dockyard.errors import DockyardError
+
+        if shim is not None:
+            shim.cancel()
+        raise DockyardError("the input device is not a TTY", exit_code=1)
     if shim is None:
         shim = containers.spawn_shim()  # its start-up overlaps the creation below
     try:
@@ -302,14 +365,20 @@ def run(engine: Any, image: str, command: Sequence[str], detach: bool, sig_proxy
                                   shim=shim)
         assert handle is not None
         handle.wait_created()
-        sock = containers.connect(record.id, stdin=bool(kw.get("interactive")), stdout=True, stderr=True)
+        # -a: only the named streams (Config.AttachStd* hold the choice)
+        conf = record.container_config
+        stdin = bool(kw.get("interactive")) and (not streams or bool(conf.get("AttachStdin")))
+        sock = containers.connect(record.id, stdin=stdin, stdout=bool(conf.get("AttachStdout", True)),
+                                  stderr=bool(conf.get("AttachStderr", True)))
         handle.wait_started()
         containers.mark_running(handle)
     except BaseException:
         if kw.get("rm"):
             containers.remove(record.id, force=True)
         raise
-    result = attach.stream(sock, stdin=bool(kw.get("interactive")), tty=tty, sig_proxy=sig_proxy,
+    if streams and not ({"stdout", "stderr"} & streams):
+        _write(record.id + "\n")   # docker: nothing of the container's output to show, so its ID
+    result = attach.stream(sock, stdin=stdin, tty=tty, sig_proxy=sig_proxy,
                            detach_keys=keys) if sock else None
     if result is not None and result.get("Detached"):
         sys.exit(0)  # the container runs on; its shim does any --rm when it exits
@@ -411,22 +480,72 @@ def _network_names(r: "ContainerRecord") -> list[str]:
     return names
 
 
+def ps_command(path: str, args: Sequence[str]) -> str:
+    """The daemon's COMMAND: the arguments with a space in single quotes (daemon/list.go)."""
+    if not args:
+        return path
+    return path + " " + " ".join(f"'{a}'" if " " in a else a for a in args)
+
+
+def go_quote(text: str) -> str:
+    """Go's strconv.Quote: double quotes, with backslash escapes for quotes, backslashes and
+    characters that do not print."""
+    out = ['"']
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[ch])
+        elif ch.isprintable():
+            out.append(ch)
+        elif ord(ch) < 0x80:
+            out.append("\\x%02x" % ord(ch))
+        elif ord(ch) < 0x10000:
+            out.append("\\u%04x" % ord(ch))
+        else:
+            out.append("\\U%08x" % ord(ch))
+    out.append('"')
+    return "".join(out)
+
+
+_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
+
+
+def ps_size(size_rw: int, size_root_fs: int) -> str:
+    """Docker's SIZE cell: ``0B (virtual 1.99MB)``."""
+    from dockyard.cli import formatting as fmt
+
+    rw = fmt.human_size(size_rw, 3)
+    return f"{rw} (virtual {fmt.human_size(size_root_fs, 3)})" if size_root_fs > 0 else rw
+
+
+def _wants_size(format_: str | None) -> bool:
+    """Docker's CLI asks for sizes when the template reads .Size (``{{json .}}`` reads all)."""
+    if not format_:
+        return False
+    import re
+
+    return format_ == "json" or "Size" in format_ or re.search(r"json\s+\.\s*}}", format_) is not None
+
+
 def ps_rows(records: Sequence["ContainerRecord"], trunc: bool, now: float | None = None,
-            published: "dict[str, list[Any]] | None" = None) -> list[dict[str, str]]:
+            published: "dict[str, list[Any]] | None" = None,
+            sizes: "dict[str, tuple[int, int]] | None" = None) -> list[dict[str, str]]:
     from dockyard.cli import formatting as fmt
     from dockyard.network.ports import ps_column
 
     now = time.time() if now is None else now
     rows = []
     for r in records:
-        command = " ".join([r.config.get("Path", "")] + list(r.config.get("Args") or []))
+        command = ps_command(r.config.get("Path", ""), r.config.get("Args") or [])
         labels = r.container_config.get("Labels") or {}
         mounts = [m.get("Name") or m.get("Source", "") for m in r.config.get("Mounts") or []]
         rows.append({
-            "Command": '"' + (fmt.ellipsis(command, 20) if trunc else command) + '"',
+            "Command": go_quote(fmt.ellipsis(command, 20) if trunc else command),
             "CreatedAt": fmt.go_time_string(r.created),
             "ID": r.id[:12] if trunc else r.id,
             "Image": r.image,
+            "Label": lambda name, _labels=labels: _labels.get(name, ""),  # {{.Label "k"}}: a method in Docker
             "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
             "LocalVolumes": str(sum(1 for m in r.config.get("Mounts") or [] if m.get("Type") == "volume")),
             "Mounts": ",".join(fmt.ellipsis(m, 15) if trunc else m for m in mounts),
@@ -435,7 +554,7 @@ def ps_rows(records: Sequence["ContainerRecord"], trunc: bool, now: float | None
             "Ports": ps_column((published or {}).get(r.id, []) if r.status in ("running", "paused", "restarting")
                                else [], r.container_config.get("ExposedPorts") or {}),
             "RunningFor": fmt.time_ago(r.created, now),
-            "Size": "",
+            "Size": ps_size(*sizes[r.id]) if sizes and r.id in sizes else "",
             "State": r.status,
             "Status": status_text(r, now),
         })
@@ -443,7 +562,7 @@ def ps_rows(records: Sequence["ContainerRecord"], trunc: bool, now: float | None
 
 
 def ps(engine: Any, all_: bool, filters: Sequence[str], format_: str | None, last: int, latest: bool,
-       no_trunc: bool, quiet: bool) -> None:
+       no_trunc: bool, quiet: bool, size: bool = False) -> None:
     from dockyard.cli import formatting as fmt
 
     if filters:
@@ -458,12 +577,24 @@ def ps(engine: Any, all_: bool, filters: Sequence[str], format_: str | None, las
         from dockyard.network.store import NetworkStore
 
         published = NetworkStore(engine.db).all_ports()
-    rows = ps_rows(records, trunc=not no_trunc, published=published)
+    sizes = None
+    if not quiet and (size or _wants_size(format_)):
+        from dockyard.containers.inspect import container_sizes
+
+        sizes = {}
+        for r in records:
+            got = container_sizes(engine.containers, r)
+            sizes[r.id] = (got["SizeRw"], got["SizeRootFs"])
+    rows = ps_rows(records, trunc=not no_trunc, published=published, sizes=sizes)
     if quiet:
         _write("".join(r["ID"] + "\n" for r in rows))
         return
     template = PS_TABLE if not format_ or format_ == "table" else format_
-    _write(fmt.render_rows(template, rows, PS_HEADERS))
+    if size and template == PS_TABLE:
+        template += "\t{{.Size}}"
+    # docker ps first runs --format on an empty container: its errors come even with no containers
+    probe = dict.fromkeys(PS_HEADERS, "") | {"Label": lambda name: ""} if format_ else None
+    _write(fmt.render_rows(template, rows, PS_HEADERS, probe=probe))
 
 
 # ---- logs ---------------------------------------------------------------------------------
