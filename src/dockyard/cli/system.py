@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 DF_HEADERS = {"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE", "Reclaimable": "RECLAIMABLE"}
 DF_TABLE = "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}"
-DF_IMAGES_VERBOSE = ("table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+DF_IMAGES_VERBOSE = ("table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.VirtualSize}}"
                      "\t{{.SharedSize}}\t{{.UniqueSize}}\t{{.Containers}}")
 DF_CONTAINERS_VERBOSE = ("table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.LocalVolumes}}\t{{.Size}}"
                          "\t{{.RunningFor}}\t{{.Status}}\t{{.Names}}")
@@ -51,7 +51,7 @@ def summary_rows(usage: "SystemUsage") -> list[dict[str, str]]:
     images_total = images.layers_size + usage.leftovers.size  # leftovers are image data nobody uses
     containers_total = sum(c.size for c in usage.containers)
     volumes_total = sum(v.size for v in usage.volumes)
-    return [
+    rows = [
         {"Type": "Images", "TotalCount": str(len(images.images)), "Active": str(len(active)),
          "Size": human_size(images_total), "Reclaimable": reclaimable(images_total, used)},
         {"Type": "Containers", "TotalCount": str(len(usage.containers)),
@@ -64,6 +64,7 @@ def summary_rows(usage: "SystemUsage") -> list[dict[str, str]]:
          "Size": human_size(usage.build_cache.size),
          "Reclaimable": human_size(usage.build_cache.reclaimable)},
     ]
+    return [dict(sorted(r.items())) for r in rows]   # Docker's {{json .}} lists the fields sorted
 
 
 @click.command()
@@ -83,11 +84,13 @@ def df(format_: str | None, verbose: bool) -> None:
         return
     out = ["Images space usage:\n\n"]
     out.append(fmt.render_rows(DF_IMAGES_VERBOSE, image_rows(usage.images.images, digests=False, trunc=True),
-                               IMAGE_HEADERS))
-    out.append(f"\nLeftovers of interrupted commands and unused image data: {fmt.human_size(usage.leftovers.size)}\n\n")
-    out.append(fmt.render_rows(LEFTOVERS_VERBOSE, leftover_rows(engine, usage.leftovers.items), LEFTOVER_HEADERS))
-    if usage.leftovers.skipped:
-        out.append(f"({usage.leftovers.skipped})\n")
+                               {**IMAGE_HEADERS, "VirtualSize": "SIZE"}))
+    if usage.leftovers.items or usage.leftovers.skipped:  # dockyard's own section: only when there is one
+        out.append(f"\nLeftovers of interrupted commands and unused image data: "
+                   f"{fmt.human_size(usage.leftovers.size)}\n\n")
+        out.append(fmt.render_rows(LEFTOVERS_VERBOSE, leftover_rows(engine, usage.leftovers.items), LEFTOVER_HEADERS))
+        if usage.leftovers.skipped:
+            out.append(f"({usage.leftovers.skipped})\n")
     out.append("\nContainers space usage:\n\n")
     out.append(fmt.render_rows(DF_CONTAINERS_VERBOSE, container_rows(usage), CONTAINER_HEADERS))
     out.append("\nLocal Volumes space usage:\n\n")
@@ -113,7 +116,7 @@ def container_rows(usage: "SystemUsage") -> list[dict[str, str]]:
 
     rows = ps_rows([c.record for c in usage.containers], trunc=True)
     for row, c in zip(rows, usage.containers):
-        row["Size"] = fmt.human_size(c.size)
+        row["Size"] = fmt.human_size(c.size, 3)   # Docker: the writable layer alone, 3 digits
     return rows
 
 

@@ -597,7 +597,10 @@ class Containers:
         filters = dict(filters or {})
         for key in filters:
             if key not in LIST_FILTERS:
-                raise DockyardError(f"invalid filter '{key}'")
+                raise DockyardError(f"Invalid filter '{key}'")
+        for value in filters.get("status") or ():  # Docker refuses a state no container can be in
+            if value not in ("created", "restarting", "running", "removing", "paused", "exited", "dead"):
+                raise DockyardError(f"Invalid filter 'status={value}'")
         records = [self._reconcile(r) for r in self.store.all()]
         if last > 0:
             records = records[:last]
@@ -642,10 +645,10 @@ class Containers:
 
     # ------------------------------------------------------------------ inspect, top, stats
 
-    def inspect(self, typed: str) -> dict[str, Any]:
+    def inspect(self, typed: str, size: bool = False) -> dict[str, Any]:
         from dockyard.containers.inspect import inspect_container
 
-        return inspect_container(self, self.get(typed))
+        return inspect_container(self, self.get(typed), size=size)
 
     def replaced_binds(self, record: ContainerRecord) -> list[str]:
         """Single-file binds whose host file is no longer the file that was mounted (an editor
@@ -757,8 +760,8 @@ def _merge_config(config: dict[str, Any], image_conf: dict[str, Any]) -> dict[st
                 env[key] = os.environ[key]
             continue
         env[key] = value
-    if "PATH" not in env:
-        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", **env}
+    # No PATH added here: Docker's Config.Env is the image's and the user's only; the runtime
+    # spec gives the process the default PATH when neither has one.
     merged["Env"] = [f"{k}={v}" for k, v in env.items()]
     if config.get("Entrypoint") is None:
         merged["Entrypoint"] = image_conf.get("Entrypoint")

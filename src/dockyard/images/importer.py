@@ -4,7 +4,7 @@ The tarball may be plain, gzip, zstd, xz or bzip2. Its uncompressed bytes are th
 layer's diff ID (as in Docker); they are stored gzip-compressed at level 1 (fast, and
 what Docker's import produces: a ``tar.gzip`` layer) in one streaming pass, under a
 Docker schema2 manifest so Docker-era tools accept the image. The config carries the
-``--change`` settings and one history entry ``Imported from -`` (or from the URL).
+``--change`` settings and one history entry commented ``Imported from -`` (or from the URL).
 """
 
 from __future__ import annotations
@@ -75,9 +75,10 @@ def _import(engine: "Engine", source: str | BinaryIO, tags: list[str], container
         with _open_source(engine, source) as (stream, origin):
             layer_digest, layer_size, diff_id = _store_layer(engine, stream, written)
         layer_chain = diff_id  # a base layer's chain ID is its diff ID
-        history = {"created": created, "created_by": f"Imported from {origin}"}
-        if message:
-            history["comment"] = message
+        # Docker's import: the message (by default "Imported from -" or the URL) is the image's
+        # comment and its one history entry's; that entry has no created_by.
+        comment = message or f"Imported from {origin}"
+        history = {"created": created, "comment": comment}
         config: dict = {"architecture": platform.architecture, "os": platform.os}
         if platform.variant:
             config["variant"] = platform.variant
@@ -87,8 +88,7 @@ def _import(engine: "Engine", source: str | BinaryIO, tags: list[str], container
             "history": [history],
             "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         })
-        if message:
-            config["comment"] = message
+        config["comment"] = comment
         config_bytes = _json(config)
         config_digest = _write(engine, config_bytes, written)
         manifest = {

@@ -72,6 +72,10 @@ def inspect_image(engine: "Engine", image: "Image") -> dict[str, Any]:
         "Parent": "",
         "Comment": config.get("comment", ""),
         "Created": config.get("created", ""),
+        # The builder container's ID and config, as the image config kept them (docker build
+        # wrote them; an import or a dockyard build has none: Docker then prints the empty config).
+        "Container": config.get("container", ""),
+        "ContainerConfig": container_config(config.get("container_config") or {}),
         "DockerVersion": config.get("docker_version", ""),
         "Author": config.get("author", ""),
         "Config": container_config(config.get("config") or {}),
@@ -83,21 +87,23 @@ def inspect_image(engine: "Engine", image: "Image") -> dict[str, Any]:
     if config.get("os.version"):
         result["OsVersion"] = config["os.version"]
     result["Size"] = image.size
+    result["VirtualSize"] = image.size   # Docker 20.10 prints both; without shared layers they agree
     result["GraphDriver"] = _graph_driver(engine, image)
     result["RootFS"] = {"Type": "layers", "Layers": list((config.get("rootfs") or {}).get("diff_ids") or [])}
     # No tag-time column yet: the time the image was stored is when its first tags were set.
     last_tag = ZERO_TIME
-    if image.tags:
-        from dockyard.timefmt import rfc3339_nano_utc
+    if image.tags and image.added_at:
+        from dockyard.containers.inspect import nano_time
 
-        last_tag = rfc3339_nano_utc(image.added_at)
+        last_tag = nano_time(image.added_at)
     result["Metadata"] = {"LastTagTime": last_tag}
     return result
 
 
 def _graph_driver(engine: "Engine", image: "Image") -> dict[str, Any]:
     """Where the layers are unpacked, in overlay2's words: the top layer's directory is
-    UpperDir, the ones below it LowerDir (nearest first)."""
+    UpperDir, the ones below it LowerDir (nearest first). Docker also names a MergedDir and
+    WorkDir beside the top layer; dockyard never mounts an image by itself, so it has none."""
     try:
         dirs = [str(engine.layers.path(chain)) for chain in reversed(image.layers)]
     except DockyardError:
@@ -107,7 +113,7 @@ def _graph_driver(engine: "Engine", image: "Image") -> dict[str, Any]:
         data["LowerDir"] = ":".join(dirs[1:])
     if dirs:
         data["UpperDir"] = dirs[0]
-    return {"Data": data or None, "Name": "overlay"}
+    return {"Data": data or None, "Name": "overlay2"}
 
 
 def inspect_json(objects: list[dict[str, Any]]) -> str:
