@@ -142,10 +142,12 @@ def _open(path: str) -> "int | None":
 
 def read(root: str, since: int | None = None, until: int | None = None,
          filters: "Mapping[str, Sequence[str]] | None" = None, follow: bool = False,
-         interval: float = 0.15, stop: "Callable[[], bool] | None" = None) -> "Iterator[dict]":
+         interval: float = 0.15, stop: "Callable[[], bool] | None" = None,
+         history: bool = True) -> "Iterator[dict]":
     """Events with ``since <= timeNano <= until`` (nanoseconds; None: unbounded) that pass
     ``filters``, oldest first. With ``follow`` it then waits for new ones (polling every
-    ``interval`` seconds) until ``until`` has passed or ``stop()`` is true."""
+    ``interval`` seconds) until ``until`` has passed or ``stop()`` is true. Without
+    ``history`` only events logged from now on (``docker events`` with no time given)."""
     directory = events_dir(root)
     current = os.path.join(directory, CURRENT)
     match = Matcher(filters or {})
@@ -161,8 +163,16 @@ def read(root: str, since: int | None = None, until: int | None = None,
         return match(message)
 
     fd = _open(current)  # first, so that a rotation while we read the older file loses nothing
+    if fd is not None and not history:
+        os.lseek(fd, 0, os.SEEK_END)  # now, not at the first next(): "from now on" means the call
+    return _iterate(fd, directory, current, wanted, history, follow, until, interval, stop)
+
+
+def _iterate(fd: "int | None", directory: str, current: str, wanted: "Callable[[dict | None], bool]",
+             history: bool, follow: bool, until: int | None, interval: float,
+             stop: "Callable[[], bool] | None") -> "Iterator[dict]":
     try:
-        old = _open(os.path.join(directory, ROTATED))
+        old = _open(os.path.join(directory, ROTATED)) if history else None
         if old is not None:
             try:
                 if fd is None or os.fstat(old).st_ino != os.fstat(fd).st_ino:

@@ -284,3 +284,11 @@ def test_pretty_line_as_docker_prints_it(monkeypatch: pytest.MonkeyPatch) -> Non
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
+
+
+def test_without_history_only_new_events(tmp_path: Path) -> None:
+    events.record(str(tmp_path), "container", "create", "old")
+    stream = events.read(str(tmp_path), follow=True, interval=0.02, history=False,
+                         until=time.time_ns() + int(0.5e9))
+    events.record(str(tmp_path), "container", "start", "new")
+    assert [m["Actor"]["ID"] for m in stream] == ["new"]

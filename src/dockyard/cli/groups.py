@@ -28,6 +28,8 @@ SYSTEM_COMMANDS: dict[str, tuple[str, str]] = {
     "prune": ("dockyard.cli.system:prune", "Remove unused data"),
     "check": ("dockyard.cli.system:check", "Check the store for inconsistencies and leftovers (--repair fixes them)"),
     "reset": ("dockyard.cli.containers:system_reset", "Remove everything dockyard created (containers, mounts, state)"),
+    "info": ("dockyard.cli.info:info", "Display system-wide information"),
+    "events": ("dockyard.cli.events:events", "Get real time events from the server"),
 }
 
 _C = "dockyard.cli.containers:"
@@ -59,6 +61,13 @@ CONTAINER_COMMANDS: dict[str, tuple[str, str]] = {
     ]
 }
 CONTAINER_COMMANDS["port"] = ("dockyard.cli.networks:port", "List port mappings or a specific mapping for the container")
+_CH = "dockyard.cli.changes:"
+CONTAINER_COMMANDS.update({
+    "diff": (_CH + "diff", "Inspect changes to files or directories on a container's filesystem"),
+    "commit": (_CH + "commit", "Create a new image from a container's changes"),
+    "export": (_CH + "export", "Export a container's filesystem as a tar archive"),
+    "update": (_CH + "update", "Update configuration of one or more containers"),
+})
 
 _V = "dockyard.cli.volumes:"
 VOLUME_COMMANDS: dict[str, tuple[str, str]] = {

@@ -59,6 +59,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "port": ("dockyard.cli.networks:port", "List port mappings or a specific mapping for the container"),
     "system": ("dockyard.cli.groups:system", "Manage dockyard"),
     "registry": ("dockyard.cli.registry:registry", "Run and manage an OCI registry"),
+    "version": ("dockyard.cli.info:version", "Show the dockyard version information"),
+    "info": ("dockyard.cli.info:info", "Display system-wide information"),
+    "diff": ("dockyard.cli.changes:diff", "Inspect changes to files or directories on a container's filesystem"),
+    "commit": ("dockyard.cli.changes:commit", "Create a new image from a container's changes"),
+    "export": ("dockyard.cli.changes:export", "Export a container's filesystem as a tar archive"),
+    "update": ("dockyard.cli.changes:update", "Update configuration of one or more containers"),
+    "completion": ("dockyard.cli.completion:completion", "Print a shell completion script (bash, zsh, fish)"),
+    "events": ("dockyard.cli.events:events", "Get real time events from the server"),
 }
 
 
@@ -70,7 +78,29 @@ def __getattr__(name: str):  # noqa: ANN202 - ``cli`` and ``LazyGroup`` live in 
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+# Global options that take a value (so that ``--version`` is found behind them).
+_VALUE_OPTIONS = ("--root", "--runroot", "-H", "--host", "-l", "--log-level", "--config", "--context", "-c")
+
+
+def _wants_version(args: list[str]) -> bool:
+    """``-v``/``--version`` among the global options before the command (docker's rule)."""
+    i = 0
+    while i < len(args) and args[i].startswith("-") and args[i] != "--":
+        if args[i] in ("-v", "--version"):
+            return True
+        i += 2 if args[i] in _VALUE_OPTIONS else 1
+    return False
+
+
 def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if _wants_version(args):
+        # Here, before click or the fast path: `dockyard --version` costs little more than Python.
+        from dockyard.system.version import banner
+
+        sys.stdout.write(banner() + "\n")
+        sys.stdout.flush()
+        sys.exit(0)
     debug = "--debug" in (argv or sys.argv) or "-D" in (argv or sys.argv) or bool(os.environ.get("DOCKYARD_DEBUG"))
     if not os.environ.get("DOCKYARD_NO_FASTPATH"):
         from dockyard.cli import fastpath

@@ -54,10 +54,19 @@ def run_exec(containers: "Containers", record: "ContainerRecord", command: list[
     if workdir and not workdir.startswith("/"):
         raise ExecError(f"the working directory '{workdir}' is invalid, it needs to be an absolute path", 125)
     opened: "list[int]" = []
+    # Docker's exec events: the action names the command ("exec_start: sh -c ls", the first
+    # word and then the rest joined: one space after it even with no arguments).
+    exec_id = os.urandom(32).hex()
+    action = command[0] + " " + " ".join(command[1:]) if command else ""
+    containers.event("exec_create: " + action, record, execID=exec_id)
     try:
         stdio = (_fd(stdin, 0, opened), _fd(stdout, 1, opened), _fd(stderr, 2, opened))
-        return containers.runtime_of(record).exec(record.id, command, stdio=stdio, env=env, cwd=workdir,
+        containers.event("exec_start: " + action, record, execID=exec_id)
+        code = containers.runtime_of(record).exec(record.id, command, stdio=stdio, env=env, cwd=workdir,
                                                   user=uid_gid, detach=detach, console_socket=console_socket)
+        if not detach:
+            containers.event("exec_die", record, execID=exec_id, exitCode=str(code))
+        return code
     except OCIRuntimeError as e:
         raise ExecError(f"OCI runtime exec failed: {e.detail or e.message}", e.exit_code) from None
     finally:

@@ -25,6 +25,7 @@ from dockyard.containers.spawn import ShimProcess, SpawnedShim, spawn_shim
 from dockyard.containers.store import (ACTIVE, CREATED, EXITED, PAUSED, RESTARTING, RUNNING, ContainerRecord,
                                        ContainerStore)
 from dockyard.errors import ConflictError, DockyardError, NotFoundError
+from dockyard import events
 from dockyard.fsutil import tree_size
 from dockyard import records
 
@@ -122,6 +123,13 @@ class Containers:
     def runtime_of(self, record: ContainerRecord) -> "Runtime":
         return self.runtime(runtime_name(record))
 
+    def event_attrs(self, record: ContainerRecord) -> dict[str, str]:
+        """Docker's attributes of a container event: its labels, then ``image`` and ``name``."""
+        return {**(record.container_config.get("Labels") or {}), "image": record.image, "name": record.name}
+
+    def event(self, action: str, record: ContainerRecord, **extra: str) -> None:
+        events.record(self.engine.root, "container", action, record.id, {**self.event_attrs(record), **extra})
+
     # ------------------------------------------------------------------ lookup
 
     def resolve(self, typed: str) -> str:
@@ -163,6 +171,9 @@ class Containers:
         host_config["Runtime"] = host_config.get("Runtime") or DEFAULT_RUNTIME
         host_config.setdefault("CgroupParent", os.environ.get("DOCKYARD_CGROUP_PARENT", "dockyard"))
         _check_host_config(host_config, merged)
+        from dockyard.containers import runflags
+
+        runflags.check(host_config, merged, self.get)  # namespaces, devices, security, resources
         self._check_network(host_config, merged, name, networking_config or {})
         mounts = self._resolve_mounts(host_config, merged, image_conf)
         args = (merged.get("Entrypoint") or []) + (merged.get("Cmd") or [])
@@ -183,6 +194,7 @@ class Containers:
 
             shutil.rmtree(self.container_dir(cid), ignore_errors=True)
             raise
+        self.event("create", record)
         return record
 
     def _check_network(self, host: dict[str, Any], config: dict[str, Any], name: str,
@@ -235,6 +247,18 @@ class Containers:
         records += [dict(m) for m in host_config.get("Mounts") or []]
         records += [mounts_mod.parse_tmpfs(f"{k}:{v}" if v else k) for k, v in (host_config.get("Tmpfs") or {}).items()]
         taken = {os.path.normpath(m["Destination"]) for m in records}
+        for item in host_config.get("VolumesFrom") or []:  # --volumes-from: its binds and volumes
+            donor_name, _, mode = item.partition(":")
+            if mode not in ("", "ro", "rw"):
+                raise ContainerError(f"invalid mode: {mode}")
+            for m in self.get(donor_name).config.get("Mounts") or []:
+                if m["Type"] not in ("bind", "volume") or os.path.normpath(m["Destination"]) in taken:
+                    continue
+                m = {**m, "Anonymous": False}   # the donor's to remove, not ours
+                if mode:
+                    m["RW"], m["Mode"] = mode == "rw", mode
+                records.append(m)
+                taken.add(os.path.normpath(m["Destination"]))
         for dest in (image_conf.get("Volumes") or {}):  # the image's VOLUMEs get anonymous volumes
             if os.path.normpath(dest) not in taken:
                 records.append({"Type": "volume", "Name": "", "Source": "", "Destination": dest,
@@ -244,7 +268,7 @@ class Containers:
             if m["Type"] == "volume":
                 volume = self.engine.volumes.create(m["Name"] or None)
                 m["Name"], m["Source"] = volume.name, volume.mountpoint
-                m["Anonymous"] = volume.anonymous
+                m["Anonymous"] = m.get("Anonymous", volume.anonymous)
         return records
 
     # ------------------------------------------------------------------ start
@@ -313,9 +337,16 @@ class Containers:
             "cgroup": spec["linux"]["cgroupsPath"],
             "anonymous_volumes": [m["Name"] for m in record.config.get("Mounts") or [] if m.get("Anonymous")],
             "network": network, "runroot": self.run_base,
+            "event_attrs": self.event_attrs(record),  # the shim records start, die, destroy
+            "event_volumes": [m["Name"] for m in record.config.get("Mounts") or [] if m.get("Type") == "volume"],
         }
         with open(os.path.join(shim_dir, "shim.json"), "w") as f:
             f.write(json.dumps(cfg))  # for the record: what the shim was told
+        for m in record.config.get("Mounts") or []:  # Docker's volume mount events, at each start
+            if m.get("Type") == "volume":
+                events.record(self.engine.root, "volume", "mount", m["Name"], {
+                    "container": cid, "destination": m["Destination"], "driver": m.get("Driver") or "local",
+                    "propagation": m.get("Propagation") or "", "read/write": "true" if m.get("RW", True) else "false"})
         spawned = shim if shim is not None else self.spawn_shim()
         # One statement: the config with the bind inodes, the shim to watch, a clean slate.
         self.store.update(cid, config=record.config, stopped_by_user=0, error="", shim_pid=spawned.process.pid)
@@ -358,6 +389,10 @@ class Containers:
             sock.close()
             return None
         hello = {"stdin": stdin, "stdout": stdout, "stderr": stderr}
+        if stdin or stdout or stderr:
+            record = self.store.get(cid)
+            if record is not None:
+                self.event("attach", record)
         if signal:
             hello["signal"] = signal
         sock.sendall(json.dumps(hello).encode() + b"\n")
@@ -409,6 +444,7 @@ class Containers:
         sig = signal_number(signal or conf.get("StopSignal") or "SIGTERM")
         if timeout is None:
             timeout = conf.get("StopTimeout") if conf.get("StopTimeout") is not None else DEFAULT_STOP_TIMEOUT
+        self.event("kill", record, signal=str(sig))
         sock = self.connect(record.id, signal=sig)
         if sock is None:
             return self._reconcile(self.store.get(record.id) or record)
@@ -417,6 +453,7 @@ class Containers:
                 self._thaw(record)
             if self.wait_exit_frame(sock, timeout if timeout >= 0 else None) is None:
                 sock.close()
+                self.event("kill", record, signal=str(int(signals.SIGKILL)))
                 sock = self.connect(record.id, signal=signals.SIGKILL)
                 if sock is not None:
                     self.wait_exit_frame(sock, 30)
@@ -424,6 +461,7 @@ class Containers:
             if sock is not None:
                 sock.close()
         self._wait_shim_gone(record, 5)
+        self.event("stop", record)
         return self.store.get(record.id) or record
 
     def kill(self, typed: str, signal: str | int = "SIGKILL") -> ContainerRecord:
@@ -436,13 +474,16 @@ class Containers:
             self.store.update(record.id, stopped_by_user=1)
         if not self._signal(record, sig):
             raise ConflictError(f"Cannot kill container: {typed}: Container {record.id} is not running")
+        self.event("kill", record, signal=str(sig))
         if record.status == PAUSED and sig == signals.SIGKILL:
             self._thaw(record)
         return record
 
     def restart(self, typed: str, timeout: int | None = None) -> ContainerRecord:
         self.stop(typed, timeout)
-        return self.start_and_wait(typed)
+        record = self.start_and_wait(typed)
+        self.event("restart", record)
+        return record
 
     def wait(self, typed: str, condition: str = "not-running") -> int:
         """Block until the container is not running; its exit code."""
@@ -515,6 +556,8 @@ class Containers:
                 pass
         anonymous = [m["Name"] for m in record.config.get("Mounts") or [] if m.get("Anonymous")] if volumes else []
         self._teardown_network(record.id)
+        if self.store.get(record.id) is not None:  # else an --rm shim removed it and said so
+            self.event("destroy", record)
         self.store.delete(record.id)   # its endpoints and published ports go with it
         cleanup.remove_container_files(str(self.engine.root), record.id, str(self.container_dir(record.id)), anonymous)
         import shutil
@@ -553,10 +596,13 @@ class Containers:
 
     def rename(self, typed: str, new_name: str) -> None:
         record = self.get(typed)
+        old_name = record.name
         new_name = names.check_name(new_name)
         if new_name == record.name:
             raise DockyardError("Renaming a container with the same name as its current name")
         self.store.update(record.id, name=new_name)
+        record.name = new_name
+        self.event("rename", record, oldName="/" + old_name)
 
     # ------------------------------------------------------------------ pause
 
@@ -568,6 +614,7 @@ class Containers:
             raise ConflictError(f"Container {record.id} is not running")
         self.runtime_of(record).pause(record.id)
         self.store.update(record.id, status=PAUSED)
+        self.event("pause", record)
 
     def unpause(self, typed: str) -> None:
         record = self.get(typed)
@@ -575,6 +622,7 @@ class Containers:
             raise ConflictError(f"Container {record.id} is not paused")
         self.runtime_of(record).resume(record.id)
         self.store.update(record.id, status=RUNNING)
+        self.event("unpause", record)
 
     def _thaw(self, record: ContainerRecord) -> None:
         """Resume a paused container that is being stopped: a frozen process does not die
@@ -802,7 +850,8 @@ def _check_host_config(host: dict[str, Any], config: dict[str, Any]) -> None:
         try:
             signal_number(config["StopSignal"])
         except InvalidSignal as e:
-            raise ContainerError(e.message) from None
+            message = e.message   # Docker: "Invalid signal: BOGUS" for a name it does not know
+            raise ContainerError("I" + message[1:] if message.startswith("invalid signal") else message) from None
     log_type = host["LogConfig"].get("Type") or "json-file"
     if log_type not in ("json-file", "none"):
         raise ContainerError(f"logging driver {log_type!r} is not supported (json-file, none)")

@@ -32,6 +32,7 @@ import socket
 import sys
 import time
 
+from dockyard import events
 from dockyard.containers import frames
 from dockyard.containers.logs import LogWriter
 from dockyard.proc import starttime_of
@@ -176,6 +177,10 @@ class Shim:
 
     def update(self, **columns: "Any") -> None:
         self.db("update", self.id, **columns)
+
+    def event(self, action: str, **extra: str) -> None:
+        """A container event in the engine's log (Docker's attributes: labels, image, name)."""
+        events.record(self.cfg["root"], "container", action, self.id, {**(self.cfg.get("event_attrs") or {}), **extra})
 
     def report(self, text: str) -> None:
         if self.ready_fd >= 0:
@@ -545,12 +550,18 @@ class Shim:
             started = time.time()
             self.update(status="running", pid=self.pid, started_at=started, error="", exit_code=0,
                         shim_pid=os.getpid(), shim_start=starttime_of(os.getpid()))
+            self.event("start")
             if first:
                 self.report(f"S{started}")
                 self.close_ready()
             first = False
             code = self.serve_until_exit()
             oom = CgroupPaths(self.cfg["cgroup"]).oom_killed() if self.cfg.get("cgroup") else False
+            if oom:
+                self.event("oom")
+            self.event("die", exitCode=str(code))
+            for volume in self.cfg.get("event_volumes") or ():
+                events.record(self.cfg["root"], "volume", "unmount", volume, {"container": self.id, "driver": "local"})
             # --rm: the runtime's state goes after run --rm has been told (finish), here
             # and then; otherwise begun now, overlapping the rest of the clean-up.
             deleting = None if self.cfg.get("rm") else self.rt.start_delete(self.id)
@@ -646,6 +657,7 @@ class Shim:
             deleting()  # a later `start` must find the runtime's state gone
         if remove:
             volumes = self.cfg.get("anonymous_volumes") or []
+            self.event("destroy")
             # An attached `run --rm` deletes the record itself (its DB is open, ours is not):
             # offer it, and do it here only if no client took it.
             if volumes or not self._offer_removal():

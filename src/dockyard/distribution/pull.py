@@ -68,7 +68,9 @@ def pull(engine: "Engine", ref: "Reference", *, platform: Platform | None = None
     with image_lease(engine.root):
         reclaim_leftovers(engine)
         puller = _Puller(engine, ref, platform, progress or Progress(), creds)
-        return asyncio.run(puller.run())
+        image = asyncio.run(puller.run())
+    engine.images.event("pull", ref.familiar(), ref.familiar_repository, image.id)  # Docker's pull event
+    return image
 
 
 def reclaim_leftovers(engine: "Engine") -> None:

@@ -40,7 +40,9 @@ def push(engine: "Engine", ref: "Reference", *, progress: Progress | None = None
     if image is None:
         raise NotFoundError(f"An image does not exist locally with the tag: {ref.familiar()}")
     creds = credentials.get(ref.registry_host)
-    return asyncio.run(_Pusher(engine, ref, image, progress or Progress(), creds).run())
+    digest = asyncio.run(_Pusher(engine, ref, image, progress or Progress(), creds).run())
+    engine.images.event("push", ref.familiar(), ref.familiar_repository, image.id)  # Docker's push event
+    return digest
 
 
 async def _file_chunks(path: "Path", offset: int, length: int, sent: Callable[[int], None]) -> AsyncIterator[bytes]:

@@ -122,6 +122,11 @@ def _attach_bridges(engine: "Engine", record: "ContainerRecord", hostname: str) 
     except BaseException:
         teardown(engine.root, runroot, cid, info, engine=engine)
         raise
+    from dockyard import events
+
+    for net, _ in joined:  # Docker's network events; the shim's teardown says disconnect
+        events.record(engine.root, "network", "connect", net.id, {"container": cid, "name": net.name, "type": net.driver})
+    info["events"] = [[net.id, net.name, net.driver] for net, _ in joined]
     attachment.teardown = info
     return attachment
 
@@ -175,6 +180,11 @@ def teardown(root: str, runroot: str, cid: str, info: "dict[str, Any] | None" = 
         except OSError:
             pass
     netns.remove(info.get("netns") or netns_path(runroot, cid))
+    if info.get("events"):
+        from dockyard import events
+
+        for net_id, name, driver in info["events"]:
+            events.record(root, "network", "disconnect", net_id, {"container": cid, "name": name, "type": driver})
 
 
 def _unpublish(root: str, cid: str, engine: "Engine | None") -> None:

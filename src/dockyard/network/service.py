@@ -184,7 +184,13 @@ class Networks:
             self.store.delete(net.id)
             self._delete_bridge(net)
             raise
+        self._event("create", net)
         return net
+
+    def _event(self, action: str, net: Network, **extra: str) -> None:
+        from dockyard import events
+
+        events.record(self.engine.root, "network", action, net.id, {"name": net.name, "type": net.driver, **extra})
 
     def remove(self, typed: str) -> None:
         net = self.get(typed)
@@ -195,6 +201,7 @@ class Networks:
             raise NetworkError(f"error while removing network: network {net.name} id {net.id} has active endpoints")
         self.store.delete(net.id)
         self._delete_bridge(net)
+        self._event("destroy", net)
 
     def prune(self, filters: "Mapping[str, Sequence[str]] | None" = None) -> list[str]:
         filters = dict(filters or {})
@@ -403,6 +410,7 @@ class Networks:
                 from dockyard.network import dnsd
 
                 dnsd.ensure_running(self.engine.root, self.engine.settings.runroot)
+            self._event("connect", net, container=record.id)
         containers.store.update(record.id, config=config)
 
     def disconnect(self, typed_net: str, typed_container: str, force: bool = False) -> None:
@@ -432,6 +440,7 @@ class Networks:
 
                 with rtnl.Netlink() as nl:
                     nl.delete_link(host_ifname(record.id, ep.index))
+                self._event("disconnect", net, container=record.id)
             self.store.release(net.id, record.id)
         containers.store.update(record.id, config=config)
 
