@@ -51,11 +51,14 @@ def test_env_merge(rootfs: Path) -> None:
 
 
 def test_users(rootfs: Path) -> None:
-    assert specs.resolve_user(rootfs, "") == {"uid": 0, "gid": 0, "home": "/root"}
+    assert specs.resolve_user(rootfs, "") == {"uid": 0, "gid": 0, "home": "/root", "additionalGids": [0]}
     app = specs.resolve_user(rootfs, "app")
     assert (app["uid"], app["gid"], app["additionalGids"], app["home"]) == (1000, 1000, [10, 29, 1000], "/home/app")
-    assert specs.resolve_user(rootfs, "app:wheel") == {"uid": 1000, "gid": 10, "home": "/home/app"}
-    assert specs.resolve_user(rootfs, "4242:4343") == {"uid": 4242, "gid": 4343, "home": "/"}
+    # as Docker: the primary group is always listed; a given group drops the user's others
+    assert specs.resolve_user(rootfs, "app:wheel") == {"uid": 1000, "gid": 10, "home": "/home/app",
+                                                       "additionalGids": [10]}
+    assert specs.resolve_user(rootfs, "4242:4343") == {"uid": 4242, "gid": 4343, "home": "/",
+                                                       "additionalGids": [4343]}
     assert specs.resolve_user(rootfs, "nobody", ["audio"])["additionalGids"] == [29, 65534]
     with pytest.raises(specs.SpecError, match="unable to find user ghost"):
         specs.resolve_user(rootfs, "ghost")

@@ -59,7 +59,8 @@ def prepare(containers: "Containers", record: "ContainerRecord") -> "dict[str, A
                 inodes[m["Source"]] = [st.st_dev, st.st_ino]
         oci_mounts.append(mounts_mod.to_oci(m))
     mode = host.get("NetworkMode") or "default"
-    hostname = conf.get("Hostname") or (os.uname().nodename if mode == "host" else cid[:12])
+    hostname = conf.get("Hostname") or (os.uname().nodename if "host" in (mode, host.get("UTSMode")) else cid[:12])
+    extra = host_options(containers, host, cdir)   # before the network: a missing device or donor fails first
     attachment = network.attach(engine, record, hostname)
     try:
         oci_mounts += _etc_files(cdir, hostname, attachment, {m["destination"] for m in oci_mounts})
@@ -78,13 +79,15 @@ def prepare(containers: "Containers", record: "ContainerRecord") -> "dict[str, A
         hostname=hostname, terminal=bool(conf.get("Tty")), read_only=bool(host.get("ReadonlyRootfs")),
         mounts=oci_mounts, network=attachment.namespace,
         memory=host.get("Memory") or None, memory_swap=host.get("MemorySwap") or None,
-        cpu_quota=int(host["NanoCpus"] / 1e9 * 100000) if host.get("NanoCpus") else None,
-        cpu_period=100000 if host.get("NanoCpus") else None, cpu_shares=host.get("CpuShares") or None,
+        cpu_quota=int(host["NanoCpus"] / 1e9 * 100000) if host.get("NanoCpus") else host.get("CpuQuota") or None,
+        cpu_period=100000 if host.get("NanoCpus") else host.get("CpuPeriod") or None,
+        cpu_shares=host.get("CpuShares") or None,
         pids_limit=host.get("PidsLimit") or None, cap_add=list(host.get("CapAdd") or []),
         cap_drop=list(host.get("CapDrop") or []), privileged=bool(host.get("Privileged")),
         ulimits={u["Name"]: (u["Soft"], u["Hard"]) for u in host.get("Ulimits") or []},
         cgroups_path=cgroups_path(record),
         annotations={"org.dockyard.container.name": record.name},
+        **extra,
     )
     # The image config carries the defaults; Config already has them merged.
     spec = specs.build({"Env": []}, target, options, cid)
@@ -97,6 +100,147 @@ def prepare(containers: "Containers", record: "ContainerRecord") -> "dict[str, A
                                "options": ["rbind", "ro", "rprivate"]})
         spec["process"]["args"] = [INIT_PATH, "--", *spec["process"]["args"]]
     return spec
+
+
+def host_options(containers: "Containers", host: "dict[str, Any]", cdir: str) -> "dict[str, Any]":
+    """RunOptions fields of the namespace, device, security and resource flags
+    (containers/runflags.py made the HostConfig fields)."""
+    from dockyard.containers import runflags
+
+    out: dict[str, Any] = {"shm_size": host.get("ShmSize") or None, "sysctls": dict(host.get("Sysctls") or {}),
+                           "group_add": list(host.get("GroupAdd") or []),
+                           "cpuset_cpus": host.get("CpusetCpus") or None, "cpuset_mems": host.get("CpusetMems") or None,
+                           "memory_reservation": host.get("MemoryReservation") or None,
+                           "memory_swappiness": host.get("MemorySwappiness"),
+                           "oom_kill_disable": bool(host.get("OomKillDisable")),
+                           "oom_score_adj": host.get("OomScoreAdj") or None}
+    namespaces: dict[str, str] = {}
+    ipc = host.get("IpcMode") or "private"
+    if ipc == "host":
+        namespaces["ipc"], out["shm"] = "host", "/dev/shm"
+    elif ipc == "none":
+        out["shm"] = "none"
+    elif ipc == "shareable":
+        out["shm"] = shareable_shm(cdir, host.get("ShmSize") or runflags.DEFAULT_SHM_SIZE)
+    elif ipc.startswith("container:"):
+        donor = _running_donor(containers, ipc.partition(":")[2], "IPC")
+        donor_ipc = donor.host_config.get("IpcMode") or "private"
+        if donor_ipc not in ("shareable", "host"):
+            raise BundleError(f"can't join IPC of container {donor.id}: non-shareable IPC (hint: use "
+                              "IpcMode:shareable for the donor container)")
+        namespaces["ipc"] = f"/proc/{donor.pid}/ns/ipc"
+        out["shm"] = os.path.join(containers.container_dir(donor.id), "shm") if donor_ipc == "shareable" else "/dev/shm"
+    pid = host.get("PidMode") or ""
+    if pid == "host":
+        namespaces["pid"] = "host"
+    elif pid.startswith("container:"):
+        namespaces["pid"] = f"/proc/{_running_donor(containers, pid.partition(':')[2], 'PID').pid}/ns/pid"
+    if host.get("UTSMode") == "host":
+        namespaces["uts"] = "host"
+    if host.get("CgroupnsMode") == "host":
+        namespaces["cgroup"] = "host"
+    out["namespaces"] = namespaces
+    devices, rules = [], []
+    for mapping in host.get("Devices") or []:
+        for node, rule in _device_nodes(mapping):
+            devices.append(node)
+            rules.append(rule)
+    for text in host.get("DeviceCgroupRules") or []:
+        kind, numbers, access = text.split(" ")
+        major, _, minor = numbers.partition(":")
+        rule = {"allow": True, "type": kind, "access": access}
+        if major != "*":
+            rule["major"] = int(major)
+        if minor != "*":
+            rule["minor"] = int(minor)
+        rules.append(rule)
+    out["devices"], out["device_rules"] = devices, rules
+    out["block_io"] = _block_io(host)
+    seccomp_profile: Any = "default"
+    for opt in host.get("SecurityOpt") or []:
+        key, value = runflags.parse_security_opt(opt)
+        if key == "no-new-privileges":
+            out["no_new_privileges"] = runflags.GO_BOOLS[value]
+        elif key == "seccomp":
+            seccomp_profile = value if value == "unconfined" else ("docker", value)
+    out["seccomp"] = seccomp_profile
+    return out
+
+
+def shareable_shm(cdir: str, size: int) -> str:
+    """--ipc shareable: /dev/shm is a tmpfs on the host (<container dir>/shm), so that a
+    container joining its IPC namespace can bind the same one (a mount inside another
+    mount namespace cannot be bound); unmounted when the container is removed."""
+    from dockyard import linux
+
+    path = os.path.join(cdir, "shm")
+    os.makedirs(path, exist_ok=True)
+    from dockyard.runtime.rootfs import is_mounted
+
+    if not is_mounted(path):
+        linux.mount("shm", path, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC,
+                    f"mode=1777,size={size // 1024}k")
+    return path
+
+
+def _running_donor(containers: "Containers", name: str, what: str) -> "ContainerRecord":
+    donor = containers.get(name)
+    if donor.status not in ("running", "paused") or not donor.pid:
+        raise BundleError(f"cannot join {what} of a non running container: {donor.id}")
+    return donor
+
+
+def _device_nodes(mapping: "dict[str, str]") -> "list[tuple[dict[str, Any], dict[str, Any]]]":
+    """A --device mapping's OCI device(s) and cgroup rule(s); a directory maps every node below it."""
+    import stat
+
+    src, dst, access = mapping["PathOnHost"], mapping["PathInContainer"], mapping.get("CgroupPermissions") or "rwm"
+    try:
+        st = os.stat(src)
+    except OSError as e:
+        raise BundleError(f"error gathering device information while adding custom device \"{src}\": "
+                          f"{(e.strerror or str(e)).lower()}") from None
+    if stat.S_ISDIR(st.st_mode):
+        out = []
+        for base, _, files in os.walk(src):
+            for name in sorted(files):
+                path = os.path.join(base, name)
+                sub = {"PathOnHost": path, "PathInContainer": os.path.join(dst, os.path.relpath(path, src)),
+                       "CgroupPermissions": access}
+                if stat.S_ISCHR(os.stat(path).st_mode) or stat.S_ISBLK(os.stat(path).st_mode):
+                    out += _device_nodes(sub)
+        return out
+    if not (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)):
+        raise BundleError(f"error gathering device information while adding custom device \"{src}\": "
+                          "not a device node")
+    kind = "c" if stat.S_ISCHR(st.st_mode) else "b"
+    major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    node = {"path": dst, "type": kind, "major": major, "minor": minor, "fileMode": stat.S_IMODE(st.st_mode),
+            "uid": st.st_uid, "gid": st.st_gid}
+    return [(node, {"allow": True, "type": kind, "major": major, "minor": minor, "access": access})]
+
+
+def _block_io(host: "dict[str, Any]") -> "dict[str, Any]":
+    """OCI blockIO of the --blkio-weight* and --device-*-bps/iops flags (device paths to numbers)."""
+    out: dict[str, Any] = {}
+    if host.get("BlkioWeight"):
+        out["weight"] = host["BlkioWeight"]
+    if host.get("BlkioWeightDevice"):
+        out["weightDevice"] = [{**_numbers(d["Path"]), "weight": d["Weight"]} for d in host["BlkioWeightDevice"]]
+    for key, oci in (("BlkioDeviceReadBps", "throttleReadBpsDevice"), ("BlkioDeviceWriteBps", "throttleWriteBpsDevice"),
+                     ("BlkioDeviceReadIOps", "throttleReadIOPSDevice"),
+                     ("BlkioDeviceWriteIOps", "throttleWriteIOPSDevice")):
+        if host.get(key):
+            out[oci] = [{**_numbers(d["Path"]), "rate": d["Rate"]} for d in host[key]]
+    return out
+
+
+def _numbers(path: str) -> "dict[str, int]":
+    try:
+        rdev = os.stat(path).st_rdev
+    except OSError as e:
+        raise BundleError(f"stat {path}: {(e.strerror or str(e)).lower()}") from None
+    return {"major": os.major(rdev), "minor": os.minor(rdev)}
 
 
 def cgroups_path(record: "ContainerRecord") -> str:

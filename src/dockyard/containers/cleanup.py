@@ -13,6 +13,12 @@ def remove_container_files(root: str, container_id: str, container_dir: str,
     from dockyard.runtime import rootfs
 
     rootfs.unmount(container_dir)
+    shm = os.path.join(container_dir, "shm")   # --ipc shareable's /dev/shm (containers/bundle.py)
+    if os.path.isdir(shm):
+        from dockyard import linux
+
+        if rootfs.is_mounted(shm):
+            linux.umount(shm, linux.MNT_DETACH)
     if os.path.isdir(container_dir):
         shutil.rmtree(container_dir, ignore_errors=True)
     if anonymous_volumes:

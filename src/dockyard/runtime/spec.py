@@ -106,11 +106,21 @@ class RunOptions:
     cap_drop: list[str] = field(default_factory=list)
     privileged: bool = False
     no_new_privileges: bool = False
-    seccomp: str | dict[str, Any] = "default"  # "default" | "unconfined" | an OCI seccomp object
+    seccomp: Any = "default"  # "default" | "unconfined" | an OCI seccomp object | ("docker", profile JSON)
     ulimits: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (soft, hard)
     sysctls: dict[str, str] = field(default_factory=dict)
     cgroups_path: str | None = None
     annotations: dict[str, str] = field(default_factory=dict)
+    shm_size: int | None = None               # /dev/shm's size in bytes (64 MB when None)
+    shm: str = "private"                      # "private": a tmpfs; "none": no /dev/shm; else a path bound there
+    namespaces: dict[str, str] = field(default_factory=dict)  # pid/ipc/uts/cgroup -> "host" or a path to join
+    devices: list[dict[str, Any]] = field(default_factory=list)       # OCI linux.devices
+    device_rules: list[dict[str, Any]] = field(default_factory=list)  # after Docker's device rules
+    oom_score_adj: int | None = None
+    memory_reservation: int | None = None
+    memory_swappiness: int | None = None
+    oom_kill_disable: bool = False
+    block_io: dict[str, Any] = field(default_factory=dict)            # OCI linux.resources.blockIO
 
 
 # ------------------------------------------------------------------ public API
@@ -140,6 +150,8 @@ def build(image_config: dict[str, Any], rootfs: str | os.PathLike, options: RunO
         "rlimits": default_rlimits(options.ulimits),
         "noNewPrivileges": options.no_new_privileges,
     }
+    if options.oom_score_adj is not None:
+        process["oomScoreAdj"] = options.oom_score_adj
     if not process["cwd"].startswith("/"):
         raise SpecError(f"the working directory {process['cwd']!r} is invalid: it needs to be an absolute path")
     linux: dict[str, Any] = {
@@ -151,6 +163,8 @@ def build(image_config: dict[str, Any], rootfs: str | os.PathLike, options: RunO
     }
     if options.sysctls:
         linux["sysctl"] = dict(options.sysctls)
+    if options.devices:
+        linux["devices"] = [dict(d) for d in options.devices]
     profile = _seccomp(options, caps)
     if profile is not None:
         linux["seccomp"] = profile
@@ -159,9 +173,11 @@ def build(image_config: dict[str, Any], rootfs: str | os.PathLike, options: RunO
         "process": process,
         "root": {"path": str(rootfs), "readonly": options.read_only},
         "hostname": hostname,
-        "mounts": default_mounts() + _user_mounts(options),
+        "mounts": _shm(default_mounts(options.shm_size), options) + _user_mounts(options),
         "linux": linux,
     }
+    if options.namespaces.get("uts") == "host":
+        del spec["hostname"]   # the host's own: runtimes refuse a hostname without a UTS namespace
     if options.annotations:
         spec["annotations"] = dict(options.annotations)
     return spec
@@ -178,7 +194,8 @@ def write_bundle(bundle: str | os.PathLike, spec: dict[str, Any]) -> str:
     return path
 
 
-def default_mounts() -> list[dict[str, Any]]:
+def default_mounts(shm_size: int | None = None) -> list[dict[str, Any]]:
+    shm = f"size={shm_size // 1024}k" if shm_size else "size=65536k"
     return [
         {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
@@ -190,8 +207,19 @@ def default_mounts() -> list[dict[str, Any]]:
          "options": ["ro", "nosuid", "noexec", "nodev"]},
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", shm]},
     ]
+
+
+def _shm(mounts: list[dict[str, Any]], options: RunOptions) -> list[dict[str, Any]]:
+    """/dev/shm as --ipc wants it: a tmpfs of its own, none, or another's bound there."""
+    if options.shm == "private":
+        return mounts
+    out = [m for m in mounts if m["destination"] != "/dev/shm"]
+    if options.shm != "none":
+        out.append({"destination": "/dev/shm", "type": "bind", "source": options.shm,
+                    "options": ["rbind", "nosuid", "noexec", "nodev"]})
+    return out
 
 
 def default_rlimits(overrides: dict[str, tuple[int, int]] | None = None) -> list[dict[str, Any]]:
@@ -236,10 +264,9 @@ def resolve_user(rootfs: str | os.PathLike, user: str, group_add: list[str] | No
     if username is not None and not group:
         extra = [int(e[2]) for e in groups if len(e) >= 4 and username in e[3].split(",") and e[2].isdigit()]
     extra += [_group_id(groups, g) for g in (group_add or [])]
-    extra = sorted({g for g in extra if g != gid} | ({gid} if extra else set()))
-    result: dict[str, Any] = {"uid": uid, "gid": gid, "home": home}
-    if extra:
-        result["additionalGids"] = extra
+    # Docker's list always holds the primary group (so `id` shows groups=0(root)), then the
+    # groups naming the user (when no group was given), then --group-add.
+    result: dict[str, Any] = {"uid": uid, "gid": gid, "home": home, "additionalGids": sorted({gid, *extra})}
     return result
 
 
@@ -325,7 +352,12 @@ def _cap_name(cap: str) -> str:
 
 
 def _namespaces(options: RunOptions) -> list[dict[str, str]]:
-    namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "cgroup")]
+    namespaces = []
+    for kind in ("pid", "ipc", "uts", "mount", "cgroup"):
+        where = options.namespaces.get(kind)
+        if where == "host":
+            continue     # the host's: no namespace of its own
+        namespaces.append({"type": kind, "path": where} if where else {"type": kind})
     if options.network == "none":
         namespaces.append({"type": "network"})
     elif options.network != "host":
@@ -334,7 +366,7 @@ def _namespaces(options: RunOptions) -> list[dict[str, str]]:
 
 
 def _resources(options: RunOptions) -> dict[str, Any]:
-    resources: dict[str, Any] = {"devices": [dict(r) for r in _DEVICE_RULES]}
+    resources: dict[str, Any] = {"devices": [dict(r) for r in _DEVICE_RULES] + [dict(r) for r in options.device_rules]}
     memory: dict[str, Any] = {}
     if options.memory is not None:
         memory["limit"] = options.memory
@@ -342,6 +374,11 @@ def _resources(options: RunOptions) -> dict[str, Any]:
             memory["swap"] = options.memory_swap
     elif options.memory_swap not in (None, -1):
         raise SpecError("you should always set the memory limit when using the memory-swap limit")
+    for key, value in (("reservation", options.memory_reservation), ("swappiness", options.memory_swappiness)):
+        if value is not None:
+            memory[key] = value
+    if options.oom_kill_disable:
+        memory["disableOOMKiller"] = True
     if memory:
         resources["memory"] = memory
     cpu: dict[str, Any] = {}
@@ -353,6 +390,8 @@ def _resources(options: RunOptions) -> dict[str, Any]:
         resources["cpu"] = cpu
     if options.pids_limit is not None:
         resources["pids"] = {"limit": options.pids_limit}
+    if options.block_io:
+        resources["blockIO"] = dict(options.block_io)
     return resources
 
 
@@ -372,6 +411,14 @@ def _seccomp(options: RunOptions, caps: list[str]) -> dict[str, Any] | None:
         return seccomp.default_profile(caps)
     if isinstance(options.seccomp, dict):
         return options.seccomp
+    if isinstance(options.seccomp, tuple) and options.seccomp[0] == "docker":
+        from dockyard.runtime import dockerseccomp   # a Docker-format profile (--security-opt seccomp=FILE)
+
+        try:
+            profile = json.loads(options.seccomp[1])
+        except ValueError as e:
+            raise SpecError(f"decoding seccomp profile failed: {e}") from None
+        return dockerseccomp.to_oci(profile, caps)
     raise SpecError(f"invalid seccomp option {options.seccomp!r}: use 'default', 'unconfined' or a profile")
 
 
