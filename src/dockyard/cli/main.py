@@ -158,17 +158,26 @@ def _run_fast_body(call: Callable[[], None], debug: bool) -> None:
 
 
 def _internal(e: Exception, debug: bool) -> None:
-    import click
-
     from dockyard.errors import DockyardError
 
     if debug:
         raise e
     if isinstance(e, DockyardError):
-        click.echo(f"Error: {e.message}", err=True)
+        _error_line(f"Error: {e.message}")
         sys.exit(e.exit_code)
-    click.echo(f"Error: internal error: {type(e).__name__}: {e} (run with --debug for the traceback)", err=True)
+    _error_line(f"Error: internal error: {type(e).__name__}: {e} (run with --debug for the traceback)")
     sys.exit(1)
+
+
+def _error_line(text: str) -> None:
+    """As click.echo to stderr, without importing click on the fast path: stdout first, so
+    the error follows whatever the command printed."""
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
 
 
 def _run_click(argv: list[str] | None, debug: bool) -> None:

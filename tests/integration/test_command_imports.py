@@ -1,0 +1,60 @@
+"""Start-up is cheap by construction: every everyday command, given plain arguments, runs
+without the heavy modules (click's ~25 ms, rich, aiohttp, yaml, asyncio, the registry client,
+the tar and compression code). Each command's imports are listed by the interpreter itself
+(``-X importtime``), minus what a bare interpreter imports here."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.integration.test_containers_harness import Dockyard, dockyard_env, dy  # noqa: F401 - fixtures
+
+HEAVY = {"click", "rich", "aiohttp", "yaml", "asyncio", "zstandard", "tarfile", "pyroute2", "dataclasses",
+         "dockyard.distribution", "dockyard.registry", "dockyard.build", "dockyard.store.archive"}
+
+# command -> what it needs first (a container "imp1" running, a volume "impv")
+COMMANDS = [
+    ["ps", "-a"], ["ps", "--format", "{{.Names}}"], ["logs", "imp1"], ["inspect", "imp1"],
+    ["inspect", "-f", "{{.State.Pid}}", "imp1"], ["container", "inspect", "imp1"], ["image", "inspect", "busybox"],
+    ["inspect", "busybox"], ["volume", "ls"], ["volume", "inspect", "impv"], ["network", "ls"],
+    ["network", "inspect", "none"], ["top", "imp1"], ["port", "imp1"], ["tag", "busybox", "imptag:1"],
+    ["rmi", "imptag:1"], ["stop", "-t", "0", "nosuch"], ["rm", "nosuch"], ["exec", "imp1", "true"],
+    ["--version"],
+]
+
+
+def _modules(dy: Dockyard, *argv: str) -> set[str]:  # noqa: F811
+    result = subprocess.run([sys.executable, "-X", "importtime", *argv], capture_output=True, text=True,
+                            env=dy.env, stdin=subprocess.DEVNULL, timeout=60)
+    return {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+
+
+def _heavy(modules: set[str]) -> list[str]:
+    return sorted(m for m in modules if m in HEAVY or any(m.startswith(h + ".") for h in HEAVY))
+
+
+@pytest.fixture
+def prepared(dy: Dockyard) -> Dockyard:  # noqa: F811
+    dy.cli("run", "-d", "--name", "imp1", "--network", "none", "busybox", "sleep", "60", check=True)
+    dy.cli("volume", "create", "impv", check=True)
+    dy.cli("tag", "busybox", "imptag:1", check=True)
+    return dy
+
+
+def test_every_everyday_command_stays_off_heavy_modules(prepared: Dockyard) -> None:
+    bare = _modules(prepared, "-c", "pass")
+    offenders = {}
+    for args in COMMANDS:
+        heavy = _heavy(_modules(prepared, "-m", "dockyard", *args) - bare)
+        if heavy:
+            offenders[" ".join(args)] = heavy
+    assert not offenders, offenders
+
+
+def test_the_guard_sees_click_when_a_command_needs_it(prepared: Dockyard) -> None:
+    """The guard can fail: a command that takes the click path shows click in its list."""
+    modules = _modules(prepared, "-m", "dockyard", "volume", "ls", "--help")
+    assert "click" in modules
