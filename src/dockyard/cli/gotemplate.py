@@ -45,6 +45,15 @@ MAP_FIELDS = frozenset({
 })
 
 
+# Fields of Docker's inspect structs that its JSON omits when empty (``omitempty``): missing
+# from the data, they are the zero value Docker's typed template sees (a nil pointer prints
+# ``<nil>``), not an error.
+ZERO_FIELDS: dict[str, Any] = {
+    "Health": None, "Healthcheck": None, "Node": None, "StopTimeout": None, "Shell": None, "OnBuild": None,
+    "StopSignal": "", "MacAddress": "", "ArgsEscaped": False, "NetworkDisabled": False,
+}
+
+
 class GoMap(dict):
     """A dict that is a Go map even if its keys are capitalised (Labels, Networks...)."""
 
@@ -212,7 +221,7 @@ def lex(text: str) -> list[Tok]:
                 lit_end -= 1
         if lit_end > pos:
             toks.append(Tok("text", text[pos:lit_end], pos, _line(text, pos)))
-        i = start + (3 if trim_left else 2)
+        i = start + (4 if trim_left else 2)
         if text.startswith("/*", i):
             end = text.find("*/", i + 2)
             if end < 0:
@@ -1243,7 +1252,7 @@ class _State:
             body = self.tmpl.defines.get(node.name)
             if body is None:
                 raise _ExecError(node, f"template {_quote(node.name)} not defined")
-            new_dot = self.pipe(node.pipe, dot) if node.pipe else None
+            new_dot = self.pipe(node.pipe, dot) if node.pipe else MISSING
             self.depth += 1
             if self.depth > 10000:
                 raise _ExecError(node, "exceeded maximum template depth (100000)")
@@ -1395,11 +1404,11 @@ class _State:
             last = i == len(idents) - 1
             call_args = args[1:] if last else []
             value = self.field(value, name, call_args, final if last else _NOFINAL, node, dot_for_args=receiver,
-                               via=idents[i - 1] if i else None)
+                               via=idents[i - 1] if i else None, last=last)
         return value
 
     def field(self, recv: Any, name: str, args: list[Node], final: Any, node: Node, dot_for_args: Any,
-              via: str | None) -> Any:
+              via: str | None, last: bool = True) -> Any:
         has_args = bool(args) or final is not _NOFINAL
         if recv is MISSING:
             raise _ExecError(node, f"nil pointer evaluating interface {{}}.{name}" if False else
@@ -1427,6 +1436,8 @@ class _State:
             if isinstance(recv, GoMap):
                 return MISSING
             if (via is None and recv is self.vars[0][1]) or (is_struct(recv) and via not in MAP_FIELDS):
+                if last and name in ZERO_FIELDS and is_struct(recv):
+                    return ZERO_FIELDS[name]
                 raise _ExecError(node, f"map has no entry for key {_quote(name)}")
             return MISSING
         if recv is None:
