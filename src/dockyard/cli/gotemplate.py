@@ -38,10 +38,11 @@ class _Missing:
 MISSING = _Missing()
 
 # Map-typed fields of Docker's inspect structs: a missing key there is ``<no value>``, while a
-# missing field of a struct is an error (docker's raw fallback runs with missingkey=error).
+# missing field of a struct is an error (docker's raw fallback runs with missingkey=error);
+# a null one prints ``map[]``.
 MAP_FIELDS = frozenset({
     "Labels", "Networks", "Ports", "ExposedPorts", "Volumes", "Options", "Data", "DriverOpts",
-    "Sysctls", "StorageOpt", "Tmpfs", "Config", "Annotations", "Containers", "IPAMConfig", "Aux",
+    "Sysctls", "StorageOpt", "Tmpfs", "Annotations", "Containers", "Aux", "PortBindings",
 })
 
 
@@ -1269,7 +1270,9 @@ class _State:
         if value is None:
             last = pipe.cmds[-1].args
             if len(last) == 1 and isinstance(last[0], (Field, Variable)) and getattr(last[0], "idents", None):
-                return self.tmpl.nil.get(last[0].idents[-1], "<nil>")
+                name = last[0].idents[-1]
+                # a nil map of Docker's typed structs prints as an empty one
+                return self.tmpl.nil.get(name, "map[]" if name in MAP_FIELDS else "<nil>")
             return "<nil>"
         if callable(value):
             raise _ExecError(node, "can't print value of type func")

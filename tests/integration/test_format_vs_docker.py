@@ -1,0 +1,197 @@
+"""Go templates side by side with Docker 20.10: the same busybox and the same container
+(``create --name c1 -l a=b -e X=1 busybox sleep 1``) in a private dockerd and in dockyard,
+and the same templates run through ``inspect -f``, ``ps -a --format`` and ``images --format``.
+Outputs are compared live; the templates print only fields that do not differ by nature
+(no IDs, times or sizes). Errors: the exit code and the message (after ``Error: `` /
+``Error response from daemon: ``, which dockyard and docker print differently)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from dockyard.testing import dockerd
+
+CREATE = ("create", "--name", "c1", "-l", "a=b", "-e", "X=1", "busybox", "sleep", "1")
+
+INSPECT = [
+    "{{range .Config.Env}}{{.}};{{end}}",
+    "{{if .State.Running}}up{{else}}down{{end}}",
+    '{{if .State.Running}}up{{else if eq .State.Status "created"}}created{{else}}other{{end}}',
+    "{{with .Config.Labels}}{{.a}}{{end}}",
+    "{{with .Config.Labels.zz}}x{{else}}none{{end}}",
+    '{{index .Config.Labels "a"}}',
+    '[{{index .Config.Labels "nosuch"}}]',
+    "{{.Config.Labels.nosuch}}",
+    "{{len .Config.Env}} {{len .Name}}",
+    '{{join .Config.Cmd ","}}',
+    "{{json .Config.Cmd}}",
+    "{{json .Config.Labels}}",
+    '{{printf "%s|%5s|%-5s|%q|%d|%03d|%x" .Name "ab" "cd" .Path .State.Pid 7 "hi"}}',
+    '{{eq .State.Status "created"}} {{eq .State.Status "running" "created"}} {{ne .Path "sh"}}',
+    '{{and .State.Running "x"}}|{{or .State.Running "y"}}|{{not .State.Running}}',
+    "{{range $k, $v := .Config.Labels}}{{$k}}={{$v}}{{end}}",
+    "{{range $i, $e := .Config.Cmd}}{{$i}}:{{$e}} {{end}}",
+    '{{$n := .Name}}{{$n = printf "%s!" $n}}{{$n}} {{$.Path}}',
+    '{{.Name | upper}} {{lower "ABC"}} {{title "hello world"}}',
+    '{{split "a,b,c" ","}} {{index (split "a,b,c" ",") 1}}',
+    '{{pad "x" 2 1}}|{{truncate .Path 3}}',
+    '{{- " trimmed " -}}   {{- .Path}}',
+    "{{/* a comment */}}{{.Path}}",
+    '{{print .Path 1 2 "z"}}|{{println .Path}}',
+    "{{slice .Name 1}} {{slice .Config.Cmd 0 1}}",
+    "{{range .Mounts}}m{{else}}no mounts{{end}}",
+    "{{.Config.Cmd}} {{.Config.Env}} {{.Config.Labels}}",
+    '{{lt 1 2}} {{le 2 2}} {{gt "b" "a"}} {{ge 1 2}}',
+    '{{range .Config.Env}}{{if eq . "X=1"}}{{break}}{{end}}{{.}}{{end}}done',
+    "{{(index .Config.Cmd 0) | len}}",
+    '{{html "<a&b>"}} {{js "it\'s"}} {{urlquery "a b&c"}}',
+    "{{.State.Running}} {{.State.Pid}} {{.State.ExitCode}}",
+    '{{define "t"}}[{{.}}]{{end}}{{template "t" .Path}}',
+    '{{json "<a>&"}}',
+    "{{json .State.Health}}",
+    "{{.Config.Volumes}} {{.HostConfig.PortBindings}} {{.NetworkSettings.Ports}}",
+]
+INSPECT_ERRORS = [
+    "{{.Bogus}}",
+    "{{.State.Health.Status}}",
+    "{{nosuch .}}",
+    "{{range .Config.Env}}",
+    "{{range}}{{end}}",
+    "{{end}}",
+    "{{.Path",
+    "{{$x}}",
+    "{{eq 1 1.0}}",
+    "{{index .Config.Cmd 5}}",
+    "{{len 3}}",
+    "{{upper .State.Pid}}",
+    "a\n{{.Nope}}",
+    "{{.Config.Nope}}",
+]
+PS = [
+    "{{.Names}} {{.Image}} {{.Command}} {{.State}}",
+    "{{.Labels}}",
+    '{{.Label "a"}}|{{.Label "zz"}}',
+    "{{.Mounts}}|{{.LocalVolumes}}",
+    'table {{.Names}}\\t{{.Label "a"}}',
+    'table {{.Names}}\\t{{.Label "com.x.my-key_z"}}\\t{{.State}}',
+    "table {{json .Names}}\\t{{upper .Names}}",
+    "{{json .Labels}}",
+    '{{if eq .State "created"}}new{{end}} {{.Names | printf "%q"}}',
+    "  {{.Names}}  ",
+    "table {{.Names}}{{if .Names}}Y{{end}}",
+    '{{range split .Labels ","}}<{{.}}>{{end}}',
+]
+PS_ERRORS = [
+    "{{.Bogus}}",
+    "{{nosuch}}",
+    "{{range}}{{end}}",
+    "{{.Label}}",
+    '{{.Labels "a"}}',
+    "{{.Names.Foo}}",
+    "{{index .Names 0}}",
+    "a\n{{.Nope}}",
+    "{{range $k,$v := .Labels}}{{$k}}{{end}}",
+    "{{.Names",
+]
+IMAGES = [
+    "{{.Repository}}:{{.Tag}}",
+    "table {{.Repository}}\\t{{.Tag}}",
+    "{{.Repository | upper}} {{len .Tag}}",
+    '{{if eq .Tag "latest"}}L{{end}}',
+    "{{json .Repository}}",
+]
+IMAGES_ERRORS = ['{{.Label "a"}}', "{{.Bogus}}", "{{nosuch}}"]
+
+CASES = ([("inspect", t) for t in INSPECT + INSPECT_ERRORS] + [("ps", t) for t in PS + PS_ERRORS]
+         + [("images", t) for t in IMAGES + IMAGES_ERRORS])
+ERRORS = set(INSPECT_ERRORS + PS_ERRORS + IMAGES_ERRORS)
+
+
+def _args(command: str, template: str) -> list[str]:
+    return {"inspect": ["inspect", "-f", template, "c1"], "ps": ["ps", "-a", "--format", template],
+            "images": ["images", "--format", template]}[command]
+
+
+def _message(stderr: str) -> str:
+    text = stderr.strip()
+    for prefix in ("Error: ", "Error response from daemon: "):
+        text = text.removeprefix(prefix)
+    return text
+
+
+# ---- fixtures ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def docker(busybox_tar: Path) -> Iterator[dockerd.PrivateDockerd]:
+    if not dockerd.available():
+        pytest.skip("needs root and Debian's docker.io (/usr/bin/docker, /usr/sbin/dockerd) to compare with")
+    with dockerd.PrivateDockerd() as d:
+        d.cli("import", "--change", 'CMD ["sh"]', str(busybox_tar), "busybox")
+        d.cli(*CREATE)
+        yield d
+
+
+@pytest.fixture(scope="module")
+def dy_env(busybox_tar: Path) -> Iterator[dict[str, str]]:
+    """One dockyard root for the module with the same image and container (the templates
+    only read), given to ``run_cli`` as its environment."""
+    base = Path(tempfile.mkdtemp(prefix="dockyard-fmt-"))
+    env = {"DOCKYARD_ROOT": str(base / "root"), "DOCKYARD_RUNROOT": str(base / "run"),
+           "DOCKER_CONFIG": str(base / "docker-config")}
+    for path in env.values():
+        os.makedirs(path)
+    full = {**os.environ, **env}
+
+    def dy(*args: str) -> None:
+        result = subprocess.run([sys.executable, "-m", "dockyard", *args], env=full, capture_output=True,
+                                text=True, timeout=300, stdin=subprocess.DEVNULL)
+        assert result.returncode == 0, f"dockyard {' '.join(args)}: {result.stderr}"
+
+    try:
+        dy("import", "--change", 'CMD ["sh"]', str(busybox_tar), "busybox")
+        dy(*CREATE)
+        yield env
+    finally:
+        subprocess.run([sys.executable, "-m", "dockyard", "rm", "-f", "c1"], env=full, capture_output=True,
+                       timeout=120, stdin=subprocess.DEVNULL)
+        for line in reversed(Path("/proc/self/mountinfo").read_text().splitlines()):
+            point = line.split()[4]
+            if point.startswith(str(base) + "/"):
+                subprocess.run(["umount", "-l", point], check=False)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+# ---- the comparison -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command,template", CASES, ids=[f"{c}:{t}" for c, t in CASES])
+def test_template_like_docker(command: str, template: str, docker: dockerd.PrivateDockerd,
+                              dy_env: dict[str, str], run_cli: Callable[..., Any]) -> None:
+    theirs = docker.run(*_args(command, template))
+    ours = run_cli(*_args(command, template), env=dy_env)
+    if template in ERRORS:
+        assert theirs.returncode != 0, f"docker accepted {template!r}: {theirs.stdout!r}"
+        assert (ours.returncode, _message(ours.stderr)) == (theirs.returncode, _message(theirs.stderr))
+    else:
+        assert theirs.returncode == 0, theirs.stderr
+        assert (ours.returncode, ours.stdout, ours.stderr) == (0, theirs.stdout, "")
+
+
+def test_ps_template_errors_come_without_containers(docker: dockerd.PrivateDockerd, dy_env: dict[str, str],
+                                                    run_cli: Callable[..., Any]) -> None:
+    """docker ps runs --format on an empty container first: a bad field fails with no container
+    listed (c1 is not running, so plain ``ps`` lists none)."""
+    for template in ("{{.Bogus}}", "{{nosuch}}"):
+        theirs = docker.run("ps", "--format", template)
+        ours = run_cli("ps", "--format", template, env=dy_env)
+        assert theirs.returncode == 1 and theirs.stdout == ""
+        assert (ours.returncode, ours.stdout, _message(ours.stderr)) == (1, "", _message(theirs.stderr))
