@@ -54,10 +54,42 @@ class LazyGroup(click.Group):
 @click.option("--root", envvar="DOCKYARD_ROOT", help="Root directory of persistent state (default /var/lib/dockyard).")
 @click.option("--runroot", envvar="DOCKYARD_RUNROOT", help="Directory of runtime state (default /run/dockyard).")
 @click.option("--debug", "-D", is_flag=True, envvar="DOCKYARD_DEBUG", help="Show tracebacks on errors.")
-@click.version_option(package_name="dockyard", prog_name="dockyard")
+@click.option("--log-level", "-l", default="info", metavar="string",
+              type=click.Choice(["debug", "info", "warn", "error", "fatal"]),
+              help='Set the logging level ("debug"|"info"|"warn"|"error"|"fatal") (default "info").')
+@click.option("--host", "-H", "hosts", multiple=True, metavar="list",
+              help="Daemon socket(s) to connect to (needs the Engine API service, which comes later).")
+@click.option("--config", "config_dir", metavar="string",
+              help='Location of client config files, where credentials live (default "~/.docker").')
+@click.option("--version", "-v", is_flag=True, expose_value=False, is_eager=True,
+              callback=lambda ctx, _param, value: _print_version(ctx) if value else None,
+              help="Print version information and quit.")
 @click.pass_context
-def cli(ctx: click.Context, root: str | None, runroot: str | None, debug: bool) -> None:
+def cli(ctx: click.Context, root: str | None, runroot: str | None, debug: bool, log_level: str,
+        hosts: tuple[str, ...], config_dir: str | None) -> None:
     """A Docker-compatible container engine and OCI image registry."""
+    import os
+
     from dockyard.cli.common import State
 
+    for host in hosts:
+        if host not in DEFAULT_HOSTS:
+            from dockyard.errors import DockyardError
+
+            raise DockyardError("-H/--host needs the Docker Engine API service, which dockyard does not have yet")
+    if config_dir:
+        os.environ["DOCKER_CONFIG"] = config_dir   # read where credentials are looked up (config.docker_config_dir)
+    if log_level == "debug":
+        debug = True
     ctx.obj = State(root=root, runroot=runroot, debug=debug)
+
+
+# The host a client talks to with no -H: dockyard's CLI calls the engine directly.
+DEFAULT_HOSTS = ("unix:///var/run/docker.sock", "unix:///run/docker.sock")
+
+
+def _print_version(ctx: click.Context) -> None:
+    from dockyard.system.version import banner
+
+    click.echo(banner())
+    ctx.exit(0)

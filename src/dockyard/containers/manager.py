@@ -781,6 +781,47 @@ class Containers:
 
         return logs.read(path, tail=tail, since=since, follow=follow and record.status in ACTIVE, alive=alive)
 
+    # ------------------------------------------------------------------ diff, export, commit, update
+
+    def diff(self, typed: str) -> list[tuple[str, str]]:
+        """``docker diff``: (A|C|D, path) of the container's changes to its image."""
+        from dockyard.containers.filesystem import changes
+
+        record = self.get(typed)
+        chain = record.config.get("ImageChain")
+        lowerdirs = self.engine.layers.lowerdirs(chain) if chain and self.engine.layers.has(chain) else []
+        return changes(os.path.join(self.container_dir(record.id), "upper"), lowerdirs)
+
+    def export(self, typed: str, out: Any) -> None:
+        """``docker export``: the container's filesystem as a tar written to ``out``."""
+        from dockyard.containers.filesystem import export
+
+        export(self, self.get(typed), out)
+
+    def commit(self, typed: str, reference: str | None = None, changes: Sequence[str] = (), message: str = "",
+               author: str = "", pause: bool = True) -> Any:
+        """``docker commit``: a new image of the container's image plus its changes; a running
+        container is paused meanwhile unless ``pause`` is False."""
+        from dockyard.images.commit import commit_container
+
+        record = self.get(typed)
+        paused_here = False
+        if pause and record.status == RUNNING:
+            self.pause(record.id)
+            paused_here = True
+        try:
+            return commit_container(self.engine, record, reference, changes, message, author)
+        finally:
+            if paused_here:
+                self.unpause(record.id)
+
+    def update(self, typed: str, resources: dict[str, Any], restart_policy: dict[str, Any] | None = None) -> list[str]:
+        """``docker update``: new resource limits (Docker's HostConfig names) and restart
+        policy, applied to a live container through its runtime; its warnings."""
+        from dockyard.containers.update import update
+
+        return update(self, self.get(typed), resources, restart_policy)
+
     # ------------------------------------------------------------------ reset
 
     def reset(self) -> list[str]:

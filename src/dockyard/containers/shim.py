@@ -590,7 +590,7 @@ class Shim:
         """(whether the restart policy restarts it now, the restarts so far)."""
         if self.terminating:
             return False, 0
-        policy = self.cfg.get("restart") or {}
+        policy = _updated_policy(self.cfg) or self.cfg.get("restart") or {}   # `dockyard update --restart`
         name = policy.get("Name") or "no"
         if name == "no":
             return False, 0
@@ -777,6 +777,15 @@ def _resize(fd: int, rows: int, cols: int) -> None:
         fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", int(rows), int(cols), 0, 0))
     except OSError:
         pass
+
+
+def _updated_policy(cfg: "dict[str, Any]") -> "dict[str, Any] | None":
+    """The restart policy ``dockyard update --restart`` left beside the attach socket, if any."""
+    try:
+        with open(os.path.join(os.path.dirname(cfg["socket"]), "restart.json")) as f:
+            return json.loads(f.read())
+    except (OSError, ValueError):
+        return None
 
 
 def _unmount(path: str) -> None:

@@ -105,3 +105,102 @@ def commit(
         layers=[chain for *_, chain in plan],
     )
     return engine.image_store.add(image, tags, repo_digest)
+
+
+# ---- an image from a container's changes (``dockyard commit``) ---------------------------------
+
+
+def commit_container(engine: "Engine", record: Any, reference: str | None = None, changes: Iterable[str] = (),
+                     message: str = "", author: str = "") -> Image:
+    """Docker's CreateImageFromContainer: the container's image plus one layer of its
+    changes (its upper dir), the container's Config with ``changes`` (Dockerfile
+    instructions, as ``import --change``) applied, and a history entry carrying
+    ``message`` and ``author``. The caller pauses a running container if it wants to."""
+    import os
+
+    from dockyard import reference as references
+    from dockyard.containers.filesystem import pack_upper
+    from dockyard.images.changes import apply_changes
+    from dockyard.store.owned import image_lease
+    from dockyard.system.version import version
+    from dockyard.timefmt import rfc3339_nano_utc
+
+    tags = []
+    if reference:
+        ref = references.parse(reference)
+        if ref.digest:
+            raise ManifestError(f"invalid reference format: {reference!r} is a digest reference")
+        tags.append(str(ref))
+    container_config = dict(record.config.get("Config") or {})
+    new_config = apply_changes(container_config, list(changes))   # checked before any byte is written
+    parent = engine.image_store.get(record.image_id)
+    parent_config = engine.image_store.config(parent)
+    parent_manifest = load_manifest(engine, parent.manifest_digest)
+    created = rfc3339_nano_utc(time.time())
+    upper = os.path.join(engine.containers.container_dir(record.id), "upper")
+    with image_lease(engine.root):
+        with engine.content.ingest() as writer:
+            if os.path.isdir(upper):
+                pack_upper(upper, writer)
+            else:
+                writer.write(b"\0" * 1024)   # never started: an empty layer, as Docker commits one
+            blob_size = writer.count
+            diff_id = writer.commit()   # uncompressed: the blob's digest is the diff ID
+        layers = [_oci_descriptor(engine, desc, diff_id_, chain)
+                  for desc, diff_id_, chain in zip(parent_manifest.get("layers") or [],
+                                                   (parent_config.get("rootfs") or {}).get("diff_ids") or [],
+                                                   parent.layers)]
+        layers.append({"mediaType": mt.OCI_LAYER, "digest": diff_id, "size": blob_size})
+        engine.layers.record_blob(diff_id, diff_id, mt.OCI_LAYER, blob_size)
+        history_entry: dict[str, Any] = {"created": created,
+                                         "created_by": " ".join([record.config.get("Path", ""),
+                                                                 *record.config.get("Args", [])]).strip()}
+        if author:
+            history_entry["author"] = author
+        if message:
+            history_entry["comment"] = message
+        config: dict[str, Any] = {
+            "architecture": parent_config.get("architecture", ""), "os": parent_config.get("os", "linux"),
+        }
+        if parent_config.get("variant"):
+            config["variant"] = parent_config["variant"]
+        config.update({
+            "author": author, "comment": message, "config": new_config, "container": record.id,
+            "container_config": container_config, "created": created, "docker_version": version(),
+            "history": list(parent_config.get("history") or []) + [history_entry],
+            "rootfs": {"type": "layers",
+                       "diff_ids": list((parent_config.get("rootfs") or {}).get("diff_ids") or []) + [diff_id]},
+        })
+        if not author:
+            del config["author"]
+        if not message:
+            del config["comment"]
+        config_bytes = json.dumps(config, separators=(",", ":")).encode()
+        config_digest = engine.content.write_bytes(config_bytes)
+        manifest = {"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST,
+                    "config": {"mediaType": mt.OCI_CONFIG, "digest": config_digest, "size": len(config_bytes)},
+                    "layers": layers}
+        manifest_digest = engine.content.write_bytes(json.dumps(manifest, separators=(",", ":")).encode())
+        return commit(engine, manifest_digest, tags)
+
+
+def _oci_descriptor(engine: "Engine", desc: dict[str, Any], diff_id: str, chain: str) -> dict[str, Any]:
+    """A parent layer as an OCI manifest lists it: its stored blob, or (pruned) the layer
+    packed again as an uncompressed tar."""
+    oci = {"": mt.OCI_LAYER, "gzip": mt.OCI_LAYER_GZIP, "zstd": mt.OCI_LAYER_ZSTD}
+    if desc.get("digest") and engine.content.has(desc["digest"]):
+        return {"mediaType": oci[mt.compression_of(desc["mediaType"])], "digest": desc["digest"],
+                "size": int(desc.get("size") or engine.content.size(desc["digest"]))}
+    for blob, media_type, _size in engine.layers.blobs_for(diff_id):
+        if engine.content.has(blob):
+            return {"mediaType": oci[mt.compression_of(media_type)], "digest": blob, "size": engine.content.size(blob)}
+    from pathlib import Path
+
+    from dockyard.store import archive
+
+    with engine.content.ingest(expected=diff_id) as writer:
+        archive.pack(Path(engine.layers.diff_dir(chain)), writer, hash=False)
+        writer.commit()
+    size = engine.content.size(diff_id)
+    engine.layers.record_blob(diff_id, diff_id, mt.OCI_LAYER, size)
+    return {"mediaType": mt.OCI_LAYER, "digest": diff_id, "size": size}

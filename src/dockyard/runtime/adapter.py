@@ -110,6 +110,10 @@ class Runtime:
         """Host PIDs of the container's processes."""
         raise NotImplementedError
 
+    def update(self, container_id: str, resources: "dict[str, Any]") -> None:
+        """Apply new OCI ``linux.resources`` to the running container (``update --resources``)."""
+        raise NotImplementedError
+
     def exists(self, container_id: str) -> bool:
         """Whether the runtime holds state for this ID (cheap: no command is run)."""
         return os.path.exists(os.path.join(self.root, container_id))

@@ -231,6 +231,13 @@ class OCIRuntime(Runtime):
         """Host PIDs of the container's processes."""
         return [int(p) for p in json.loads(self._run(["ps", "--format", "json", container_id]).stdout or b"[]")]
 
+    def update(self, container_id: str, resources: dict[str, Any]) -> None:
+        """``update --resources -``: the OCI linux.resources object on stdin."""
+        result = subprocess.run(self.argv("update", "--resources", "-", container_id), input=json.dumps(resources).encode(),
+                                capture_output=True, timeout=60, env=self._env)
+        if result.returncode != 0:
+            raise self._error("update", result)
+
     def list(self) -> list[dict[str, Any]]:
         out = self._run(["list", "--format", "json"]).stdout
         return json.loads(out) if out.strip() and out.strip() != b"null" else []

@@ -140,6 +140,18 @@ class PyruncRuntime(Runtime):
 
         return self._call("ps", lambda root, cid: Cgroup(Container(root, cid).state["cgroup"]).pids(), container_id)
 
+    def update(self, container_id: str, resources: "dict") -> None:
+        from dockyard.runtime.pyrunc.cgroups import Cgroup
+        from dockyard.runtime.pyrunc.state import Container, StateError
+
+        def apply(root: str, cid: str) -> None:
+            container = Container(root, cid)
+            if container.status() == "stopped":
+                raise StateError(f"cannot update container `{cid}`: it is stopped")
+            Cgroup(container.state["cgroup"]).apply(resources)
+
+        self._call("update", apply, container_id)
+
     def _call(self, verb: str, fn: "Callable[[str, str], object]", container_id: str):  # noqa: ANN202
         from dockyard.runtime.pyrunc.state import SetupError, StateError
 
