@@ -82,7 +82,7 @@ def test_status_nobody_no_new_privs(runtime, runtime_roots, bundles) -> None:
         rt, b, ["sh", "-c", _STATUS + "; id"], user="nobody", no_new_privileges=True, cap_drop=["NET_RAW"])))
     fields = dict(line.split(":\t") for line in result.splitlines()[:-1])
     assert int(fields["CapEff"], 16) == 0 and fields["NoNewPrivs"] == "1"
-    assert result.splitlines()[-1] == "uid=65534(nobody) gid=65534(nobody)"
+    assert result.splitlines()[-1] == "uid=65534(nobody) gid=65534(nobody) groups=65534(nobody)"  # as docker
 
 
 def test_user_groups(runtime, runtime_roots, bundles) -> None:
