@@ -109,9 +109,10 @@ def test_kill_refuses_signals_docker_refuses(dy: Dockyard) -> None:
     dy.cli("run", "-d", "--name", "target", "busybox", "sh", "-c", "trap 'exit 3' USR1; while :; do sleep 0.1; done",
            check=True)
     record, _ = _record(dy, "target")
-    for sig, message in (("99", "the linux daemon does not support signal 99"), ("0", "invalid signal: 0"),
-                         ("FOO", "invalid signal: FOO"), ("SIGBOGUS", "invalid signal: SIGBOGUS"),
-                         ("32", "the linux daemon does not support signal 32")):
+    for sig, message in (("99", "Cannot kill container: target: The linux daemon does not support signal 99"),
+                         ("0", "Invalid signal: 0"), ("FOO", "Invalid signal: FOO"),
+                         ("SIGBOGUS", "Invalid signal: SIGBOGUS"),
+                         ("32", "Cannot kill container: target: The linux daemon does not support signal 32")):
         result = dy.cli("kill", "-s", sig, "target")
         assert result.returncode == 1 and result.stderr == f"Error: {message}\n", (sig, result)
     assert alive(record.shim_pid) and alive(record.pid)
@@ -127,7 +128,7 @@ def test_kill_refuses_signals_docker_refuses(dy: Dockyard) -> None:
 
 def test_stop_signal_is_checked_when_the_container_is_made(dy: Dockyard) -> None:
     result = dy.cli("run", "-d", "--stop-signal", "NOPE", "busybox", "sleep", "1")
-    assert result.returncode == 125 and "invalid signal: NOPE" in result.stderr
+    assert result.returncode == 125 and "Invalid signal: NOPE" in result.stderr
     assert dy.cli("ps", "-aq").stdout == ""
     stopped = dy.cli("stop", "-s", "99", "nothing-here")
     assert stopped.returncode == 1

@@ -115,6 +115,13 @@ def _create_options(f: Callable) -> Callable:
         click.option("--volumes-from", multiple=True, metavar="LIST", help="Mount volumes from the specified container(s)."),
         click.option("--platform", metavar="STRING", help="Set platform if server is multi-platform capable."),
         click.option("--isolation", metavar="STRING", help="Container isolation technology (default only)."),
+        # health checks (containers/health.py)
+        click.option("--health-cmd", metavar="STRING", help="Command to run to check health."),
+        click.option("--health-interval", metavar="DURATION", help="Time between running the check (ms|s|m|h) (default 0s)."),
+        click.option("--health-timeout", metavar="DURATION", help="Maximum time to allow one check to run (ms|s|m|h) (default 0s)."),
+        click.option("--health-retries", type=int, help="Consecutive failures needed to report unhealthy."),
+        click.option("--health-start-period", metavar="DURATION", help="Start period for the container to initialize before starting health-retries countdown (ms|s|m|h) (default 0s)."),
+        click.option("--no-healthcheck", is_flag=True, help="Disable any container-specified HEALTHCHECK."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -250,7 +257,12 @@ def wait(containers_: tuple[str, ...]) -> None:
 @click.argument("new_name")
 def rename(container: str, new_name: str) -> None:
     """Rename a container."""
-    _engine().containers.rename(container, new_name)
+    from dockyard.errors import DockyardError
+
+    try:
+        _engine().containers.rename(container, new_name)
+    except DockyardError as e:
+        raise DockyardError(f"{e}\nError: failed to rename container named {container}", exit_code=1) from None
 
 
 @click.command()

@@ -77,7 +77,7 @@ def rm(force: bool, names: tuple[str, ...]) -> None:
             networks.remove(name)
         except NotFoundError:
             if not force:
-                raise
+                raise NotFoundError(f"No such network: {name}") from None
 
     _each(names, remove)
 

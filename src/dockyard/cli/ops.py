@@ -153,7 +153,8 @@ def build_create(kw: dict[str, Any], image: str, command: Sequence[str]) -> tupl
         try:
             nano_cpus = int(float(kw["cpus"]) * 1e9)
         except ValueError:
-            raise DockyardError(f"invalid argument \"{kw['cpus']}\" for \"--cpus\" flag", exit_code=125) from None
+            raise DockyardError(f"invalid argument \"{kw['cpus']}\" for \"--cpus\" flag: failed to parse "
+                                f"{kw['cpus']} as a rational number", exit_code=125) from None
         if nano_cpus > (os.cpu_count() or 1) * 1e9:
             raise DockyardError(f"range of CPUs is from 0.01 to {os.cpu_count()}.00, as there are only "
                                 f"{os.cpu_count()} CPUs available", exit_code=125)
@@ -175,10 +176,27 @@ def build_create(kw: dict[str, Any], image: str, command: Sequence[str]) -> tupl
     for b in host["Binds"] or []:
         mounts_mod.parse_volume(b)  # fail early, with Docker's message
     _network_options(kw, config, host)
+    _healthcheck(kw, config)
     from dockyard.containers import runflags
 
     host.update(runflags.parse(kw))  # namespaces, devices, security, cpuset/blkio/oom
     return config, host
+
+
+def _healthcheck(kw: dict[str, Any], config: dict[str, Any]) -> None:
+    """--health-* and --no-healthcheck into Config.Healthcheck, with the docker CLI's checks."""
+    if not (kw.get("no_healthcheck") or any(kw.get(k) not in (None, "", 0) for k in (
+            "health_cmd", "health_interval", "health_timeout", "health_retries", "health_start_period"))):
+        return
+    from dockyard.containers import health
+    from dockyard.errors import DockyardError
+
+    try:
+        check = health.from_flags(kw)
+    except health.HealthError as e:
+        raise DockyardError(e.message, exit_code=125) from None
+    if check is not None:
+        config["Healthcheck"] = check
 
 
 def _network_options(kw: dict[str, Any], config: dict[str, Any], host: dict[str, Any]) -> None:
@@ -459,7 +477,12 @@ def status_text(r: "ContainerRecord", now: float) -> str:
 
     if r.status in ("running", "paused"):
         text = f"Up {human_duration(now - (r.started_at or now))}"
-        return text + " (Paused)" if r.status == "paused" else text
+        if r.status == "paused":
+            return text + " (Paused)"
+        health = r.extra.get("health")   # filled by containers.list for a container with a check
+        if health in ("starting", "healthy", "unhealthy"):
+            return f"{text} (health: starting)" if health == "starting" else f"{text} ({health})"
+        return text
     if r.status == "restarting":
         return f"Restarting ({r.exit_code}) {human_duration(now - (r.finished_at or now))} ago"
     if r.status == "exited":

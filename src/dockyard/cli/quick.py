@@ -164,8 +164,17 @@ def volume_inspect(engine: "Any", names: "Sequence[str]", format_: "str | None")
 
 
 def network_inspect(engine: "Any", names: "Sequence[str]", format_: "str | None") -> None:
+    from dockyard.errors import NotFoundError
+
     networks = engine.networks
-    print_inspected(names, lambda name: networks.inspect(networks.get(name)), format_)
+
+    def lookup(name: str) -> "Any":
+        try:
+            return networks.inspect(networks.get(name))
+        except NotFoundError:   # the CLI's words; the daemon's are "network X not found"
+            raise NotFoundError(f"No such network: {name}") from None
+
+    print_inspected(names, lookup, format_)
 
 
 # ---- listings ------------------------------------------------------------------------------

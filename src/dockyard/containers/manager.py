@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 DEFAULT_STOP_TIMEOUT = 10
 DEFAULT_RUNTIME = "pyrunc"  # dockyard.runtime.adapter.DEFAULT_RUNTIME (not imported: run's start-up)
 SHIM_DIED = "the container's shim (dockyard monitor, pid {pid}) died; the container was stopped"
-LIST_FILTERS = frozenset({"status", "name", "label", "ancestor", "id", "exited", "before", "since"})
+LIST_FILTERS = frozenset({"status", "name", "label", "ancestor", "id", "exited", "before", "since", "health"})
 
 
 class ContainerError(DockyardError):
@@ -171,6 +171,8 @@ class Containers:
         host_config["Runtime"] = host_config.get("Runtime") or DEFAULT_RUNTIME
         host_config.setdefault("CgroupParent", os.environ.get("DOCKYARD_CGROUP_PARENT", "dockyard"))
         _check_host_config(host_config, merged)
+        if merged.get("Healthcheck"):
+            _check_healthcheck(merged["Healthcheck"])
         from dockyard.containers import runflags
 
         runflags.check(host_config, merged, self.get)  # namespaces, devices, security, resources
@@ -299,6 +301,8 @@ class Containers:
                 shim: "SpawnedShim | None") -> StartHandle:
         cid = record.id
         bundle = self.container_dir(cid)
+        # before anything is mounted or plugged in: a log the driver cannot rotate fails the start
+        log_max_size, log_max_files = _log_rotation((record.host_config.get("LogConfig") or {}).get("Config") or {})
         from dockyard.containers import bundle as bundles
         from dockyard.runtime import spec as specs
 
@@ -323,13 +327,12 @@ class Containers:
                 attach.teardown(str(self.engine.root), self.run_base, cid, network, engine=self.engine)
             raise
         host = record.host_config
-        log_config = (host.get("LogConfig") or {}).get("Config") or {}
         cfg = {
             "id": cid, "root": str(self.engine.root), "runtime": name,
             "runtime_root": str(self.runtime_root(name)),
             "bundle": str(bundle), "container_dir": str(bundle), "pid_file": os.path.join(shim_dir, "pid"),
             "log_path": str(self.log_path(cid)), "socket": str(self.socket_path(cid)),
-            "log_max_size": _log_size(log_config.get("max-size")), "log_max_files": int(log_config.get("max-file") or 1),
+            "log_max_size": log_max_size, "log_max_files": log_max_files,
             "terminal": bool(record.container_config.get("Tty")),
             "open_stdin": bool(record.container_config.get("OpenStdin")),
             "attach_first": attach_first, "tty_size": list(tty_size) if tty_size else None,
@@ -337,16 +340,15 @@ class Containers:
             "cgroup": spec["linux"]["cgroupsPath"],
             "anonymous_volumes": [m["Name"] for m in record.config.get("Mounts") or [] if m.get("Anonymous")],
             "network": network, "runroot": self.run_base,
+            "health": _health_probe(record.container_config),   # None: no health check to run
             "event_attrs": self.event_attrs(record),  # the shim records start, die, destroy
-            "event_volumes": [m["Name"] for m in record.config.get("Mounts") or [] if m.get("Type") == "volume"],
+            "event_volumes": [{"container": cid, "destination": m["Destination"], "driver": m.get("Driver") or "local",
+                               "propagation": m.get("Propagation") or "", "read/write": "true" if m.get("RW", True)
+                               else "false", "name": m["Name"]}
+                              for m in record.config.get("Mounts") or [] if m.get("Type") == "volume"],
         }
         with open(os.path.join(shim_dir, "shim.json"), "w") as f:
             f.write(json.dumps(cfg))  # for the record: what the shim was told
-        for m in record.config.get("Mounts") or []:  # Docker's volume mount events, at each start
-            if m.get("Type") == "volume":
-                events.record(self.engine.root, "volume", "mount", m["Name"], {
-                    "container": cid, "destination": m["Destination"], "driver": m.get("Driver") or "local",
-                    "propagation": m.get("Propagation") or "", "read/write": "true" if m.get("RW", True) else "false"})
         spawned = shim if shim is not None else self.spawn_shim()
         # One statement: the config with the bind inodes, the shim to watch, a clean slate.
         self.store.update(cid, config=record.config, stopped_by_user=0, error="", shim_pid=spawned.process.pid)
@@ -465,8 +467,21 @@ class Containers:
         return self.store.get(record.id) or record
 
     def kill(self, typed: str, signal: str | int = "SIGKILL") -> ContainerRecord:
-        sig = signal_number(signal)  # before the container: Docker checks the request first
-        record = self.get(typed)
+        # Docker: a name it does not know is refused before the container is looked up; a
+        # number no process can be sent, after (both worded as dockerd words them)
+        unsupported = None
+        try:
+            sig = signal_number(signal)
+        except InvalidSignal as e:
+            if e.message.startswith("Invalid signal"):
+                raise
+            sig, unsupported = 0, e.message
+        try:
+            record = self.get(typed)
+        except NotFoundError as e:
+            raise NotFoundError(f"Cannot kill container: {typed}: {e.message}") from None
+        if unsupported:
+            raise InvalidSignal(f"Cannot kill container: {typed}: {unsupported}")
         if record.status not in (RUNNING, PAUSED):
             raise ConflictError(f"Cannot kill container: {typed}: Container {record.id} is not running")
         if sig in (signals.SIGKILL, signals.SIGTERM, signals.SIGINT):
@@ -600,7 +615,10 @@ class Containers:
         new_name = names.check_name(new_name)
         if new_name == record.name:
             raise DockyardError("Renaming a container with the same name as its current name")
-        self.store.update(record.id, name=new_name)
+        try:
+            self.store.update(record.id, name=new_name)
+        except ConflictError as e:
+            raise ConflictError(f"Error when allocating new name: {e.message}") from None
         record.name = new_name
         self.event("rename", record, oldName="/" + old_name)
 
@@ -649,6 +667,9 @@ class Containers:
         for value in filters.get("status") or ():  # Docker refuses a state no container can be in
             if value not in ("created", "restarting", "running", "removing", "paused", "exited", "dead"):
                 raise DockyardError(f"Invalid filter 'status={value}'")
+        for value in filters.get("health") or ():
+            if value not in ("starting", "healthy", "unhealthy", "none"):
+                raise DockyardError(f"Unrecognised filter value for health: {value}")
         records = [self._reconcile(r) for r in self.store.all()]
         if last > 0:
             records = records[:last]
@@ -659,6 +680,8 @@ class Containers:
                 continue
             if not _matches(self, r, filters):
                 continue
+            if r.status == RUNNING and r.container_config.get("Healthcheck"):
+                health_status(self, r)   # for ps's "Up 5 seconds (healthy)"
             out.append(r)
         return out
 
@@ -864,6 +887,10 @@ def _merge_config(config: dict[str, Any], image_conf: dict[str, Any]) -> dict[st
     labels = dict(image_conf.get("Labels") or {})
     labels.update(config.get("Labels") or {})
     merged["Labels"] = labels
+    if config.get("Healthcheck") or image_conf.get("Healthcheck"):
+        from dockyard.containers import health
+
+        merged["Healthcheck"] = health.merge(config.get("Healthcheck"), image_conf.get("Healthcheck"))
     if image_conf.get("Volumes"):
         merged["Volumes"] = {**image_conf["Volumes"], **(config.get("Volumes") or {})}
     if image_conf.get("ExposedPorts"):
@@ -896,19 +923,27 @@ def _check_host_config(host: dict[str, Any], config: dict[str, Any]) -> None:
     log_type = host["LogConfig"].get("Type") or "json-file"
     if log_type not in ("json-file", "none"):
         raise ContainerError(f"logging driver {log_type!r} is not supported (json-file, none)")
+    if log_type == "json-file" and host["LogConfig"].get("Config"):
+        from dockyard.containers.logs import check_options
+
+        try:
+            check_options(host["LogConfig"]["Config"])
+        except ValueError as e:
+            raise ContainerError(str(e)) from None
     if host.get("Memory") and host["Memory"] < 6 * 1024 * 1024:
         raise ContainerError("Minimum memory limit allowed is 6MB")
 
 
-def _log_size(value: str | None) -> int:
-    if not value:
-        return 0
-    from dockyard.containers.logs import parse_size
+def _log_rotation(config: dict[str, str]) -> tuple[int, int]:
+    """(max-size, max-file) of the json-file log: checked at start, as Docker's driver does."""
+    if not config:
+        return 0, 1
+    from dockyard.containers.logs import rotation
 
     try:
-        return parse_size(value)
+        return rotation(config)
     except ValueError as e:
-        raise ContainerError(str(e)) from None
+        raise ContainerError(f"failed to initialize logging driver: {e}") from None
 
 
 def runtime_name(record: ContainerRecord) -> str:
@@ -942,6 +977,8 @@ def _matches(containers: Containers, r: ContainerRecord, filters: Mapping[str, S
             return False
         if key == "id" and not any(r.id.startswith(v) for v in values):
             return False
+        if key == "health" and health_status(containers, r) not in values:
+            return False
         if key == "exited" and not (r.status == EXITED and str(r.exit_code) in values):
             return False
         if key == "label":
@@ -959,6 +996,35 @@ def _matches(containers: Containers, r: ContainerRecord, filters: Mapping[str, S
             if key == "since" and not r.created > other.created:
                 return False
     return True
+
+
+def health_status(containers: Containers, r: ContainerRecord) -> str:
+    """The container's health status (starting, healthy, unhealthy, none), kept on the record
+    for ``ps``'s STATUS; a container without a health check costs no file read."""
+    if "health" not in r.extra:
+        if not r.container_config.get("Healthcheck"):
+            return "none"
+        from dockyard.containers import health
+
+        r.extra["health"] = health.status_of(r.container_config, containers.container_dir(r.id), r.status in ACTIVE)
+    return r.extra["health"]
+
+
+def _health_probe(config: dict[str, Any]) -> dict[str, Any] | None:
+    if not config.get("Healthcheck"):
+        return None
+    from dockyard.containers import health
+
+    return health.shim_config(config)
+
+
+def _check_healthcheck(healthcheck: dict[str, Any]) -> None:
+    from dockyard.containers import health
+
+    try:
+        health.check(healthcheck)
+    except health.HealthError as e:
+        raise ContainerError(e.message) from None
 
 
 def _name_match(pattern: str, name: str) -> bool:

@@ -28,14 +28,14 @@ def parse(text: "str | int") -> int:
     if raw.lstrip("+-").isdigit():
         number = int(raw)
         if number == 0:
-            raise SignalError(f"invalid signal: {raw}")
+            raise SignalError(f"Invalid signal: {raw}")
     else:
         name = raw.upper()
         number = NAMES.get(name[3:] if name.startswith("SIG") else name, 0)
         if not number:
-            raise SignalError(f"invalid signal: {raw}")
+            raise SignalError(f"Invalid signal: {raw}")
     if not valid(number):
-        raise SignalError(f"the linux daemon does not support signal {number}")
+        raise SignalError(f"The linux daemon does not support signal {number}")
     return number
 
 
