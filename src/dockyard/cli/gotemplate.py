@@ -187,6 +187,9 @@ _NUMBER = re.compile(r"[+-]?(0[xX][0-9a-fA-F_]+|0[bB][01_]+|0[oO]?[0-7_]+(?![.eE
                      r"(\d[\d_]*)?\.?\d*([eE][+-]?\d+)?)")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _FIELD_OR_VAR = re.compile(r"[.$][A-Za-z0-9_]*")
+_CHAR = re.compile(r"'(\\.[^']*|[^'\\])'")
+_INT_FORMS = ((re.compile(r"[+-]?0[xX][0-9a-fA-F]+"), 16), (re.compile(r"[+-]?0[bB][01]+"), 2),
+              (re.compile(r"[+-]?0[oO]?[0-7]+"), 8), (re.compile(r"[+-]?\d+"), 10))
 KEYWORDS = frozenset({"if", "else", "end", "range", "with", "define", "template", "block",
                       "break", "continue", "nil", "true", "false"})
 
@@ -320,7 +323,7 @@ def _lex_action(text: str, i: int, toks: list[Tok]) -> int:
             toks.append(Tok("rawstring", text[i:j + 1], i, line))
             i = j + 1
         elif c == "'":
-            m = re.compile(r"'(\\.[^']*|[^'\\])'").match(text, i)
+            m = _CHAR.match(text, i)
             if not m:
                 raise _perr(line, "unterminated character constant")
             toks.append(Tok("char", m.group(0), i, line))
@@ -510,14 +513,9 @@ def _unquote(src: str, line: int) -> str:
 def _number(src: str, line: int) -> int | float:
     s = src.replace("_", "")
     try:
-        if re.fullmatch(r"[+-]?0[xX][0-9a-fA-F]+", s):
-            return int(s, 16)
-        if re.fullmatch(r"[+-]?0[bB][01]+", s):
-            return int(s, 2)
-        if re.fullmatch(r"[+-]?0[oO]?[0-7]+", s) and len(s.lstrip("+-")) > 1:
-            return int(s.replace("o", "").replace("O", ""), 8)
-        if re.fullmatch(r"[+-]?\d+", s):
-            return int(s)
+        for form, base in _INT_FORMS:
+            if form.fullmatch(s) and (base != 8 or len(s.lstrip("+-")) > 1):
+                return int(s.replace("o", "").replace("O", "") if base == 8 else s, base)
         value = float(s)
         return int(value) if value.is_integer() and "e" not in s.lower() and "." not in s else value
     except ValueError:
@@ -618,7 +616,7 @@ class Parser:
 
     def branch(self, kind: str, tok: Tok) -> Branch:
         saved = len(self.vars)
-        pipe = self.pipeline(kind, "}}", decl_ok=True, range_decl=(kind == "range"))
+        pipe = self.pipeline(kind, "}}", range_decl=(kind == "range"))
         if kind == "range":
             self.range_depth += 1
         body, end = self.item_list()
@@ -675,7 +673,7 @@ class Parser:
         self.defines[name] = body
         return Include(name, pipe, name_tok.pos, tok.line)
 
-    def pipeline(self, context: str, end: str, decl_ok: bool = True, range_decl: bool = False) -> Pipe:
+    def pipeline(self, context: str, end: str, range_decl: bool = False) -> Pipe:
         start = self.peek_ns()
         decl: list[str] = []
         assign = False
@@ -692,18 +690,16 @@ class Parser:
                 self.next_ns()
                 second = self.next_ns()
                 if second.kind != "variable":
-                    raise _perr(second.line, f"range can only initialize variables")
+                    raise _perr(second.line, "range can only initialize variables")
                 op = self.next_ns()
                 if op.kind not in (":=", "="):
                     raise _perr(op.line, "expected := or = in range")
                 decl, assign = [tok.val, second.val], op.kind == "="
             else:
                 self.i = save
-        if decl:
-            if assign:
-                for name in decl:
-                    if name not in self.vars:
-                        raise _perr(tok.line, f"undefined variable {_quote(name)}")
+        for name in decl if assign else ():
+            if name not in self.vars:
+                raise _perr(tok.line, f"undefined variable {_quote(name)}")
         cmds: list[Command] = []
         while True:
             tok = self.peek_ns()
@@ -722,10 +718,8 @@ class Parser:
         if not cmds:
             raise _perr(start.line, f"missing value for {context}")
         for i, cmd in enumerate(cmds[1:], 1):
-            head = cmd.args[0]
-            if isinstance(head, (Literal, Dot)) or (isinstance(head, Pipe)):
-                if not isinstance(head, Pipe):
-                    raise _perr(start.line, f"non executable command in pipeline stage {i + 1}")
+            if isinstance(cmd.args[0], (Literal, Dot)):  # nothing to pass the piped value to
+                raise _perr(start.line, f"non executable command in pipeline stage {i + 1}")
         if decl and not assign:
             self.vars.extend(decl)
         return Pipe(decl, assign, cmds, start.pos, start.line)
@@ -829,8 +823,7 @@ def _want_int(v: Any) -> int:
 
 
 def _want_strs(v: Any) -> list[str]:
-    if not (isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)) or (
-            isinstance(v, (list, tuple)) and not v and False):
+    if not (isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)):
         raise _ArgError(v, "[]string")
     return list(v)
 
@@ -1414,8 +1407,7 @@ class _State:
               via: str | None, last: bool = True) -> Any:
         has_args = bool(args) or final is not _NOFINAL
         if recv is MISSING:
-            raise _ExecError(node, f"nil pointer evaluating interface {{}}.{name}" if False else
-                             f"map has no entry for key {_quote(via or name)}")
+            raise _ExecError(node, f"map has no entry for key {_quote(via or name)}")
         if isinstance(recv, Mapping):
             if name in recv:
                 value = recv[name]
@@ -1469,20 +1461,11 @@ class _State:
 
     def invoke(self, fn: Callable[..., Any], name: str, argv: list[Any], node: Node, method: bool,
                arg_nodes: Sequence[Node] = ()) -> Any:
-        import inspect
-
-        try:
-            sig = inspect.signature(fn)
-        except (TypeError, ValueError):
-            sig = None
-        if sig is not None:
-            params = list(sig.parameters.values())
-            variadic = any(p.kind == p.VAR_POSITIONAL for p in params)
-            # parameters with defaults are a closure's captures, not the template's arguments
-            fixed = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-                     and p.default is p.empty]
-            if (variadic and len(argv) < len(fixed)) or (not variadic and len(argv) != len(fixed)):
-                want = f"at least {len(fixed)}" if variadic else str(len(fixed))
+        arity = _arity(fn)
+        if arity is not None:
+            fixed, variadic = arity
+            if (variadic and len(argv) < fixed) or (not variadic and len(argv) != fixed):
+                want = f"at least {fixed}" if variadic else str(fixed)
                 raise _ExecError(node, f"wrong number of args for {name}: want {want} got {len(argv)}")
         try:
             return fn(*argv)
@@ -1504,6 +1487,17 @@ class _State:
 
 
 _NOFINAL = object()  # "no value piped in", distinct from a piped None
+_CO_VARARGS = 0x04
+
+
+def _arity(fn: Callable[..., Any]) -> tuple[int, bool] | None:
+    """How many arguments a template may pass ``fn`` (and whether more may follow), from its
+    code object: parameters with defaults are a closure's captures, not the template's."""
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return None
+    defaults = len(getattr(fn, "__defaults__", None) or ())
+    return code.co_argcount - defaults, bool(code.co_flags & _CO_VARARGS)
 
 
 def parse(text: str, **kw: Any) -> GoTemplate:
