@@ -8,10 +8,14 @@ Imported only when the fast path (``cli/fastpath.py``) hands over: click alone c
 from __future__ import annotations
 
 import importlib
+import os
 
 import click
 
 from dockyard.cli.main import COMMANDS
+
+
+_COMPLETING = "_DOCKYARD_COMPLETE" in os.environ
 
 
 class LazyGroup(click.Group):
@@ -28,7 +32,12 @@ class LazyGroup(click.Group):
         if name in self.lazy:
             target = self.lazy[name][0]
             module_name, _, attr = target.partition(":")
-            return getattr(importlib.import_module(module_name), attr)
+            command = getattr(importlib.import_module(module_name), attr)
+            if _COMPLETING:   # the shell asks what may follow: container, image... names too
+                from dockyard.cli.completion import attach
+
+                attach(command)
+            return command
         return super().get_command(ctx, name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
