@@ -79,6 +79,10 @@ CREATE_OPTIONS = [
     _o("--device-write-bps", "device_write_bps", MULTI), _o("--device-read-iops", "device_read_iops", MULTI),
     _o("--device-write-iops", "device_write_iops", MULTI), _o("--volumes-from", "volumes_from", MULTI),
     _o("--platform", "platform"), _o("--isolation", "isolation"),
+    # containers/health.py's flags
+    _o("--health-cmd", "health_cmd"), _o("--health-interval", "health_interval"),
+    _o("--health-timeout", "health_timeout"), _o("--health-retries", "health_retries", INT),
+    _o("--health-start-period", "health_start_period"), _o("--no-healthcheck", "no_healthcheck", FLAG),
 ]
 SPECS = {
     "run": Spec(CREATE_OPTIONS + [_o("-d --detach", "detach", FLAG), _o("--sig-proxy", "sig_proxy", BOOL, True),

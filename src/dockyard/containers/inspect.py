@@ -252,6 +252,12 @@ def inspect_container(containers: "Containers", r: ContainerRecord, size: bool =
             "Networks": net["Networks"],
         },
     })
+    if r.container_config.get("Healthcheck"):   # Docker's State.Health, once a check has run
+        from dockyard.containers import health
+
+        state = health.state_of(r.container_config, cdir, running and r.status != RESTARTING)
+        if state is not None:
+            result["State"]["Health"] = state
     return result
 
 

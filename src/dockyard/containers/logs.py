@@ -19,10 +19,69 @@ MAX_LINE = 16 * 1024  # Docker splits longer lines into 16 KiB records
 
 
 def timestamp(ns: int | None = None) -> str:
-    """RFC 3339 with nanoseconds in UTC, as Docker writes ``time``."""
+    """RFC 3339 with nanoseconds in UTC, as Docker writes ``time`` (Go's RFC3339Nano: trailing
+    zeros of the fraction dropped)."""
     ns = time.time_ns() if ns is None else ns
     secs, frac = divmod(ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:09d}Z"
+    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+    return text + ("." + f"{frac:09d}").rstrip("0") + "Z" if frac else text + "Z"
+
+
+# Docker's json-file escapes a line as its jsonlog writer does: ", \, \n and \r by backslash,
+# other control characters and <, >, & as \u00XX, U+2028/U+2029 and undecodable bytes as \uXXXX.
+_ESCAPES = {c: "\\u%04x" % c for c in range(0x20)}
+_ESCAPES.update({ord('"'): '\\"', ord("\\"): "\\\\", ord("\n"): "\\n", ord("\r"): "\\r",
+                 ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026", 0x2028: "\\u2028",
+                 0x2029: "\\u2029", 0xFFFD: "\\ufffd"})
+
+
+def encode_record(line: bytes, stream: str, time_text: str) -> bytes:
+    """One json-file record, byte for byte as Docker writes it (so sizes, and with them the
+    rotation points, are Docker's)."""
+    text = line.decode("utf-8", "replace").translate(_ESCAPES)
+    return f'{{"log":"{text}","stream":"{stream}","time":"{time_text}"}}\n'.encode()
+
+
+def rotation(config: "dict[str, str]") -> "tuple[int, int]":
+    """(max-size in bytes or 0, max-file) of a json-file LogConfig.Config; ValueError with the
+    words Docker's driver fails to start with. max-size is go-units' FromHumanSize, decimal:
+    ``1k`` is 1000 bytes there."""
+    max_size = 0
+    if "max-size" in config:
+        max_size = human_size(config["max-size"])
+        if max_size <= 0:
+            raise ValueError("max-size must be a positive number")
+    max_files = 1
+    if "max-file" in config:
+        text = config["max-file"]
+        try:
+            max_files = int(text)
+        except ValueError:
+            raise ValueError(f'strconv.Atoi: parsing "{text}": invalid syntax') from None
+        if max_files < 1:
+            raise ValueError("max-file cannot be less than 1")
+    return max_size, max_files
+
+
+LOG_OPTS = ("max-file", "max-size", "compress", "labels", "labels-regex", "env", "env-regex", "tag")
+
+
+def check_options(config: "dict[str, str]") -> None:
+    """The json-file driver's check at create: only the options it knows."""
+    for key in config:
+        if key not in LOG_OPTS:
+            raise ValueError(f"unknown log opt '{key}' for json-file log driver")
+
+
+def human_size(text: str) -> int:
+    """go-units' FromHumanSize: ``1k``/``1kb`` = 1000, ``1KiB`` = 1024, fractions allowed."""
+    import re
+
+    m = re.fullmatch(r"(\d+(?:\.\d+)?) ?([kmgtpKMGTP]?)(i?)[bB]?", text.strip())
+    if not m:
+        raise ValueError(f"invalid size: '{text}'")
+    base = 1024 if m[3] else 1000
+    return int(float(m[1]) * base ** " kmgtp".index(m[2].lower() or " "))
 
 
 def parse_size(text: str) -> int:
@@ -80,14 +139,19 @@ class LogWriter:
 
     def _emit(self, stream: str, lines: "list[bytes]") -> None:
         now = timestamp()
-        out = "".join(json.dumps({"log": line.decode("utf-8", "replace"), "stream": stream, "time": now},
-                                 ensure_ascii=False) + "\n" for line in lines).encode()
-        if self.max_size and self._size + len(out) > self.max_size and self._size > 0:
-            self._rotate()
-        os.write(self._fd, out)
-        self._size += len(out)
+        for line in lines:
+            record = encode_record(line, stream, now)
+            # Docker's rule: a file that reached max-size is rotated before the next record,
+            # so a file ends a little past max-size, never before it.
+            if self.max_size and self._size >= self.max_size:
+                self._rotate()
+            os.write(self._fd, record)
+            self._size += len(record)
 
     def _rotate(self) -> None:
+        """``path`` -> ``path.1`` -> ... -> ``path.<max_files-1>``, the oldest dropped; with
+        ``max_files`` 1 the current file is replaced by an empty one. Renamed or unlinked, never
+        truncated: a ``logs -f`` reading the old file finishes it, then follows the new one."""
         os.close(self._fd)
         if self.max_files > 1:
             for i in range(self.max_files - 1, 0, -1):
@@ -96,10 +160,12 @@ class LogWriter:
                     os.replace(src, f"{self.path}.{i}")
                 except FileNotFoundError:
                     pass
-            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
         else:
-            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-        self._fd = os.open(self.path, flags, 0o640)
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         self._size = 0
 
     def close(self) -> None:
@@ -157,7 +223,11 @@ def read(path: str, tail: int | None = None, since: float | None = None, follow:
     """Records of the log, oldest first; with ``follow`` keep reading until ``alive()`` is false."""
     records: list[dict[str, str]] = []
     for name in files(path):
-        with open(name, "rb") as f:
+        try:
+            f = open(name, "rb")
+        except FileNotFoundError:   # rotated away meanwhile
+            continue
+        with f:
             for line in f:
                 if line.endswith(b"\n"):
                     records.append(json.loads(line))
@@ -186,13 +256,19 @@ def read(path: str, tail: int | None = None, since: float | None = None, follow:
                         yield json.loads(line)
                 continue
             try:
-                if os.stat(path).st_ino != inode:  # rotated: continue in the new file
-                    f.close()
-                    f = open(path, "rb")
-                    inode = os.fstat(f.fileno()).st_ino
-                    continue
+                current = os.stat(path).st_ino
             except FileNotFoundError:
-                return
+                current = None   # rotated away, its successor not made yet
+            if current is not None and current != inode:
+                # Rotated: what was written to the old file before it went, then the new file.
+                for line in (pending + f.read()).split(b"\n"):
+                    if line:
+                        yield json.loads(line)
+                pending = b""
+                f.close()
+                f = open(path, "rb")
+                inode = os.fstat(f.fileno()).st_ino
+                continue
             if alive is not None and not alive():
                 rest = f.read()
                 for line in (pending + rest).split(b"\n"):

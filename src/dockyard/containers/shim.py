@@ -182,6 +182,26 @@ class Shim:
         """A container event in the engine's log (Docker's attributes: labels, image, name)."""
         events.record(self.cfg["root"], "container", action, self.id, {**(self.cfg.get("event_attrs") or {}), **extra})
 
+    def start_events(self) -> None:
+        """Docker's order: network connect, volume mount, container start."""
+        root = self.cfg["root"]
+        for net_id, name, driver in (self.cfg.get("network") or {}).get("events") or ():
+            events.record(root, "network", "connect", net_id, {"container": self.id, "name": name, "type": driver})
+        for m in self.cfg.get("event_volumes") or ():
+            events.record(root, "volume", "mount", m["name"], {k: v for k, v in m.items() if k != "name"})
+        self._mounted = True
+        self.event("start")
+
+    _mounted = False
+
+    def unmount_events(self) -> None:
+        """Once per start, after the network's teardown (Docker's order)."""
+        if not self._mounted:
+            return
+        self._mounted = False
+        for m in self.cfg.get("event_volumes") or ():
+            events.record(self.cfg["root"], "volume", "unmount", m["name"], {"container": self.id, "driver": m["driver"]})
+
     def report(self, text: str) -> None:
         if self.ready_fd >= 0:
             try:
@@ -550,18 +570,19 @@ class Shim:
             started = time.time()
             self.update(status="running", pid=self.pid, started_at=started, error="", exit_code=0,
                         shim_pid=os.getpid(), shim_start=starttime_of(os.getpid()))
-            self.event("start")
+            self.start_events()
+            monitor = self._start_health(started) if self.cfg.get("health") else None
             if first:
                 self.report(f"S{started}")
                 self.close_ready()
             first = False
             code = self.serve_until_exit()
+            if monitor is not None:
+                monitor.stop()
             oom = CgroupPaths(self.cfg["cgroup"]).oom_killed() if self.cfg.get("cgroup") else False
             if oom:
                 self.event("oom")
             self.event("die", exitCode=str(code))
-            for volume in self.cfg.get("event_volumes") or ():
-                events.record(self.cfg["root"], "volume", "unmount", volume, {"container": self.id, "driver": "local"})
             # --rm: the runtime's state goes after run --rm has been told (finish), here
             # and then; otherwise begun now, overlapping the rest of the clean-up.
             deleting = None if self.cfg.get("rm") else self.rt.start_delete(self.id)
@@ -571,6 +592,7 @@ class Shim:
                 deleting()
                 deleting = None
             if restart:
+                self.unmount_events()
                 self.update(status="restarting", exit_code=code, finished_at=time.time(), oom_killed=int(oom),
                             restart_count=count + 1)
             elif not self.cfg.get("rm"):  # --rm deletes the record in finish()
@@ -585,6 +607,17 @@ class Shim:
                 self.update(status="exited")
                 self.finish(remove=bool(self.cfg.get("rm")))
                 return
+
+    def _start_health(self, started: float) -> "Any":
+        """The health check's monitor (containers/health.py) for this run; None if it failed
+        to start (the container runs on without)."""
+        from dockyard.containers import health
+
+        try:
+            return health.Monitor.start(self.cfg, self.rt, started)
+        except OSError as e:
+            _note(f"health check monitor not started: {e}")
+            return None
 
     def _should_restart(self, code: int) -> "tuple[bool, int]":
         """(whether the restart policy restarts it now, the restarts so far)."""
@@ -651,6 +684,7 @@ class Shim:
         _unmount(os.path.join(self.cfg["container_dir"], "rootfs"))
         if self.cfg.get("network"):
             self._teardown_network()
+        self.unmount_events()
         if remove:
             _rmtree(self.cfg["container_dir"])
         elif deleting is not None:
