@@ -122,6 +122,13 @@ PROFILE = {"defaultAction": "SCMP_ACT_ALLOW",
 SCRIPT = "mkdir /x 2>/dev/null || echo mkdir-denied; chmod 700 /tmp 2>/dev/null && echo chmod-ok || echo chmod-denied"
 
 
+def test_systempaths_unconfined(rt: Dockyard) -> None:
+    script = "grep -c ' /proc/sys ' /proc/mounts; grep -c ' /proc/timer_list ' /proc/mounts"
+    assert rt.cli("run", "--rm", "busybox", "sh", "-c", script).stdout.split() == ["1", "1"]
+    assert rt.cli("run", "--rm", "--security-opt", "systempaths=unconfined", "busybox", "sh", "-c",
+                  script).stdout.split() == ["0", "0"]
+
+
 def test_seccomp_profile_in_docker_format(rt: Dockyard, tmp_path: Path) -> None:
     profile = tmp_path / "profile.json"
     profile.write_text(json.dumps(PROFILE, indent=2))
@@ -158,6 +165,15 @@ def test_device_node_and_cgroup_rule(rt: Dockyard, tmp_path: Path) -> None:
     assert "can't create /dev/y: Operation not permitted" in result.stderr
     result = rt.cli("run", "--rm", "busybox", "sh", "-c", "mknod /dev/y c 240 1; cat /dev/y")
     assert "can't open '/dev/y': Operation not permitted" in result.stderr
+
+
+def test_device_directory(rt: Dockyard, tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    os.mknod(tmp_path / "sub" / "n", 0o600 | 0o020000, os.makedev(240, 2))
+    (tmp_path / "plain").write_text("not a device")
+    out = _out(rt, "--device", f"{tmp_path}:/dev/dd", "busybox", "ls", "-lR", "/dev/dd")
+    assert re.search(r"^crw------- .* 240,\s+2 .* n$", out, re.M), out
+    assert "plain" not in out   # docker maps the nodes only
 
 
 def test_device_missing(dy: Dockyard) -> None:
@@ -215,6 +231,8 @@ def test_pid_uts_cgroupns(rt: Dockyard) -> None:
     rt.cli("run", "-d", "--name", "p1", "busybox", "sleep", "60", check=True)
     out = _out(rt, "--pid", "container:p1", "busybox", "ps", "-o", "pid,args")
     assert re.search(r"^\s*1 sleep 60$", out, re.M), out
+    rt.cli("create", "--name", "p2", "--pid", "container:p1", "busybox", check=True)
+    assert _inspect(rt, "p2")["HostConfig"]["PidMode"] == "container:" + _inspect(rt, "p1")["Id"]  # as docker
     assert _out(rt, "--userns", "host", "busybox", "echo", "ok") == "ok\n"
 
 
@@ -235,6 +253,9 @@ def test_cpu_and_memory_cgroup_files(rt: Dockyard) -> None:
     lines = out.splitlines()
     assert lines[:6] == [str(cpu), "0", "50000", "25000", "33554432", "10"]
     assert "oom_kill_disable 1" in lines
+    result = rt.cli("run", "--rm", "--oom-kill-disable", "busybox", "true", check=True)
+    assert "WARNING: Disabling the OOM killer on containers without setting a '-m/--memory' limit may be " \
+           "dangerous." in result.stderr
 
 
 def _block_device() -> str:

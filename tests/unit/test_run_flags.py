@@ -192,3 +192,20 @@ def test_docker_profile_to_oci(monkeypatch: pytest.MonkeyPatch) -> None:
         dockerseccomp.to_oci({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["x"], "archMap": [{}]}, [])
     options = specs.RunOptions(command=["sh"], seccomp=("docker", json.dumps(profile)))
     assert specs._seccomp(options, ["CAP_CHOWN"]) == oci
+
+
+def test_joined_namespaces_keep_the_donors_id() -> None:
+    class Record:
+        id = "f" * 64
+
+    host = {"IpcMode": "container:web", "PidMode": "container:web", "NetworkMode": "default"}
+    runflags.check(host, {}, lambda name: Record())
+    assert host["IpcMode"] == host["PidMode"] == "container:" + "f" * 64
+
+
+def test_systempaths_unconfined(tmp_path) -> None:  # noqa: ANN001
+    runflags.check_security_opt("systempaths=unconfined")
+    with pytest.raises(runflags.FlagError):
+        runflags.check_security_opt("systempaths=confined")
+    spec = specs.build({}, tmp_path, specs.RunOptions(command=["sh"], unmasked=True), "c" * 64)
+    assert spec["linux"]["maskedPaths"] == [] and spec["linux"]["readonlyPaths"] == []

@@ -163,6 +163,8 @@ def host_options(containers: "Containers", host: "dict[str, Any]", cdir: str) ->
             out["no_new_privileges"] = runflags.GO_BOOLS[value]
         elif key == "seccomp":
             seccomp_profile = value if value == "unconfined" else ("docker", value)
+        elif key == "systempaths":
+            out["unmasked"] = True
     out["seccomp"] = seccomp_profile
     return out
 

@@ -92,6 +92,11 @@ def parse(kw: "dict[str, Any]") -> "dict[str, Any]":
         raise FlagError(f"invalid value: {swappiness}. Valid memory swappiness range is 0-100")
     host["MemorySwappiness"] = None if swappiness in (None, -1) else swappiness
     host["OomKillDisable"] = bool(kw.get("oom_kill_disable"))
+    if host["OomKillDisable"] and not kw.get("memory"):
+        _warn("WARNING: Disabling the OOM killer on containers without setting a '-m/--memory' limit may be "
+              "dangerous.")
+        _warn("WARNING: OOM killer is disabled for the container, but no memory limit is set, this can result "
+              "in the system running out of resources.")
     host["OomScoreAdj"] = kw.get("oom_score_adj") or 0
     host["BlkioWeight"] = kw.get("blkio_weight") or 0
     if host["BlkioWeight"] and not _blkio_weight_supported():
@@ -207,7 +212,7 @@ def check(host: "dict[str, Any]", config: "dict[str, Any]", find: "Any") -> None
     for key in ("IpcMode", "PidMode"):
         value = host.get(key) or ""
         if value.startswith("container:"):
-            find(value.partition(":")[2])
+            host[key] = "container:" + find(value.partition(":")[2]).id   # docker keeps the ID
     isolation = host.get("Isolation") or ""
     if isolation not in ("", "default"):
         raise FlagError(f'Invalid isolation: "{isolation}" - linux only supports \'default\'')
@@ -294,7 +299,9 @@ def parse_security_opt(opt: str) -> "tuple[str, str]":
     key, _, value = opt.partition(sep)
     if key == "no-new-privileges" and value not in GO_BOOLS:
         raise FlagError(f'invalid --security-opt 2: "{opt}"')
-    if key not in ("label", "apparmor", "seccomp", "no-new-privileges"):
+    if key == "systempaths" and value != "unconfined":
+        raise FlagError(f'invalid --security-opt 2: "{opt}"')
+    if key not in ("label", "apparmor", "seccomp", "no-new-privileges", "systempaths"):
         raise FlagError(f'invalid --security-opt 2: "{opt}"')
     return key, value
 

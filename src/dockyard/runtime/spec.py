@@ -121,6 +121,7 @@ class RunOptions:
     memory_swappiness: int | None = None
     oom_kill_disable: bool = False
     block_io: dict[str, Any] = field(default_factory=dict)            # OCI linux.resources.blockIO
+    unmasked: bool = False                    # --security-opt systempaths=unconfined: no masked/read-only paths
 
 
 # ------------------------------------------------------------------ public API
@@ -157,8 +158,8 @@ def build(image_config: dict[str, Any], rootfs: str | os.PathLike, options: RunO
     linux: dict[str, Any] = {
         "namespaces": _namespaces(options),
         "resources": _resources(options),
-        "maskedPaths": [] if options.privileged else list(MASKED_PATHS),
-        "readonlyPaths": [] if options.privileged else list(READONLY_PATHS),
+        "maskedPaths": [] if options.privileged or options.unmasked else list(MASKED_PATHS),
+        "readonlyPaths": [] if options.privileged or options.unmasked else list(READONLY_PATHS),
         "cgroupsPath": options.cgroups_path or f"/dockyard/{container_id}",
     }
     if options.sysctls:
