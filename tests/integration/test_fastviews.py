@@ -84,7 +84,7 @@ def test_falls_back_to_click(args: list[str]) -> None:
     ["container", "inspect", "--format", "{{json .Config.Cmd}}", "fv1"], ["image", "inspect", "-f", "{{.Os}}", "busybox"],
     ["image", "inspect", "nosuch"], ["volume", "ls"], ["volume", "ls", "-q"], ["volume", "inspect", "fvv"],
     ["volume", "inspect", "nosuch"], ["network", "ls"], ["network", "inspect", "-f", "{{.Name}}", "none"],
-    ["top", "fv1"], ["top", "nosuch"], ["port", "fv1"], ["tag", "busybox", "fvtag:1"], ["rmi", "fvtag:1", "nosuch"],
+    ["top", "fv1"], ["top", "nosuch"], ["stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}", "fv1"], ["port", "fv1"], ["tag", "busybox", "fvtag:1"], ["rmi", "fvtag:1", "nosuch"],
 ])
 def test_both_paths_print_the_same(dy: Dockyard, args: list[str]) -> None:  # noqa: F811
     dy.cli("run", "-d", "--name", "fv1", "--network", "none", "busybox", "sleep", "60", check=True)
@@ -103,3 +103,22 @@ def test_both_paths_print_the_same(dy: Dockyard, args: list[str]) -> None:  # no
 
     assert (fast.returncode, norm(fast.stdout), fast.stderr) == (slow.returncode, norm(slow.stdout), slow.stderr)
     assert fast.returncode == (1 if "nosuch" in args else 0), fast.stderr
+
+
+def test_stats_without_waiting_shows_a_busy_container_busy(dy: Dockyard) -> None:  # noqa: F811
+    """``stats --no-stream`` answers at once (no second sample a second later): CPU % over the
+    container's life on a first look, then since the previous look."""
+    import time
+
+    dy.cli("run", "-d", "--name", "busy", "--network", "none", "busybox", "sh", "-c", "while :; do :; done",
+           check=True)
+    dy.cli("run", "-d", "--name", "idle", "--network", "none", "busybox", "sleep", "60", check=True)
+    time.sleep(1.5)
+    start = time.monotonic()
+    out = dy.cli("stats", "--no-stream", "--format", "{{.Name}} {{.CPUPerc}}", "busy", "idle", check=True).stdout
+    assert time.monotonic() - start < 1.0
+    cpu = {name: float(value.rstrip("%")) for name, value in (line.split() for line in out.splitlines())}
+    assert cpu["busy"] > 30 and cpu["idle"] < 5, cpu
+    time.sleep(0.5)
+    again = dy.cli("stats", "--no-stream", "--format", "{{.CPUPerc}}", "busy", check=True).stdout
+    assert float(again.strip().rstrip("%")) > 30

@@ -9,7 +9,6 @@ level: ``ps`` and ``run`` are typed all day.
 from __future__ import annotations
 
 import sys
-import time
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import click
@@ -404,23 +403,6 @@ def top(container: str, ps_args: tuple[str, ...]) -> None:
     quick.top(_engine(), container, ps_args)
 
 
-def _binary(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.4g}{unit}" if unit != "B" else f"{int(size)}B"
-        size /= 1024
-    return f"{size}B"
-
-
-def _decimal(size: float) -> str:
-    """Docker's HumanSize: decimal units, four significant digits (NET I/O, BLOCK I/O)."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.4g}{unit}"
-        size /= 1000
-    return f"{size}B"
-
-
 @click.command()
 @click.option("-a", "--all", "all_", is_flag=True, help="Show all containers (default shows just running).")
 @click.option("--no-stream", is_flag=True, help="Disable streaming stats and only pull the first result.")
@@ -429,36 +411,9 @@ def _decimal(size: float) -> str:
 @click.argument("containers_", nargs=-1, metavar="[CONTAINER...]")
 def stats(all_: bool, no_stream: bool, no_trunc: bool, format_: str | None, containers_: tuple[str, ...]) -> None:
     """Display a live stream of container(s) resource usage statistics (one sample: --no-stream)."""
-    from dockyard.cli import formatting as fmt
+    from dockyard.cli import quick
 
-    containers = _engine().containers
-    while True:
-        records = [containers.get(c) for c in containers_] if containers_ else containers.list(all=all_)
-        # Docker's CONTAINER is the name or ID as typed, else the short ID; keys in its JSON order
-        typed = list(containers_) if containers_ else [r.id[:12] for r in records]
-        live = [r for r in records if r.status in ("running", "paused")]
-        first = {r.id: containers.stats(r) for r in live}
-        time.sleep(0.5)
-        rows = []
-        for r, as_typed in zip(records, typed):
-            row = {"BlockIO": "0B / 0B", "CPUPerc": "0.00%", "Container": as_typed,
-                   "ID": r.id[:12] if not no_trunc else r.id, "MemPerc": "0.00%", "MemUsage": "0B / 0B",
-                   "Name": r.name, "NetIO": "0B / 0B", "PIDs": "0"}
-            if r.id in first:
-                a, b = first[r.id], containers.stats(r)
-                cpu = (b["cpu_ns"] - a["cpu_ns"]) / max((b["time"] - a["time"]) * 1e9, 1) * 100
-                row.update(CPUPerc=f"{cpu:.2f}%", MemUsage=f"{_binary(b['memory_usage'])} / {_binary(b['memory_limit'])}",
-                           MemPerc=f"{b['memory_usage'] / b['memory_limit'] * 100:.2f}%", PIDs=str(b["pids"]),
-                           NetIO=f"{_decimal(b['net_rx'])} / {_decimal(b['net_tx'])}")
-            rows.append(row)
-        template = format_ or ("table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t"
-                               "{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}")
-        headers = {"ID": "CONTAINER ID", "Container": "CONTAINER", "Name": "NAME", "CPUPerc": "CPU %",
-                   "MemUsage": "MEM USAGE / LIMIT", "MemPerc": "MEM %", "NetIO": "NET I/O",
-                   "BlockIO": "BLOCK I/O", "PIDs": "PIDS"}
-        _write(fmt.render_rows(template, rows, headers))
-        if no_stream:
-            return
+    quick.stats(_engine(), all_, no_stream, no_trunc, format_, containers_)
 
 
 # ---- cp -----------------------------------------------------------------------------------

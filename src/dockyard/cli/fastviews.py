@@ -31,9 +31,11 @@ VIEWS: "dict[str, tuple[Spec, tuple[int, int | None], str]]" = {
     "top": (Spec([], False), (1, None), "top"),
     "port": (Spec([], True), (1, 2), "port"),
     "tag": (Spec([], True), (2, 2), "tag"),
+    "stats": (Spec([_o("-a --all", "all_", FLAG), _o("--no-stream", "no_stream", FLAG),
+                    _o("--no-trunc", "no_trunc", FLAG), _o("--format", "format_")], True), (0, None), "stats"),
     "rmi": (Spec([_o("-f --force", "force", FLAG), _o("--no-prune", "no_prune", FLAG)], True), (1, None), "rmi"),
 }
-ALIASES = {"container top": "top", "container port": "port", "image tag": "tag", "image rm": "rmi",
+ALIASES = {"container stats": "stats", "container top": "top", "container port": "port", "image tag": "tag", "image rm": "rmi",
            "image remove": "rmi", "volume list": "volume ls", "network list": "network ls"}
 GROUPS = ("container", "image", "volume", "network")
 
@@ -106,6 +108,10 @@ def _port(v: "dict[str, Any]", args: "list[str]") -> None:
 
 def _tag(v: "dict[str, Any]", args: "list[str]") -> None:
     _quick().tag(_engine(), args[0], args[1])
+
+
+def _stats(v: "dict[str, Any]", names: "list[str]") -> None:
+    _quick().stats(_engine(), v["all_"], v["no_stream"], v["no_trunc"], v["format_"], names)
 
 
 def _rmi(v: "dict[str, Any]", names: "list[str]") -> None:

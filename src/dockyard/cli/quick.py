@@ -253,3 +253,92 @@ def rmi(engine: "Any", force: bool, no_prune: bool, names: "Sequence[str]") -> N
             continue
         _write(delete_lines(records))
     raise_last(errors)
+
+
+# ---- stats -----------------------------------------------------------------------------------
+
+STATS_HEADERS = {"ID": "CONTAINER ID", "Container": "CONTAINER", "Name": "NAME", "CPUPerc": "CPU %",
+                 "MemUsage": "MEM USAGE / LIMIT", "MemPerc": "MEM %", "NetIO": "NET I/O",
+                 "BlockIO": "BLOCK I/O", "PIDs": "PIDS"}
+STATS_TABLE = "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}"
+
+
+def binary_size(size: float) -> str:
+    """go-units BytesSize: binary units, four significant digits (MEM USAGE / LIMIT)."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.4g}{unit}" if unit != "B" else f"{int(size)}B"
+        size /= 1024
+    return f"{size}B"
+
+
+def decimal_size(size: float) -> str:
+    """Docker's HumanSize: decimal units, four significant digits (NET I/O, BLOCK I/O)."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.4g}{unit}"
+        size /= 1000
+    return f"{size}B"
+
+
+def _last_sample(containers: "Any", cid: str) -> "dict[str, Any] | None":
+    import json
+    import os
+
+    try:
+        with open(os.path.join(containers.shim_dir(cid), "stats.last")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _keep_sample(containers: "Any", cid: str, sample: "dict[str, Any]") -> None:
+    """The sample the next ``stats`` measures CPU against; in the shim's directory, so it goes
+    with the container's run state."""
+    import json
+    import os
+
+    path = os.path.join(containers.shim_dir(cid), "stats.last")
+    try:
+        with open(path + ".tmp", "w") as f:
+            json.dump({"wall": sample["wall"], "cpu_ns": sample["cpu_ns"]}, f)
+        os.replace(path + ".tmp", path)
+    except OSError:
+        pass   # the shim's directory is gone: the container stopped meanwhile
+
+
+def stats(engine: "Any", all_: bool, no_stream: bool, no_trunc: bool, format_: "str | None",
+          names: "Sequence[str]") -> None:
+    """One sample per container (``--no-stream``) or a new table every second."""
+    import time
+
+    from dockyard.cli import formatting as fmt
+    from dockyard.containers.stats import cpu_percent
+
+    containers = engine.containers
+    previous: "dict[str, dict[str, Any]]" = {}
+    while True:
+        records = [containers.get(c) for c in names] if names else containers.list(all=all_)
+        # Docker's CONTAINER is the name or ID as typed, else the short ID; keys in its JSON order
+        typed = list(names) if names else [r.id[:12] for r in records]
+        rows = []
+        for r, as_typed in zip(records, typed):
+            row = {"BlockIO": "0B / 0B", "CPUPerc": "0.00%", "Container": as_typed,
+                   "ID": r.id if no_trunc else r.id[:12], "MemPerc": "0.00%", "MemUsage": "0B / 0B",
+                   "Name": r.name, "NetIO": "0B / 0B", "PIDs": "0"}
+            if r.status in ("running", "paused"):
+                b = containers.stats(r)
+                cpu = cpu_percent(b, previous.get(r.id) or _last_sample(containers, r.id), r.started_at)
+                previous[r.id] = b
+                _keep_sample(containers, r.id, b)
+                row.update(CPUPerc=f"{cpu:.2f}%",
+                           MemUsage=f"{binary_size(b['memory_usage'])} / {binary_size(b['memory_limit'])}",
+                           MemPerc=f"{b['memory_usage'] / b['memory_limit'] * 100:.2f}%", PIDs=str(b["pids"]),
+                           NetIO=f"{decimal_size(b['net_rx'])} / {decimal_size(b['net_tx'])}",
+                           BlockIO=f"{decimal_size(b.get('blk_read', 0))} / {decimal_size(b.get('blk_write', 0))}")
+            rows.append(row)
+        _write(fmt.render_rows(format_ or STATS_TABLE, rows, STATS_HEADERS))
+        if no_stream:
+            return
+        sys.stdout.flush()
+        time.sleep(1.0)
