@@ -283,8 +283,10 @@ def create_container(engine: Any, kw: dict[str, Any], image: str, command: Seque
             e.exit_code = 125
             raise
     elif found is None and platform is not None and engine.image_store.find(image) is not None:
+        conf = engine.image_store.config(engine.image_store.find(image))
+        actual = f"{conf.get('os') or 'linux'}/{conf.get('architecture') or 'unknown'}"
         raise DockyardError(f"image with reference {image} was found but does not match the specified platform: "
-                            f"wanted {platform}", exit_code=125)
+                            f"wanted {platform}, actual: {actual}", exit_code=125)
     try:
         networking = config.pop("NetworkingConfig", None)
         record = engine.containers.create(config, host, kw.get("name"), networking)
