@@ -364,6 +364,7 @@ ERRORS = [
     (["--security-opt", "seccomp=/nonexist"], "opening seccomp profile (/nonexist) failed: open /nonexist: "
                                               "no such file or directory"),
     (["--uts", "host", "-h", "foo"], "conflicting options: hostname and the UTS mode"),
+    (["--group-add", "nosuch"], "Unable to find group nosuch: no matching entries in group file"),
 ]
 
 

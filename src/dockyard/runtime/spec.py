@@ -264,7 +264,11 @@ def resolve_user(rootfs: str | os.PathLike, user: str, group_add: list[str] | No
     extra: list[int] = []
     if username is not None and not group:
         extra = [int(e[2]) for e in groups if len(e) >= 4 and username in e[3].split(",") and e[2].isdigit()]
-    extra += [_group_id(groups, g) for g in (group_add or [])]
+    for g in group_add or []:
+        try:
+            extra.append(_group_id(groups, g))
+        except SpecError as e:   # libcontainer's GetAdditionalGroups words it with a capital
+            raise SpecError("U" + e.message[1:]) from None
     # Docker's list always holds the primary group (so `id` shows groups=0(root)), then the
     # groups naming the user (when no group was given), then --group-add.
     result: dict[str, Any] = {"uid": uid, "gid": gid, "home": home, "additionalGids": sorted({gid, *extra})}
