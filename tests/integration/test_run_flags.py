@@ -327,6 +327,31 @@ def test_platform(dy: Dockyard) -> None:
            f"actual: {here}" in result.stderr
 
 
+def test_platform_pulls_the_one_asked_for(dy: Dockyard, distribution, busybox_tar: Path, repo_name: str,  # noqa: ANN001
+                                          tmp_path: Path) -> None:
+    from dockyard.testing.images import ImageSpec, push_oci_layout, write_oci_layout
+
+    # one index, two platforms (the same static busybox: it runs whatever the label says)
+    write_oci_layout(tmp_path / "oci", [ImageSpec([busybox_tar], platform="linux/amd64", cmd=["sh"]),
+                                        ImageSpec([busybox_tar], platform="linux/arm64", cmd=["sh"])])
+    name = f"{distribution.address}/{repo_name}"
+    push_oci_layout(tmp_path / "oci", f"{name}:latest")
+    here, other = ("linux/amd64", "linux/arm64") if os.uname().machine == "x86_64" else ("linux/arm64", "linux/amd64")
+
+    def arch() -> str:
+        return json.loads(dy.cli("image", "inspect", name, check=True).stdout)[0]["Architecture"]
+
+    result = dy.cli("run", "--rm", "--platform", other, name, "echo", "ok", check=True)
+    assert result.stdout == "ok\n" and f"Unable to find image '{name}:latest' locally" in result.stderr
+    assert arch() == other.split("/")[1]
+    # the local image is for the other platform: pulled again for this one
+    result = dy.cli("run", "--rm", "--platform", here, name, "echo", "ok", check=True)
+    assert result.stdout == "ok\n" and f"Unable to find image '{name}:latest' locally" in result.stderr
+    assert arch() == here.split("/")[1]
+    result = dy.cli("run", "--rm", "--platform", here, name, "echo", "ok", check=True)
+    assert "Unable to find image" not in result.stderr
+
+
 # ---------------------------------------------------------------------------- errors, side by side
 
 ERRORS = [
