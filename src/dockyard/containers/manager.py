@@ -918,8 +918,7 @@ def _check_host_config(host: dict[str, Any], config: dict[str, Any]) -> None:
         try:
             signal_number(config["StopSignal"])
         except InvalidSignal as e:
-            message = e.message   # Docker: "Invalid signal: BOGUS" for a name it does not know
-            raise ContainerError("I" + message[1:] if message.startswith("invalid signal") else message) from None
+            raise ContainerError(e.message) from None   # docker's "Invalid signal: BOGUS" (runtime/signals.py)
     log_type = host["LogConfig"].get("Type") or "json-file"
     if log_type not in ("json-file", "none"):
         raise ContainerError(f"logging driver {log_type!r} is not supported (json-file, none)")
