@@ -8,7 +8,6 @@ called by ``Containers.create``, so that the API path gets them too.
 from __future__ import annotations
 
 import os
-import re
 
 from dockyard.errors import DockyardError
 
@@ -21,7 +20,7 @@ DEFAULT_SHM_SIZE = 64 * 1024 * 1024
 SYSCTL_NAMES = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
                 "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
 SYSCTL_PREFIXES = ("net.", "fs.mqueue.")
-_RULE = re.compile(r"^([acb]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})$")
+_RULE = r"^([acb]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})$"   # compiled only when a rule is given (run's start-up)
 APPARMOR_ENABLED = "/sys/module/apparmor/parameters/enabled"
 SELINUX_FS = "/sys/fs/selinux"
 
@@ -64,7 +63,9 @@ def parse(kw: "dict[str, Any]") -> "dict[str, Any]":
     host["Devices"] = [device(d) for d in kw.get("device") or ()]
     rules = list(kw.get("device_cgroup_rule") or ())
     for rule in rules:
-        if not _RULE.match(rule):
+        import re
+
+        if not re.match(_RULE, rule):
             raise _flag_error(rule, "--device-cgroup-rule", f"invalid device cgroup format '{rule}'")
     host["DeviceCgroupRules"] = rules or None
     host["GroupAdd"] = list(kw.get("group_add") or ()) or None
