@@ -120,3 +120,12 @@ def test_sizes_asked_for_by_the_template() -> None:
     assert not _wants_size(None) and not _wants_size("{{.Names}}") and not _wants_size("table {{.ID}}")
     assert _wants_size("{{.Size}}") and _wants_size("{{json .}}") and _wants_size("json")
     assert _wants_size("table {{.Names}}\t{{.Size}}")
+
+
+def test_anonymous_volumes_are_config_volumes() -> None:
+    assert ci.split_binds(None) == (None, {})
+    assert ci.split_binds(["/anon", "/h:/d:ro", "named:/n", "/x:rw"]) == (["/h:/d:ro", "named:/n"], {"/anon": {}, "/x": {}})
+    assert ci.split_binds(["/anon"]) == (None, {"/anon": {}})
+    assert ci.host_config({"Binds": ["/anon"]})["Binds"] is None
+    assert ci.container_config(_record({"Volumes": None}, {"Binds": ["/anon"]}), None)["Volumes"] == {"/anon": {}}
+    assert ci.host_config({"Privileged": True})["SecurityOpt"] == ["label=disable"]

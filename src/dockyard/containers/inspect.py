@@ -134,8 +134,31 @@ def mount_spec(m: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
+def split_binds(binds: list[str] | None) -> tuple[list[str] | None, dict[str, dict]]:
+    """Docker's CLI keeps ``-v /path`` (no source: an anonymous volume) out of HostConfig.Binds,
+    in Config.Volumes; the binds and named volumes stay."""
+    if not binds:
+        return binds, {}
+    from dockyard.containers.mounts import parse_volume
+
+    kept, anonymous = [], {}
+    for bind in binds:
+        try:
+            m = parse_volume(bind)
+        except Exception:  # noqa: BLE001 - shown as stored
+            m = {"Type": "bind"}
+        if m["Type"] == "volume" and not m.get("Name"):
+            anonymous[m["Destination"]] = {}
+        else:
+            kept.append(bind)
+    return kept or None, anonymous
+
+
 def host_config(stored: dict[str, Any]) -> dict[str, Any]:
     host = dict(stored)
+    host["Binds"] = split_binds(host.get("Binds"))[0]
+    if host.get("Privileged") and not any(o.startswith("label=") for o in host.get("SecurityOpt") or []):
+        host["SecurityOpt"] = [*(host.get("SecurityOpt") or []), "label=disable"]  # what Docker's create adds
     if host.get("Mounts"):
         host["Mounts"] = [mount_spec(m) if "Destination" in m else m for m in host["Mounts"]]
     if "MaskedPaths" not in host:
@@ -159,6 +182,9 @@ def container_config(r: ContainerRecord, image_env: list[str] | None) -> dict[st
         # records created before the engine stopped writing PATH into Config.Env
         env = [e for e in env if e != _DEFAULT_PATH]
     conf["Env"] = env or None
+    anonymous = split_binds(r.host_config.get("Binds"))[1]
+    if anonymous:
+        conf["Volumes"] = {**(conf.get("Volumes") or {}), **anonymous}
     if conf.get("Labels") is None:
         conf["Labels"] = {}
     return _ordered(conf, CONFIG_DEFAULTS, _CONFIG_KEYS)
@@ -191,12 +217,17 @@ def _image_env(containers: "Containers", r: ContainerRecord) -> list[str] | None
 
 
 def inspect_container(containers: "Containers", r: ContainerRecord, size: bool = False) -> dict[str, Any]:
+    tmpfs_flags = {os.path.normpath(d) for d in r.host_config.get("Tmpfs") or {}}   # Docker lists only --mount's
+    anonymous = {os.path.normpath(d) for d in split_binds(r.host_config.get("Binds"))[1]}
     mounts = [{k: v for k, v in m.items() if k not in ("NoCopy", "TmpfsOptions", "CreateSource", "Anonymous")}
-              for m in r.config.get("Mounts") or []]
+              for m in r.config.get("Mounts") or []
+              if not (m["Type"] == "tmpfs" and os.path.normpath(m["Destination"]) in tmpfs_flags)]
     for m in mounts:
         if m["Type"] != "volume":
             m.pop("Name", None)
             m.pop("Driver", None)
+        elif os.path.normpath(m["Destination"]) in anonymous:
+            m["Mode"] = ""   # `-v /path`: Docker's anonymous volume has no mode
     running = r.status in ("running", "paused", "restarting")
     net = containers.engine.networks.container_settings(r)
     primary = net["Primary"]
