@@ -173,7 +173,7 @@ def parse_restart(policy: str) -> dict[str, Any]:
 @click.argument("containers_", metavar="CONTAINER [CONTAINER...]", nargs=-1, required=True)
 def update(containers_: tuple[str, ...], restart: str | None, **kw: Any) -> None:
     """Update configuration of one or more containers."""
-    from dockyard.cli.ops import each, echo_err
+    from dockyard.cli.ops import each
 
     resources: dict[str, Any] = {}
     for flag, key, value in (("--memory", "Memory", _ram(kw["memory"], "--memory")),
@@ -196,5 +196,5 @@ def update(containers_: tuple[str, ...], restart: str | None, **kw: Any) -> None
     containers = common.engine().containers
     warnings: list[str] = []
     each(containers_, lambda name: warnings.extend(containers.update(name, resources, policy)))
-    for warning in warnings:
-        echo_err(warning)
+    if warnings:   # docker prints them after the names, on stdout
+        click.echo("\n".join(warnings))

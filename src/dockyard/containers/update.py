@@ -36,6 +36,26 @@ def cannot_update(cid: str, why: str) -> UpdateError:
     return UpdateError(f"Cannot update container {cid}: {why}")
 
 
+def blkio_weight_supported() -> bool:
+    """Docker's sysinfo.BlkioWeight: the kernel's CFQ weight file (v1) or the io controller (v2)."""
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        try:
+            with open("/sys/fs/cgroup/cgroup.controllers") as f:
+                return "io" in f.read().split()
+        except OSError:
+            return False
+    return os.path.exists("/sys/fs/cgroup/blkio/blkio.weight")
+
+
+def discard_unsupported(r: dict[str, Any]) -> list[str]:
+    """What the kernel cannot do is dropped from the request with Docker's warning."""
+    warnings = []
+    if r.get("BlkioWeight") and not blkio_weight_supported():
+        warnings.append("Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded.")
+        del r["BlkioWeight"]
+    return warnings
+
+
 def check_request(r: dict[str, Any]) -> None:
     """verifyPlatformContainerResources for an update: the request's own values."""
     memory, swap, reservation = r.get("Memory") or 0, r.get("MemorySwap") or 0, r.get("MemoryReservation") or 0
@@ -69,7 +89,8 @@ def check_request(r: dict[str, Any]) -> None:
         try:
             wanted = parse_cpuset(value)
         except ValueError:
-            raise UpdateError(f"Invalid value {value} for cpuset {'cpus' if key == 'CpusetCpus' else 'mems'}") from None
+            raise UpdateError(f"Invalid value {value} for cpuset {'cpus' if key == 'CpusetCpus' else 'mems'}: "
+                              f"invalid format: {value}") from None
         available = _available(path)
         if available and not wanted <= parse_cpuset(available):
             raise UpdateError(f"Requested {kind} are not available - requested {value}, available: {available}")
@@ -179,12 +200,14 @@ def check_auto_remove(host: dict[str, Any], policy: dict[str, Any]) -> None:
 
 def update(containers: "Containers", record: "ContainerRecord", resources: dict[str, Any],
            restart_policy: dict[str, Any] | None = None) -> list[str]:
-    """Apply the update; Docker's warnings (none yet)."""
+    """Apply the update; Docker's warnings."""
     from dockyard.containers.store import PAUSED, RUNNING
 
     unknown = set(resources) - set(RESOURCE_KEYS)
     if unknown:
         raise UpdateError(f"unknown resource {sorted(unknown)[0]}")
+    resources = dict(resources)
+    warnings = discard_unsupported(resources)
     check_request(resources)
     if restart_policy is not None:
         check_restart_policy(restart_policy)
@@ -214,7 +237,7 @@ def update(containers: "Containers", record: "ContainerRecord", resources: dict[
             restored["HostConfig"] = host
             containers.store.update(record.id, config=restored)
             raise cannot_update(record.id, e.message) from None
-    return []
+    return warnings
 
 
 def _tell_shim(containers: "Containers", cid: str, policy: dict[str, Any]) -> None:
