@@ -85,7 +85,7 @@ def test_parse_matches_click(args: list[str]) -> None:
     ["exec", "-h"], ["exec", "--help", "c"], ["run", "--bogus", "busybox"], ["run", "--rm=1", "busybox"],
     ["run", "--pull", "sometimes", "busybox"], ["run", "-c", "x", "busybox"], ["exec", "c"], ["ps", "extra"],
     ["logs", "a", "b"], ["stop"], ["run", "--", "busybox"], ["run", "--name"], ["--root", "/x", "ps"],
-    ["images"], ["run", "--sig-proxy", "maybe", "busybox"], ["build", "--rm", "."], ["build", "a", "b"], ["build"],
+    ["images", "a", "b"], ["run", "--sig-proxy", "maybe", "busybox"], ["build", "--rm", "."], ["build", "a", "b"], ["build"],
 ])
 def test_falls_back_to_click(args: list[str]) -> None:
     assert fastpath.parse(args) is None

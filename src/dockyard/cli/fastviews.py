@@ -8,7 +8,7 @@ click commands.
 
 from __future__ import annotations
 
-from dockyard.cli.fastpath import FLAG, MULTI, Fallback, Spec, _o, parse_args
+from dockyard.cli.fastpath import BOOL, FLAG, MULTI, Fallback, Spec, _o, parse_args
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,11 +31,16 @@ VIEWS: "dict[str, tuple[Spec, tuple[int, int | None], str]]" = {
     "top": (Spec([], False), (1, None), "top"),
     "port": (Spec([], True), (1, 2), "port"),
     "tag": (Spec([], True), (2, 2), "tag"),
+    "images": (Spec([_o("-a --all", "all_", FLAG), _o("--digests", "digests", FLAG), _o("-f --filter", "filters", MULTI),
+                     _o("--format", "format_"), _o("--no-trunc", "no_trunc", FLAG), _o("-q --quiet", "quiet", FLAG)],
+                    True), (0, 1), "images"),
+    "history": (Spec([_o("--format", "format_"), _o("-H --human", "human", BOOL, True), _o("--no-trunc", "no_trunc", FLAG),
+                      _o("-q --quiet", "quiet", FLAG)], True), (1, 1), "history"),
     "stats": (Spec([_o("-a --all", "all_", FLAG), _o("--no-stream", "no_stream", FLAG),
                     _o("--no-trunc", "no_trunc", FLAG), _o("--format", "format_")], True), (0, None), "stats"),
     "rmi": (Spec([_o("-f --force", "force", FLAG), _o("--no-prune", "no_prune", FLAG)], True), (1, None), "rmi"),
 }
-ALIASES = {"container stats": "stats", "container top": "top", "container port": "port", "image tag": "tag", "image rm": "rmi",
+ALIASES = {"image ls": "images", "image list": "images", "image history": "history", "container stats": "stats", "container top": "top", "container port": "port", "image tag": "tag", "image rm": "rmi",
            "image remove": "rmi", "volume list": "volume ls", "network list": "network ls"}
 GROUPS = ("container", "image", "volume", "network")
 
@@ -108,6 +113,19 @@ def _port(v: "dict[str, Any]", args: "list[str]") -> None:
 
 def _tag(v: "dict[str, Any]", args: "list[str]") -> None:
     _quick().tag(_engine(), args[0], args[1])
+
+
+def _images(v: "dict[str, Any]", args: "list[str]") -> None:
+    from dockyard.cli import imageviews
+
+    imageviews.images(_engine(), v["all_"], v["digests"], v["filters"], v["format_"], v["no_trunc"], v["quiet"],
+                      args[0] if args else None)
+
+
+def _history(v: "dict[str, Any]", args: "list[str]") -> None:
+    from dockyard.cli import imageviews
+
+    imageviews.history(_engine(), v["format_"], v["human"], v["no_trunc"], v["quiet"], args[0])
 
 
 def _stats(v: "dict[str, Any]", names: "list[str]") -> None:

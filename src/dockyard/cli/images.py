@@ -18,95 +18,16 @@ from dockyard.cli import common
 if TYPE_CHECKING:
     from dockyard.images.service import DeleteRecord, HistoryEntry, ImageSummary
 
-IMAGE_HEADERS = {
-    "Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID", "Digest": "DIGEST",
-    "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Size": "SIZE", "SharedSize": "SHARED SIZE",
-    "UniqueSize": "UNIQUE SIZE", "VirtualSize": "VIRTUAL SIZE", "Containers": "CONTAINERS",
-}
-IMAGE_TABLE = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
-IMAGE_TABLE_DIGESTS = "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
-HISTORY_HEADERS = {
-    "ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "CreatedBy": "CREATED BY",
-    "Size": "SIZE", "Comment": "COMMENT",
-}
-HISTORY_TABLE = "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
-HISTORY_CREATED_BY_WIDTH = 45
+from dockyard.cli.imageviews import (  # noqa: E402,F401 - the names other modules use
+    HISTORY_HEADERS, HISTORY_TABLE, IMAGE_HEADERS, IMAGE_TABLE, IMAGE_TABLE_DIGESTS, history_rows, image_rows,
+    parse_filters, split_familiar)
 
 DANGLING_WARNING = "WARNING! This will remove all dangling images.\nAre you sure you want to continue?"
 ALL_WARNING = ("WARNING! This will remove all images without at least one container associated to them.\n"
                "Are you sure you want to continue?")
 
 
-def parse_filters(values: Sequence[str]) -> dict[str, list[str]]:
-    """``--filter key=value`` (repeatable) into {key: [values]}."""
-    from dockyard.errors import DockyardError
-
-    out: dict[str, list[str]] = {}
-    for value in values:
-        key, sep, rest = value.partition("=")
-        if not sep or not key:
-            raise DockyardError(f"bad format of filter (expected name=value): {value}")
-        out.setdefault(key.strip().lower(), []).append(rest)
-    return out
-
-
 # ---- images ---------------------------------------------------------------------------
-
-
-def split_familiar(name: str) -> tuple[str, str]:
-    """``nginx:latest`` -> (nginx, latest); ``nginx@sha256:..`` -> (nginx, sha256:..)."""
-    if "@" in name:
-        repo, _, digest = name.partition("@")
-        return repo, digest
-    colon = name.rfind(":")
-    if colon > name.rfind("/"):
-        return name[:colon], name[colon + 1:]
-    return name, ""
-
-
-def image_rows(images: Sequence["ImageSummary"], digests: bool, trunc: bool, now: float | None = None) -> list[dict[str, str]]:
-    """One row per repository:tag (and per digest with ``digests``), as Docker's imageFormat."""
-    from dockyard.cli import formatting as fmt
-
-    rows: list[dict[str, str]] = []
-    for image in images:
-        created = image.created
-        base = {
-            "Containers": "N/A" if image.containers < 0 else str(image.containers),
-            "CreatedAt": fmt.go_time_string(created) if created is not None else "",
-            "CreatedSince": fmt.time_ago(created, now),
-            "ID": fmt.short_id(image.id) if trunc else image.id,
-            "SharedSize": "N/A" if image.shared_size < 0 else fmt.human_size(image.shared_size),
-            "Size": fmt.human_size(image.size, 3),
-            "UniqueSize": "N/A" if image.shared_size < 0 else fmt.human_size(image.size - image.shared_size),
-            "VirtualSize": fmt.human_size(image.size),
-        }
-
-        def add(repo: str, tag: str, digest: str) -> None:
-            row = {**base, "Digest": digest, "Repository": repo, "Tag": tag}
-            rows.append(dict(sorted(row.items())))  # Go marshals the row as a map: sorted keys
-
-        if not image.repo_tags and not image.repo_digests:
-            add("<none>", "<none>", "<none>")
-            continue
-        repo_tags: dict[str, list[str]] = {}
-        repo_digests: dict[str, list[str]] = {}
-        for name in image.repo_tags:
-            repo, tag = split_familiar(name)
-            repo_tags.setdefault(repo, []).append(tag)
-        for name in image.repo_digests:
-            repo, digest = split_familiar(name)
-            repo_digests.setdefault(repo, []).append(digest)
-        for repo, tags in repo_tags.items():
-            of_repo = repo_digests.pop(repo, [])  # a tagged repository's digests get no row of their own
-            shown = of_repo if digests else []
-            for tag in tags:
-                for digest in shown or ["<none>"]:
-                    add(repo, tag, digest)
-        for repo, remaining in repo_digests.items():  # names with a digest only
-            for digest in remaining if digests else ["<none>"]:
-                add(repo, "<none>", digest)
-    return rows
 
 
 @click.command()
@@ -120,23 +41,9 @@ def image_rows(images: Sequence["ImageSummary"], digests: bool, trunc: bool, now
 def images(all_: bool, digests: bool, filters: tuple[str, ...], format_: str | None, no_trunc: bool,
            quiet: bool, repository: str | None) -> None:
     """List images."""
-    from dockyard.cli import formatting as fmt
+    from dockyard.cli import imageviews
 
-    wanted = parse_filters(filters)
-    if repository:
-        wanted.setdefault("reference", []).append(repository)
-    summaries = common.engine().images.list(wanted, all=all_)
-    rows = image_rows(summaries, digests, trunc=not no_trunc)
-    if quiet:
-        seen: dict[str, None] = {}
-        for row in rows:
-            seen.setdefault(row["ID"], None)
-        _write("".join(f"{i}\n" for i in seen))
-        return
-    template = format_ or (IMAGE_TABLE_DIGESTS if digests else IMAGE_TABLE)
-    if template == "table":
-        template = IMAGE_TABLE_DIGESTS if digests else IMAGE_TABLE
-    _write(fmt.render_rows(template, rows, IMAGE_HEADERS))
+    imageviews.images(common.engine(), all_, digests, filters, format_, no_trunc, quiet, repository)
 
 
 # ---- tag, rmi -------------------------------------------------------------------------
@@ -193,24 +100,6 @@ def image_inspect(format_: str | None, names: tuple[str, ...]) -> None:
     _inspect(names, format_, "No such image")
 
 
-def history_rows(entries: Sequence["HistoryEntry"], human: bool, trunc: bool, now: float | None = None) -> list[dict[str, str]]:
-    from dockyard.cli import formatting as fmt
-
-    rows = []
-    for e in entries:
-        created_at = fmt.rfc3339(e.created) if e.created is not None else ""
-        created_by = e.created_by.replace("\t", " ")
-        rows.append({
-            "Comment": e.comment,
-            "CreatedAt": created_at,
-            "CreatedBy": fmt.ellipsis(created_by, HISTORY_CREATED_BY_WIDTH) if trunc else created_by,
-            "CreatedSince": fmt.time_ago(e.created, now) if human else created_at,
-            "ID": fmt.short_id(e.id) if trunc and e.id != "<missing>" else e.id,
-            "Size": fmt.human_size(e.size, 3) if human else str(e.size),
-        })
-    return rows
-
-
 @click.command()
 @click.option("--format", "format_", metavar="STRING", help="Format output using a custom template: 'table', 'table TEMPLATE', 'json' or a Go template.")
 @click.option("-H", "--human", type=bool, default=True, show_default=True, help="Print sizes and dates in human readable format.")
@@ -219,14 +108,9 @@ def history_rows(entries: Sequence["HistoryEntry"], human: bool, trunc: bool, no
 @click.argument("name", metavar="IMAGE")
 def history(format_: str | None, human: bool, no_trunc: bool, quiet: bool, name: str) -> None:
     """Show the history of an image."""
-    from dockyard.cli import formatting as fmt
+    from dockyard.cli import imageviews
 
-    rows = history_rows(common.engine().images.history(name), human, trunc=not no_trunc)
-    if quiet:
-        _write("".join(r["ID"] + "\n" for r in rows))
-        return
-    template = format_ if format_ and format_ != "table" else HISTORY_TABLE
-    _write(fmt.render_rows(template, rows, HISTORY_HEADERS))
+    imageviews.history(common.engine(), format_, human, no_trunc, quiet, name)
 
 
 # ---- save, load, import ---------------------------------------------------------------

@@ -1,0 +1,147 @@
+"""The image listings (``images``, ``history``) without click, for the fast path and the click
+commands alike: Docker's rows, tables and headers."""
+
+from __future__ import annotations
+
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Sequence
+
+    from dockyard.images.service import HistoryEntry, ImageSummary
+
+IMAGE_HEADERS = {
+    "Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID", "Digest": "DIGEST",
+    "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Size": "SIZE", "SharedSize": "SHARED SIZE",
+    "UniqueSize": "UNIQUE SIZE", "VirtualSize": "VIRTUAL SIZE", "Containers": "CONTAINERS",
+}
+IMAGE_TABLE = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+IMAGE_TABLE_DIGESTS = "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+HISTORY_HEADERS = {
+    "ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "CreatedBy": "CREATED BY",
+    "Size": "SIZE", "Comment": "COMMENT",
+}
+HISTORY_TABLE = "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
+HISTORY_CREATED_BY_WIDTH = 45
+
+
+def parse_filters(values: "Sequence[str]") -> "dict[str, list[str]]":
+    """``--filter key=value`` (repeatable) into {key: [values]}."""
+    from dockyard.errors import DockyardError
+
+    out: "dict[str, list[str]]" = {}
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key:
+            raise DockyardError(f"bad format of filter (expected name=value): {value}")
+        out.setdefault(key.strip().lower(), []).append(rest)
+    return out
+
+
+def split_familiar(name: str) -> tuple[str, str]:
+    """``nginx:latest`` -> (nginx, latest); ``nginx@sha256:..`` -> (nginx, sha256:..)."""
+    if "@" in name:
+        repo, _, digest = name.partition("@")
+        return repo, digest
+    colon = name.rfind(":")
+    if colon > name.rfind("/"):
+        return name[:colon], name[colon + 1:]
+    return name, ""
+
+
+def image_rows(images: "Sequence[ImageSummary]", digests: bool, trunc: bool,
+               now: "float | None" = None) -> "list[dict[str, str]]":
+    """One row per repository:tag (and per digest with ``digests``), as Docker's imageFormat."""
+    from dockyard.cli import formatting as fmt
+
+    rows: "list[dict[str, str]]" = []
+    for image in images:
+        created = image.created
+        base = {
+            "Containers": "N/A" if image.containers < 0 else str(image.containers),
+            "CreatedAt": fmt.go_time_string(created) if created is not None else "",
+            "CreatedSince": fmt.time_ago(created, now),
+            "ID": fmt.short_id(image.id) if trunc else image.id,
+            "SharedSize": "N/A" if image.shared_size < 0 else fmt.human_size(image.shared_size),
+            "Size": fmt.human_size(image.size, 3),
+            "UniqueSize": "N/A" if image.shared_size < 0 else fmt.human_size(image.size - image.shared_size),
+            "VirtualSize": fmt.human_size(image.size),
+        }
+
+        def add(repo: str, tag: str, digest: str) -> None:
+            row = {**base, "Digest": digest, "Repository": repo, "Tag": tag}
+            rows.append(dict(sorted(row.items())))  # Go marshals the row as a map: sorted keys
+
+        if not image.repo_tags and not image.repo_digests:
+            add("<none>", "<none>", "<none>")
+            continue
+        repo_tags: "dict[str, list[str]]" = {}
+        repo_digests: "dict[str, list[str]]" = {}
+        for name in image.repo_tags:
+            repo, tag = split_familiar(name)
+            repo_tags.setdefault(repo, []).append(tag)
+        for name in image.repo_digests:
+            repo, digest = split_familiar(name)
+            repo_digests.setdefault(repo, []).append(digest)
+        for repo, tags in repo_tags.items():
+            of_repo = repo_digests.pop(repo, [])  # a tagged repository's digests get no row of their own
+            shown = of_repo if digests else []
+            for tag in tags:
+                for digest in shown or ["<none>"]:
+                    add(repo, tag, digest)
+        for repo, remaining in repo_digests.items():  # names with a digest only
+            for digest in remaining if digests else ["<none>"]:
+                add(repo, "<none>", digest)
+    return rows
+
+
+def images(engine: "object", all_: bool, digests: bool, filters: "Sequence[str]", format_: "str | None",
+           no_trunc: bool, quiet: bool, repository: "str | None") -> None:
+    from dockyard.cli import formatting as fmt
+
+    wanted = parse_filters(filters)
+    if repository:
+        wanted.setdefault("reference", []).append(repository)
+    summaries = engine.images.list(wanted, all=all_)  # type: ignore[attr-defined]
+    rows = image_rows(summaries, digests, trunc=not no_trunc)
+    if quiet:
+        seen: "dict[str, None]" = {}
+        for row in rows:
+            seen.setdefault(row["ID"], None)
+        sys.stdout.write("".join(f"{i}\n" for i in seen))
+        return
+    template = format_ or (IMAGE_TABLE_DIGESTS if digests else IMAGE_TABLE)
+    if template == "table":
+        template = IMAGE_TABLE_DIGESTS if digests else IMAGE_TABLE
+    sys.stdout.write(fmt.render_rows(template, rows, IMAGE_HEADERS))
+
+
+def history_rows(entries: "Sequence[HistoryEntry]", human: bool, trunc: bool,
+                 now: "float | None" = None) -> "list[dict[str, str]]":
+    from dockyard.cli import formatting as fmt
+
+    rows = []
+    for e in entries:
+        created_at = fmt.rfc3339(e.created) if e.created is not None else ""
+        created_by = e.created_by.replace("\t", " ")
+        rows.append({
+            "Comment": e.comment,
+            "CreatedAt": created_at,
+            "CreatedBy": fmt.ellipsis(created_by, HISTORY_CREATED_BY_WIDTH) if trunc else created_by,
+            "CreatedSince": fmt.time_ago(e.created, now) if human else created_at,
+            "ID": fmt.short_id(e.id) if trunc and e.id != "<missing>" else e.id,
+            "Size": fmt.human_size(e.size, 3) if human else str(e.size),
+        })
+    return rows
+
+
+def history(engine: "object", format_: "str | None", human: bool, no_trunc: bool, quiet: bool, name: str) -> None:
+    from dockyard.cli import formatting as fmt
+
+    rows = history_rows(engine.images.history(name), human, trunc=not no_trunc)  # type: ignore[attr-defined]
+    if quiet:
+        sys.stdout.write("".join(r["ID"] + "\n" for r in rows))
+        return
+    template = format_ if format_ and format_ != "table" else HISTORY_TABLE
+    sys.stdout.write(fmt.render_rows(template, rows, HISTORY_HEADERS))
