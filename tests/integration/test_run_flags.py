@@ -57,7 +57,8 @@ def test_host_config_fields_as_docker_shows_them(dy: Dockyard, tmp_path: Path) -
     host = _inspect(dy, "all")["HostConfig"]
     assert cidfile.read_text() == _inspect(dy, "all")["Id"]
     expected = {
-        "ShmSize": 1048576, "Sysctls": {"net.ipv4.ip_forward": "1"}, "SecurityOpt": ["no-new-privileges"],
+        "ShmSize": 1048576, "Sysctls": {"net.ipv4.ip_forward": "1"},
+        "SecurityOpt": ["no-new-privileges", "label=disable"],   # docker's daemon adds the label for --pid host
         "Devices": [{"PathOnHost": "/dev/null", "PathInContainer": "/dev/mynull", "CgroupPermissions": "r"}],
         "DeviceCgroupRules": ["c 240:* r"], "GroupAdd": ["10"], "IpcMode": "shareable", "PidMode": "host",
         "UTSMode": "host", "UsernsMode": "host", "CgroupnsMode": "host", "ContainerIDFile": str(cidfile),
@@ -67,6 +68,25 @@ def test_host_config_fields_as_docker_shows_them(dy: Dockyard, tmp_path: Path) -
         "BlkioDeviceWriteIOps": [{"Path": "/dev/null", "Rate": 20}], "Isolation": "default", "VolumesFrom": None,
     }
     assert {k: host.get(k) for k in expected} == expected
+
+
+def test_host_config_fields_side_by_side(dy: Dockyard, docker: dockerd.PrivateDockerd) -> None:
+    args = ["--shm-size", "2m", "--sysctl", "net.core.somaxconn=100", "--security-opt", "no-new-privileges:true",
+            "--device", "/dev/zero", "--device-cgroup-rule", "b *:* m", "--group-add", "nobody", "--ipc", "host",
+            "--uts", "host", "--cgroupns", "host", "--cpuset-cpus", "0", "--cpu-quota", "20000",
+            "--memory-reservation", "16m", "--memory-swappiness", "0", "--oom-score-adj", "-10",
+            "--device-write-bps", "/dev/null:3k", "--device-read-iops", "/dev/null:7"]
+    keys = ["ShmSize", "Sysctls", "SecurityOpt", "Devices", "DeviceCgroupRules", "GroupAdd", "IpcMode", "PidMode",
+            "UTSMode", "CgroupnsMode", "CpusetCpus", "CpuQuota", "MemoryReservation", "MemorySwappiness",
+            "OomScoreAdj", "BlkioDeviceWriteBps", "BlkioDeviceReadIOps", "BlkioDeviceReadBps", "OomKillDisable"]
+    dy.cli("create", "--name", "hc", *args, "busybox", check=True)
+    docker.cli("create", "--name", "hc", *args, "busybox")
+    try:
+        ours = _inspect(dy, "hc")["HostConfig"]
+        theirs = json.loads(docker.cli("inspect", "hc"))[0]["HostConfig"]
+        assert {k: ours.get(k) for k in keys} == {k: theirs.get(k) for k in keys}
+    finally:
+        docker.run("rm", "-f", "hc")
 
 
 def test_host_config_defaults(dy: Dockyard, docker: dockerd.PrivateDockerd) -> None:

@@ -254,6 +254,12 @@ def check(host: "dict[str, Any]", config: "dict[str, Any]", find: "Any") -> None
         raise FlagError("Range of blkio weight is from 10 to 1000")
     for opt in host.get("SecurityOpt") or []:
         check_security_opt(opt)
+    # Docker's daemon adds label=disable for the host's IPC or PID namespace and --privileged
+    # unless a label was given (generateSecurityOpt); inspect shows it.
+    given = host.get("SecurityOpt") or []
+    if (mode == "host" or host.get("PidMode") == "host" or host.get("Privileged")) and \
+            not any(opt.partition("=")[0].partition(":")[0] == "label" for opt in given):
+        host["SecurityOpt"] = [*given, "label=disable"]
 
 
 def _check_cpuset(wanted: str, key: str, what: str) -> None:
