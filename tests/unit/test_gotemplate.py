@@ -113,6 +113,14 @@ RENDER = [
     ('{{printf "%T %T %T" 1 "s" .Config.Cmd}}', "int string []string"),
     ('{{printf "100%%"}}', "100%"),
     ('{{html "<a>"}} {{js "it\'s"}} {{urlquery "a b&c"}}', "&lt;a&gt; it\\'s a+b%26c"),
+    ('{{printf "%s" .Config.Env}} {{printf "%q" .Config.Cmd}} {{printf "%x" .Config.Cmd}}',
+     '[X=1] ["sleep" "1"] [736c656570 31]'),
+    ('{{printf "%q" .Config.Labels}} {{printf "%v %s" nil nil}}', 'map["a":"b"] <nil> %!s(<nil>)'),
+    ('{{printf "%e %g %G %E" 1234.5678 0.000012 1e21 5.0}}', "1.234568e+03 1.2e-05 1E+21 5.000000E+00"),
+    ('{{printf "%c%c" 72 105}} {{printf "%U" 65}} {{printf "%[2]s %[1]s" "a" "b"}}', "Hi U+0041 b a"),
+    ('{{printf "%v" .Config.Labels.nosuch}}', "<nil>"),  # a missing value passed to a function is nil
+    ("{{.Config.Entrypoint}} {{.Config.Volumes}} {{.HostConfig.Binds}}", "[] map[] []"),  # nil slices, maps
+    ("{{index . \"Name\"}} {{len .Config}}", "/c1 5"),
     # Docker's functions
     ("{{json .Config.Cmd}}", '["sleep","1"]'),
     ("{{json .Config.Labels}}", '{"a":"b"}'),
@@ -169,6 +177,23 @@ ERRORS = [
     ("{{upper .State.Pid}}",
      'template: :1:14: executing "" at <.State.Pid>: wrong type for value; expected string; got json.Number'),
     ('{{template "x"}}', 'template: :1:11: executing "" at <{{template "x"}}>: template "x" not defined'),
+    # what docker's raw fallback (JSON in maps, missingkey=error) reports when the typed run failed
+    ('{{join .Args 1}}',
+     'template: :1:7: executing "" at <.Args>: wrong type for value; expected []string; got []interface {}'),
+    ('{{.Config.Env | join ","}}', 'template: :1:21: executing "" at <",">: can\'t handle "," for arg of type []string'),
+    ("{{.Config.Labels.nosuch | len}}",
+     'template: :1:9: executing "" at <.Config.Labels.nosuch>: map has no entry for key "nosuch"'),
+    ("{{.Config.Labels.a.b}}",
+     'template: :1:9: executing "" at <.Config.Labels.a.b>: can\'t evaluate field b in type interface {}'),
+    ("{{title 1}}", 'template: :1:8: executing "" at <1>: expected string; found 1'),
+    ('{{truncate .Path "2"}}', 'template: :1:17: executing "" at <"2">: expected integer; found "2"'),
+    ("{{not 1 2}}", 'template: :1:2: executing "" at <not>: wrong number of args for not: want 1 got 2'),
+    ("{{index .Config.Labels 1}}", 'template: :1:2: executing "" at <index .Config.Labels 1>: '
+                                   "error calling index: value has type int; should be string"),
+    ("{{slice .Path 3 1}}",
+     'template: :1:2: executing "" at <slice .Path 3 1>: error calling slice: invalid slice index: 3 > 1'),
+    ("{{with 1}}{{else with 2}}b{{end}}", "template: :1: unexpected <with> in else"),
+    ("{{ .Path }", 'template: :1: unexpected "}" in operand'),
 ]
 
 

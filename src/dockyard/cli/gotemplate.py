@@ -55,6 +55,17 @@ ZERO_FIELDS: dict[str, Any] = {
 }
 
 
+# Slice-typed fields of Docker's inspect structs: a null one prints ``[]`` (a nil slice).
+SLICE_FIELDS = frozenset({
+    "Cmd", "Entrypoint", "Env", "Shell", "OnBuild", "Binds", "Links", "Dns", "DnsOptions", "DnsSearch",
+    "ExtraHosts", "CapAdd", "CapDrop", "GroupAdd", "SecurityOpt", "Devices", "DeviceCgroupRules",
+    "DeviceRequests", "Ulimits", "VolumesFrom", "MaskedPaths", "ReadonlyPaths", "Mounts", "Aliases",
+    "RepoTags", "RepoDigests", "Layers", "BlkioWeightDevice", "BlkioDeviceReadBps", "BlkioDeviceWriteBps",
+    "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps", "Args", "Test", "DNSNames", "SecondaryIPAddresses",
+    "SecondaryIPv6Addresses",
+})
+
+
 class GoMap(dict):
     """A dict that is a Go map even if its keys are capitalised (Labels, Networks...)."""
 
@@ -71,6 +82,10 @@ def is_struct(value: Any) -> bool:
 def go_type(value: Any) -> str:
     if value is None or value is MISSING:
         return "<nil>"
+    if isinstance(value, JsonNumber):
+        return "json.Number"
+    if isinstance(value, RawList):
+        return "[]interface {}"
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, int):
@@ -86,13 +101,20 @@ def go_type(value: Any) -> str:
     return type(value).__name__
 
 
-def raw_type(value: Any) -> str:
-    """The Go type of a value of inspect's raw fallback (JSON decoded with UseNumber)."""
+class JsonNumber(str):
+    """A number of inspect's raw fallback: JSON decoded with UseNumber (a Go string kind)."""
+
+
+class RawList(list):
+    """A list of inspect's raw fallback: ``[]interface {}``, which ``join`` refuses."""
+
+
+def _raw(value: Any) -> Any:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return "json.Number"
-    if isinstance(value, (list, tuple)):
-        return "[]interface {}"
-    return go_type(value)
+        return JsonNumber(go_value(value))
+    if isinstance(value, list) and not isinstance(value, RawList):
+        return RawList(value)
+    return value
 
 
 def go_float(value: float) -> str:
@@ -353,8 +375,10 @@ def _lex_action(text: str, i: int, toks: list[Tok]) -> int:
                 ("bool" if word in ("true", "false") else "nil" if word == "nil" else "identifier")
             toks.append(Tok(kind, word, i, line))
             i = m.end()
+        elif c == "}":
+            raise _perr(line, 'unexpected "}" in operand')
         else:
-            raise _perr(line, f"unexpected {c!r} in command")
+            raise _perr(line, f"unrecognized character in action: U+{ord(c):04X} '{c}'")
 
 
 # ---- parse tree -----------------------------------------------------------------------
@@ -625,7 +649,7 @@ class Parser:
         other: list[Node] | None = None
         if end == "else":
             nxt = self.peek_ns()
-            if kind in ("if", "with") and nxt.kind == "keyword" and nxt.val == kind:
+            if kind == "if" and nxt.kind == "keyword" and nxt.val == "if":  # Go 1.23's "else with": not in docker 20.10
                 # "{{else if ...}}" is "{{else}}{{if ...}}...{{end}}" sharing this end
                 self.next_ns()
                 other = [self.branch(kind, nxt)]
@@ -811,7 +835,7 @@ class _ArgError(Exception):
 
 
 def _want_str(v: Any) -> str:
-    if not isinstance(v, str):
+    if not isinstance(v, str) or isinstance(v, JsonNumber):
         raise _ArgError(v, "string")
     return v
 
@@ -823,7 +847,7 @@ def _want_int(v: Any) -> int:
 
 
 def _want_strs(v: Any) -> list[str]:
-    if not (isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)):
+    if not (isinstance(v, (list, tuple)) and not isinstance(v, RawList) and all(isinstance(x, str) for x in v)):
         raise _ArgError(v, "[]string")
     return list(v)
 
@@ -895,6 +919,8 @@ def _index(item: Any, *keys: Any) -> Any:
                 raise _Fail("reflect: " + ("string" if isinstance(item, str) else "slice") + " index out of range")
             item = item[key] if not isinstance(item, str) else item.encode()[key]
         elif isinstance(item, Mapping):
+            if not isinstance(key, str) and all(isinstance(k, str) for k in item):
+                raise _Fail(f"value has type {go_type(key)}; should be string")
             if key not in item:
                 # the zero value: "" in a map of strings, nil in any other map
                 item = "" if all(isinstance(v, str) for v in item.values()) else None
@@ -914,10 +940,13 @@ def _slice(item: Any, *idx: Any) -> Any:
         raise _Fail(f"too many slice indexes: {len(idx)}")
     n = len(item)
     bounds = [int(i) for i in idx]
+    for b in bounds:
+        if not 0 <= b <= n:
+            raise _Fail(f"index out of range: {b}")
     start = bounds[0] if bounds else 0
     end = bounds[1] if len(bounds) > 1 else n
-    if not 0 <= start <= end <= n:
-        raise _Fail(f"index out of range: {end if end > n else start}")
+    if start > end:
+        raise _Fail(f"invalid slice index: {start} > {end}")
     return item[start:end]
 
 
@@ -986,16 +1015,18 @@ def _sprint(args: Sequence[Any]) -> str:
     return "".join(out)
 
 
-_VERB = re.compile(r"%([-+# 0]*)(\*|\d+)?(?:\.(\*|\d+)?)?([a-zA-Z%])")
+_VERB = re.compile(r"%([-+# 0]*)(\*|\d+)?(?:\.(\*|\d+)?)?(?:\[(\d+)\])?([a-zA-Z%])")
 
 
 def sprintf(fmt: str, *args: Any) -> str:
     """fmt.Sprintf for the verbs templates use: %s %v %d %q %x %X %o %b %c %t %f %e %g %T %%."""
-    out, pos, ai = [], 0, 0
+    out, pos, ai, reordered = [], 0, 0, False
     for m in _VERB.finditer(fmt):
         out.append(fmt[pos:m.start()])
         pos = m.end()
-        flags, width, prec, verb = m.groups()
+        flags, width, prec, argnum, verb = m.groups()
+        if argnum:  # %[2]s: an explicit argument index
+            ai, reordered = int(argnum) - 1, True
         if verb == "%":
             out.append("%")
             continue
@@ -1022,7 +1053,7 @@ def sprintf(fmt: str, *args: Any) -> str:
                 text = text.rjust(w)
         out.append(text)
     out.append(fmt[pos:])
-    if ai < len(args):
+    if ai < len(args) and not reordered:
         out.append("%!(EXTRA " + ", ".join(f"{go_type(a)}={go_value(a)}" for a in args[ai:]) + ")")
     return "".join(out)
 
@@ -1032,6 +1063,15 @@ def _format_one(verb: str, flags: str, prec: str | None, arg: Any) -> str:
     bad = f"%!{verb}({go_type(arg)}={go_value(arg)})"
     if verb == "T":
         return go_type(arg)
+    if arg is None and verb != "v":
+        return f"%!{verb}(<nil>)"
+    if verb != "v" and isinstance(arg, (list, tuple)):  # fmt applies the verb to each element
+        return "[" + " ".join(_format_one(verb, flags, prec, a) for a in arg) + "]"
+    if verb != "v" and isinstance(arg, Mapping) and not is_struct(arg):
+        return "map[" + " ".join(f"{_format_one(verb, flags, prec, k)}:{_format_one(verb, flags, prec, v)}"
+                                 for k, v in _sorted_items(arg)) + "]"
+    if verb == "U":
+        return f"U+{arg:04X}" if kind == "int" else bad
     if verb == "v":
         if "#" in flags and isinstance(arg, str):
             return _go_quote(arg)
@@ -1071,7 +1111,8 @@ def _format_one(verb: str, flags: str, prec: str | None, arg: Any) -> str:
         p = int(prec) if prec is not None else (6 if verb in "feE" else -1)
         sign = "+" if "+" in flags and arg >= 0 else ""
         if verb in "gG" and p < 0:
-            return sign + go_float(arg)
+            text = sign + go_float(arg)
+            return text.upper() if verb == "G" else text
         return sign + format(arg, f".{p}{verb}")
     return f"%!{verb}({go_type(arg)}={go_value(arg)})"
 
@@ -1190,14 +1231,30 @@ class GoTemplate:
     def execute_into(self, out: list[str], data: Any, funcs: Mapping[str, Callable[..., Any]] | None = None,
                      strict: bool | None = None) -> None:
         """Run the template, appending to ``out`` (which keeps what was written before an error)."""
-        state = _State(self, out, data, {**self.funcs, **(funcs or {})},
-                       self.strict if strict is None else strict)
+        strict = self.strict if strict is None else strict
+        all_funcs = {**self.funcs, **(funcs or {})}
+        mark = len(out)
         try:
-            state.walk_list(self.root, data)
+            _State(self, out, data, all_funcs, strict).walk_list(self.root, data)
+            return
         except _ExecError as e:
-            raise TemplateError(f"template: {self._where(e.node)}: executing \"\" at <{e.node}>: {e.msg}") from None
+            error = e
         except RecursionError:
             raise TemplateError("template: exceeded maximum template depth") from None
+        if not strict:
+            # docker inspect runs the template on its typed struct, and when that fails, on the
+            # JSON decoded into maps with missingkey=error: that run's output or error is shown
+            raw: list[str] = []
+            try:
+                _State(self, raw, data, all_funcs, strict, raw=True).walk_list(self.root, data)
+                del out[mark:]
+                out.extend(raw)
+                return
+            except _ExecError as e:
+                error = e
+            except RecursionError:
+                raise TemplateError("template: exceeded maximum template depth") from None
+        raise TemplateError(f"template: {self._where(error.node)}: executing \"\" at <{error.node}>: {error.msg}")
 
     def _where(self, node: Node) -> str:
         pos = node.pos
@@ -1209,8 +1266,8 @@ class GoTemplate:
 
 class _State:
     def __init__(self, tmpl: GoTemplate, out: list[str], root: Any, funcs: Mapping[str, Callable[..., Any]],
-                 strict: bool) -> None:
-        self.tmpl, self.out, self.funcs, self.strict = tmpl, out, funcs, strict
+                 strict: bool, raw: bool = False) -> None:
+        self.tmpl, self.out, self.funcs, self.strict, self.raw = tmpl, out, funcs, strict, raw
         self.vars: list[tuple[str, Any]] = [("$", root)]
         self.depth = 0
 
@@ -1265,7 +1322,8 @@ class _State:
             if len(last) == 1 and isinstance(last[0], (Field, Variable)) and getattr(last[0], "idents", None):
                 name = last[0].idents[-1]
                 # a nil map of Docker's typed structs prints as an empty one
-                return self.tmpl.nil.get(name, "map[]" if name in MAP_FIELDS else "<nil>")
+                default = "map[]" if name in MAP_FIELDS else "[]" if name in SLICE_FIELDS else "<nil>"
+                return self.tmpl.nil.get(name, default)
             return "<nil>"
         if callable(value):
             raise _ExecError(node, "can't print value of type func")
@@ -1400,12 +1458,15 @@ class _State:
             last = i == len(idents) - 1
             call_args = args[1:] if last else []
             value = self.field(value, name, call_args, final if last else _NOFINAL, node, dot_for_args=receiver,
-                               via=idents[i - 1] if i else None, last=last)
+                               via=idents[i - 1] if i else None, last=last,
+                               from_data=i > 0 or not isinstance(node, Chain))
         return value
 
     def field(self, recv: Any, name: str, args: list[Node], final: Any, node: Node, dot_for_args: Any,
-              via: str | None, last: bool = True) -> Any:
+              via: str | None, last: bool = True, from_data: bool = False) -> Any:
         has_args = bool(args) or final is not _NOFINAL
+        if self.raw:
+            return self.raw_field(recv, name, has_args, node, from_data)
         if recv is MISSING:
             raise _ExecError(node, f"map has no entry for key {_quote(via or name)}")
         if isinstance(recv, Mapping):
@@ -1439,6 +1500,19 @@ class _State:
             raise _ExecError(node, f"nil pointer evaluating interface {{}}.{name}")
         raise _ExecError(node, f"can't evaluate field {name} in type {go_type(recv)}")
 
+    def raw_field(self, recv: Any, name: str, has_args: bool, node: Node, from_data: bool) -> Any:
+        """A field in the raw fallback: maps of interface {} values, missingkey=error."""
+        if isinstance(recv, Mapping):
+            if has_args:
+                raise _ExecError(node, f"{name} is not a method but has arguments")
+            if name not in recv:
+                raise _ExecError(node, f"map has no entry for key {_quote(name)}")
+            return _raw(recv[name])
+        if recv is None or recv is MISSING:
+            raise _ExecError(node, f"nil pointer evaluating interface {{}}.{name}")
+        typ = "interface {}" if from_data else go_type(recv)
+        raise _ExecError(node, f"can't evaluate field {name} in type {typ}")
+
     def call(self, ident: Identifier, cmd: Command, dot: Any, final: Any) -> Any:
         name = ident.name
         fn = self.funcs[name]
@@ -1457,16 +1531,17 @@ class _State:
         argv = [self.arg_value(a, dot) for a in cmd.args[1:]]
         if final is not _NOFINAL:
             argv.append(final)
-        return self.invoke(fn, name, argv, cmd, method=False, arg_nodes=cmd.args[1:])
+        argv = [None if a is MISSING else a for a in argv]  # Go passes the zero value: nil
+        return self.invoke(fn, name, argv, cmd, method=False, arg_nodes=cmd.args[1:], ident=ident)
 
     def invoke(self, fn: Callable[..., Any], name: str, argv: list[Any], node: Node, method: bool,
-               arg_nodes: Sequence[Node] = ()) -> Any:
+               arg_nodes: Sequence[Node] = (), ident: Node | None = None) -> Any:
         arity = _arity(fn)
         if arity is not None:
             fixed, variadic = arity
             if (variadic and len(argv) < fixed) or (not variadic and len(argv) != fixed):
                 want = f"at least {fixed}" if variadic else str(fixed)
-                raise _ExecError(node, f"wrong number of args for {name}: want {want} got {len(argv)}")
+                raise _ExecError(ident or node, f"wrong number of args for {name}: want {want} got {len(argv)}")
         try:
             return fn(*argv)
         except _ArgError as e:
@@ -1476,8 +1551,12 @@ class _State:
                 if value is e.value and i < len(nodes):
                     at = nodes[i]
                     break
-            typ = go_type(e.value) if self.strict or isinstance(at, Literal) else raw_type(e.value)
-            raise _ExecError(at, f"wrong type for value; expected {e.want}; got {typ}") from None
+            if isinstance(at, Literal):  # Go's evalArg: a constant that does not fit the parameter
+                if e.want == "[]string":
+                    raise _ExecError(at, f"can't handle {at} for arg of type []string") from None
+                found = "integer" if e.want == "int" else e.want
+                raise _ExecError(at, f"expected {found}; found {at}") from None
+            raise _ExecError(at, f"wrong type for value; expected {e.want}; got {go_type(e.value)}") from None
         except _Fail as e:
             raise _ExecError(node, f"error calling {name}: {e}") from None
         except TemplateError:
