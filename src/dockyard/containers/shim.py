@@ -12,6 +12,8 @@ reaps orphans late, so polling PIDs would lie). It:
 - serves attach clients over a unix socket (``frames`` protocol), delivers signals,
 - records start, exit code, finish time and OOM in the state DB,
 - applies the restart policy, and does ``--rm`` removal.
+- runs the container's health check, if it has one, in a monitor process it forks per run
+  (``containers/health.py``; nothing is loaded or forked for a container without one).
 
 Reports to the CLI on the ready pipe: ``C<pid>`` created, ``S`` started, ``E<code> <message>``.
 Imports: the standard library's cheap parts and the runtime's modules; sqlite3 only in the
