@@ -11,7 +11,7 @@ reaps orphans late, so polling PIDs would lie). It:
   json-file log,
 - serves attach clients over a unix socket (``frames`` protocol), delivers signals,
 - records start, exit code, finish time and OOM in the state DB,
-- applies the restart policy, and does ``--rm`` removal.
+- applies the restart policy, and does ``--rm`` removal,
 - runs the container's health check, if it has one, in a monitor process it forks per run
   (``containers/health.py``; nothing is loaded or forked for a container without one).
 
