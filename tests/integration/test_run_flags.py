@@ -147,6 +147,9 @@ def test_systempaths_unconfined(rt: Dockyard) -> None:
     assert rt.cli("run", "--rm", "busybox", "sh", "-c", script).stdout.split() == ["1", "1"]
     assert rt.cli("run", "--rm", "--security-opt", "systempaths=unconfined", "busybox", "sh", "-c",
                   script).stdout.split() == ["0", "0"]
+    rt.cli("create", "--name", "spu", "--security-opt", "systempaths=unconfined", "busybox", check=True)
+    host = _inspect(rt, "spu")["HostConfig"]
+    assert (host["MaskedPaths"], host["ReadonlyPaths"], host["SecurityOpt"]) == ([], [], [])   # as docker shows it
 
 
 def test_seccomp_profile_in_docker_format(rt: Dockyard, tmp_path: Path) -> None:

@@ -166,6 +166,8 @@ def host_options(containers: "Containers", host: "dict[str, Any]", cdir: str) ->
         elif key == "systempaths":
             out["unmasked"] = True
     out["seccomp"] = seccomp_profile
+    if host.get("MaskedPaths") == [] and host.get("ReadonlyPaths") == []:
+        out["unmasked"] = True   # --security-opt systempaths=unconfined, as docker's CLI stores it
     return out
 
 

@@ -59,7 +59,14 @@ def parse(kw: "dict[str, Any]") -> "dict[str, Any]":
         sysctls[key] = value
     if sysctls:
         host["Sysctls"] = sysctls
-    host["SecurityOpt"] = security_opts(kw.get("security_opt") or ()) or None
+    opts = security_opts(kw.get("security_opt") or ())
+    if "systempaths=unconfined" in opts:
+        # docker's CLI: the option becomes empty MaskedPaths/ReadonlyPaths (SecurityOpt keeps the rest, [] if none)
+        opts = [o for o in opts if o != "systempaths=unconfined"]
+        host["MaskedPaths"], host["ReadonlyPaths"] = [], []
+        host["SecurityOpt"] = opts
+    else:
+        host["SecurityOpt"] = opts or None
     host["Devices"] = [device(d) for d in kw.get("device") or ()]
     rules = list(kw.get("device_cgroup_rule") or ())
     for rule in rules:
