@@ -1,86 +1,21 @@
-"""``version`` and ``info`` (also ``system info``): Docker's text layouts, or ``--format``.
-
-The facts come from ``dockyard.system.version`` and ``dockyard.system.info``; this module
-only prints them."""
+"""``version`` and ``info`` (also ``system info``): click's parsing over the click-free bodies
+in ``infoviews.py``."""
 
 from __future__ import annotations
-
-import sys
-from typing import Any
 
 import click
 
 from dockyard.cli import common
-
-_BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
-
-
-def bytes_size(size: float) -> str:
-    """go-units BytesSize: base 1024, ``%.4g`` then the unit (``23.54GiB``)."""
-    value, i = float(size), 0
-    while value >= 1024.0 and i < len(_BINARY_UNITS) - 1:
-        value /= 1024.0
-        i += 1
-    return "%.4g%s" % (value, _BINARY_UNITS[i])
-
-
-def _format(template: str, data: Any) -> None:
-    from dockyard.cli import formatting as fmt
-
-    sys.stdout.write(fmt.Template(template).render(data) + "\n")
-
-
-# ---- version ------------------------------------------------------------------------------
+from dockyard.cli.infoviews import bytes_size, render_info, render_version  # noqa: F401 - the names tests know
 
 
 @click.command(context_settings={"help_option_names": ["--help"]})
 @click.option("-f", "--format", "format_", metavar="string", help="Format the output using the given Go template.")
-@click.pass_context
-def version(ctx: click.Context, format_: str | None) -> None:
+def version(format_: str | None) -> None:
     """Show the dockyard version information."""
-    from dockyard.containers.manager import DEFAULT_RUNTIME
-    from dockyard.system.version import version_info
+    from dockyard.cli.infoviews import show_version
 
-    data = version_info(DEFAULT_RUNTIME)
-    if format_:
-        _format(format_, data)
-        return
-    sys.stdout.write(render_version(data))
-
-
-def render_version(data: dict[str, Any]) -> str:
-    """``docker version``'s layout (cli/command/system/version.go), "Go version" read as Python's."""
-    c, s = data["Client"], data["Server"]
-    lines = [f"Client: {c['Platform']['Name']}".rstrip(),
-             f" Version:           {c['Version']}",
-             f" API version:       {c['ApiVersion']}",
-             f" Python version:    {c['GoVersion']}",
-             f" Git commit:        {c['GitCommit']}",
-             f" Built:             {c['BuildTime']}",
-             f" OS/Arch:           {c['Os']}/{c['Arch']}",
-             f" Context:           {c['Context']}",
-             f" Experimental:      {str(c['Experimental']).lower()}",
-             "",
-             f"Server: {s['Platform']['Name']}".rstrip()]
-    for component in s["Components"]:
-        details = component.get("Details") or {}
-        if component["Name"] == "Engine":
-            lines += [" Engine:",
-                      f"  Version:          {component['Version']}",
-                      f"  API version:      {details['ApiVersion']} (minimum version {details['MinAPIVersion']})",
-                      f"  Python version:   {details['GoVersion']}",
-                      f"  Git commit:       {details['GitCommit']}",
-                      f"  Built:            {details['BuildTime']}",
-                      f"  OS/Arch:          {details['Os']}/{details['Arch']}",
-                      f"  Experimental:     {details['Experimental']}"]
-        else:
-            lines += [f" {component['Name']}:",
-                      f"  Version:          {component['Version']}"]
-            lines += [f"  {key}:{' ' * max(1, 17 - len(key))}{value}" for key, value in sorted(details.items())]
-    return "\n".join(lines) + "\n"
-
-
-# ---- info ---------------------------------------------------------------------------------
+    show_version(format_)
 
 
 @click.command(context_settings={"help_option_names": ["--help"]})
@@ -88,79 +23,7 @@ def render_version(data: dict[str, Any]) -> str:
 @click.pass_context
 def info(ctx: click.Context, format_: str | None) -> None:
     """Display system-wide information."""
-    from dockyard.system.info import info as gather
+    from dockyard.cli.infoviews import show_info
 
     state = ctx.find_object(common.State)
-    data = gather(common.engine(), debug=bool(state and state.debug))
-    if format_:
-        _format(format_, data)
-        return
-    sys.stdout.write(render_info(data))
-    if data.get("Warnings"):
-        sys.stderr.write("\n".join(data["Warnings"]) + "\n")
-
-
-def render_info(d: dict[str, Any]) -> str:
-    """``docker info``'s layout (cli/command/system/info.go, 20.10)."""
-    client = d["ClientInfo"]
-    lines = ["Client:",
-             f" Context:    {client['Context']}",
-             f" Debug Mode: {str(client['Debug']).lower()}"]
-    if client.get("Plugins"):
-        lines.append(" Plugins:")
-        lines += [f"  {p['Name']}: {p.get('ShortDescription', '')}" for p in client["Plugins"]]
-    lines += ["",
-              "Server:",
-              f" Containers: {d['Containers']}",
-              f"  Running: {d['ContainersRunning']}",
-              f"  Paused: {d['ContainersPaused']}",
-              f"  Stopped: {d['ContainersStopped']}",
-              f" Images: {d['Images']}",
-              f" Server Version: {d['ServerVersion']}",
-              f" Storage Driver: {d['Driver']}"]
-    lines += [f"  {key}: {value}" for key, value in d["DriverStatus"]]
-    lines += [f" Logging Driver: {d['LoggingDriver']}",
-              f" Cgroup Driver: {d['CgroupDriver']}",
-              f" Cgroup Version: {d['CgroupVersion']}",
-              " Plugins:",
-              f"  Volume: {' '.join(d['Plugins']['Volume'])}",
-              f"  Network: {' '.join(d['Plugins']['Network'])}",
-              f"  Log: {' '.join(d['Plugins']['Log'])}",
-              f" Swarm: {d['Swarm']['LocalNodeState']}",
-              f" Runtimes: {' '.join(d['Runtimes'])}",
-              f" Default Runtime: {d['DefaultRuntime']}",
-              f" Init Binary: {d['InitBinary']}"]
-    if d["RuncCommit"]["ID"]:
-        lines.append(f" runc version: {d['RuncCommit']['ID']}")
-    if d["SecurityOptions"]:
-        lines.append(" Security Options:")
-        for option in d["SecurityOptions"]:
-            fields = dict(kv.partition("=")[::2] for kv in option.split(","))
-            lines.append(f"  {fields.get('name', option)}")
-            if fields.get("profile"):
-                lines.append(f"   Profile: {fields['profile']}")
-    lines += [f" Kernel Version: {d['KernelVersion']}",
-              f" Operating System: {d['OperatingSystem']}",
-              f" OSType: {d['OSType']}",
-              f" Architecture: {d['Architecture']}",
-              f" CPUs: {d['NCPU']}",
-              f" Total Memory: {bytes_size(d['MemTotal'])}",
-              f" Name: {d['Name']}",
-              f" ID: {d['ID']}",
-              f" Docker Root Dir: {d['DockerRootDir']}",
-              f" Debug Mode: {str(d['Debug']).lower()}"]
-    for key, label in (("HttpProxy", "HTTP Proxy"), ("HttpsProxy", "HTTPS Proxy"), ("NoProxy", "No Proxy")):
-        if d.get(key):
-            lines.append(f" {label}: {d[key]}")
-    lines += [f" Registry: {d['IndexServerAddress']}",
-              " Labels:",
-              f" Experimental: {str(d['ExperimentalBuild']).lower()}",
-              " Insecure Registries:"]
-    registry = d["RegistryConfig"]
-    lines += [f"  {name}" for name, index in registry["IndexConfigs"].items() if not index["Secure"]]
-    lines += [f"  {cidr}" for cidr in registry["InsecureRegistryCIDRs"]]
-    if registry.get("Mirrors"):
-        lines.append(" Registry Mirrors:")
-        lines += [f"  {m}" for m in registry["Mirrors"]]
-    lines.append(f" Live Restore Enabled: {str(d['LiveRestoreEnabled']).lower()}")
-    return "\n".join(lines) + "\n\n"
+    show_info(common.engine(), format_, bool(state and state.debug))

@@ -194,7 +194,7 @@ def info(engine: "Engine", debug: bool = False) -> dict[str, Any]:
     import threading
     import time
 
-    from dockyard.containers.manager import DEFAULT_RUNTIME
+    from dockyard.runtime import RUNTIMES
     from dockyard.system import version as versions
     from dockyard.timefmt import rfc3339_nano_utc
 
@@ -249,7 +249,7 @@ def info(engine: "Engine", debug: bool = False) -> dict[str, Any]:
         "ExperimentalBuild": False,
         "ServerVersion": versions.version(),
         "Runtimes": rts,
-        "DefaultRuntime": DEFAULT_RUNTIME,
+        "DefaultRuntime": RUNTIMES[0],   # the default runtime is the first
         "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
                   "Error": "", "RemoteManagers": None},
         # No daemon: containers are watched by their own shims and outlive every dockyard
