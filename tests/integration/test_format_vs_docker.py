@@ -169,6 +169,17 @@ INSPECT_MORE = [
     '{{printf "%v" .Config.Healthcheck}}',
     '{{.State.Dead}} {{.State.OOMKilled}}',
 ]
+IMAGE_INSPECT = [
+    "{{.RepoTags}} {{.Config.Cmd}} {{.Os}} {{.Architecture}} {{json .RepoDigests}} {{.Config.Env}}",
+    "{{.ContainerConfig.Cmd}} {{.Config.Entrypoint}} {{.Config.Volumes}} {{.Config.Labels}} {{.Comment}}",
+    "{{range .RepoTags}}{{.}} {{end}}{{len .RootFS.Layers}} {{.RootFS.Type}}",
+    # null maps and slices are Docker's nil ones: <no value>, "", null, [], 0, false
+    '{{.Config.Labels.x}}|{{index .Config.Labels "x"}}|{{json .Config.Labels}}|{{json .Config.Entrypoint}}|'
+    "{{.Config.Entrypoint}}|{{len .Config.Labels}}|{{if .Config.Labels}}y{{else}}n{{end}}|"
+    '{{range .Config.Entrypoint}}x{{end}}|{{printf "%v" .Config.Labels}}',
+    "{{.Bogus}}",
+    "{{nosuch}}",
+]
 PS = [
     "{{.Names}} {{.Image}} {{.Command}} {{.State}}",
     "{{.Labels}}",
@@ -204,13 +215,15 @@ IMAGES = [
 ]
 IMAGES_ERRORS = ['{{.Label "a"}}', "{{.Bogus}}", "{{nosuch}}"]
 
-CASES = ([("inspect", t) for t in INSPECT + INSPECT_ERRORS + INSPECT_MORE] + [("ps", t) for t in PS + PS_ERRORS]
+CASES = ([("inspect", t) for t in INSPECT + INSPECT_ERRORS + INSPECT_MORE]
+         + [("image inspect", t) for t in IMAGE_INSPECT] + [("ps", t) for t in PS + PS_ERRORS]
          + [("images", t) for t in IMAGES + IMAGES_ERRORS])
 ERRORS = set(INSPECT_ERRORS + PS_ERRORS + IMAGES_ERRORS)
 
 
 def _args(command: str, template: str) -> list[str]:
     return {"inspect": ["inspect", "-f", template, "c1"], "ps": ["ps", "-a", "--format", template],
+            "image inspect": ["image", "inspect", "-f", template, "busybox"],
             "images": ["images", "--format", template]}[command]
 
 

@@ -121,6 +121,8 @@ RENDER = [
     ('{{printf "%v" .Config.Labels.nosuch}}', "<nil>"),  # a missing value passed to a function is nil
     ("{{.Config.Entrypoint}} {{.Config.Volumes}} {{.HostConfig.Binds}}", "[] map[] []"),  # nil slices, maps
     ("{{index . \"Name\"}} {{len .Config}}", "/c1 5"),
+    ('{{.Config.Volumes.x}}|{{index .Config.Volumes "x"}}|{{json .Config.Volumes}}|{{json .Config.Entrypoint}}|'
+     "{{len .Config.Volumes}}|{{if .Config.Entrypoint}}y{{else}}n{{end}}", "<no value>||null|null|0|n"),
     # Docker's functions
     ("{{json .Config.Cmd}}", '["sleep","1"]'),
     ("{{json .Config.Labels}}", '{"a":"b"}'),

@@ -70,6 +70,14 @@ class GoMap(dict):
     """A dict that is a Go map even if its keys are capitalised (Labels, Networks...)."""
 
 
+class NilMap(GoMap):
+    """A nil map of Docker's typed structs: prints ``map[]``, indexes to "", JSON ``null``."""
+
+
+class NilList(list):
+    """A nil slice of Docker's typed structs: prints ``[]``, JSON ``null``."""
+
+
 # ---- values as Go sees them -------------------------------------------------------------
 
 
@@ -192,7 +200,7 @@ def go_json(value: Any) -> str:
 
 
 def _jsonable(value: Any) -> Any:
-    if value is MISSING:
+    if value is MISSING or isinstance(value, (NilMap, NilList)):
         return None
     if isinstance(value, Mapping):
         items = value.items() if is_struct(value) else _sorted_items(value)
@@ -1482,6 +1490,11 @@ class _State:
                         n = len(args) + (final is not _NOFINAL)
                         raise _ExecError(node, f"wrong number of args for {name}: want 0 got {n}")
                     raise _ExecError(node, f"{name} is not a method but has arguments")
+                if value is None and not self.strict:  # Docker's typed struct: a nil map or slice
+                    if name in MAP_FIELDS:
+                        return NilMap()
+                    if name in SLICE_FIELDS:
+                        return NilList()
                 return value
             if self.strict and recv is dot_for_args and via is None:
                 raise _ExecError(node, f"can't evaluate field {name} in type {self.tmpl.type_name}")
