@@ -19,9 +19,11 @@ if TYPE_CHECKING:
     from dockyard.containers.manager import Containers
     from dockyard.containers.store import ContainerRecord
 
-# What Docker's init layer holds (daemon/initlayer): never part of a container's changes.
-INIT_PATHS = frozenset({"/dev/pts", "/dev/shm", "/proc", "/sys", "/.dockerenv", "/etc/resolv.conf", "/etc/hosts",
-                        "/etc/hostname", "/dev/console", "/etc/mtab"})
+# What Docker's init layer holds (daemon/initlayer): never part of a container's changes. All
+# of /dev: a container's /dev is a tmpfs, so what is below it in the upper dir is only the
+# runtime's mount point.
+INIT_PATHS = frozenset({"/dev", "/dev/pts", "/dev/shm", "/proc", "/sys", "/.dockerenv", "/etc/resolv.conf",
+                        "/etc/hosts", "/etc/hostname", "/dev/console", "/etc/mtab"})
 OPAQUE_XATTR = "trusted.overlay.opaque"
 ADDED, CHANGED, DELETED = "A", "C", "D"
 
@@ -71,29 +73,49 @@ def _deleted_in(layer: str, rel: str) -> bool:
 
 
 def changes(upper: str, lowerdirs: "list[str]") -> "list[tuple[str, str]]":
-    """(kind, path) of the container's changes, as ``docker diff`` lists them: a directory
-    before what changed in it, entries in name order, a changed parent directory listed
-    (as C) once, before its first change."""
+    """(kind, path) of the container's changes, as ``docker diff`` lists them (Docker 20.10's
+    overlay2 compares the container's tree with the image's on kernels with redirect_dir, which
+    is what these rules give): a directory listed (as C) before what changed in it, entries in
+    name order; a directory deleted and made again (opaque) is changed, its old entries deleted
+    and what is in it now added or changed."""
     out: list[tuple[str, str]] = []
-    _walk(upper, "", lowerdirs, out)
+    _walk(upper, "", lowerdirs, out, hidden=False)
     return out
 
 
-def _walk(upper: str, rel_dir: str, lowerdirs: "list[str]", out: "list[tuple[str, str]]") -> bool:
-    """Append the changes under ``rel_dir``; whether there were any."""
+def _image_names(lowerdirs: "list[str]", rel_dir: str) -> "list[str]":
+    """The names the image has in ``rel_dir`` (every layer's, less what a layer above deleted)."""
+    names: set[str] = set()
+    for layer in lowerdirs:
+        try:
+            names.update(os.listdir(layer + rel_dir or "/"))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+    return sorted(n for n in names if _in_lower(lowerdirs, f"{rel_dir}/{n}") is not None)
+
+
+def _walk(upper: str, rel_dir: str, lowerdirs: "list[str]", out: "list[tuple[str, str]]", hidden: bool) -> bool:
+    """Append the changes under ``rel_dir``; whether there were any. ``hidden``: the image's
+    entries there are hidden (an opaque directory): those not in the upper dir are deleted."""
     try:
-        entries = sorted(os.scandir(upper + rel_dir or "/"), key=lambda e: e.name)
+        entries = {e.name: e for e in os.scandir(upper + rel_dir or "/")}
     except FileNotFoundError:
-        return False
+        entries = {}
+    gone = [n for n in _image_names(lowerdirs, rel_dir) if n not in entries] if hidden else []
     found = False
-    for entry in entries:
-        rel = f"{rel_dir}/{entry.name}"
+    for name in sorted([*entries, *gone]):
+        rel = f"{rel_dir}/{name}"
         if rel in INIT_PATHS:
+            continue
+        entry = entries.get(name)
+        if entry is None:
+            out.append((DELETED, rel))
+            found = True
             continue
         st = entry.stat(follow_symlinks=False)
         lower = _in_lower(lowerdirs, rel)
         if is_whiteout(st):
-            if lower is not None:
+            if lower is not None and not hidden:
                 out.append((DELETED, rel))
                 found = True
             continue
@@ -102,23 +124,19 @@ def _walk(upper: str, rel_dir: str, lowerdirs: "list[str]", out: "list[tuple[str
             out.append((ADDED, rel))
             found = True
             if is_dir:
-                _walk(upper, rel, [], out)   # everything below a new directory is new
+                _walk(upper, rel, [], out, hidden=False)   # everything below a new directory is new
             continue
         if is_dir and stat.S_ISDIR(lower.st_mode):
-            if is_opaque(entry.path):
-                # Deleted and made again: Docker's overlay rule lists it deleted, then what is in it.
-                out.append((DELETED, rel))
-                _walk(upper, rel, [], out)
-                found = True
-                continue
             mark = len(out)
-            below = _walk(upper, rel, lowerdirs, out)
+            below = _walk(upper, rel, lowerdirs, out, hidden=hidden or is_opaque(entry.path))
             if below or _metadata_changed(st, lower):
                 out.insert(mark, (CHANGED, rel))
                 found = True
             continue
         out.append((CHANGED, rel))
         found = True
+        if is_dir:   # a directory where the image has a file: all in it is new
+            _walk(upper, rel, [], out, hidden=False)
     return found
 
 

@@ -54,11 +54,21 @@ def engine_id(root: str) -> str:
 
     text = base64.b32encode(os.urandom(30)).decode()
     value = ":".join(text[i:i + 4] for i in range(0, 48, 4))
-    from dockyard.atomicfile import atomic_write
+    import tempfile
 
     os.makedirs(root, exist_ok=True)
-    with atomic_write(path) as f:
-        f.write(value.encode() + b"\n")
+    fd, tmp = tempfile.mkstemp(dir=root, prefix=".engine-id.")
+    try:
+        os.write(fd, value.encode() + b"\n")
+        os.fsync(fd)
+        os.close(fd)
+        try:
+            os.link(tmp, path)   # the first writer wins; a concurrent one reads its ID
+        except FileExistsError:
+            with open(path) as f:
+                return f.read().strip()
+    finally:
+        os.unlink(tmp)
     return value
 
 
