@@ -579,3 +579,18 @@ def test_container_and_image_groups_have_every_docker_verb(dy: Dockyard) -> None
         assert dy.cli("container", verb, "--help").returncode == 0, verb
     for verb in sorted(image_verbs):
         assert dy.cli("image", verb, "--help").returncode == 0, verb
+
+
+def test_commit_update_and_export_are_events(dy: Dockyard, tmp_path: Path) -> None:
+    dy.cli("create", "--name", "ev1", "busybox", "true", check=True)
+    start = str(int(time.time()) - 1)
+    image_id = _ok(dy.cli("commit", "-m", "why", "ev1", "evimg:1")).strip()
+    _ok(dy.cli("update", "--cpu-shares", "100", "ev1"))
+    _ok(dy.cli("export", "-o", str(tmp_path / "ev1.tar"), "ev1"))
+    lines = _ok(dy.cli("events", "--since", start, "--until", str(int(time.time()) + 1), "--format",
+                       "{{.Type}} {{.Action}} {{json .Actor.Attributes}}")).splitlines()
+    seen = [(line.split(" ", 2)[0], line.split(" ", 2)[1], json.loads(line.split(" ", 2)[2])) for line in lines]
+    assert [(t, a, attrs["name"]) for t, a, attrs in seen[-4:]] == [
+        ("image", "tag", "evimg:1"), ("container", "commit", "ev1"), ("container", "update", "ev1"),
+        ("container", "export", "ev1")]
+    assert seen[-3][2]["imageID"] == image_id and seen[-3][2]["comment"] == "why"

@@ -819,7 +819,9 @@ class Containers:
         """``docker export``: the container's filesystem as a tar written to ``out``."""
         from dockyard.containers.filesystem import export
 
-        export(self, self.get(typed), out)
+        record = self.get(typed)
+        export(self, record, out)
+        self.event("export", record)
 
     def commit(self, typed: str, reference: str | None = None, changes: Sequence[str] = (), message: str = "",
                author: str = "", pause: bool = True) -> Any:
@@ -833,17 +835,29 @@ class Containers:
             self.pause(record.id)
             paused_here = True
         try:
-            return commit_container(self.engine, record, reference, changes, message, author)
+            image = commit_container(self.engine, record, reference, changes, message, author)
         finally:
             if paused_here:
                 self.unpause(record.id)
+        # Docker's events of a commit: the image tagged (if named), the container committed.
+        named = ""
+        if reference:
+            from dockyard import reference as references
+
+            named = references.parse(reference).familiar()
+            self.engine.images.event("tag", image.id, named, image.id)
+        self.event("commit", record, comment=message, imageID=image.id, imageRef=named)
+        return image
 
     def update(self, typed: str, resources: dict[str, Any], restart_policy: dict[str, Any] | None = None) -> list[str]:
         """``docker update``: new resource limits (Docker's HostConfig names) and restart
         policy, applied to a live container through its runtime; its warnings."""
         from dockyard.containers.update import update
 
-        return update(self, self.get(typed), resources, restart_policy)
+        record = self.get(typed)
+        warnings = update(self, record, resources, restart_policy)
+        self.event("update", record)
+        return warnings
 
     # ------------------------------------------------------------------ reset
 
