@@ -159,3 +159,20 @@ def test_history_of_an_import(both: Callable[..., Any]) -> None:
     assert len(our_cells) == len(their_cells) == 4 and our_cells[-1] == their_cells[-1] == "Imported from -"
     theirs, ours = _ok(*both("history", "--no-trunc", "--format", "{{.CreatedBy}}|{{.Comment}}", "busybox"))
     assert ours == theirs == "|Imported from -\n"
+
+
+FILTERS = ["exited=abc", "health=bogus", "health=none", "is-task=maybe", "is-task=false", "is-task=true",
+           "isolation=default", "network=none", "network=bridge", "volume=vol1", "volume=/h", "volume={hostdir}",
+           "publish=80", "expose=80", "status=exited", "status=created", "name=aa", "label=k=v", "exited=0"]
+
+
+def test_ps_filters_side_by_side(both: Callable[..., Any], tmp_path: Path) -> None:
+    _ok(*both("run", "-d", "--name", "aa", "-l", "k=v", "-v", "vol1:/v", "--network", "none", "busybox", "sleep", "100"))
+    _ok(*both("create", "--name", "bb", "-v", f"{tmp_path}:/h", "busybox"))
+    _ok(*both("run", "--name", "cc", "busybox", "true"))
+    for filter_ in FILTERS:
+        theirs, ours = both("ps", "-a", "--format", "{{.Names}}", "--filter", filter_.format(hostdir=tmp_path))
+        assert (ours.returncode, sorted(ours.stdout.split())) == (theirs.returncode, sorted(theirs.stdout.split())), \
+            filter_
+        assert ours.stderr.removeprefix("Error: ") == theirs.stderr.removeprefix("Error response from daemon: "), \
+            filter_

@@ -41,7 +41,8 @@ if TYPE_CHECKING:
 DEFAULT_STOP_TIMEOUT = 10
 DEFAULT_RUNTIME = "pyrunc"  # dockyard.runtime.adapter.DEFAULT_RUNTIME (not imported: run's start-up)
 SHIM_DIED = "the container's shim (dockyard monitor, pid {pid}) died; the container was stopped"
-LIST_FILTERS = frozenset({"status", "name", "label", "ancestor", "id", "exited", "before", "since", "health"})
+LIST_FILTERS = frozenset({"status", "name", "label", "ancestor", "id", "exited", "before", "since", "health",
+                          "network", "volume", "publish", "expose", "is-task", "isolation"})
 
 
 class ContainerError(DockyardError):
@@ -670,6 +671,11 @@ class Containers:
         for value in filters.get("health") or ():
             if value not in ("starting", "healthy", "unhealthy", "none"):
                 raise DockyardError(f"Unrecognised filter value for health: {value}")
+        for value in filters.get("exited") or ():   # Go's strconv.Atoi, as the daemon parses it
+            if not value.lstrip("+-").isdigit():
+                raise DockyardError(f'strconv.Atoi: parsing "{value}": invalid syntax')
+        if any(v not in ("true", "false") for v in filters.get("is-task") or ()):
+            raise DockyardError(f"Invalid filter 'is-task=[{', '.join(filters['is-task'])}]'")
         records = [self._reconcile(r) for r in self.store.all()]
         if last > 0:
             records = records[:last]
@@ -1002,6 +1008,9 @@ def _matches(containers: Containers, r: ContainerRecord, filters: Mapping[str, S
                     return False
         if key == "ancestor" and not any(_is_ancestor(containers, v, r) for v in values):
             return False
+        if key in ("network", "volume", "publish", "expose", "is-task", "isolation") and \
+                not _matches_more(r, key, values):
+            return False
         if key in ("before", "since"):
             other = containers.get(values[-1])
             if key == "before" and not r.created < other.created:
@@ -1009,6 +1018,27 @@ def _matches(containers: Containers, r: ContainerRecord, filters: Mapping[str, S
             if key == "since" and not r.created > other.created:
                 return False
     return True
+
+
+def _matches_more(r: ContainerRecord, key: str, values: Sequence[str]) -> bool:
+    """Docker's other ps filters: network (name), volume (name, source or destination),
+    publish/expose (``80``, ``80/udp``), is-task (no swarm here: never a task), isolation."""
+    if key == "network":
+        mode = r.host_config.get("NetworkMode") or "default"
+        nets = {"bridge" if mode == "default" else mode,
+                *((r.config.get("NetworkingConfig") or {}).get("EndpointsConfig") or {})}
+        return any(v in nets for v in values)
+    if key == "volume":
+        return any(v in (m.get("Name"), m.get("Source"), m.get("Destination"))
+                   for m in r.config.get("Mounts") or [] for v in values)
+    if key in ("publish", "expose"):
+        ports = set(r.host_config.get("PortBindings") or {})
+        if key == "expose":
+            ports |= set(r.container_config.get("ExposedPorts") or {})
+        return any((v if "/" in v else v + "/tcp") in ports for v in values)
+    if key == "is-task":
+        return "false" in values
+    return any(v in ("default", "") for v in values)   # isolation: Linux has only the default
 
 
 def health_status(containers: Containers, r: ContainerRecord) -> str:
