@@ -303,3 +303,25 @@ def test_ps_template_errors_come_without_containers(docker: dockerd.PrivateDocke
         ours = run_cli("ps", "--format", template, env=dy_env)
         assert theirs.returncode == 1 and theirs.stdout == ""
         assert (ours.returncode, ours.stdout, _message(ours.stderr)) == (1, "", _message(theirs.stderr))
+
+
+@pytest.mark.parametrize("args", [
+    ("inspect", "-f", "{{.State.Status}}", "busybox", "c1"),  # the image has no State: c1 still prints
+    ("inspect", "-f", "{{.Name}}", "nosuch"),                 # nothing printed: a lone newline
+    ("image", "inspect", "-f", "{{.Nope}}", "busybox"),
+])
+def test_inspect_goes_on_past_a_template_error(args: tuple[str, ...], docker: dockerd.PrivateDockerd,
+                                               dy_env: dict[str, str], run_cli: Callable[..., Any]) -> None:
+    theirs = docker.run(*args)
+    ours = run_cli(*args, env=dy_env)
+    assert theirs.returncode == 1
+    assert (ours.returncode, ours.stdout, _message(ours.stderr)) == (1, theirs.stdout, _message(theirs.stderr))
+
+
+@pytest.mark.parametrize("args", [("network", "ls"), ("history", "busybox"), ("system", "df")])
+def test_other_formatters_name_their_context(args: tuple[str, ...], docker: dockerd.PrivateDockerd,
+                                             dy_env: dict[str, str], run_cli: Callable[..., Any]) -> None:
+    theirs = docker.run(*args, "--format", "{{.Bogus}}")
+    ours = run_cli(*args, "--format", "{{.Bogus}}", env=dy_env)
+    assert theirs.returncode == 1
+    assert (ours.returncode, _message(ours.stderr)) == (1, _message(theirs.stderr))

@@ -305,6 +305,15 @@ def test_inspect_template_parse_error_exits_64() -> None:
     assert e.value.exit_code == 1
 
 
+def test_render_inspected_goes_on_past_errors() -> None:
+    errors: list[Any] = []
+    out = fmt.render_inspected([{"Path": "x"}, {"Name": "y"}], fmt.Template("{{.Name}}"), errors)
+    assert out == "y\n"
+    assert [e.message for e in errors] == [
+        'template parsing error: template: :1:2: executing "" at <.Name>: map has no entry for key "Name"']
+    assert fmt.render_inspected([], fmt.Template("{{.Name}}"), []) == "\n"
+
+
 def test_fields_used() -> None:
     assert fmt.Template("{{.Names}} {{if .Size}}{{.Size}}{{end}} {{$.ID}}").fields_used() == {"Names", "Size"}
 

@@ -175,6 +175,20 @@ class Template:
             raise _fail(e, self.prefix if prefix is None else prefix) from None
 
 
+def render_inspected(objects: Sequence[Any], template: "Template | Callable[[int], Template]",
+                     errors: list[Any]) -> str:
+    """``docker inspect -f``: each object's output and a newline. One the template fails on
+    is left out and its error added to ``errors`` (Docker goes on to the next name); when
+    nothing was printed, a lone newline (Docker's Flush of an empty buffer)."""
+    out = []
+    for i, obj in enumerate(objects):
+        try:
+            out.append((template if isinstance(template, Template) else template(i)).render(obj) + "\n")
+        except TemplateError as e:
+            errors.append(e)
+    return "".join(out) or "\n"
+
+
 def expand_escapes(fmt: str) -> str:
     """Docker's formatter turns the two characters ``\\t`` and ``\\n`` into tab and newline."""
     return fmt.replace("\\t", "\t").replace("\\n", "\n")

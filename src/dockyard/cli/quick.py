@@ -69,8 +69,7 @@ def print_inspected(names: "Sequence[str]", lookup: "Callable[[str], Any]", form
     if format_:
         from dockyard.cli import formatting as fmt
 
-        template = fmt.Template(format_)
-        _write("".join(template.render(o) + "\n" for o in found))
+        _write(fmt.render_inspected(found, fmt.Template(format_), errors))
     else:
         _write(json.dumps(found, indent=4) + "\n")
     raise_last(errors)
@@ -125,7 +124,7 @@ def inspect_objects(engine: "Any", names: "Sequence[str]", format_: "str | None"
 
         template = fmt.Template(format_, strict=False)
         image_template = fmt.Template(format_, strict=False, nil=TEMPLATE_NILS) if images else template
-        _write("".join((image_template if i in images else template).render(o) + "\n" for i, o in enumerate(found)))
+        _write(fmt.render_inspected(found, lambda i: image_template if i in images else template, errors))
     elif found and len(images) == len(found):
         from dockyard.images.inspect import inspect_json
 
@@ -152,7 +151,7 @@ def image_inspect(engine: "Any", names: "Sequence[str]", format_: "str | None", 
         except NotFoundError:
             errors.append(NotFoundError(f"{missing}: {name}"))
     if template is not None:
-        _write("".join(template.render(obj) + "\n" for obj in found))
+        _write(fmt.render_inspected(found, template, errors))
     else:
         _write(inspect_json(found) + "\n")
     raise_last(errors)
