@@ -163,7 +163,7 @@ def test_history_of_an_import(both: Callable[..., Any]) -> None:
 
 FILTERS = ["exited=abc", "health=bogus", "health=none", "is-task=maybe", "is-task=false", "is-task=true",
            "isolation=default", "network=none", "network=bridge", "volume=vol1", "volume=/h", "volume={hostdir}",
-           "publish=80", "expose=80", "status=exited", "status=created", "name=aa", "label=k=v", "exited=0"]
+           "publish=80", "expose=80", "status=exited", "status=created", "name=aa", "label=k=v", "exited=0", "before=nosuch", "since=nosuch", "since=aa"]
 
 
 def test_ps_filters_side_by_side(both: Callable[..., Any], tmp_path: Path) -> None:

@@ -676,6 +676,9 @@ class Containers:
                 raise DockyardError(f'strconv.Atoi: parsing "{value}": invalid syntax')
         if any(v not in ("true", "false") for v in filters.get("is-task") or ()):
             raise DockyardError(f"Invalid filter 'is-task=[{', '.join(filters['is-task'])}]'")
+        for value in [*(filters.get("before") or ()), *(filters.get("since") or ())]:
+            if self.find(value) is None:
+                raise NotFoundError(f"no such container {value}")   # the daemon's words for a filter's
         records = [self._reconcile(r) for r in self.store.all()]
         if last > 0:
             records = records[:last]
