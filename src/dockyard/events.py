@@ -309,7 +309,7 @@ def parse_time(value: str, now_ns: int | None = None) -> int:
         seconds, dot, frac = text.partition(".")
         if seconds.lstrip("-").isdigit() and (not dot or frac.isdigit()):
             return int(seconds) * 1_000_000_000 + (int(frac[:9].ljust(9, "0")) if frac else 0)
-        raise ValueError(f"failed to parse value as time or duration: {value!r}")
+        raise ValueError(f'failed to parse value as time or duration: "{value}"')
     return _parse_rfc3339(text, value)
 
 

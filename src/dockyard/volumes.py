@@ -71,18 +71,16 @@ class Volumes:
                                 'directory, use absolute path')
         existing = self.find(name)
         if existing is not None:
+            _create_event(self.engine.root, name, existing.driver)  # Docker says create for an existing name too
             return existing
         from dockyard.store.owned import recording_dir
 
         with recording_dir(self.engine.root, str(self.base / name), exist_ok=True):  # no orphan meanwhile
             self.path(name).mkdir(exist_ok=True)
-            added = self.db.execute("INSERT OR IGNORE INTO volumes (name, driver, created, labels, options, anonymous) "
-                                    "VALUES (?,?,?,?,?,?)", (name, driver, time.time(), json.dumps(dict(labels or {})),
-                                                             json.dumps(dict(options or {})), int(anonymous))).rowcount
-        if added:
-            from dockyard import events
-
-            events.record(self.engine.root, "volume", "create", name, {"driver": driver})
+            self.db.execute("INSERT OR IGNORE INTO volumes (name, driver, created, labels, options, anonymous) "
+                            "VALUES (?,?,?,?,?,?)", (name, driver, time.time(), json.dumps(dict(labels or {})),
+                                                     json.dumps(dict(options or {})), int(anonymous)))
+        _create_event(self.engine.root, name, driver)
         return self.get(name)
 
     def find(self, name: str) -> Volume | None:
@@ -192,6 +190,12 @@ def _copy_up(image_rootfs: str, destination: str, data: str) -> None:
             os.close(dst)
     finally:
         os.close(src)
+
+
+def _create_event(root: str, name: str, driver: str) -> None:
+    from dockyard import events
+
+    events.record(root, "volume", "create", name, {"driver": driver})
 
 
 def delete_volume(db: Any, root: str, name: str) -> None:

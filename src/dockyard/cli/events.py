@@ -18,8 +18,17 @@ if TYPE_CHECKING:
     from typing import Any, Callable, Sequence
 
 
+def _check_filter(ctx: click.Context, param: click.Parameter, values: "Sequence[str]") -> "Sequence[str]":
+    for value in values:
+        key, sep, _ = value.partition("=")
+        if not sep or not key:
+            raise click.UsageError(f'invalid argument "{value}" for "-f, --filter" flag: '
+                                   "bad format of filter (expected name=value)", ctx)
+    return values
+
+
 @click.command()
-@click.option("-f", "--filter", "filters", multiple=True, metavar="FILTER",
+@click.option("-f", "--filter", "filters", multiple=True, metavar="FILTER", callback=_check_filter,
               help="Filter output based on conditions provided")
 @click.option("--format", "format_", metavar="STRING", help="Format the output using the given Go template")
 @click.option("--since", metavar="STRING", help="Show all events created since timestamp")
@@ -27,22 +36,30 @@ if TYPE_CHECKING:
 def events(filters: "Sequence[str]", format_: str | None, since: str | None, until: str | None) -> None:
     """Get real time events from the server."""
     from dockyard import events as log
+    from dockyard.cli.formatting import TemplateError
     from dockyard.errors import DockyardError
 
     now = time.time_ns()
     since_ns = _time(since, now) if since else None
     until_ns = _time(until, now) if until else None
     if since_ns is not None and until_ns is not None and until_ns < since_ns:
-        raise DockyardError(f"`since` time ({_stamp(since_ns)}) cannot be after `until` ({_stamp(until_ns)})")
-    wanted = parse_filters(filters)
-    log.validate_filters(wanted)
-    show = formatter(format_)
+        raise DockyardError(f"`since` time ({_stamp(since, since_ns)}) cannot be after "
+                            f"`until` time ({_stamp(until, until_ns)})")
+    wanted = parse_filters(filters)  # Docker ignores keys it does not know
+    try:
+        show = formatter(format_)
+    except TemplateError as e:
+        raise DockyardError(f"Error parsing format: {e.message}", 64) from None
     stream = log.read(common.engine().root, since=since_ns, until=until_ns, filters=wanted,
                       follow=until_ns is None or until_ns > now, history=since_ns is not None or until_ns is not None)
     out = sys.stdout
     try:
         for message in stream:
-            out.write(show(message) + "\n")
+            try:
+                line = show(message)
+            except TemplateError as e:
+                raise DockyardError(f"Error parsing format: {e.message}", 64) from None
+            out.write(line + "\n")
             out.flush()
     except KeyboardInterrupt:
         pass
@@ -60,7 +77,11 @@ def _time(value: str, now: int) -> int:
         raise DockyardError(str(e)) from None
 
 
-def _stamp(nanos: int) -> str:
+def _stamp(typed: str, nanos: int) -> str:
+    """How Docker's client passes a time on: a Unix timestamp as typed, else ``secs.nanos``."""
+    text = typed.strip()
+    if "-" not in text and text.replace(".", "", 1).isdigit():
+        return text
     return "%d.%09d" % divmod(nanos, 1_000_000_000)
 
 
@@ -88,10 +109,17 @@ def formatter(format_: str | None) -> "Callable[[dict[str, Any]], str]":
         import json
 
         return lambda m: json.dumps(_go_message(m), separators=(",", ":"), ensure_ascii=False)
-    from dockyard.cli.formatting import Template, expand_escapes
+    from dockyard.cli.formatting import Template, TemplateError, expand_escapes
     from dockyard.cli.gotemplate import GoMap
 
-    template = Template(expand_escapes(format_), strict=False)
+    template = Template(expand_escapes(format_), prefix="")
+    # Not strict: a missing attribute is "<no value>" (a Go map); a field the message lacks is
+    # an error, as Go's for a struct.
+    unknown = sorted(template.fields_used() - set(_FIELDS))
+    if unknown:
+        column = max(format_.find("." + unknown[0]), 0)
+        raise TemplateError(f'template: :1:{column}: executing "" at <.{unknown[0]}>: '
+                            f"can't evaluate field {unknown[0]} in type *events.Message")
 
     def render(message: "dict[str, Any]") -> str:
         data = _go_message(message)
@@ -99,6 +127,9 @@ def formatter(format_: str | None) -> "Callable[[dict[str, Any]], str]":
         return template.render(data)
 
     return render
+
+
+_FIELDS = ("status", "id", "from", "Type", "Action", "Actor", "scope", "time", "timeNano")
 
 
 def _go_message(message: "dict[str, Any]") -> "dict[str, Any]":

@@ -122,10 +122,7 @@ def _attach_bridges(engine: "Engine", record: "ContainerRecord", hostname: str) 
     except BaseException:
         teardown(engine.root, runroot, cid, info, engine=engine)
         raise
-    from dockyard import events
-
-    for net, _ in joined:  # Docker's network events; the shim's teardown says disconnect
-        events.record(engine.root, "network", "connect", net.id, {"container": cid, "name": net.name, "type": net.driver})
+    # For Docker's network events: the shim says connect before start, teardown disconnect.
     info["events"] = [[net.id, net.name, net.driver] for net, _ in joined]
     attachment.teardown = info
     return attachment
