@@ -285,6 +285,8 @@ def test_commit_errors(dy: Dockyard) -> None:
     dy.cli("create", "--name", "c4", "busybox", "true", check=True)
     result = dy.cli("commit", "-c", "FROM x", "c4")
     assert result.returncode == 1 and "FROM is not a valid change command" in result.stderr
+    result = dy.cli("commit", "c4", "a@sha256:" + "0" * 64)
+    assert (result.returncode, result.stderr) == (1, "Error: refusing to create a tag with a digest reference\n")
 
 
 @needs_docker
@@ -378,6 +380,9 @@ def test_export_refuses_a_terminal_and_unknown_containers(dy: Dockyard) -> None:
     assert result.stderr == "Error: cowardly refusing to save to a terminal. Use the -o flag or redirect\n"
     result = dy.cli("export", "nosuch")
     assert (result.returncode, result.stderr) == (1, "Error: No such container: nosuch\n")
+    result = dy.cli("export", "-o", "/nonexistent-dir/x.tar", "e4")
+    assert (result.returncode, result.stderr) == (
+        1, 'Error: failed to export container: invalid output path: directory "/nonexistent-dir" does not exist\n')
 
 
 # ---- update --------------------------------------------------------------------------------

@@ -59,7 +59,7 @@ def diff(container: str) -> None:
 @click.option("-m", "--message", default="", metavar="string", help="Commit message.")
 @click.option("-p", "--pause/--no-pause", default=True, help="Pause container during commit (default true).")
 @click.argument("container")
-@click.argument("repository", required=False)
+@click.argument("repository", required=False, metavar="[REPOSITORY[:TAG]]")
 def commit(author: str, changes: tuple[str, ...], message: str, pause: bool, container: str,
            repository: str | None) -> None:
     """Create a new image from a container's changes."""
@@ -86,9 +86,14 @@ def export(output: str | None, container: str) -> None:
         except _ReaderGone:
             raise BrokenPipeError from None   # `export c | head`: main's quiet exit
         return
+    import os
+
     from dockyard.atomicfile import atomic_write
 
     containers.get(container)
+    directory = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(directory):   # docker's command.ValidateOutputPath
+        raise DockyardError(f'failed to export container: invalid output path: directory "{directory}" does not exist')
     try:
         with atomic_write(output, 0o600) as f:
             containers.export(container, f)

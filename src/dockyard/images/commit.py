@@ -129,7 +129,7 @@ def commit_container(engine: "Engine", record: Any, reference: str | None = None
     if reference:
         ref = references.parse(reference)
         if ref.digest:
-            raise ManifestError(f"invalid reference format: {reference!r} is a digest reference")
+            raise ManifestError("refusing to create a tag with a digest reference")
         tags.append(str(ref))
     container_config = dict(record.config.get("Config") or {})
     new_config = apply_changes(container_config, list(changes))   # checked before any byte is written
