@@ -1,5 +1,6 @@
 """Presentation helpers shared by the CLI: Docker's human sizes and ages, its tab-aligned
-tables, and the subset of Go templates that ``--format`` / ``-f`` accept.
+tables, and ``--format`` / ``-f`` run as Docker's formatter and ``inspect`` run them (the Go
+template language itself is dockyard.cli.gotemplate).
 
 Everything here is pure (no engine, no I/O) so it is cheap to import and easy to test.
 """
@@ -128,7 +129,7 @@ def _row_json(value: Any) -> str:
     """The template ``json`` of a row is its context's MarshalJSON (sorted keys, HTML escaped)."""
     from dockyard.cli.gotemplate import go_json as template_json
 
-    if isinstance(value, Mapping) and any(callable(v) for v in value.values()) or isinstance(value, _Row):
+    if isinstance(value, _Row) or (isinstance(value, Mapping) and any(callable(v) for v in value.values())):
         return go_json({k: v for k, v in sorted(value.items()) if not callable(v)})
     return template_json(value)
 
