@@ -248,3 +248,21 @@ def test_key_path_coverage(clean_docker: dockerd.PrivateDockerd, dy: Callable[..
           f"image key paths: {len(image_theirs & image_ours)}/{len(image_theirs)}")
     assert docker_paths - our_paths <= set(CONTAINER_ALLOWED)
     assert image_theirs - image_ours <= set(IMAGE_ALLOWED)
+
+
+def test_inspect_text_as_docker_prints_it(docker: dockerd.PrivateDockerd, dy: Callable[..., Any],
+                                          busybox_tar: Path) -> None:
+    """The daemon's JSON is printed as sent: ``&``, ``<``, ``>`` and UTF-8 text unescaped."""
+    for runner in (docker.run, dy):
+        assert runner("import", "--change", "LABEL x=a&b<c>é", str(busybox_tar), "labelled").returncode == 0
+    try:
+        line = [x for x in docker.cli("image", "inspect", "labelled").splitlines() if '"x"' in x]
+        assert line == ['                "x": "a&b<c>é"']
+        assert [x for x in dy("image", "inspect", "labelled").stdout.splitlines() if '"x"' in x] == line
+        docker_id = docker.cli("create", "-l", "y=a&b<c>", "busybox").strip()
+        our_id = dy("create", "-l", "y=a&b<c>", "busybox", check=True).stdout.strip()
+        line = [x for x in docker.cli("inspect", docker_id).splitlines() if '"y"' in x]
+        assert [x for x in dy("inspect", our_id).stdout.splitlines() if '"y"' in x] == line
+    finally:
+        docker.run("rm", "-f", *docker.run("ps", "-aq").stdout.split())
+        docker.run("rmi", "labelled")

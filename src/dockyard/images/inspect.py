@@ -117,10 +117,12 @@ def _graph_driver(engine: "Engine", image: "Image") -> dict[str, Any]:
 
 
 def inspect_json(objects: list[dict[str, Any]]) -> str:
-    """``docker inspect`` text: a 4-space indented array, HTML characters escaped as Go does."""
+    """``docker inspect`` text: a 4-space indented array of the daemon's JSON as it sent it
+    (Docker 20.10's daemon writes ``<``, ``>``, ``&`` and non-ASCII text as they are; Go escapes
+    only U+2028 and U+2029)."""
     import json
 
     if not objects:
         return "[]"
     text = json.dumps(objects, indent=4, ensure_ascii=False)
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
