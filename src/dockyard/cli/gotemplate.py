@@ -1,4 +1,6 @@
-"""Go's text/template, as ``docker --format`` / ``inspect -f`` evaluate it.
+"""Go's text/template, as ``docker --format`` / ``inspect -f`` evaluate it (Go 1.19's, which
+docker 20.10 is built with: ``break``/``continue`` and short-circuit ``and``/``or``, but no
+``range`` over an integer and no ``else with``).
 
 A lexer and a recursive-descent parser that follow Go's text/template/parse (actions with
 ``{{- -}}`` trimming, comments, ``if``/``else if``/``range``/``with``/``define``/``template``/
@@ -1361,8 +1363,6 @@ class _State:
             items: Iterator[tuple[Any, Any]] | list = [(k, v) for k, v in _sorted_items(value) if not callable(v)]
         elif isinstance(value, (list, tuple)):
             items = list(enumerate(value))
-        elif isinstance(value, int) and not isinstance(value, bool):
-            items = [(i, i) for i in range(value)]
         elif value is None or value is MISSING:
             items = []
         else:
