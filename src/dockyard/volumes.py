@@ -141,7 +141,9 @@ class Volumes:
                 copy: bool = True) -> Volume:
         """The volume to mount at ``destination``, created on demand; filled from the image's
         content at that path when it is new and empty (Docker's copy-up)."""
-        volume = self.create(name) if name else self.create()
+        volume = self.find(name) if name else None  # made at create already: no second create event
+        if volume is None:
+            volume = self.create(name) if name else self.create()
         data = Path(volume.mountpoint)
         marker = self.base / volume.name / ".copied"
         if copy and image_rootfs is not None and not marker.exists():

@@ -621,6 +621,11 @@ class Containers:
         except ConflictError as e:
             raise ConflictError(f"Error when allocating new name: {e.message}") from None
         record.name = new_name
+        try:  # for the events its shim still records (die, ...)
+            with open(os.path.join(self.shim_dir(record.id), "name"), "w") as f:
+                f.write(new_name)
+        except OSError:
+            pass  # no shim: not running
         self.event("rename", record, oldName="/" + old_name)
 
     # ------------------------------------------------------------------ pause

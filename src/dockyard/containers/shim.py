@@ -182,7 +182,13 @@ class Shim:
 
     def event(self, action: str, **extra: str) -> None:
         """A container event in the engine's log (Docker's attributes: labels, image, name)."""
-        events.record(self.cfg["root"], "container", action, self.id, {**(self.cfg.get("event_attrs") or {}), **extra})
+        attrs = {**(self.cfg.get("event_attrs") or {}), **extra}
+        try:  # renamed while it runs (the manager leaves the new name beside the socket)
+            with open(os.path.join(os.path.dirname(self.cfg["socket"]), "name")) as f:
+                attrs["name"] = f.read()
+        except OSError:
+            pass
+        events.record(self.cfg["root"], "container", action, self.id, attrs)
 
     def start_events(self) -> None:
         """Docker's order: network connect, volume mount, container start."""
