@@ -255,16 +255,29 @@ def test_commit_makes_an_image_of_the_changes(dy: Dockyard) -> None:
 
 
 def test_commit_leaves_the_engine_s_etc_files_out(dy: Dockyard) -> None:
-    dy.cli("run", "--name", "c2", "--network", "none", "busybox", "true", check=True)
+    dy.cli("run", "--name", "c2", "--network", "none", "busybox", "sh", "-c", "touch /etc/new", check=True)
     image_id = _ok(dy.cli("commit", "c2", "noetc")).strip()
     engine = dy.engine()
     try:
         image = engine.image_store.get(image_id)
         top = engine.layers.diff_dir(image.layers[-1])
-        assert sorted(os.listdir(top)) in ([], ["etc"])
-        assert not os.path.exists(os.path.join(top, "etc", "hostname"))
+        assert sorted(os.listdir(top)) == ["etc"] and sorted(os.listdir(os.path.join(top, "etc"))) == ["new"]
     finally:
         engine.close()
+
+
+def test_commit_of_no_change_adds_no_layer(dy: Dockyard) -> None:
+    """As Docker: an empty history entry, the parent's layers only."""
+    dy.cli("run", "--name", "c6", "--network", "none", "busybox", "true", check=True)
+    image = json.loads(_ok(dy.cli("image", "inspect", _ok(dy.cli("commit", "c6", "same:1")).strip())))[0]
+    parent = json.loads(_ok(dy.cli("image", "inspect", "busybox")))[0]
+    assert image["RootFS"]["Layers"] == parent["RootFS"]["Layers"]
+    assert _ok(dy.cli("history", "--format", "{{.CreatedBy}} {{.Size}}", "same:1")).splitlines()[0] == "true 0B"
+    # The history line is the container's Cmd, without its entrypoint (Docker's, checked beside it).
+    dy.cli("run", "--name", "c7", "--network", "none", "--entrypoint", "sh", "busybox", "-c", "touch /x", check=True)
+    _ok(dy.cli("commit", "c7", "ep:1"))
+    assert _ok(dy.cli("history", "--no-trunc", "--format", "{{.CreatedBy}} {{.Size}}", "ep:1")).splitlines()[0] == (
+        "-c touch /x 0B")
 
 
 def test_commit_pauses_a_running_container_unless_told_not_to(dy: Dockyard) -> None:

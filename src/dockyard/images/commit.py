@@ -119,6 +119,7 @@ def commit_container(engine: "Engine", record: Any, reference: str | None = None
     import os
 
     from dockyard import reference as references
+    from dockyard.containers.filesystem import changes as changes_of
     from dockyard.containers.filesystem import pack_upper
     from dockyard.images.changes import apply_changes
     from dockyard.store.owned import image_lease
@@ -139,22 +140,26 @@ def commit_container(engine: "Engine", record: Any, reference: str | None = None
     created = rfc3339_nano_utc(time.time())
     upper = os.path.join(engine.containers.container_dir(record.id), "upper")
     with image_lease(engine.root):
-        with engine.content.ingest() as writer:
-            if os.path.isdir(upper):
-                pack_upper(upper, writer)
-            else:
-                writer.write(b"\0" * 1024)   # never started: an empty layer, as Docker commits one
-            blob_size = writer.count
-            diff_id = writer.commit()   # uncompressed: the blob's digest is the diff ID
         layers = [_oci_descriptor(engine, desc, diff_id_, chain)
                   for desc, diff_id_, chain in zip(parent_manifest.get("layers") or [],
                                                    (parent_config.get("rootfs") or {}).get("diff_ids") or [],
                                                    parent.layers)]
-        layers.append({"mediaType": mt.OCI_LAYER, "digest": diff_id, "size": blob_size})
-        engine.layers.record_blob(diff_id, diff_id, mt.OCI_LAYER, blob_size)
+        diff_ids = list((parent_config.get("rootfs") or {}).get("diff_ids") or [])
+        # Docker's history line of a commit: the container's Cmd (not its entrypoint).
         history_entry: dict[str, Any] = {"created": created,
-                                         "created_by": " ".join([record.config.get("Path", ""),
-                                                                 *record.config.get("Args", [])]).strip()}
+                                         "created_by": " ".join(container_config.get("Cmd") or [])}
+        chain = record.config.get("ImageChain")
+        lowerdirs = engine.layers.lowerdirs(chain) if chain and engine.layers.has(chain) else []
+        if changes_of(upper, lowerdirs):   # what `diff` lists; none: Docker adds no layer
+            with engine.content.ingest() as writer:
+                pack_upper(upper, writer)
+                blob_size = writer.count
+                diff_id = writer.commit()   # uncompressed: the blob's digest is the diff ID
+            layers.append({"mediaType": mt.OCI_LAYER, "digest": diff_id, "size": blob_size})
+            engine.layers.record_blob(diff_id, diff_id, mt.OCI_LAYER, blob_size)
+            diff_ids.append(diff_id)
+        else:
+            history_entry["empty_layer"] = True   # nothing changed: no layer, as Docker commits it
         if author:
             history_entry["author"] = author
         if message:
@@ -168,8 +173,7 @@ def commit_container(engine: "Engine", record: Any, reference: str | None = None
             "author": author, "comment": message, "config": new_config, "container": record.id,
             "container_config": container_config, "created": created, "docker_version": version(),
             "history": list(parent_config.get("history") or []) + [history_entry],
-            "rootfs": {"type": "layers",
-                       "diff_ids": list((parent_config.get("rootfs") or {}).get("diff_ids") or []) + [diff_id]},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
         })
         if not author:
             del config["author"]
