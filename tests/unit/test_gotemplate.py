@@ -126,6 +126,7 @@ RENDER = [
     ("{{json .Config.Cmd}}", '["sleep","1"]'),
     ("{{json .Config.Labels}}", '{"a":"b"}'),
     ('{{json "<a>&"}}', '"<a>&"'),
+    ("{{json 1.0}} {{json 2.5}}", "1 2.5"),
     ("{{json .Config.Entrypoint}}", "null"),
     ("{{json .State.Health}}", "null"),  # a nil pointer in Docker's struct
     ('{{join .Config.Cmd "+"}}', "sleep+1"),

@@ -198,7 +198,8 @@ def go_json(value: Any) -> str:
     """Docker's ``json``: encoding/json with HTML escaping off, trailing newline trimmed."""
     import json
 
-    return json.dumps(_jsonable(value), separators=(",", ":"), ensure_ascii=False)
+    text = json.dumps(_jsonable(value), separators=(",", ":"), ensure_ascii=False)
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")  # Go escapes these two always
 
 
 def _jsonable(value: Any) -> Any:
@@ -209,6 +210,8 @@ def _jsonable(value: Any) -> Any:
         return {str(k): _jsonable(v) for k, v in items if not callable(v)}
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
+        return int(value)  # Go writes 1, not 1.0
     return value
 
 
