@@ -612,3 +612,14 @@ def test_commit_update_and_export_are_events(dy: Dockyard, tmp_path: Path) -> No
         ("image", "tag", "evimg:1"), ("container", "commit", "ev1"), ("container", "update", "ev1"),
         ("container", "export", "ev1")]
     assert seen[-3][2]["imageID"] == image_id and seen[-3][2]["comment"] == "why"
+
+
+@pytest.mark.skipif(Path("/sys/fs/cgroup/cgroup.controllers").exists(), reason="the cgroup v1 files are read")
+@pytest.mark.skipif(shutil.which("runc") is None, reason="runc is not installed")
+def test_update_through_runc(dy: Dockyard, cgroup_parent: str) -> None:  # noqa: F811
+    dy.runtime = "runc"
+    dy.cli("run", "-d", "--name", "u10", "--network", "none", "--runtime", "runc", "-m", "20m", "busybox",
+           "sleep", "60", check=True)
+    assert _ok(dy.cli("update", "-m", "30m", "--memory-swap", "60m", "--pids-limit", "12", "u10")) == "u10\n"
+    assert _cgroup_file(dy, "u10", "memory", "memory.limit_in_bytes") == str(30 << 20)
+    assert _cgroup_file(dy, "u10", "pids", "pids.max") == "12"
