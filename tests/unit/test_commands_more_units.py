@@ -244,3 +244,22 @@ def test_completion_kinds_from_metavar_and_name() -> None:
     assert kinds_of(click.Argument(["containers_"], metavar="CONTAINER [CONTAINER...]")) == ["CONTAINER"]
     assert kinds_of(click.Argument(["names"], metavar="VOLUME [VOLUME...]")) == ["VOLUME"]
     assert kinds_of(click.Argument(["dest"])) == []
+
+
+def test_changes_never_follow_a_layer_s_symlinks(tmp_path: Path) -> None:
+    """A directory made where the image has an absolute symlink: what is in it is new, whatever
+    the host has where the symlink points."""
+    lower = _tree(tmp_path / "lower", {"etc/passwd": "root"})
+    os.symlink("/usr", os.path.join(lower, "lib"))
+    upper = _tree(tmp_path / "upper", {"lib/bin": ""})
+    assert Path("/usr/bin").exists()
+    assert filesystem.changes(upper, [lower]) == [("C", "/lib"), ("A", "/lib/bin")]
+
+
+def test_changes_of_a_file_in_a_lower_layer_hidden_by_a_non_directory(tmp_path: Path) -> None:
+    top = _tree(tmp_path / "l2", {"opt": "now a file"})
+    bottom = _tree(tmp_path / "l1", {"opt/x": "1"})
+    upper = _tree(tmp_path / "upper", {"opt2": ""})
+    assert filesystem._in_lower([top, bottom], "/opt/x") is None
+    assert filesystem._in_lower([top, bottom], "/opt") is not None
+    assert filesystem.changes(upper, [top, bottom]) == [("A", "/opt2")]

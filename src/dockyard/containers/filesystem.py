@@ -40,36 +40,43 @@ def is_opaque(path: str) -> bool:
 
 
 def _in_lower(lowerdirs: "list[str]", rel: str) -> "os.stat_result | None":
-    """The image's entry at ``rel`` (top layer first), None if no layer has it or a layer
-    above deleted it."""
+    """The image's entry at ``rel`` as overlayfs merges the layers (top first): None if no
+    layer has it, a layer above deleted it (a whiteout), or hid it (an opaque directory, or a
+    non-directory where a parent should be). Walked one component at a time, never through
+    a symlink of a layer (an absolute one would lead out of it)."""
+    parts = rel.strip("/").split("/")
+    last = len(parts) - 1
     for layer in lowerdirs:
-        try:
-            st = os.lstat(layer + rel)
-        except FileNotFoundError:
-            if _deleted_in(layer, rel):
+        path, hiding = layer, False
+        for i, part in enumerate(parts):
+            path = f"{path}/{part}"
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                if hiding:
+                    return None   # an opaque directory of this layer hides the layers below
+                break
+            if is_whiteout(st):
                 return None
-            continue
-        except NotADirectoryError:
-            return None
-        if is_whiteout(st):
-            return None
-        return st
+            if i == last:
+                return st
+            if not stat.S_ISDIR(st.st_mode):
+                return None
+            hiding = hiding or is_opaque(path)
     return None
 
 
-def _deleted_in(layer: str, rel: str) -> bool:
-    """Did ``layer`` delete ``rel`` or a parent of it (a whiteout, or an opaque parent)?"""
-    parts = rel.strip("/").split("/")
+def _real_dir(layer: str, rel_dir: str) -> bool:
+    """Is ``rel_dir`` a directory of ``layer`` reached through directories only?"""
     path = layer
-    for i, part in enumerate(parts):
+    for part in rel_dir.strip("/").split("/") if rel_dir else []:
+        path = f"{path}/{part}"
         try:
-            st = os.lstat(os.path.join(path, part))
-        except (FileNotFoundError, NotADirectoryError):
-            return i > 0 and is_opaque(path)
-        if is_whiteout(st):
-            return True
-        path = os.path.join(path, part)
-    return False
+            if not stat.S_ISDIR(os.lstat(path).st_mode):
+                return False
+        except FileNotFoundError:
+            return False
+    return True
 
 
 def changes(upper: str, lowerdirs: "list[str]") -> "list[tuple[str, str]]":
@@ -87,10 +94,8 @@ def _image_names(lowerdirs: "list[str]", rel_dir: str) -> "list[str]":
     """The names the image has in ``rel_dir`` (every layer's, less what a layer above deleted)."""
     names: set[str] = set()
     for layer in lowerdirs:
-        try:
+        if _real_dir(layer, rel_dir):
             names.update(os.listdir(layer + rel_dir or "/"))
-        except (FileNotFoundError, NotADirectoryError):
-            continue
     return sorted(n for n in names if _in_lower(lowerdirs, f"{rel_dir}/{n}") is not None)
 
 
