@@ -23,7 +23,10 @@ from dockyard.errors import DockyardError
 
 
 class TemplateError(DockyardError):
-    """A template that does not parse (``parse=True``) or fails while running."""
+    """A template that does not parse (``parse=True``) or fails while running. Docker prints
+    it bare, without the ``Error: `` the CLI puts before other errors (``print_prefix``)."""
+
+    print_prefix = ""
 
     def __init__(self, message: str, parse: bool = False) -> None:
         super().__init__(message)

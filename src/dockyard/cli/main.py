@@ -163,7 +163,7 @@ def _internal(e: Exception, debug: bool) -> None:
     if debug:
         raise e
     if isinstance(e, DockyardError):
-        _error_line(f"Error: {e.message}")
+        _error_line(f"{getattr(e, 'print_prefix', 'Error: ')}{e.message}")  # template errors print bare
         sys.exit(e.exit_code)
     _error_line(f"Error: internal error: {type(e).__name__}: {e} (run with --debug for the traceback)")
     sys.exit(1)

@@ -32,7 +32,7 @@ def raise_last(errors: "list[Any]") -> None:
     if not errors:
         return
     for e in errors[:-1]:
-        _err(f"Error: {e}")
+        _err(f"{getattr(e, 'print_prefix', 'Error: ')}{e}")
     raise errors[-1]
 
 
