@@ -228,6 +228,8 @@ SCENARIOS = {
     "tag/rmi": [("tag", "busybox", "busybox:side"), ("rmi", "busybox:side")],
     "volumes": [("volume", "create", "sv"), ("run", "--rm", "--network", "none", "-v", "sv:/d", "busybox", "true"),
                 ("volume", "rm", "sv")],
+    "save/load": [("save", "-o", "{tmp}/saved.tar", "busybox"), ("load", "-i", "{tmp}/saved.tar")],
+    "import/rmi": [("import", "{tar}", "imported:1"), ("rmi", "imported:1")],
 }
 
 
@@ -239,14 +241,28 @@ def _shape(line: str) -> str:
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
-def test_sequence_like_docker(scenario: str, dy: Dockyard, docker: dockerd.PrivateDockerd) -> None:
+def test_sequence_like_docker(scenario: str, dy: Dockyard, docker: dockerd.PrivateDockerd, busybox_tar: Path,
+                              tmp_path: Path) -> None:
     seqs = []
     for run, events in ((lambda *a: dy.cli(*a, check=True, timeout=60), lambda *a: dy.cli(*a, check=True).stdout),
                         (docker.cli, docker.cli)):
         t0 = _now()
         for command in SCENARIOS[scenario]:
-            run(*command)
+            run(*(arg.format(tmp=tmp_path, tar=busybox_tar) for arg in command))
         out = events("events", "--since", t0, "--until", _now(), "--format", "{{json .}}")
         seqs.append([_shape(line) for line in out.splitlines() if json.loads(line)["Type"] != "network"])
     ours, theirs = seqs
     assert ours == theirs
+
+
+def test_push_and_pull_events(distribution, repo_name: str, dy: Dockyard) -> None:  # noqa: ANN001
+    name = f"{distribution.address}/{repo_name}"
+    dy.cli("tag", "busybox", f"{name}:v1", check=True)
+    t0 = _now()
+    dy.cli("push", f"{name}:v1", check=True, timeout=120)
+    dy.cli("rmi", f"{name}:v1", check=True)
+    dy.cli("pull", f"{name}:v1", check=True, timeout=120)
+    lines = _events(dy, t0, "-f", "event=push", "-f", "event=pull",
+                    fmt="{{.Action}} {{.Actor.ID}} {{.Actor.Attributes.name}}")
+    # Docker: the reference as the actor, the repository as its name
+    assert lines == [f"push {name}:v1 {name}", f"pull {name}:v1 {name}"]
