@@ -266,3 +266,12 @@ def test_inspect_text_as_docker_prints_it(docker: dockerd.PrivateDockerd, dy: Ca
     finally:
         docker.run("rm", "-f", *docker.run("ps", "-aq").stdout.split())
         docker.run("rmi", "labelled")
+
+
+def test_process_env_as_docker(docker: dockerd.PrivateDockerd, dy: Callable[..., Any]) -> None:
+    """No PATH in Config.Env, yet the process gets Docker's environment in Docker's order."""
+    for args in (["-e", "A=1"], ["-t", "-e", "A=1", "-e", "PATH=/bin:/usr/bin"]):
+        theirs = docker.cli("run", "--rm", *args, "busybox", "env").split()
+        ours = dy("run", "--rm", *args, "busybox", "env", check=True).stdout.split()
+        mask = lambda env: [re.sub(r"^HOSTNAME=.*", "HOSTNAME=?", e) for e in env]  # noqa: E731
+        assert mask(ours) == mask(theirs)

@@ -47,7 +47,7 @@ def test_image_config_whole_document_accepted(rootfs: Path) -> None:
 
 def test_env_merge(rootfs: Path) -> None:
     env = build(rootfs, {"Cmd": ["sh"], "Env": ["A=1", "PATH=/bin"]}, env=["A=2", "B=x=y"], terminal=True)["process"]["env"]
-    assert env == ["A=2", "PATH=/bin", "B=x=y", "HOSTNAME=0123456789ab", "TERM=xterm", "HOME=/root"]
+    assert env == ["PATH=/bin", "HOSTNAME=0123456789ab", "TERM=xterm", "A=2", "B=x=y", "HOME=/root"]  # docker's order
 
 
 def test_users(rootfs: Path) -> None:

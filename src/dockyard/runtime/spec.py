@@ -316,7 +316,11 @@ def _args(conf: dict[str, Any], options: RunOptions) -> list[str]:
 
 
 def _env(image_env: list[str], options: RunOptions, hostname: str, home: str) -> list[str]:
-    env: dict[str, str] = {}
+    # Docker's order: PATH, HOSTNAME (and TERM) first, then the image's and the user's
+    # variables replacing those in place or appended, HOME last when nobody set it.
+    env: dict[str, str] = {"PATH": DEFAULT_PATH.partition("=")[2], "HOSTNAME": hostname}
+    if options.terminal:
+        env["TERM"] = "xterm"
     for item in [*image_env, *options.env]:
         key, sep, value = item.partition("=")
         if not sep:  # "-e NAME" passes the caller's value, as docker does
@@ -324,10 +328,6 @@ def _env(image_env: list[str], options: RunOptions, hostname: str, home: str) ->
                 env[key] = os.environ[key]
             continue
         env[key] = value
-    env.setdefault("PATH", DEFAULT_PATH.partition("=")[2])
-    env.setdefault("HOSTNAME", hostname)
-    if options.terminal:
-        env.setdefault("TERM", "xterm")
     env.setdefault("HOME", home)
     return [f"{k}={v}" for k, v in env.items()]
 
