@@ -314,3 +314,21 @@ def test_other_formatters_name_their_context(args: tuple[str, ...], docker: dock
     ours = run_cli(*args, "--format", "{{.Bogus}}", env=dy_env)
     assert theirs.returncode == 1
     assert (ours.returncode, ours.stderr) == (1, theirs.stderr)
+
+
+def test_volume_ls_label_method(docker: dockerd.PrivateDockerd, dy_env: dict[str, str],
+                                run_cli: Callable[..., Any]) -> None:
+    """``volume ls`` rows have Docker's ``Label`` method too (its header: the key's last part)."""
+    docker.cli("volume", "create", "--label", "com.x.my-key=b", "vlab")
+    try:
+        run_cli("volume", "create", "--label", "com.x.my-key=b", "vlab", env=dy_env, check=True)
+        try:
+            for template in ('{{.Name}} {{.Labels}} {{.Label "com.x.my-key"}}|{{.Label "zz"}}',
+                             'table {{.Name}}\\t{{.Label "com.x.my-key"}}', "{{.Label}}"):
+                theirs = docker.run("volume", "ls", "--format", template)
+                ours = run_cli("volume", "ls", "--format", template, env=dy_env)
+                assert (ours.returncode, ours.stdout, ours.stderr) == (theirs.returncode, theirs.stdout, theirs.stderr)
+        finally:
+            run_cli("volume", "rm", "vlab", env=dy_env)
+    finally:
+        docker.run("volume", "rm", "vlab")

@@ -268,7 +268,7 @@ def test_table_header_runs_the_template_over_the_headers() -> None:
 def test_plain_format_is_trimmed_of_spaces_and_json_rows_skip_methods() -> None:
     rows = [dict(ROW)]
     assert fmt.render_rows("  {{.Names}}  ", rows, PS_HEADERS) == "c1\n"
-    assert fmt.render_rows("json", rows, PS_HEADERS) == '{"Names":"c1","State":"created","Labels":"a=b"}\n'
+    assert fmt.render_rows("json", rows, PS_HEADERS) == '{"Labels":"a=b","Names":"c1","State":"created"}\n'
     assert fmt.render_rows("{{json .}}", rows, PS_HEADERS) == '{"Labels":"a=b","Names":"c1","State":"created"}\n'
 
 

@@ -229,8 +229,8 @@ def render_rows(
     ``failed to parse/execute template``, even with no containers).
     """
     rows = list(rows)
-    if fmt.strip() == "json":
-        return "".join(go_json({k: v for k, v in r.items() if not callable(v)}) + "\n" for r in rows)
+    if fmt.strip() == "json":  # newer docker's {{json .}}: the context's MarshalJSON, keys sorted
+        return "".join(go_json({k: v for k, v in sorted(r.items()) if not callable(v)}) + "\n" for r in rows)
     if type_name is None:
         type_name = next((t for key, t in _CONTEXT_TYPES if key in headers), "")
     if probe is not None:

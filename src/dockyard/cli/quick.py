@@ -187,7 +187,8 @@ def volume_ls(engine: "Any", filters: "Sequence[str]", format_: "str | None", qu
     from dockyard.cli import formatting as fmt
 
     rows = [{"Driver": v.driver, "Name": v.name, "Mountpoint": v.mountpoint, "Scope": "local",
-             "Labels": ",".join(f"{k}={val}" for k, val in v.labels.items()), "Links": "N/A", "Size": "N/A"}
+             "Labels": ",".join(f"{k}={val}" for k, val in v.labels.items()), "Links": "N/A", "Size": "N/A",
+             "Label": lambda name, _labels=v.labels: _labels.get(name, "")}  # {{.Label "k"}}: Docker's method
             for v in volumes]
     template = format_ if format_ and format_ != "table" else "table {{.Driver}}\t{{.Name}}"
     _write(fmt.render_rows(template, rows, VOLUME_HEADERS))
@@ -203,6 +204,7 @@ def network_ls(engine: "Any", filters: "Sequence[str]", format_: "str | None", n
     rows = [{"ID": n.id if no_trunc else n.short_id, "Name": n.name, "Driver": n.driver, "Scope": "local",
              "IPv6": "false", "Internal": str(n.internal).lower(),
              "Labels": ",".join(f"{k}={v}" for k, v in n.labels.items()),
+             "Label": lambda name, _labels=n.labels: _labels.get(name, ""),  # {{.Label "k"}}: Docker's method
              "CreatedAt": fmt.go_time_string(n.created)} for n in networks]
     template = format_ if format_ and format_ != "table" else "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
     _write(fmt.render_rows(template, rows, NETWORK_HEADERS))
