@@ -140,12 +140,13 @@ def split_binds(binds: list[str] | None) -> tuple[list[str] | None, dict[str, di
     if not binds:
         return binds, {}
     from dockyard.containers.mounts import parse_volume
+    from dockyard.errors import DockyardError
 
     kept, anonymous = [], {}
     for bind in binds:
         try:
             m = parse_volume(bind)
-        except Exception:  # noqa: BLE001 - shown as stored
+        except DockyardError:  # shown as stored
             m = {"Type": "bind"}
         if m["Type"] == "volume" and not m.get("Name"):
             anonymous[m["Destination"]] = {}
@@ -206,13 +207,14 @@ def _graph_driver(containers: "Containers", r: ContainerRecord, cdir: str) -> di
 
 
 def _image_env(containers: "Containers", r: ContainerRecord) -> list[str] | None:
-    env = r.container_config.get("Env") or []
-    if "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" not in env:
+    if _DEFAULT_PATH not in (r.container_config.get("Env") or []):
         return None   # nothing to check: no image lookup on the common path
+    from dockyard.errors import DockyardError
+
     try:
         image = containers.engine.image_store.get(r.image_id)
         return list((containers.engine.image_store.config(image).get("config") or {}).get("Env") or [])
-    except Exception:  # noqa: BLE001 - the image is gone: leave Env as stored
+    except DockyardError:  # the image is gone: leave Env as stored
         return None
 
 
@@ -294,11 +296,12 @@ def inspect_container(containers: "Containers", r: ContainerRecord, size: bool =
 
 def container_sizes(containers: "Containers", r: ContainerRecord) -> dict[str, int]:
     """Docker's SizeRw (the writable layer's files) and SizeRootFs (those plus the image's)."""
+    from dockyard.errors import DockyardError
     from dockyard.fsutil import tree_size
 
     rw = tree_size(os.path.join(containers.container_dir(r.id), "upper"))
     try:
         image_size = containers.engine.image_store.get(r.image_id).size
-    except Exception:  # noqa: BLE001 - the image is gone: its layers count nothing
+    except DockyardError:  # the image is gone: its layers count nothing
         image_size = 0
     return {"SizeRw": rw, "SizeRootFs": rw + image_size}
