@@ -623,3 +623,29 @@ def test_update_through_runc(dy: Dockyard, cgroup_parent: str) -> None:  # noqa:
     assert _ok(dy.cli("update", "-m", "30m", "--memory-swap", "60m", "--pids-limit", "12", "u10")) == "u10\n"
     assert _cgroup_file(dy, "u10", "memory", "memory.limit_in_bytes") == str(30 << 20)
     assert _cgroup_file(dy, "u10", "pids", "pids.max") == "12"
+
+
+def test_commit_of_deleted_and_remade_directories(dy: Dockyard) -> None:
+    """The layer carries whiteouts and opaque markers: the committed image shows exactly the
+    container's tree."""
+    dy.cli("run", "--name", "c8", "--network", "none", "busybox", "sh", "-c",
+           "rm -rf /usr; mkdir /usr; touch /usr/only; rm /bin/cat; ln /bin/busybox /bin/hard", check=True)
+    _ok(dy.cli("commit", "c8", "opaque:1"))
+    out = _ok(dy.cli("run", "--rm", "--network", "none", "opaque:1", "sh", "-c",
+                     "ls /usr; ls /bin/cat 2>&1; stat -c %h /bin/hard"))
+    assert out.splitlines()[0] == "only" and "No such file" in out.splitlines()[1]
+    assert int(out.splitlines()[2]) >= 2
+
+
+def test_pack_tree_never_follows_symlinks(tmp_path: Path) -> None:
+    from dockyard.containers.filesystem import pack_tree
+
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree" / "f").write_text("mine")
+    os.symlink("/etc", tmp_path / "tree" / "etc")
+    buf = io.BytesIO()
+    pack_tree(str(tmp_path / "tree"), buf)
+    with tarfile.open(fileobj=io.BytesIO(buf.getvalue())) as tar:
+        assert tar.getnames() == ["etc", "f"]
+        assert tar.getmember("etc").issym() and tar.getmember("etc").linkname == "/etc"
+        assert tar.extractfile("f").read() == b"mine"

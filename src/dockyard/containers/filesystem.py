@@ -14,7 +14,7 @@ import stat
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import BinaryIO, Iterator
+    from typing import Any, BinaryIO, Iterator
 
     from dockyard.containers.manager import Containers
     from dockyard.containers.store import ContainerRecord
@@ -154,43 +154,10 @@ def _metadata_changed(st: os.stat_result, lower: os.stat_result) -> bool:
 # ---- packing the upper dir as a layer (commit) ------------------------------------------------
 
 
-def pack_upper(upper: str, out: "BinaryIO") -> int:
+def pack_upper(upper: str, out: "BinaryIO") -> None:
     """Write the container's changes as an uncompressed layer tar (whiteouts as ``.wh.``
-    entries, opaque dirs with ``.wh..wh..opq``; the init paths left out) to ``out``; the
-    number of bytes written."""
-    import tarfile
-
-    from dockyard.store import archive
-
-    hashing = archive.HashingWriter(out, None)
-    writer = archive._Batched(hashing)
-    links: dict[tuple[int, int], str] = {}
-    buf = bytearray(archive.CHUNK)
-    try:
-        for rel, path, st in _walk_upper(upper, ""):
-            for info in archive._tar_infos(rel, path, st, links):
-                writer.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
-                if info.isreg() and info.size:
-                    archive._copy_file(path, info.size, writer, buf, rel)
-    except OSError as e:
-        from dockyard.errors import DockyardError
-
-        raise DockyardError(f"cannot pack the container's changes: {e}") from None
-    writer.write(b"\0" * (2 * tarfile.BLOCKSIZE))
-    writer.flush()
-    return hashing.count
-
-
-def _walk_upper(top: str, rel_dir: str) -> "Iterator[tuple[str, str, os.stat_result]]":
-    """(name in the tar, path, lstat) of the upper dir, sorted, the init paths left out."""
-    for entry in sorted(os.scandir(os.path.join(top, rel_dir) if rel_dir else top), key=lambda e: e.name):
-        rel = f"{rel_dir}{entry.name}"
-        if "/" + rel in INIT_PATHS:
-            continue
-        st = entry.stat(follow_symlinks=False)
-        yield rel, entry.path, st
-        if stat.S_ISDIR(st.st_mode):
-            yield from _walk_upper(top, rel + "/")
+    entries, opaque dirs with ``.wh..wh..opq``; the init paths left out) to ``out``."""
+    pack_tree(upper, out, layer=True)
 
 
 # ---- the merged tree (export) ---------------------------------------------------------------
@@ -221,15 +188,12 @@ def read_only_view(lowerdirs: "list[str]", upper: str, target: str) -> None:
 
 def export(containers: "Containers", record: "ContainerRecord", out: "BinaryIO") -> None:
     """The container's whole filesystem (image and changes; no volume or bind) as a tar."""
-    from pathlib import Path
-
     from dockyard.runtime import rootfs
-    from dockyard.store import archive
 
     cdir = containers.container_dir(record.id)
     mounted = os.path.join(cdir, "rootfs")
     if record.status in ("running", "paused", "restarting") and rootfs.is_mounted(mounted):
-        archive.pack(Path(mounted), out, hash=False)
+        pack_tree(mounted, out)
         return
     import tempfile
 
@@ -244,13 +208,13 @@ def export(containers: "Containers", record: "ContainerRecord", out: "BinaryIO")
     if not os.path.isdir(upper):   # never started: the image's tree (one layer: that layer itself)
         upper = ""
     if len(layers) == 1 and not upper:
-        archive.pack(Path(layers[0]), out, hash=False)
+        pack_tree(layers[0], out)
         return
     target = tempfile.mkdtemp(prefix="export-", dir=cdir)
     try:
         read_only_view(layers[1:] if not upper else layers, upper or layers[0], target)
         try:
-            archive.pack(Path(target), out, hash=False)
+            pack_tree(target, out)
         finally:
             _unmount(target)
     finally:
@@ -267,3 +231,147 @@ def _unmount(target: str) -> None:
         linux.umount(target)
     except OSError:
         linux.umount(target, 2)   # MNT_DETACH: a reader of the tar stream still inside
+
+
+# ---- a tree as a tar, walked by descriptors --------------------------------------------------
+
+
+def pack_tree(top: str, out: "BinaryIO", layer: bool = False) -> None:
+    """``top``'s tree as an uncompressed tar (numeric owners, xattrs, hard links, sorted), as
+    ``store.archive.pack`` writes one, but walked through directory descriptors with
+    ``O_NOFOLLOW`` at every step: a running container that swaps a directory for a symlink
+    meanwhile (CVE-2018-15664) cannot make the walk read the host's files. A file that shrinks
+    meanwhile is padded: a live container's export is as consistent as the container is.
+    ``layer``: ``top`` is an overlay upper dir, written in the layer format (whiteouts,
+    opaque markers) without Docker's init paths."""
+    import tarfile
+
+    from dockyard.store import archive
+
+    writer = archive._Batched(archive.HashingWriter(out, None))
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        _pack_dir(fd, "", writer, {}, bytearray(archive.CHUNK), layer)
+    finally:
+        os.close(fd)
+    writer.write(b"\0" * (2 * tarfile.BLOCKSIZE))
+    writer.flush()
+
+
+def _pack_dir(dir_fd: int, rel_dir: str, writer: "Any", links: "dict[tuple[int, int], str]", buf: bytearray,
+              layer: bool) -> None:
+    import tarfile
+
+    from dockyard.store import archive
+
+    flags = os.O_NOFOLLOW | os.O_CLOEXEC
+    for name in sorted(os.listdir(dir_fd)):
+        rel = rel_dir + name
+        if layer and "/" + rel in INIT_PATHS:
+            continue
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            continue   # gone meanwhile
+        info = tarfile.TarInfo(rel)
+        info.mode, info.uid, info.gid, info.mtime = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, int(st.st_mtime)
+        info.uname = info.gname = ""
+        mode = st.st_mode
+        if stat.S_ISREG(mode):
+            key = (st.st_dev, st.st_ino)
+            if st.st_nlink > 1 and key in links:
+                info.type, info.linkname = tarfile.LNKTYPE, links[key]
+                writer.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+                continue
+            try:
+                fd = os.open(name, os.O_RDONLY | flags, dir_fd=dir_fd)
+            except (FileNotFoundError, OSError):
+                continue   # gone, or swapped for a symlink (ELOOP) meanwhile
+            try:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                if st.st_nlink > 1:
+                    links[(st.st_dev, st.st_ino)] = rel
+                info.type, info.size = tarfile.REGTYPE, st.st_size
+                _xattrs(info, fd)
+                writer.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+                _copy(fd, st.st_size, writer, buf)
+            finally:
+                os.close(fd)
+            continue
+        if stat.S_ISDIR(mode):
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | flags, dir_fd=dir_fd)
+            except OSError:
+                continue
+            try:
+                info.type = tarfile.DIRTYPE
+                _xattrs(info, fd)
+                writer.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+                if layer and _fd_opaque(fd):   # the directory replaced the image's: say so
+                    marker = tarfile.TarInfo(f"{rel}/{archive.WHITEOUT_OPAQUE}")
+                    marker.mode, marker.uid, marker.gid, marker.mtime = info.mode, info.uid, info.gid, info.mtime
+                    marker.uname = marker.gname = ""
+                    writer.write(marker.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+                _pack_dir(fd, rel + "/", writer, links, buf, layer)
+            finally:
+                os.close(fd)
+            continue
+        if stat.S_ISLNK(mode):
+            try:
+                info.type, info.linkname = tarfile.SYMTYPE, os.readlink(name, dir_fd=dir_fd)
+            except OSError:
+                continue
+        elif layer and is_whiteout(st):   # a deleted path: the layer format's .wh. file
+            info.name = f"{rel_dir}{archive.WHITEOUT_PREFIX}{name}"
+            info.mode = 0o600
+        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            info.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
+            info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        elif stat.S_ISFIFO(mode):
+            info.type = tarfile.FIFOTYPE
+        else:
+            continue   # sockets are not content, as in Docker
+        writer.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+
+
+def _fd_opaque(fd: int) -> bool:
+    try:
+        return os.getxattr(fd, OPAQUE_XATTR) == b"y"
+    except OSError:
+        return False
+
+
+def _xattrs(info: "Any", fd: int) -> None:
+    from dockyard.store import archive
+
+    try:
+        names = os.listxattr(fd)
+    except OSError:
+        return
+    for key in sorted(names):
+        if key.startswith(archive.OVERLAY_XATTR_PREFIX):
+            continue   # overlay's own bookkeeping
+        try:
+            value = os.getxattr(fd, key)
+        except OSError:
+            continue
+        info.pax_headers[archive.PAX_XATTR_PREFIX + key] = value.decode("utf-8", "surrogateescape")
+
+
+def _copy(fd: int, size: int, writer: "Any", buf: bytearray) -> None:
+    import tarfile
+
+    view = memoryview(buf)
+    remaining = size
+    while remaining:
+        n = os.readv(fd, [view[: min(len(buf), remaining)]])
+        if not n:
+            writer.write(bytes(remaining))   # shrank meanwhile: padded to the size in the header
+            break
+        writer.write(view[:n])
+        remaining -= n
+    padding = -size % tarfile.BLOCKSIZE
+    if padding:
+        writer.write(b"\0" * padding)
