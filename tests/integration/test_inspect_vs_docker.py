@@ -232,6 +232,25 @@ def test_image_inspect_matches_docker(docker: dockerd.PrivateDockerd, dy: Callab
     docker.run("rmi", "withmsg")
 
 
+RECORDED = Path(__file__).resolve().parents[1] / "compat"
+
+
+def test_key_trees_match_the_recorded_docker_output(dy: Callable[..., Any], tmp_path: Path) -> None:
+    """Without a dockerd: the recorded run and image of tests/compat, same command here."""
+    recorded = json.loads((RECORDED / "docker20.10-container-inspect.json").read_text())[0]
+    cid = dy("run", "-d", "--name", "c1", "--network", "none", "-e", "A=1", "-l", "k=v", "-v", f"{tmp_path}:/data",
+             "busybox", "sleep", "300", check=True).stdout.strip()
+    ours = _inspect(dy, cid)
+    assert tree_differences(recorded, ours, CONTAINER_ALLOWED) == []
+    assert list(ours) == list(recorded) and list(ours["HostConfig"]) == list(recorded["HostConfig"])
+    assert list(ours["Config"]) == list(recorded["Config"])
+    recorded_image = json.loads((RECORDED / "docker20.10-image-inspect.json").read_text())[0]
+    image = _inspect(dy, "--type", "image", "busybox")
+    assert tree_differences(recorded_image, image, IMAGE_ALLOWED) == []
+    assert list(image) == list(recorded_image)
+    dy("rm", "-f", cid)
+
+
 def test_key_path_coverage(clean_docker: dockerd.PrivateDockerd, dy: Callable[..., Any], tmp_path: Path) -> None:
     """The closing note's number: docker's key paths over every variant, how many dockyard has."""
     docker_paths: set[str] = set()
