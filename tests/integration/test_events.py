@@ -230,6 +230,10 @@ SCENARIOS = {
                 ("volume", "rm", "sv")],
     "save/load": [("save", "-o", "{tmp}/saved.tar", "busybox"), ("load", "-i", "{tmp}/saved.tar")],
     "import/rmi": [("import", "{tar}", "imported:1"), ("rmi", "imported:1")],
+    "rm -f": [("run", "-d", "--name", "x3", "--network", "none", "busybox", "sleep", "100"), ("rm", "-f", "x3")],
+    # a command that cannot start: no start, no die; --rm still destroys
+    "launch failure": [("run", "--rm", "--network", "none", "busybox", "nosuchcmd"),
+                       ("run", "--name", "x4", "--network", "none", "busybox", "nosuchcmd"), ("rm", "x4")],
 }
 
 
@@ -244,8 +248,8 @@ def _shape(line: str) -> str:
 def test_sequence_like_docker(scenario: str, dy: Dockyard, docker: dockerd.PrivateDockerd, busybox_tar: Path,
                               tmp_path: Path) -> None:
     seqs = []
-    for run, events in ((lambda *a: dy.cli(*a, check=True, timeout=60), lambda *a: dy.cli(*a, check=True).stdout),
-                        (docker.cli, docker.cli)):
+    for run, events in ((lambda *a: dy.cli(*a, timeout=60), lambda *a: dy.cli(*a, check=True).stdout),
+                        (docker.run, docker.cli)):
         t0 = _now()
         for command in SCENARIOS[scenario]:
             run(*(arg.format(tmp=tmp_path, tar=busybox_tar) for arg in command))
@@ -266,3 +270,27 @@ def test_push_and_pull_events(distribution, repo_name: str, dy: Dockyard) -> Non
                     fmt="{{.Action}} {{.Actor.ID}} {{.Actor.Attributes.name}}")
     # Docker: the reference as the actor, the repository as its name
     assert lines == [f"push {name}:v1 {name}", f"pull {name}:v1 {name}"]
+
+
+def test_restart_policy_like_docker(dy: Dockyard, docker: dockerd.PrivateDockerd) -> None:
+    """on-failure:2: three runs, each a start and a die, then the container stays exited."""
+    command = ("run", "-d", "--name", "rp", "--network", "none", "--restart", "on-failure:2", "busybox",
+               "sh", "-c", "exit 1")
+    seqs = []
+    for run, events in ((lambda *a: dy.cli(*a, check=True), lambda *a: dy.cli(*a, check=True).stdout),
+                        (docker.cli, docker.cli)):
+        t0 = _now()
+        run(*command)
+        deadline = time.monotonic() + 20
+        while True:
+            out = events("events", "--since", t0, "--until", _now(), "-f", "type=container",
+                         "--format", "{{.Action}} {{.Actor.Attributes.exitCode}}")
+            if out.count("die") >= 3 or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        time.sleep(1)  # no fourth run
+        seqs.append(events("events", "--since", t0, "--until", _now(), "-f", "type=container",
+                           "--format", "{{.Action}} {{.Actor.Attributes.exitCode}}").splitlines())
+        run("rm", "-f", "rp")
+    ours, theirs = seqs
+    assert ours == theirs == ["create <no value>"] + ["start <no value>", "die 1"] * 3

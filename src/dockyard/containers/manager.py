@@ -301,6 +301,8 @@ class Containers:
     def _launch(self, record: ContainerRecord, attach_first: bool, tty_size: tuple[int, int] | None,
                 shim: "SpawnedShim | None") -> StartHandle:
         cid = record.id
+        if attach_first:  # Docker's order: a client attaches, then the container starts (or fails to)
+            self.event("attach", record)
         bundle = self.container_dir(cid)
         # before anything is mounted or plugged in: a log the driver cannot rotate fails the start
         log_max_size, log_max_files = _log_rotation((record.host_config.get("LogConfig") or {}).get("Config") or {})
@@ -393,8 +395,9 @@ class Containers:
             return None
         hello = {"stdin": stdin, "stdout": stdout, "stderr": stderr}
         if stdin or stdout or stderr:
+            # To a running container (``attach``); ``run``/``start -a`` said so at launch.
             record = self.store.get(cid)
-            if record is not None:
+            if record is not None and record.status in (RUNNING, PAUSED):
                 self.event("attach", record)
         if signal:
             hello["signal"] = signal
@@ -551,6 +554,7 @@ class Containers:
             if record.status == RESTARTING:
                 self._wake_shim(record)
             else:
+                self.event("kill", record, signal=str(int(signals.SIGKILL)))
                 sock = self.connect(record.id, signal=signals.SIGKILL)
                 if record.status == PAUSED:
                     self._thaw(record)
