@@ -84,9 +84,17 @@ def changes(upper: str, lowerdirs: "list[str]") -> "list[tuple[str, str]]":
     overlay2 compares the container's tree with the image's on kernels with redirect_dir, which
     is what these rules give): a directory listed (as C) before what changed in it, entries in
     name order; a directory deleted and made again (opaque) is changed, its old entries deleted
-    and what is in it now added or changed."""
+    and what is in it now added or changed. The upper dir is walked through descriptors
+    (``O_NOFOLLOW``): a running container's symlinks never lead the walk out of it."""
     out: list[tuple[str, str]] = []
-    _walk(upper, "", lowerdirs, out, hidden=False)
+    try:
+        fd = os.open(upper, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return out   # never started
+    try:
+        _walk(fd, "", lowerdirs, out, hidden=False)
+    finally:
+        os.close(fd)
     return out
 
 
@@ -99,25 +107,27 @@ def _image_names(lowerdirs: "list[str]", rel_dir: str) -> "list[str]":
     return sorted(n for n in names if _in_lower(lowerdirs, f"{rel_dir}/{n}") is not None)
 
 
-def _walk(upper: str, rel_dir: str, lowerdirs: "list[str]", out: "list[tuple[str, str]]", hidden: bool) -> bool:
-    """Append the changes under ``rel_dir``; whether there were any. ``hidden``: the image's
-    entries there are hidden (an opaque directory): those not in the upper dir are deleted."""
-    try:
-        entries = {e.name: e for e in os.scandir(upper + rel_dir or "/")}
-    except FileNotFoundError:
-        entries = {}
+def _walk(dir_fd: int, rel_dir: str, lowerdirs: "list[str]", out: "list[tuple[str, str]]", hidden: bool) -> bool:
+    """Append the changes under ``rel_dir`` (the upper dir's directory ``dir_fd``); whether there
+    were any. ``hidden``: the image's entries there are hidden (an opaque directory): those not
+    in the upper dir are deleted."""
+    entries = {}
+    for name in os.listdir(dir_fd):
+        try:
+            entries[name] = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            continue   # gone meanwhile
     gone = [n for n in _image_names(lowerdirs, rel_dir) if n not in entries] if hidden else []
     found = False
     for name in sorted([*entries, *gone]):
         rel = f"{rel_dir}/{name}"
         if rel in INIT_PATHS:
             continue
-        entry = entries.get(name)
-        if entry is None:
+        st = entries.get(name)
+        if st is None:
             out.append((DELETED, rel))
             found = True
             continue
-        st = entry.stat(follow_symlinks=False)
         lower = _in_lower(lowerdirs, rel)
         if is_whiteout(st):
             if lower is not None and not hidden:
@@ -129,11 +139,11 @@ def _walk(upper: str, rel_dir: str, lowerdirs: "list[str]", out: "list[tuple[str
             out.append((ADDED, rel))
             found = True
             if is_dir:
-                _walk(upper, rel, [], out, hidden=False)   # everything below a new directory is new
+                _walk_child(dir_fd, name, rel, [], out, hidden=False)   # everything below a new directory is new
             continue
         if is_dir and stat.S_ISDIR(lower.st_mode):
             mark = len(out)
-            below = _walk(upper, rel, lowerdirs, out, hidden=hidden or is_opaque(entry.path))
+            below = _walk_child(dir_fd, name, rel, lowerdirs, out, hidden, opaque_counts=True)
             if below or _metadata_changed(st, lower):
                 out.insert(mark, (CHANGED, rel))
                 found = True
@@ -141,8 +151,22 @@ def _walk(upper: str, rel_dir: str, lowerdirs: "list[str]", out: "list[tuple[str
         out.append((CHANGED, rel))
         found = True
         if is_dir:   # a directory where the image has a file: all in it is new
-            _walk(upper, rel, [], out, hidden=False)
+            _walk_child(dir_fd, name, rel, [], out, hidden=False)
     return found
+
+
+def _walk_child(dir_fd: int, name: str, rel: str, lowerdirs: "list[str]", out: "list[tuple[str, str]]",
+                hidden: bool, opaque_counts: bool = False) -> bool:
+    """``_walk`` of the directory ``name`` below ``dir_fd``, opened without following a symlink
+    (swapped in meanwhile: nothing to list). ``opaque_counts``: an opaque directory hides the image's."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError:
+        return False
+    try:
+        return _walk(fd, rel, lowerdirs, out, hidden or (opaque_counts and _fd_opaque(fd)))
+    finally:
+        os.close(fd)
 
 
 def _metadata_changed(st: os.stat_result, lower: os.stat_result) -> bool:
