@@ -125,6 +125,17 @@ def _lines(fd: int, pending: bytearray) -> "list[bytes]":
     return lines
 
 
+def _time_of(line: bytes) -> "int | None":
+    """``timeNano`` of a line ``record`` wrote (its last field), without decoding the line."""
+    at = line.rfind(b'"timeNano":')
+    if at < 0 or not line.endswith(b"}"):
+        return None
+    try:
+        return int(line[at + 11:-1])
+    except ValueError:
+        return None
+
+
 def _decode(line: bytes) -> "dict | None":
     try:
         message = json.loads(line)
@@ -152,15 +163,19 @@ def read(root: str, since: int | None = None, until: int | None = None,
     current = os.path.join(directory, CURRENT)
     match = Matcher(filters or {})
 
-    def wanted(message: "dict | None") -> bool:
+    def wanted(line: bytes) -> "dict | None":
+        """The event on ``line`` if it is in the window and passes the filters. The time is
+        read off the line's end first: most of a long log is outside a window, undecoded."""
+        t = _time_of(line)
+        if t is not None and ((since is not None and t < since) or (until is not None and t > until)):
+            return None
+        message = _decode(line)
         if message is None:
-            return False
+            return None
         t = message.get("timeNano") or 0
-        if since is not None and t < since:
-            return False
-        if until is not None and t > until:
-            return False
-        return match(message)
+        if (since is not None and t < since) or (until is not None and t > until):
+            return None
+        return message if match(message) else None
 
     fd = _open(current)  # first, so that a rotation while we read the older file loses nothing
     if fd is not None and not history:
@@ -168,7 +183,7 @@ def read(root: str, since: int | None = None, until: int | None = None,
     return _iterate(fd, directory, current, wanted, history, follow, until, interval, stop)
 
 
-def _iterate(fd: "int | None", directory: str, current: str, wanted: "Callable[[dict | None], bool]",
+def _iterate(fd: "int | None", directory: str, current: str, wanted: "Callable[[bytes], dict | None]",
              history: bool, follow: bool, until: int | None, interval: float,
              stop: "Callable[[], bool] | None") -> "Iterator[dict]":
     try:
@@ -177,18 +192,18 @@ def _iterate(fd: "int | None", directory: str, current: str, wanted: "Callable[[
             try:
                 if fd is None or os.fstat(old).st_ino != os.fstat(fd).st_ino:
                     for line in _lines(old, bytearray()):
-                        message = _decode(line)
-                        if wanted(message):
-                            yield message  # type: ignore[misc]
+                        message = wanted(line)
+                        if message is not None:
+                            yield message
             finally:
                 os.close(old)
         pending = bytearray()
         while True:
             if fd is not None:
                 for line in _lines(fd, pending):
-                    message = _decode(line)
-                    if wanted(message):
-                        yield message  # type: ignore[misc]
+                    message = wanted(line)
+                    if message is not None:
+                        yield message
             if not follow or (stop is not None and stop()):
                 return
             if until is not None and time.time_ns() > until:
