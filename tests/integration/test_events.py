@@ -294,3 +294,36 @@ def test_restart_policy_like_docker(dy: Dockyard, docker: dockerd.PrivateDockerd
         run("rm", "-f", "rp")
     ours, theirs = seqs
     assert ours == theirs == ["create <no value>"] + ["start <no value>", "die 1"] * 3
+
+
+def test_network_events(dy: Dockyard) -> None:
+    t0 = _now()
+    dy.cli("network", "create", "evnet", check=True)
+    dy.cli("network", "create", "evnet2", check=True)
+    try:
+        dy.cli("run", "-d", "--name", "nc", "--network", "evnet", "busybox", "sleep", "100", check=True)
+        dy.cli("network", "connect", "evnet2", "nc", check=True)
+        dy.cli("network", "disconnect", "evnet2", "nc", check=True)
+        dy.cli("stop", "-t", "0", "nc", check=True)
+        dy.cli("rm", "nc", check=True)
+    finally:
+        dy.cli("rm", "-f", "nc")
+        dy.cli("network", "rm", "evnet")
+        dy.cli("network", "rm", "evnet2")
+    cid_of = {}
+    lines = []
+    for line in _events(dy, t0, "-f", "type=network", fmt="json"):
+        m = json.loads(line)
+        attrs = m["Actor"]["Attributes"]
+        cid_of.setdefault(attrs["name"], m["Actor"]["ID"])
+        assert m["Actor"]["ID"] == cid_of[attrs["name"]] and attrs["type"] == "bridge"
+        lines.append(f"{m['Action']} {attrs['name']} {'container' in attrs}")
+    assert lines == ["create evnet False", "create evnet2 False", "connect evnet True", "connect evnet2 True",
+                     "disconnect evnet2 True", "disconnect evnet True", "destroy evnet False",
+                     "destroy evnet2 False"]
+    cid = _events(dy, t0, "-f", "container=nc", "-f", "event=start", fmt="{{.Actor.ID}}")
+    # network=evnet: by name or ID prefix, so evnet2 too (Docker's fuzzy match)
+    assert _events(dy, t0, "-f", "network=evnet", "-f", "event=connect", fmt="{{.Actor.Attributes.container}}") \
+        == cid * 2
+    assert _events(dy, t0, "-f", f"network={cid_of['evnet2']}", fmt="{{.Action}}") == [
+        "create", "connect", "disconnect", "destroy"]
