@@ -292,3 +292,39 @@ def test_without_history_only_new_events(tmp_path: Path) -> None:
                          until=time.time_ns() + int(0.5e9))
     events.record(str(tmp_path), "container", "start", "new")
     assert [m["Actor"]["ID"] for m in stream] == ["new"]
+
+
+def test_filter_health_status_matches_its_detail() -> None:
+    health = _msg("container", "health_status: healthy", "aaa111", name="c1")
+    assert _keep({"event": ["health_status"]}, (C1, health)) == [health]
+    assert _keep({"event": ["health_status: unhealthy"]}, (C1, health)) == []
+
+
+# --- the CLI's lines ---------------------------------------------------------------------------
+
+def test_cli_json_is_the_go_struct_in_field_order() -> None:
+    from dockyard.cli.events import formatter
+
+    message = {"Type": "volume", "Action": "create", "Actor": {"ID": "v", "Attributes": {"z": "1", "driver": "local"}},
+               "scope": "local", "time": 1, "timeNano": 1_000_000_001}
+    line = '{"Type":"volume","Action":"create","Actor":{"ID":"v","Attributes":{"driver":"local","z":"1"}},' \
+           '"scope":"local","time":1,"timeNano":1000000001}'
+    assert formatter("json")(message) == line
+    assert formatter("{{json .}}")(message) == line
+    assert formatter("{{.Action}} {{.Actor.Attributes.driver}} {{.Actor.Attributes.nosuch}}")(message) == \
+        "create local <no value>"
+    assert formatter("{{json .Actor.Attributes}}")(message) == '{"driver":"local","z":"1"}'
+
+
+def test_cli_template_with_an_unknown_field_fails_first() -> None:
+    from dockyard.cli.events import formatter
+    from dockyard.cli.formatting import TemplateError
+
+    with pytest.raises(TemplateError, match=r"can't evaluate field Nope in type \*events.Message"):
+        formatter("x {{.Nope}}")
+
+
+def test_cli_filter_parsing() -> None:
+    from dockyard.cli.events import parse_filters
+
+    assert parse_filters(["event=start", "Event=die", "label=a=b"]) == {"event": ["start", "die"], "label": ["a=b"]}
