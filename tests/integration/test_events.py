@@ -327,3 +327,12 @@ def test_network_events(dy: Dockyard) -> None:
         == cid * 2
     assert _events(dy, t0, "-f", f"network={cid_of['evnet2']}", fmt="{{.Action}}") == [
         "create", "connect", "disconnect", "destroy"]
+
+
+def test_oom_before_die(dy: Dockyard) -> None:
+    t0 = _now()
+    result = dy.cli("run", "--rm", "--name", "oomy", "--network", "none", "-m", "8m", "--memory-swap", "8m", "busybox",
+                    "sh", "-c", 'x=$(head -c 40000000 /dev/zero | tr "\\0" a); echo done', timeout=60)
+    assert result.returncode == 137
+    assert _events(dy, t0, "-f", "container=oomy", fmt="{{.Action}} {{.Actor.Attributes.exitCode}}")[-3:] == [
+        "oom <no value>", "die 137", "destroy <no value>"]
