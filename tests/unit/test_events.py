@@ -106,6 +106,8 @@ _WRITER = """
 import sys
 from dockyard import events
 root, tag, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+if len(sys.argv) > 4:
+    events.MAX_BYTES = int(sys.argv[4])
 for i in range(n):
     events.record(root, "container", "exec_start: " + tag * 50, tag + str(i), {"pad": tag * 300, "i": str(i)})
 """
@@ -128,6 +130,24 @@ def test_concurrent_writers_never_interleave(tmp_path: Path) -> None:
         assert attrs["pad"] == tag * 300
         per_writer.setdefault(tag, []).append(int(attrs["i"]))
     assert all(v == list(range(n)) for v in per_writer.values())
+
+
+def test_concurrent_writers_rotating_leave_whole_lines(tmp_path: Path) -> None:
+    n, writers = 200, 4
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path), chr(ord("a") + k), str(n), "30000"])
+             for k in range(writers)]
+    for p in procs:
+        assert p.wait(timeout=120) == 0
+    directory = tmp_path / "events"
+    kept = []
+    for name in ("events.1.jsonl", "events.jsonl"):
+        for line in (directory / name).read_bytes().splitlines():
+            attrs = json.loads(line)["Actor"]["Attributes"]
+            assert attrs["pad"] == attrs["pad"][0] * 300
+            kept.append(attrs["pad"][0] + attrs["i"])
+    assert len(kept) == len(set(kept)) and 10 < len(kept) < n * writers   # bounded: older rotations gone
+    assert (directory / "events.jsonl").stat().st_size <= 30000 + 4 * 1000
+    assert [m["Actor"]["Attributes"]["pad"][0] + m["Actor"]["Attributes"]["i"] for m in _all(tmp_path)] == kept
 
 
 def test_follow_sees_new_events_and_stops_at_until(tmp_path: Path) -> None:
