@@ -55,8 +55,6 @@ def parse_filters(values: "Sequence[str]") -> "dict[str, list[str]]":
 def print_inspected(names: "Sequence[str]", lookup: "Callable[[str], Any]", format_: "str | None") -> None:
     """``<object> inspect``: each name's ``lookup(name)`` as a JSON list or through the
     ``--format`` template; Docker goes on past a missing one, then fails with the last error."""
-    import json
-
     from dockyard.errors import DockyardError
 
     found: "list[Any]" = []
@@ -71,15 +69,15 @@ def print_inspected(names: "Sequence[str]", lookup: "Callable[[str], Any]", form
 
         _write(fmt.render_inspected(found, fmt.Template(format_), errors))
     else:
-        _write(json.dumps(found, indent=4) + "\n")
+        from dockyard.images.inspect import inspect_json
+
+        _write(inspect_json(found) + "\n")
     raise_last(errors)
 
 
 def inspect_objects(engine: "Any", names: "Sequence[str]", format_: "str | None", type_: "str | None",
                     size: bool = False) -> None:
     """``inspect``: containers first (as Docker does), then images, then volumes, then networks."""
-    import json
-
     from dockyard.errors import DockyardError, NotFoundError
 
     if type_ == "image":
@@ -125,12 +123,10 @@ def inspect_objects(engine: "Any", names: "Sequence[str]", format_: "str | None"
         template = fmt.Template(format_, strict=False)
         image_template = fmt.Template(format_, strict=False, nil=TEMPLATE_NILS) if images else template
         _write(fmt.render_inspected(found, lambda i: image_template if i in images else template, errors))
-    elif found and len(images) == len(found):
+    else:
         from dockyard.images.inspect import inspect_json
 
         _write(inspect_json(found) + "\n")
-    else:
-        _write(json.dumps(found, indent=4) + "\n")
     raise_last(errors)
 
 
