@@ -14,7 +14,7 @@ from dockyard.cli.main import COMMANDS
 from tests.integration.test_containers_harness import Dockyard, dockyard_env, dy  # noqa: F401 - fixtures
 
 TABLES = {"container": groups.CONTAINER_COMMANDS, "image": groups.IMAGE_COMMANDS, "volume": groups.VOLUME_COMMANDS,
-          "network": groups.NETWORK_COMMANDS}
+          "network": groups.NETWORK_COMMANDS, "system": groups.SYSTEM_COMMANDS}
 
 
 def click_command(path: str) -> click.Command:
@@ -92,7 +92,8 @@ def test_falls_back_to_click(args: list[str]) -> None:
     ["volume", "inspect", "nosuch"], ["network", "ls"], ["network", "inspect", "-f", "{{.Name}}", "none"],
     ["top", "fv1"], ["top", "nosuch"], ["stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}", "fv1"], ["port", "fv1"], ["tag", "busybox", "fvtag:1"], ["rmi", "fvtag:1", "nosuch"],
     ["images", "--format", "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.Size}}"], ["images", "-q", "busybox"], ["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"],
-    ["history", "--format", "{{.ID}} {{.CreatedBy}} {{.Size}}", "busybox"],
+    ["history", "--format", "{{.ID}} {{.CreatedBy}} {{.Size}}", "busybox"], ["version", "-f", "{{.Client.Version}}"],
+    ["info", "--format", "{{.Containers}} {{.Images}} {{.Driver}}"], ["system", "info", "-f", "{{json .Runtimes}}"],
     ["image", "history", "-H", "false", "--no-trunc", "busybox"], ["history", "nosuch"],
 ])
 def test_both_paths_print_the_same(dy: Dockyard, args: list[str]) -> None:  # noqa: F811

@@ -36,13 +36,15 @@ VIEWS: "dict[str, tuple[Spec, tuple[int, int | None], str]]" = {
                     True), (0, 1), "images"),
     "history": (Spec([_o("--format", "format_"), _o("-H --human", "human", BOOL, True), _o("--no-trunc", "no_trunc", FLAG),
                       _o("-q --quiet", "quiet", FLAG)], True), (1, 1), "history"),
+    "version": (Spec([_FORMAT], True), (0, 0), "version"),
+    "info": (Spec([_FORMAT], True), (0, 0), "info"),
     "stats": (Spec([_o("-a --all", "all_", FLAG), _o("--no-stream", "no_stream", FLAG),
                     _o("--no-trunc", "no_trunc", FLAG), _o("--format", "format_")], True), (0, None), "stats"),
     "rmi": (Spec([_o("-f --force", "force", FLAG), _o("--no-prune", "no_prune", FLAG)], True), (1, None), "rmi"),
 }
-ALIASES = {"image ls": "images", "image list": "images", "image history": "history", "container stats": "stats", "container top": "top", "container port": "port", "image tag": "tag", "image rm": "rmi",
+ALIASES = {"system info": "info", "image ls": "images", "image list": "images", "image history": "history", "container stats": "stats", "container top": "top", "container port": "port", "image tag": "tag", "image rm": "rmi",
            "image remove": "rmi", "volume list": "volume ls", "network list": "network ls"}
-GROUPS = ("container", "image", "volume", "network")
+GROUPS = ("container", "image", "volume", "network", "system")
 
 
 def parse(args: "list[str]") -> "Callable[[], None] | None":
@@ -126,6 +128,18 @@ def _history(v: "dict[str, Any]", args: "list[str]") -> None:
     from dockyard.cli import imageviews
 
     imageviews.history(_engine(), v["format_"], v["human"], v["no_trunc"], v["quiet"], args[0])
+
+
+def _version(v: "dict[str, Any]", _: "list[str]") -> None:
+    from dockyard.cli import infoviews
+
+    infoviews.show_version(v["format_"])
+
+
+def _info(v: "dict[str, Any]", _: "list[str]") -> None:
+    from dockyard.cli import infoviews
+
+    infoviews.show_info(_engine(), v["format_"], False)
 
 
 def _stats(v: "dict[str, Any]", names: "list[str]") -> None:
