@@ -62,7 +62,9 @@ def remove_cgroup(name: str, base: str = "/sys/fs/cgroup") -> None:
         group = hierarchy / name
         if not (group / "cgroup.procs").exists():
             continue  # not a cgroup (or not in this hierarchy)
-        children = sorted((c for c in group.rglob("*") if c.is_dir()), key=lambda p: len(p.parts), reverse=True)
+        # os.walk, not rglob: another process may remove a child cgroup meanwhile (walk skips it)
+        children = sorted((Path(top) / d for top, dirs, _ in os.walk(group) for d in dirs),
+                          key=lambda p: len(p.parts), reverse=True)
         for directory in [*children, group]:
             try:
                 directory.rmdir()

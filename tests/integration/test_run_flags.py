@@ -452,3 +452,22 @@ def test_sysctl_refused_with_host_namespaces(dy: Dockyard) -> None:
     result = dy.cli("run", "--rm", "--ipc", "host", "--sysctl", "kernel.shmmax=1000", "busybox", "true")
     assert result.returncode == 125 and 'sysctl "kernel.shmmax" is not allowed in the hosts ipc namespace' \
         in result.stderr
+
+
+def test_cgroup_parent(rt: Dockyard) -> None:
+    """--cgroup-parent: the container's cgroup sits below that parent in every hierarchy, as
+    /proc/self/cgroup inside shows (a cgroup namespace hides it: --cgroupns host)."""
+    from dockyard.fsutil import remove_cgroup
+
+    parent = f"dy-test-parent-{os.getpid()}"
+    try:
+        dy_id = rt.cli("run", "-d", "--cgroupns", "host", "--network", "none", "--cgroup-parent", f"/{parent}/sub",
+                       "busybox", "sleep", "30", check=True).stdout.strip()
+        assert _inspect(rt, dy_id)["HostConfig"]["CgroupParent"] == f"{parent}/sub"
+        lines = rt.cli("exec", dy_id, "cat", "/proc/self/cgroup", check=True).stdout.splitlines()
+        memory = next(line for line in lines if ":memory:" in line or line.startswith("0::"))
+        assert memory.split(":", 2)[2] == f"/{parent}/sub/{dy_id}"
+        assert rt.cli("run", "--rm", "--cgroup-parent", "../x", "busybox", "true").returncode == 125
+    finally:
+        rt.cli("rm", "-f", dy_id if "dy_id" in locals() else "nothing")
+        remove_cgroup(parent)

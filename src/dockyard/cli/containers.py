@@ -51,6 +51,7 @@ def _create_options(f: Callable) -> Callable:
         click.option("--cap-drop", multiple=True, metavar="LIST", help="Drop Linux capabilities."),
         click.option("--privileged", is_flag=True, help="Give extended privileges to this container."),
         click.option("--runtime", metavar="STRING", help="Runtime to use for this container (pyrunc, crun, runc)."),
+        click.option("--cgroup-parent", metavar="STRING", help="Optional parent cgroup for the container."),
         click.option("--network", "--net", "network", metavar="NETWORK", help="Connect a container to a network (bridge, host, none, container:<name|id>, or a user network)."),
         click.option("--network-alias", "--net-alias", "network_alias", multiple=True, metavar="LIST", help="Add network-scoped alias for the container."),
         click.option("--ip", metavar="ADDRESS", help="IPv4 address (e.g., 172.30.100.104)."),

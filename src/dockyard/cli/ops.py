@@ -170,6 +170,7 @@ def build_create(kw: dict[str, Any], image: str, command: Sequence[str]) -> tupl
         "NanoCpus": nano_cpus or 0, "CpuShares": kw.get("cpu_shares") or 0,
         "PidsLimit": kw.get("pids_limit"), "Ulimits": ulimits or None, "Init": True if kw.get("init") else None,
         "Runtime": kw.get("runtime") or os.environ.get("DOCKYARD_RUNTIME") or None,  # None: the engine's default
+        **({"CgroupParent": _cgroup_parent(kw["cgroup_parent"])} if kw.get("cgroup_parent") else {}),
         "Mounts": [mounts_mod.parse_mount(m) for m in kw.get("mounts") or ()] or None,
         "LogConfig": log_config,
     }
@@ -197,6 +198,16 @@ def _healthcheck(kw: dict[str, Any], config: dict[str, Any]) -> None:
         raise DockyardError(e.message, exit_code=125) from None
     if check is not None:
         config["Healthcheck"] = check
+
+
+def _cgroup_parent(value: str) -> str:
+    """``--cgroup-parent``: a path below each hierarchy's root (``/a/b`` and ``a/b`` alike)."""
+    from dockyard.errors import DockyardError
+
+    parts = [p for p in value.split("/") if p]
+    if not parts or any(p in (".", "..") for p in parts):
+        raise DockyardError(f"invalid cgroup parent {value!r}", exit_code=125)
+    return "/".join(parts)
 
 
 def _network_options(kw: dict[str, Any], config: dict[str, Any], host: dict[str, Any]) -> None:
