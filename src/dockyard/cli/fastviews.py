@@ -38,11 +38,13 @@ VIEWS: "dict[str, tuple[Spec, tuple[int, int | None], str]]" = {
                       _o("-q --quiet", "quiet", FLAG)], True), (1, 1), "history"),
     "version": (Spec([_FORMAT], True), (0, 0), "version"),
     "info": (Spec([_FORMAT], True), (0, 0), "info"),
+    "events": (Spec([_o("-f --filter", "filters", MULTI), _o("--format", "format_"), _o("--since", "since"),
+                     _o("--until", "until")], True), (0, 0), "events"),
     "stats": (Spec([_o("-a --all", "all_", FLAG), _o("--no-stream", "no_stream", FLAG),
                     _o("--no-trunc", "no_trunc", FLAG), _o("--format", "format_")], True), (0, None), "stats"),
     "rmi": (Spec([_o("-f --force", "force", FLAG), _o("--no-prune", "no_prune", FLAG)], True), (1, None), "rmi"),
 }
-ALIASES = {"system info": "info", "image ls": "images", "image list": "images", "image history": "history", "container stats": "stats", "container top": "top", "container port": "port", "image tag": "tag", "image rm": "rmi",
+ALIASES = {"system info": "info", "system events": "events", "image ls": "images", "image list": "images", "image history": "history", "container stats": "stats", "container top": "top", "container port": "port", "image tag": "tag", "image rm": "rmi",
            "image remove": "rmi", "volume list": "volume ls", "network list": "network ls"}
 GROUPS = ("container", "image", "volume", "network", "system")
 
@@ -62,6 +64,8 @@ def parse(args: "list[str]") -> "Callable[[], None] | None":
         return None
     if len(positionals) < least or (most is not None and len(positionals) > most):
         return None
+    if path == "events" and any(not f.partition("=")[0] or "=" not in f for f in values["filters"]):
+        return None   # click's check words the usage error
     return lambda: globals()["_" + body](values, positionals)
 
 
@@ -140,6 +144,12 @@ def _info(v: "dict[str, Any]", _: "list[str]") -> None:
     from dockyard.cli import infoviews
 
     infoviews.show_info(_engine(), v["format_"], False)
+
+
+def _events(v: "dict[str, Any]", _: "list[str]") -> None:
+    from dockyard.cli import eventviews
+
+    eventviews.show(_engine().root, v["filters"], v["format_"], v["since"], v["until"])
 
 
 def _stats(v: "dict[str, Any]", names: "list[str]") -> None:
