@@ -10,17 +10,25 @@ PYTHON := $(VENV)/bin/python
 BIN_DIR ?= /usr/local/bin
 # Debian packages the tests, the demo and the benchmarks use as peers and oracles.
 # debootstrap makes the labs' debian:bookworm; chromium is the e2e tests' browser.
-APT_PACKAGES = python3-venv busybox-static skopeo docker-registry umoci crun runc podman libseccomp2 curl openssl iptables iproute2 debootstrap chromium
+# docker.io is the oracle of the side-by-side tests (a private dockerd each test starts and stops).
+APT_PACKAGES = python3-venv busybox-static skopeo docker-registry umoci crun runc podman libseccomp2 curl openssl iptables iproute2 debootstrap chromium docker.io
 BENCH_APT_PACKAGES = podman crun runc wrk dnsperf buildah debootstrap
 PYTEST_ARGS ?=
 
 .PHONY: deps install test unit integration images demo demo-down bench clean
 
 deps:
+	@# Services a package brings (docker.io's dockerd, containerd) are not started: policy-rc.d
+	@# answers 101 while apt-get runs, so nothing changes the host's bridges or firewall.
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "apt-get install:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		policy=""; if [ ! -e /usr/sbin/policy-rc.d ]; then \
+			printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && policy=1; \
+		fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; rc=$$?; \
+		if [ -n "$$policy" ]; then rm -f /usr/sbin/policy-rc.d; fi; \
+		exit $$rc; \
 	fi
 	@test -x $(PYTHON) || $(BASE_PYTHON) -m venv $(VENV)
 	$(PYTHON) -m pip install -q --disable-pip-version-check -e '.[test]'

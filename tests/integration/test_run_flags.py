@@ -471,3 +471,24 @@ def test_cgroup_parent(rt: Dockyard) -> None:
     finally:
         rt.cli("rm", "-f", dy_id if "dy_id" in locals() else "nothing")
         remove_cgroup(parent)
+
+
+def test_memory_alone_caps_memory_and_swap_at_twice(dy: Dockyard, docker: dockerd.PrivateDockerd) -> None:
+    """-m without --memory-swap: Docker stores (and sets) memory+swap at twice the memory where
+    swap can be limited, so a later `update -m` within that works as in Docker."""
+    from dockyard.runtime.cgroupfs import swap_limit_supported
+
+    if not swap_limit_supported():
+        pytest.skip("no swap accounting on this host: Docker stores -1 then")
+    dy.cli("run", "-d", "--name", "mem2x", "--network", "none", "-m", "32m", "busybox", "sleep", "30", check=True)
+    docker.cli("create", "--name", "mem2x", "--network", "none", "-m", "32m", "busybox")
+    try:
+        ours = _inspect(dy, "mem2x")["HostConfig"]
+        theirs = json.loads(docker.cli("inspect", "mem2x"))[0]["HostConfig"]
+        assert (ours["Memory"], ours["MemorySwap"]) == (theirs["Memory"], theirs["MemorySwap"]) == (32 << 20, 64 << 20)
+        cid = _inspect(dy, "mem2x")["Id"]
+        memsw = Path(f"/sys/fs/cgroup/memory/{dy.cgroup}/{cid}/memory.memsw.limit_in_bytes")
+        assert int(memsw.read_text()) == 64 << 20
+        assert dy.cli("update", "-m", "48m", "mem2x").returncode == 0
+    finally:
+        docker.run("rm", "-f", "mem2x")

@@ -191,7 +191,10 @@ def test_exec_joins_every_namespace(started, runtime_roots) -> None:
     lines = out.decode().splitlines()
     container = _namespaces(rt.state(cid).pid)
     assert lines[:6] == [container[ns] for ns in ("pid", "mnt", "uts", "ipc", "net", "cgroup")]
-    assert lines[6] == "parity" and lines[-3:] == ["uid=0(root) gid=0(root)", "/tmp", "exec"]
+    # groups: the bundle lists the primary gid in additionalGids (as Docker's process has it);
+    # runc and pyrunc give an exec without --user the bundle's, crun none
+    assert lines[6] == "parity" and lines[-2:] == ["/tmp", "exec"]
+    assert lines[-3] in ("uid=0(root) gid=0(root)", "uid=0(root) gid=0(root) groups=0(root)")
     assert lines[7] == "CapEff:\t00000000a80425fb" and lines[9] == "Seccomp:\t2"
 
 

@@ -177,6 +177,11 @@ class Containers:
         from dockyard.containers import runflags
 
         runflags.check(host_config, merged, self.get)  # namespaces, devices, security, resources
+        if host_config.get("Memory") and not host_config.get("MemorySwap"):
+            from dockyard.runtime.cgroupfs import swap_limit_supported
+
+            # Docker: -m alone caps memory+swap at twice the memory, where swap can be limited
+            host_config["MemorySwap"] = host_config["Memory"] * 2 if swap_limit_supported() else -1
         self._check_network(host_config, merged, name, networking_config or {})
         mounts = self._resolve_mounts(host_config, merged, image_conf)
         args = (merged.get("Entrypoint") or []) + (merged.get("Cmd") or [])

@@ -169,3 +169,21 @@ class CgroupPaths:
         except (OSError, ValueError):
             pass
         return False
+
+
+def swap_limit_supported() -> bool:
+    """Whether a memory+swap limit can be set (Docker's SwapLimit): cgroup v1's memory
+    hierarchy has ``memory.memsw.*`` only with swap accounting on; cgroup v2 has
+    ``memory.swap.max`` wherever the memory controller is enabled."""
+    import os
+
+    if is_unified():
+        try:
+            with open(os.path.join(CGROUP_ROOT, "cgroup.controllers")) as f:
+                return "memory" in f.read().split()
+        except OSError:
+            return False
+    for point, options in v1_hierarchies().items():
+        if "memory" in controllers_of(options):
+            return os.path.exists(os.path.join(point, "memory.memsw.limit_in_bytes"))
+    return False
