@@ -9,16 +9,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import time
-from dockyard.records import record as dataclass  # not dataclasses: ~10 ms of start-up (records.py)
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from dockyard.errors import ConflictError, DockyardError, NotFoundError
-from dockyard.fsutil import tree_size
+from dockyard.records import record as dataclass  # not dataclasses: ~10 ms of start-up (records.py)
 
+TYPE_CHECKING = False  # typing, pathlib and shutil cost `volume ls` ~10 ms: plain str paths here
 if TYPE_CHECKING:
+    from typing import Any, Mapping, Sequence
+
     from dockyard.engine import Engine
 
 VALID_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -34,7 +33,7 @@ class Volume:
     anonymous: bool
     mountpoint: str
 
-    def inspect(self) -> dict[str, Any]:
+    def inspect(self) -> "dict[str, Any]":
         from dockyard.timefmt import rfc3339
 
         return {"CreatedAt": rfc3339(self.created), "Driver": self.driver, "Labels": self.labels or None,
@@ -45,14 +44,14 @@ class Volume:
 class Volumes:
     def __init__(self, engine: "Engine") -> None:
         self.engine = engine
-        self.base = Path(engine.root) / "volumes"
+        self.base = os.path.join(os.fspath(engine.root), "volumes")
 
     @property
     def db(self):  # noqa: ANN201
         return self.engine.db
 
-    def path(self, name: str) -> Path:
-        return self.base / name / "_data"
+    def path(self, name: str) -> str:
+        return os.path.join(self.base, name, "_data")
 
     # ---- verbs -------------------------------------------------------------------------
 
@@ -75,8 +74,8 @@ class Volumes:
             return existing
         from dockyard.store.owned import recording_dir
 
-        with recording_dir(self.engine.root, str(self.base / name), exist_ok=True):  # no orphan meanwhile
-            self.path(name).mkdir(exist_ok=True)
+        with recording_dir(self.engine.root, os.path.join(self.base, name), exist_ok=True):  # no orphan meanwhile
+            os.makedirs(self.path(name), exist_ok=True)
             self.db.execute("INSERT OR IGNORE INTO volumes (name, driver, created, labels, options, anonymous) "
                             "VALUES (?,?,?,?,?,?)", (name, driver, time.time(), json.dumps(dict(labels or {})),
                                                      json.dumps(dict(options or {})), int(anonymous)))
@@ -130,7 +129,9 @@ class Volumes:
         for v in self.list(filters):
             if v.name in used or not (all or v.anonymous):
                 continue
-            freed += tree_size(self.base / v.name)
+            from dockyard.fsutil import tree_size
+
+            freed += tree_size(os.path.join(self.base, v.name))
             self.remove(v.name)
             removed.append(v.name)
         return removed, freed
@@ -144,11 +145,11 @@ class Volumes:
         volume = self.find(name) if name else None  # made at create already: no second create event
         if volume is None:
             volume = self.create(name) if name else self.create()
-        data = Path(volume.mountpoint)
-        marker = self.base / volume.name / ".copied"
-        if copy and image_rootfs is not None and not marker.exists():
-            _copy_up(str(image_rootfs), destination, str(data))
-            marker.touch()
+        marker = os.path.join(self.base, volume.name, ".copied")
+        if copy and image_rootfs is not None and not os.path.exists(marker):
+            _copy_up(str(image_rootfs), destination, volume.mountpoint)
+            with open(marker, "a"):
+                pass
         return volume
 
     # ---- helpers -----------------------------------------------------------------------
@@ -158,7 +159,7 @@ class Volumes:
 
         return ContainerStore(self.db).volumes_in_use()
 
-    def _volume(self, row: Any) -> Volume:
+    def _volume(self, row: "Any") -> Volume:
         return Volume(name=row["name"], driver=row["driver"], created=row["created"],
                       labels=json.loads(row["labels"]), options=json.loads(row["options"]),
                       anonymous=bool(row["anonymous"]), mountpoint=str(self.path(row["name"])))
@@ -200,10 +201,12 @@ def _create_event(root: str, name: str, driver: str) -> None:
     events.record(root, "volume", "create", name, {"driver": driver})
 
 
-def delete_volume(db: Any, root: str, name: str) -> None:
+def delete_volume(db: "Any", root: str, name: str) -> None:
     """The volume's record, then its data (a kill -9 between them leaves files that prune
     and ``system check`` know as an orphan, never a record without its data)."""
     deleted = db.execute("DELETE FROM volumes WHERE name = ?", (name,)).rowcount
+    import shutil
+
     shutil.rmtree(os.path.join(root, "volumes", name), ignore_errors=True)
     if deleted:
         from dockyard import events
@@ -211,6 +214,6 @@ def delete_volume(db: Any, root: str, name: str) -> None:
         events.record(root, "volume", "destroy", name, {"driver": "local"})
 
 
-def _label_match(labels: Mapping[str, str], wanted: str) -> bool:
+def _label_match(labels: "Mapping[str, str]", wanted: str) -> bool:
     key, sep, value = wanted.partition("=")
     return key in labels and (not sep or labels[key] == value)

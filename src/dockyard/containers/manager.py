@@ -765,7 +765,11 @@ class Containers:
         if record.status not in (RUNNING, PAUSED):
             raise ConflictError(f"Container {record.id} is not running")
         pids = set(self.runtime_of(record).ps(record.id))
-        args = list(ps_args) or ["-ef"]
+        if not ps_args:   # Docker's default, `ps -ef`, read from /proc without running ps
+            from dockyard.containers import top
+
+            return top.HEADER, top.ps_ef(pids)
+        args = list(ps_args)
         import subprocess
 
         out = subprocess.run(["ps", *args], capture_output=True, text=True, check=False)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _read(path: str | None, name: str) -> str:
