@@ -17,7 +17,16 @@ if TYPE_CHECKING:
     from typing import Any, Callable, Iterable, Sequence
 
 from dockyard.errors import DockyardError
-from dockyard.timefmt import go_time_string, parse_timestamp, rfc3339, rfc3339_nano_utc  # noqa: F401 - the CLI's names
+
+_TIME_NAMES = ("go_time_string", "parse_timestamp", "rfc3339", "rfc3339_nano_utc")
+
+
+def __getattr__(name: str):  # noqa: ANN202 - the CLI's time helpers, loaded on first use (datetime: ~1.5 ms)
+    if name in _TIME_NAMES:
+        from dockyard import timefmt
+
+        return getattr(timefmt, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # ---- sizes and durations (github.com/docker/go-units) --------------------------------
 
