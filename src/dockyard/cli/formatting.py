@@ -253,10 +253,39 @@ def render_rows(
     table = fmt.startswith("table")
     body = expand_escapes((fmt[5:] if table else fmt).strip(" "))
     template = Template(body, strict=strict, type_name=type_name, parse_exit_code=1)
-    lines = [template.render(_Row(r)) + "\n" for r in rows]
+    parts = _field_parts(body)
+    lines = [(parts is not None and _substitute(parts, r) or template.render(_Row(r))) + "\n" for r in rows]
     if not table:
         return "".join(lines)
     return tabulate([line.split("\t") for line in (_header(template, headers, rows) + "".join(lines)).split("\n")[:-1]])
+
+
+_FIELD_ACTION = re.compile(r"\{\{\s*\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+
+
+def _field_parts(body: str) -> "list[str] | None":
+    """A template of literal text and plain ``{{.Field}}`` actions only (the default tables,
+    most user formats) as [text, field, text, field, ..., text]; None for anything else."""
+    parts = _FIELD_ACTION.split(body)
+    if any("{{" in text or "}}" in text for text in parts[0::2]):
+        return None
+    return parts
+
+
+def _substitute(parts: "list[str]", row: Mapping[str, Any]) -> "str | None":
+    """The row through a plain-fields template, as the evaluator would print it, without running
+    it (a 200-row ``ps`` saves ~10 ms); None when a field is missing or not a string (the
+    evaluator then says or prints what Go would)."""
+    out = []
+    for i, part in enumerate(parts):
+        if i % 2:
+            value = row.get(part)
+            if type(value) is not str:
+                return None
+            out.append(value)
+        else:
+            out.append(part)
+    return "".join(out)
 
 
 def _header(template: Template, headers: Mapping[str, str], rows: Sequence[Mapping[str, Any]]) -> str:
