@@ -11,12 +11,15 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import pytest
 
 from dockyard.testing.images import ImageSpec, busybox_rootfs_tar, write_oci_layout
 from dockyard.testing.registry import DistributionRegistry
+
+if TYPE_CHECKING:
+    from dockyard.testing.dockerd import PrivateDockerd
 
 TESTS = Path(__file__).resolve().parent
 
@@ -170,3 +173,16 @@ def repo_name(request: pytest.FixtureRequest) -> str:
     """A repository name no other test in this session uses, e.g. ``test/push-gzip-7``."""
     stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:60].strip("-") or "test"
     return f"test/{stem}-{next(_repo_counter)}"
+
+
+@pytest.fixture(scope="module")
+def docker(busybox_tar: Path) -> Iterator["PrivateDockerd"]:
+    """A private dockerd 20.10 (Debian's docker.io: no bridge, no iptables) holding the same busybox
+    the dockyard tests use, for the side-by-side tests of one module; skipped without it."""
+    from dockyard.testing import dockerd
+
+    if not dockerd.available():
+        pytest.skip("needs root and Debian's docker.io (/usr/bin/docker, /usr/sbin/dockerd) to compare with")
+    with dockerd.PrivateDockerd() as d:
+        d.cli("import", "--change", 'CMD ["sh"]', str(busybox_tar), "busybox")
+        yield d

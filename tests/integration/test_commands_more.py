@@ -17,7 +17,7 @@ import sys
 import tarfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -28,15 +28,6 @@ from tests.integration.test_runtime_harness import cgroup_parent  # noqa: F401 -
 
 CHANGES = "touch /a; rm /etc/group; mkdir /d; echo x > /d/f; rm /bin/zcat; mkdir -p /usr/new/deep; touch /usr/new/deep/f"
 needs_docker = pytest.mark.skipif(not dockerd.available(), reason="docker.io is not installed (the Docker oracle)")
-
-
-@pytest.fixture(scope="module")
-def docker(busybox_tar: Path) -> Iterator[dockerd.PrivateDockerd]:
-    if not dockerd.available():
-        pytest.skip("docker.io is not installed (the Docker oracle)")
-    with dockerd.PrivateDockerd() as d:
-        d.cli("import", "--change", 'CMD ["sh"]', str(busybox_tar), "busybox")
-        yield d
 
 
 def _keys(value: Any, prefix: str = "") -> set[str]:

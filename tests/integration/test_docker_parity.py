@@ -26,13 +26,6 @@ pytestmark = pytest.mark.skipif(not dockerd.available(), reason="docker.io is no
 ID = re.compile(r"\b[0-9a-f]{64}\b|\b[0-9a-f]{12}\b")
 
 
-@pytest.fixture(scope="module")
-def docker(busybox_tar: Path) -> Iterator[dockerd.PrivateDockerd]:
-    with dockerd.PrivateDockerd() as d:
-        d.cli("import", "--change", 'CMD ["sh"]', str(busybox_tar), "busybox")
-        yield d
-
-
 class Side:
     """One engine's CLI as the cases drive it."""
 

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -210,15 +209,6 @@ def test_system_events_is_events(dy: Dockyard) -> None:
 
 
 # ---- side by side with Docker -----------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def docker(busybox_tar: Path) -> Iterator[dockerd.PrivateDockerd]:
-    if not dockerd.available():
-        pytest.skip("needs root and Debian's docker.io (/usr/bin/docker, /usr/sbin/dockerd) to compare with")
-    with dockerd.PrivateDockerd() as d:
-        d.cli("import", "--change", 'CMD ["sh"]', str(busybox_tar), "busybox")
-        yield d
-
 
 SCENARIOS = {
     "run --rm": [("run", "--rm", "--name", "x1", "--network", "none", "busybox", "true")],

@@ -11,6 +11,7 @@ import pytest
 from dockyard.cli import fastpath, fastviews, groups
 from dockyard.cli.main import COMMANDS
 
+from tests.integration.test_containers_fastpath import assert_spec_matches
 from tests.integration.test_containers_harness import Dockyard, dockyard_env, dy  # noqa: F401 - fixtures
 
 TABLES = {"container": groups.CONTAINER_COMMANDS, "image": groups.IMAGE_COMMANDS, "volume": groups.VOLUME_COMMANDS,
@@ -27,32 +28,7 @@ def click_command(path: str) -> click.Command:
 @pytest.mark.parametrize("path", sorted(set(fastviews.VIEWS) | set(fastviews.ALIASES)))
 def test_tables_match_click(path: str) -> None:
     command = click_command(path)
-    spec = fastviews.VIEWS[fastviews.ALIASES.get(path, path)][0]
-    seen = set()
-    for param in command.params:
-        if not isinstance(param, click.Option) or param.name == "help":
-            continue
-        for opt in param.opts:
-            dest, kind, choices = spec.names[opt]
-            assert dest == param.name, opt
-            seen.add(opt)
-            if param.multiple:
-                assert kind == fastpath.MULTI, opt
-            elif param.is_flag:
-                assert kind == fastpath.FLAG, opt
-            elif isinstance(param.type, click.Choice):
-                assert tuple(choices) == tuple(param.type.choices), opt
-            elif isinstance(param.type, click.types.BoolParamType):
-                assert kind == fastpath.BOOL, opt
-            elif isinstance(param.type, click.types.IntParamType):
-                assert kind == fastpath.INT, opt
-            else:
-                assert kind == fastpath.STR, opt
-            if not param.multiple and not param.is_flag:
-                default = None if repr(param.default).endswith("UNSET") else param.default
-                assert spec.defaults[dest] == default, opt
-    assert seen == set(spec.names)
-    assert spec.interspersed == command.context_settings.get("allow_interspersed_args", True)
+    assert_spec_matches(command, fastviews.VIEWS[fastviews.ALIASES.get(path, path)][0])
     arguments = [p for p in command.params if isinstance(p, click.Argument)]
     least, most = fastviews.VIEWS[fastviews.ALIASES.get(path, path)][1]
     assert least == sum(1 if a.nargs == -1 else a.nargs for a in arguments if a.required)

@@ -232,15 +232,6 @@ BAD_FLAGS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def docker(busybox_tar: Path) -> Iterator[dockerd.PrivateDockerd]:
-    if not dockerd.available():
-        pytest.skip("docker.io is not installed (the Docker oracle)")
-    with dockerd.PrivateDockerd() as d:
-        d.cli("import", "--change", 'CMD ["sh"]', str(busybox_tar), "busybox")
-        yield d
-
-
 def _message(stderr: str) -> str:
     """The message itself: no 'docker: ' / 'Error: ' / daemon prefix, no trailing '.', no usage hint."""
     line = stderr.strip().splitlines()[0]

@@ -70,15 +70,6 @@ def tree_differences(docker: dict[str, Any], ours: dict[str, Any], allowed: dict
 # ---- fixtures --------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def docker(busybox_tar: Path) -> Iterator[dockerd.PrivateDockerd]:
-    if not dockerd.available():
-        pytest.skip("needs root and Debian's docker.io (/usr/bin/docker, /usr/sbin/dockerd) to compare with")
-    with dockerd.PrivateDockerd() as d:
-        d.cli("import", "--change", 'CMD ["sh"]', str(busybox_tar), "busybox")
-        yield d
-
-
 @pytest.fixture
 def dy(run_cli: Callable[..., subprocess.CompletedProcess[str]], busybox_tar: Path) -> Callable[..., Any]:
     run_cli("import", "--change", 'CMD ["sh"]', busybox_tar, "busybox", check=True)

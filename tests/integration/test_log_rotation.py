@@ -9,7 +9,6 @@ import json
 import re
 import subprocess
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -101,15 +100,6 @@ def test_exec_output_is_not_logged(dy: Dockyard) -> None:
 
 
 # ---- side by side with Docker ---------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def docker(busybox_tar: Path) -> Iterator[dockerd.PrivateDockerd]:
-    if not dockerd.available():
-        pytest.skip("docker.io is not installed (the Docker oracle)")
-    with dockerd.PrivateDockerd() as d:
-        d.cli("import", "--change", 'CMD ["sh"]', str(busybox_tar), "busybox")
-        yield d
 
 
 @pytest.mark.parametrize("opts", [("max-size=1k",), ("max-size=1k", "max-file=3"), ("max-size=2kb", "max-file=2"),

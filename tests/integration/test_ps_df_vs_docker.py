@@ -15,15 +15,6 @@ import pytest
 from dockyard.testing import dockerd
 
 
-@pytest.fixture(scope="module")
-def docker(busybox_tar: Path) -> Iterator[dockerd.PrivateDockerd]:
-    if not dockerd.available():
-        pytest.skip("needs root and Debian's docker.io (/usr/bin/docker, /usr/sbin/dockerd) to compare with")
-    with dockerd.PrivateDockerd() as d:
-        d.cli("import", "--change", 'CMD ["sh"]', str(busybox_tar), "busybox")
-        yield d
-
-
 @pytest.fixture
 def both(docker: dockerd.PrivateDockerd, run_cli: Callable[..., subprocess.CompletedProcess[str]],
          busybox_tar: Path) -> Iterator[Callable[..., tuple[subprocess.CompletedProcess[str], ...]]]:

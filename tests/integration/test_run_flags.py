@@ -9,7 +9,6 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -31,15 +30,6 @@ def _out(dy: Dockyard, *args: str) -> str:
 
 def _host_ns(kind: str) -> str:
     return os.readlink(f"/proc/self/ns/{kind}")
-
-
-@pytest.fixture(scope="module")
-def docker(busybox_tar: Path) -> Iterator[dockerd.PrivateDockerd]:
-    if not dockerd.available():
-        pytest.skip("no dockerd 20.10 (/usr/bin/docker, /usr/sbin/dockerd) or not root")
-    with dockerd.PrivateDockerd() as d:
-        d.cli("import", "--change", 'CMD ["sh"]', str(busybox_tar), "busybox")
-        yield d
 
 
 # ---------------------------------------------------------------------------- HostConfig
