@@ -87,8 +87,9 @@ def dockyard_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 def _reset_networks(root: Path, runroot: Path) -> None:
-    """A test root's bridges, firewall rules and DNS responder are host-wide: remove them
-    with the root (its containers' namespaces are mounts below it, unmounted next)."""
+    """A test root's containers (their processes would outlive the root, holding veths and
+    namespaces), bridges, firewall rules and DNS responder are host-wide: remove them with
+    the root (its containers' namespaces are mounts below it, unmounted next)."""
     if not (root / "dockyard.db").exists():
         return
     from dockyard import config
@@ -96,7 +97,10 @@ def _reset_networks(root: Path, runroot: Path) -> None:
 
     engine = Engine(config.load(root, runroot))
     try:
-        engine.networks.reset()
+        try:
+            engine.containers.reset()
+        finally:
+            engine.networks.reset()
     except Exception as e:  # noqa: BLE001 - teardown goes on; the next run tolerates leftovers
         print(f"network reset of {root} failed: {e}", file=sys.stderr)
     finally:
