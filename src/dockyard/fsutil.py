@@ -70,3 +70,38 @@ def remove_cgroup(name: str, base: str = "/sys/fs/cgroup") -> None:
                 directory.rmdir()
             except OSError:
                 pass
+
+
+def kill_cgroup(name: str, base: str = "/sys/fs/cgroup") -> list[int]:
+    """SIGKILL every process left in the cgroup ``name`` (and its children) in each hierarchy
+    under ``base``, then remove the cgroups; the PIDs killed. For what a dead owner left behind
+    when its runtime's own clean-up could not finish."""
+    import signal
+
+    killed: list[int] = []
+    if not os.path.isdir(base):
+        return killed
+    for hierarchy in [base] + [os.path.join(base, d) for d in os.listdir(base)]:
+        group = os.path.join(hierarchy, name)
+        if not os.path.exists(os.path.join(group, "cgroup.procs")):
+            continue
+        for top, _, _ in os.walk(group):
+            try:
+                with open(os.path.join(top, "cgroup.procs")) as f:
+                    pids = [int(line) for line in f if line.strip()]
+            except (OSError, ValueError):
+                continue
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                except ProcessLookupError:
+                    pass
+    if killed:
+        import time
+
+        deadline = time.monotonic() + 2.0   # a killed process leaves its cgroup once reaped
+        while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in killed):
+            time.sleep(0.02)
+    remove_cgroup(name, base)
+    return sorted(set(killed))

@@ -331,7 +331,14 @@ def test_a_build_killed_mid_run_is_reclaimed_by_the_next_command(dy: Dockyard, c
     assert sleepers()
     dy.cli("builder", "prune", "-f", check=True)
     assert NOTHING == _leftovers(dy)
-    assert wait_for(lambda: not sleepers(), timeout=10)
+    assert wait_for(lambda: not sleepers(), timeout=10), [(p, _cgroups(p)) for p in sleepers()]
+
+
+def _cgroups(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        return ""
 
 
 def _cmdline(pid: str) -> str:

@@ -177,5 +177,10 @@ def reclaim(engine: "Engine", alive: "Callable[[str], bool]") -> list[str]:
                 pass
             except OCIRuntimeError:
                 pass
+            # whatever the runtime's delete could not stop (its state half written when the
+            # build died): the step's cgroup holds it
+            from dockyard.fsutil import kill_cgroup
+
+            kill_cgroup(f"{os.environ.get('DOCKYARD_CGROUP_PARENT', 'dockyard')}/{cid}")
             gone.append(cid)
     return gone
