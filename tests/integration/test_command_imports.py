@@ -22,7 +22,7 @@ COMMANDS = [
     ["inspect", "busybox"], ["volume", "ls"], ["volume", "inspect", "impv"], ["network", "ls"],
     ["network", "inspect", "none"], ["top", "imp1"], ["port", "imp1"], ["tag", "busybox", "imptag:1"],
     ["rmi", "imptag:1"], ["stop", "-t", "0", "nosuch"], ["rm", "nosuch"], ["exec", "imp1", "true"],
-    ["--version"], ["version"], ["events", "--since", "1m", "--until", "0s"], ["info"], ["system", "info"], ["images"], ["image", "ls", "-q"], ["history", "busybox"], ["stats", "--no-stream", "imp1"],
+    ["--version"], ["create", "--name", "impc", "--network", "none", "busybox", "true"], ["version"], ["events", "--since", "1m", "--until", "0s"], ["info"], ["system", "info"], ["images"], ["image", "ls", "-q"], ["history", "busybox"], ["stats", "--no-stream", "imp1"],
 ]
 
 

@@ -89,6 +89,7 @@ SPECS = {
     "run": Spec(CREATE_OPTIONS + [_o("-d --detach", "detach", FLAG), _o("--sig-proxy", "sig_proxy", BOOL, True),
                                   _o("--detach-keys", "detach_keys")],
                 interspersed=False),
+    "create": Spec(CREATE_OPTIONS, interspersed=False),
     "exec": Spec([_o("-d --detach", "detach", FLAG), _o("-e --env", "env", MULTI), _o("--env-file", "env_file", MULTI),
                   _o("-i --interactive", "interactive", FLAG), _o("-t --tty", "tty", FLAG), _o("-u --user", "user"),
                   _o("-w --workdir", "workdir"), _o("--privileged", "privileged", FLAG)], interspersed=False),
@@ -209,6 +210,10 @@ def parse(args: "list[str]") -> "Callable[[], None] | None":
         if not positionals:
             return None
         return lambda: _run(values, positionals)
+    if name == "create":
+        if not positionals:
+            return None
+        return lambda: _create(values, positionals)
     if name == "exec":
         if len(positionals) < 2:
             return None
@@ -266,6 +271,13 @@ def _run(values: "dict[str, Any]", positionals: "list[str]") -> None:
         shim.cancel()
         raise
     ops.run(engine, positionals[0], tuple(positionals[1:]), detach, sig_proxy, kw, shim=shim)
+
+
+def _create(values: "dict[str, Any]", positionals: "list[str]") -> None:
+    import sys
+
+    record = _ops().create_container(_engine(), dict(values), positionals[0], tuple(positionals[1:]))
+    sys.stdout.write(record.id + "\n")
 
 
 def _exec(values: "dict[str, Any]", positionals: "list[str]") -> None:
