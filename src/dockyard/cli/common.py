@@ -53,3 +53,16 @@ def key_values(items: "Any") -> dict[str, str]:
         key, _, value = item.partition("=")
         out[key] = value
     return out
+
+
+def parse_filters(values: "Any") -> "dict[str, list[str]]":
+    """``--filter key=value`` (repeatable) into {key: [values]}, as every listing and prune takes it."""
+    from dockyard.errors import DockyardError
+
+    out: "dict[str, list[str]]" = {}
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key:
+            raise DockyardError(f"bad format of filter (expected name=value): {value}")
+        out.setdefault(key.strip().lower(), []).append(rest)
+    return out

@@ -10,6 +10,8 @@ from __future__ import annotations
 import sys
 import time
 
+from dockyard.cli.common import parse_filters  # noqa: F401 - one parser for every --filter
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, Sequence
@@ -65,18 +67,6 @@ def _stamp(typed: str, nanos: int) -> str:
     if "-" not in text and text.replace(".", "", 1).isdigit():
         return text
     return "%d.%09d" % divmod(nanos, 1_000_000_000)
-
-
-def parse_filters(values: "Sequence[str]") -> dict[str, list[str]]:
-    from dockyard.errors import DockyardError
-
-    out: dict[str, list[str]] = {}
-    for value in values:
-        key, sep, rest = value.partition("=")
-        if not sep or not key:
-            raise DockyardError(f"bad format of filter (expected name=value): {value}")
-        out.setdefault(key.strip().lower(), []).append(rest)
-    return out
 
 
 def formatter(format_: str | None) -> "Callable[[dict[str, Any]], str]":

@@ -47,6 +47,18 @@ def human_size(size: float, precision: int = 4) -> str:
     return "%.*g%s" % (precision, value, _DECIMAL_UNITS[i])
 
 
+_BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
+
+
+def bytes_size(size: float) -> str:
+    """go-units BytesSize: base 1024, ``%.4g`` then the unit (``23.54GiB``; info, stats)."""
+    value, i = float(size), 0
+    while value >= 1024.0 and i < len(_BINARY_UNITS) - 1:
+        value /= 1024.0
+        i += 1
+    return "%.4g%s" % (value, _BINARY_UNITS[i])
+
+
 def human_duration(seconds: float) -> str:
     """go-units HumanDuration: ``About a minute``, ``3 hours``, ``2 weeks``..."""
     s = int(seconds)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import sys
 
+from dockyard.cli.common import parse_filters  # noqa: F401 - one parser for every --filter
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Sequence
@@ -24,19 +26,6 @@ HISTORY_HEADERS = {
 }
 HISTORY_TABLE = "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
 HISTORY_CREATED_BY_WIDTH = 45
-
-
-def parse_filters(values: "Sequence[str]") -> "dict[str, list[str]]":
-    """``--filter key=value`` (repeatable) into {key: [values]}."""
-    from dockyard.errors import DockyardError
-
-    out: "dict[str, list[str]]" = {}
-    for value in values:
-        key, sep, rest = value.partition("=")
-        if not sep or not key:
-            raise DockyardError(f"bad format of filter (expected name=value): {value}")
-        out.setdefault(key.strip().lower(), []).append(rest)
-    return out
 
 
 def split_familiar(name: str) -> tuple[str, str]:

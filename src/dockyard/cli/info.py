@@ -6,7 +6,8 @@ from __future__ import annotations
 import click
 
 from dockyard.cli import common
-from dockyard.cli.infoviews import bytes_size, render_info, render_version  # noqa: F401 - the names tests know
+from dockyard.cli.formatting import bytes_size  # noqa: F401 - the names tests know
+from dockyard.cli.infoviews import render_info, render_version  # noqa: F401 - the names tests know
 
 
 @click.command(context_settings={"help_option_names": ["--help"]})

@@ -10,16 +10,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-_BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
-
-
-def bytes_size(size: float) -> str:
-    """go-units BytesSize: base 1024, ``%.4g`` then the unit (``23.54GiB``)."""
-    value, i = float(size), 0
-    while value >= 1024.0 and i < len(_BINARY_UNITS) - 1:
-        value /= 1024.0
-        i += 1
-    return "%.4g%s" % (value, _BINARY_UNITS[i])
 
 
 def _format(template: str, data: "Any") -> None:
@@ -86,6 +76,8 @@ def render_version(data: "dict[str, Any]") -> str:
 
 def render_info(d: "dict[str, Any]") -> str:
     """``docker info``'s layout (cli/command/system/info.go, 20.10)."""
+    from dockyard.cli.formatting import bytes_size
+
     client = d["ClientInfo"]
     lines = ["Client:",
              f" Context:    {client['Context']}",

@@ -601,12 +601,9 @@ def ps(engine: Any, all_: bool, filters: Sequence[str], format_: str | None, las
        no_trunc: bool, quiet: bool, size: bool = False) -> None:
     from dockyard.cli import formatting as fmt
 
-    if filters:
-        from dockyard.cli.images import parse_filters
+    from dockyard.cli.common import parse_filters
 
-        wanted = parse_filters(filters)
-    else:
-        wanted = {}  # what parse_filters(()) gives, without importing cli.images (and click)
+    wanted = parse_filters(filters)
     records = engine.containers.list(all=all_, filters=wanted, last=1 if latest else last)
     published = None
     if records and not quiet:

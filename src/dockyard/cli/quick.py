@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import sys
 
+from dockyard.cli.common import parse_filters  # noqa: F401 - one parser for every --filter
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, Sequence
@@ -34,19 +36,6 @@ def raise_last(errors: "list[Any]") -> None:
     for e in errors[:-1]:
         _err(f"{getattr(e, 'print_prefix', 'Error: ')}{e}")
     raise errors[-1]
-
-
-def parse_filters(values: "Sequence[str]") -> "dict[str, list[str]]":
-    """``-f key=value`` (repeatable) as ``{key: [values]}``."""
-    from dockyard.errors import DockyardError
-
-    filters: "dict[str, list[str]]" = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise DockyardError(f"bad format of filter (expected name=value): {item}")
-        filters.setdefault(key.strip().lower(), []).append(value)
-    return filters
 
 
 # ---- inspect -------------------------------------------------------------------------------
@@ -260,24 +249,6 @@ STATS_HEADERS = {"ID": "CONTAINER ID", "Container": "CONTAINER", "Name": "NAME",
 STATS_TABLE = "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}"
 
 
-def binary_size(size: float) -> str:
-    """go-units BytesSize: binary units, four significant digits (MEM USAGE / LIMIT)."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.4g}{unit}" if unit != "B" else f"{int(size)}B"
-        size /= 1024
-    return f"{size}B"
-
-
-def decimal_size(size: float) -> str:
-    """Docker's HumanSize: decimal units, four significant digits (NET I/O, BLOCK I/O)."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.4g}{unit}"
-        size /= 1000
-    return f"{size}B"
-
-
 def _last_sample(containers: "Any", cid: str) -> "dict[str, Any] | None":
     import json
     import os
@@ -329,10 +300,10 @@ def stats(engine: "Any", all_: bool, no_stream: bool, no_trunc: bool, format_: "
                 previous[r.id] = b
                 _keep_sample(containers, r.id, b)
                 row.update(CPUPerc=f"{cpu:.2f}%",
-                           MemUsage=f"{binary_size(b['memory_usage'])} / {binary_size(b['memory_limit'])}",
+                           MemUsage=f"{fmt.bytes_size(b['memory_usage'])} / {fmt.bytes_size(b['memory_limit'])}",
                            MemPerc=f"{b['memory_usage'] / b['memory_limit'] * 100:.2f}%", PIDs=str(b["pids"]),
-                           NetIO=f"{decimal_size(b['net_rx'])} / {decimal_size(b['net_tx'])}",
-                           BlockIO=f"{decimal_size(b.get('blk_read', 0))} / {decimal_size(b.get('blk_write', 0))}")
+                           NetIO=f"{fmt.human_size(b['net_rx'])} / {fmt.human_size(b['net_tx'])}",
+                           BlockIO=f"{fmt.human_size(b.get('blk_read', 0))} / {fmt.human_size(b.get('blk_write', 0))}")
             rows.append(row)
         _write(fmt.render_rows(format_ or STATS_TABLE, rows, STATS_HEADERS))
         if no_stream:

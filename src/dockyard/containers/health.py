@@ -581,10 +581,7 @@ def _frozen(cgroup: "str | None") -> bool:
 
 
 def _note(text: str) -> None:
-    import sys
+    """A line in shim.log (the monitor is the shim's child and shares its stderr)."""
+    from dockyard.containers.shim import _note as shim_note   # loaded already in the monitor
 
-    try:
-        sys.stderr.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {text}\n")
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
+    shim_note(text)
