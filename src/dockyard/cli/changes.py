@@ -120,16 +120,14 @@ class _Stdout:
 
 
 def _ram(value: str | None, flag: str) -> int | None:
-    if value is None:
-        return None
-    if value == "-1":
-        return -1
-    from dockyard.containers.logs import parse_size
+    """run's size parsing (ops._ram), its error as a usage error of ``flag``."""
+    from dockyard.cli.ops import _ram as ram
+    from dockyard.errors import DockyardError
 
     try:
-        return parse_size(value)
-    except ValueError:
-        raise click.BadParameter(f"invalid size: '{value}'", param_hint=f"'{flag}'") from None
+        return ram(value)
+    except DockyardError as e:
+        raise click.BadParameter(e.message, param_hint=f"'{flag}'") from None
 
 
 def _nano_cpus(value: str | None) -> int | None:
