@@ -20,6 +20,7 @@ from dockyard.testing.registry import DistributionRegistry
 
 if TYPE_CHECKING:
     from dockyard.testing.dockerd import PrivateDockerd
+    from dockyard.testing.apiservice import DockyardService
 
 TESTS = Path(__file__).resolve().parent
 
@@ -190,3 +191,18 @@ def docker(busybox_tar: Path) -> Iterator["PrivateDockerd"]:
     with dockerd.PrivateDockerd() as d:
         d.cli("import", "--change", 'CMD ["sh"]', str(busybox_tar), "busybox")
         yield d
+
+
+@pytest.fixture
+def api(dockyard_root: Path, busybox_tar: Path) -> Iterator["DockyardService"]:
+    """``dockyard system service`` on a private socket over the test's root, which holds
+    busybox:latest (imported with CMD sh). ``api.docker("ps")`` runs Debian's docker CLI through it;
+    ``api.url`` is its DOCKER_HOST."""
+    from dockyard.testing.apiservice import DockyardService
+
+    if not os.path.exists("/usr/bin/docker"):
+        pytest.skip("needs Debian's docker CLI (docker.io) as the API's client")
+    subprocess.run([sys.executable, "-m", "dockyard", "import", "-c", 'CMD ["sh"]', str(busybox_tar), "busybox"],
+                   check=True, capture_output=True)
+    with DockyardService() as service:
+        yield service

@@ -30,6 +30,7 @@ SYSTEM_COMMANDS: dict[str, tuple[str, str]] = {
     "reset": ("dockyard.cli.containers:system_reset", "Remove everything dockyard created (containers, mounts, state)"),
     "info": ("dockyard.cli.info:info", "Display system-wide information"),
     "events": ("dockyard.cli.events:events", "Get real time events from the server"),
+    "service": ("dockyard.cli.service:service", "Serve the Docker Engine API (docker CLI, docker-py, compose)"),
 }
 
 _C = "dockyard.cli.containers:"
