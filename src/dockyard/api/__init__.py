@@ -4,5 +4,6 @@ requests and shapes answers; the work is the engine's.
 
 Layout: ``server`` (listeners, idle timer, middlewares), ``http`` (routing with and without
 the ``/v1.xx`` prefix, errors, query parsing, the per-thread engine), then one module per noun
-(``system``, ``containers``, ``streams``, ``execs``, ``images``, ``build``, ``networks``, ``volumes``).
+(``system``, ``events``, ``usage``, ``containers``, ``archive``, ``streams``, ``execs``, ``images``,
+``build``, ``networks``, ``volumes``).
 """

@@ -30,7 +30,8 @@ DEFAULT_URI = "unix:///run/dockyard/docker.sock"
 DEFAULT_SOCKET_GROUP = "docker"
 DEFAULT_IDLE_SECONDS = 5   # podman system service's default
 # The modules whose ``routes`` make up the API; a module not yet written is skipped.
-ROUTE_MODULES = ("system", "containers", "streams", "execs", "images", "build", "networks", "volumes")
+ROUTE_MODULES = ("system", "events", "usage", "containers", "archive", "streams", "execs", "images", "build",
+                 "networks", "volumes")
 MAX_VERSION_ACCEPTED = (1, 49)   # requests at newer paths than we advertise are served at ours
 
 
