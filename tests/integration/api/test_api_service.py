@@ -104,3 +104,118 @@ def test_the_service_exits_after_its_idle_time(dockyard_root: Path, tmp_path: Pa
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def _pki(base: Path) -> dict[str, Path]:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by the CA."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    import ipaddress
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    files: dict[str, Path] = {}
+
+    def write_key(name: str, key: ec.EllipticCurvePrivateKey) -> None:
+        files[name] = base / f"{name}.pem"
+        files[name].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                  serialization.NoEncryption()))
+
+    def write_cert(name: str, cert: x509.Certificate) -> None:
+        files[name] = base / f"{name}.pem"
+        files[name].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dockyard test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    write_cert("ca", ca)
+    for who, usage in (("server", ExtendedKeyUsageOID.SERVER_AUTH), ("client", ExtendedKeyUsageOID.CLIENT_AUTH)):
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, who)]))
+                   .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.ExtendedKeyUsage([usage]), critical=False))
+        if who == "server":
+            builder = builder.add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]), critical=False)
+        write_cert(f"{who}-cert", builder.sign(ca_key, hashes.SHA256()))
+        write_key(f"{who}-key", key)
+    return files
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_tcp_with_tls_verifies_client_certificates(dockyard_root: Path, tmp_path: Path) -> None:
+    pki = _pki(tmp_path)
+    port = _free_port()
+    # all interfaces: allowed because clients must show a certificate the CA signed
+    process = subprocess.Popen([sys.executable, "-m", "dockyard", "system", "service", "--time", "0", "--tlsverify",
+                                "--tlscacert", str(pki["ca"]), "--tlscert", str(pki["server-cert"]),
+                                "--tlskey", str(pki["server-key"]), f"tcp://0.0.0.0:{port}"],
+                               stderr=subprocess.PIPE, text=True)
+    docker = ["/usr/bin/docker", "-H", f"tcp://127.0.0.1:{port}"]
+    env = {**os.environ, "DOCKER_CONFIG": str(tmp_path / "docker-config")}
+    env.pop("DOCKER_HOST", None)
+    try:
+        with_cert = [*docker, "--tlsverify", "--tlscacert", str(pki["ca"]), "--tlscert", str(pki["client-cert"]),
+                     "--tlskey", str(pki["client-key"]), "version", "--format", "{{.Server.Platform.Name}}"]
+        deadline = time.monotonic() + 30
+        while True:
+            result = subprocess.run(with_cert, capture_output=True, text=True, env=env, timeout=30)
+            if result.returncode == 0 or time.monotonic() > deadline or process.poll() is not None:
+                break
+            time.sleep(0.2)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "Dockyard"
+        # TLS without a client certificate: refused in the handshake
+        no_cert = subprocess.run([*docker, "--tls", "--tlscacert", str(pki["ca"]), "version"],
+                                 capture_output=True, text=True, env=env, timeout=30)
+        assert no_cert.returncode != 0 and "Dockyard" not in no_cert.stdout
+        # plain HTTP to a TLS port: no answer from the engine
+        plain = subprocess.run([*docker, "version"], capture_output=True, text=True, env=env, timeout=30)
+        assert plain.returncode != 0 and "Dockyard" not in plain.stdout
+    finally:
+        process.terminate()
+        process.wait(15)
+
+
+def test_systemd_socket_activation_serves_the_passed_socket(dockyard_root: Path) -> None:
+    """fd://: what systemd does, done by hand: a bound socket at fd 3, LISTEN_FDS=1, LISTEN_PID."""
+    path = Path("/tmp") / f"dy-fd-{os.getpid()}.sock"
+    path.unlink(missing_ok=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(16)
+
+    # LISTEN_PID must name the service itself: set in the child after fork, kept across exec
+    code = ("import os, sys; os.environ['LISTEN_PID'] = str(os.getpid()); "
+            "os.execv(sys.executable, [sys.executable, '-m', 'dockyard', 'system', 'service', '--time', '0', 'fd://'])")
+    process = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "LISTEN_FDS": "1"},
+                               preexec_fn=lambda: os.dup2(listener.fileno(), 3), close_fds=False,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        status = 0
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                status, _, body = request(path, "GET", "/_ping")
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert status == 200 and body == b"OK", process.stderr.read() if process.poll() is not None else ""
+    finally:
+        process.terminate()
+        process.wait(15)
+        listener.close()
+        path.unlink(missing_ok=True)
