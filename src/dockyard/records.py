@@ -71,7 +71,26 @@ else:
         known = frozenset(names)
         set_attr = object.__setattr__
 
+        ordered = {name: None for name in names}   # a template: keyword-built instances keep field order
+
         def __init__(self: object, *args: object, **kwargs: object) -> None:
+            if not args:   # the common case (store rows): one dict update instead of a loop of checks
+                if not kwargs.keys() <= known:
+                    unknown = next(iter(kwargs.keys() - known))
+                    raise TypeError(f"{cls.__name__}() got an unexpected keyword argument {unknown!r}")
+                values = dict(ordered)
+                values.update(kwargs)
+                if len(kwargs) < len(names):
+                    for name in names:
+                        if name not in kwargs:
+                            if name in factories:
+                                values[name] = factories[name]()
+                            elif name in defaults:
+                                values[name] = defaults[name]
+                            else:
+                                raise TypeError(f"{cls.__name__}() missing required argument: {name!r}")
+                self.__dict__.update(values)
+                return
             if len(args) > len(names):
                 raise TypeError(f"{cls.__name__}() takes {len(names)} arguments, {len(args)} given")
             for key in kwargs:

@@ -693,13 +693,15 @@ class Containers:
         for value in [*(filters.get("before") or ()), *(filters.get("since") or ())]:
             if self.find(value) is None:
                 raise NotFoundError(f"no such container {value}")   # the daemon's words for a filter's
-        records = [self._reconcile(r) for r in self.store.all()]
+        shown = (RUNNING, PAUSED, RESTARTING)
+        only_shown = not all and last <= 0 and "status" not in filters
+        records = [self._reconcile(r) for r in self.store.all(shown if only_shown else None)]
         if last > 0:
             records = records[:last]
             all = True
         out = []
         for r in records:
-            if not all and r.status not in (RUNNING, PAUSED, RESTARTING) and "status" not in filters:
+            if not all and r.status not in shown and "status" not in filters:
                 continue
             if not _matches(self, r, filters):
                 continue

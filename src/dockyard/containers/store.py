@@ -91,8 +91,15 @@ class ContainerStore:
         row = self.conn.execute("SELECT * FROM containers WHERE id = ?", (container_id,)).fetchone()
         return _record(row) if row is not None else None
 
-    def all(self) -> list[ContainerRecord]:
-        rows = self.conn.execute("SELECT * FROM containers ORDER BY created DESC").fetchall()
+    def all(self, statuses: "tuple[str, ...] | None" = None) -> list[ContainerRecord]:
+        """Newest first; only those in ``statuses`` when given (``ps`` without ``-a`` decodes
+        the few running ones, not every stopped one)."""
+        if statuses is None:
+            rows = self.conn.execute("SELECT * FROM containers ORDER BY created DESC").fetchall()
+        else:
+            marks = ", ".join("?" * len(statuses))
+            rows = self.conn.execute(f"SELECT * FROM containers WHERE status IN ({marks}) ORDER BY created DESC",
+                                     statuses).fetchall()
         return [_record(r) for r in rows]
 
     def ids_and_names(self) -> list[tuple[str, str]]:
