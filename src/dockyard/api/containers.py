@@ -1,0 +1,730 @@
+"""Container routes of the Engine API (all but the streams: start, attach, wait, logs, resize
+and exec live in ``streams``/``execs``).
+
+Each handler parses the request, calls ``engine.containers`` on a worker thread (``http.call``)
+and answers in dockerd's shape and status codes. ``create`` receives Docker's Config, HostConfig
+and NetworkingConfig already built by the client; ``normalise`` turns them into what
+``dockyard create`` hands the engine. Bodies that stream (export, stats) are produced on a worker
+and written from the loop (``WorkerStream``), so a slow or vanished client holds no event loop
+and leaks no thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import threading
+import time
+from typing import Any, Callable
+
+from aiohttp import web
+
+from dockyard.api import http
+from dockyard.errors import ConflictError, DockyardError, NotFoundError
+
+routes = http.Routes()
+
+CHUNK = 256 * 1024
+
+
+# ---------------------------------------------------------------- streaming from a worker
+
+class ClientGone(BrokenPipeError):
+    """The client went away (or the handler ended): the producer must stop."""
+
+
+class WorkerStream(io.RawIOBase):
+    """A binary file for a producer on a worker thread: each chunk is written to ``response``
+    on the event loop and waited for (back-pressure), the response prepared at the first one.
+    Once ``stop`` is set (client gone, handler ended) every write raises ``ClientGone``."""
+
+    def __init__(self, request: web.Request, response: web.StreamResponse,
+                 loop: asyncio.AbstractEventLoop, chunk: int = CHUNK) -> None:
+        super().__init__()
+        self.request, self.response, self.loop, self.chunk = request, response, loop, chunk
+        self.stop = threading.Event()
+        self._buf = bytearray()
+        self.started = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        if self.stop.is_set():
+            raise ClientGone("the client went away")
+        self._buf += data
+        if len(self._buf) >= self.chunk:
+            self._send()
+        return len(data)
+
+    def flush(self) -> None:
+        if self._buf or not self.started:
+            self._send()
+
+    def _send(self) -> None:
+        data, self._buf = bytes(self._buf), bytearray()
+        future = asyncio.run_coroutine_threadsafe(self._write(data), self.loop)
+        while True:
+            try:
+                future.result(timeout=1.0)
+                return
+            except TimeoutError:
+                if self.stop.is_set():   # a client that stopped reading, then the handler ended
+                    future.cancel()
+                    raise ClientGone("the client went away") from None
+            except (ConnectionError, asyncio.CancelledError, RuntimeError) as e:
+                self.stop.set()
+                raise ClientGone("the client went away") from e
+
+    async def _write(self, data: bytes) -> None:
+        if not self.started:
+            self.started = True
+            await self.response.prepare(self.request)
+        if data:
+            await self.response.write(data)
+
+
+async def stream(request: web.Request, response: web.StreamResponse,
+                 produce: Callable[..., None], *args: Any) -> web.StreamResponse:
+    """Run ``produce(engine, out, *args)`` on a worker, ``out`` a ``WorkerStream``. An error
+    before the first byte is answered as usual (Docker's JSON error); after it, the stream ends."""
+    out = WorkerStream(request, response, asyncio.get_running_loop())
+
+    def work(engine: Any) -> None:
+        try:
+            produce(engine, out, *args)
+            out.flush()
+        except ClientGone:
+            pass
+        except BaseException:
+            if not out.started:
+                raise
+            out.stop.set()   # mid-stream: nothing left to say but the end
+
+    try:
+        await http.call(request, work)
+    finally:
+        out.stop.set()
+    if not out.started:   # the producer never wrote (an empty body)
+        await response.prepare(request)
+    try:
+        await response.write_eof()
+    except ConnectionError:
+        pass
+    return response
+
+
+# ---------------------------------------------------------------- helpers
+
+def _id(request: web.Request) -> str:
+    return request.match_info["id"]
+
+
+def _status_map(error: DockyardError, default: int = 400) -> http.ApiError | DockyardError:
+    """An engine refusal without an HTTP status of its own is the client's error (400) here,
+    as dockerd answers invalid parameters."""
+    if isinstance(error, (NotFoundError, ConflictError)) or getattr(error, "http_status", None):
+        return error
+    return http.ApiError(default, error.message)
+
+
+async def _call400(request: web.Request, fn: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return await http.call(request, fn, *args)
+    except DockyardError as e:
+        raise _status_map(e) from None
+
+
+# ---------------------------------------------------------------- the create body
+
+# Docker's container.Config (API 1.41); anything else at the top level is ignored, as dockerd does.
+CONFIG_KEYS = ("Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr", "ExposedPorts",
+               "Tty", "OpenStdin", "StdinOnce", "Env", "Cmd", "Healthcheck", "ArgsEscaped", "Image", "Volumes",
+               "WorkingDir", "Entrypoint", "NetworkDisabled", "MacAddress", "OnBuild", "Labels", "StopSignal",
+               "StopTimeout", "Shell")
+# HostConfig fields the engine honours (what `dockyard create`'s flags fill: cli/ops.build_create
+# and containers/runflags.parse). ConsoleSize is the client's terminal: start/attach use it.
+HOST_SUPPORTED = frozenset((
+    "Binds", "ContainerIDFile", "LogConfig", "NetworkMode", "PortBindings", "RestartPolicy", "AutoRemove",
+    "VolumesFrom", "CapAdd", "CapDrop", "CgroupnsMode", "Dns", "DnsOptions", "DnsSearch", "ExtraHosts", "GroupAdd",
+    "IpcMode", "Links", "OomScoreAdj", "PidMode", "Privileged", "PublishAllPorts", "ReadonlyRootfs", "SecurityOpt",
+    "Tmpfs", "UTSMode", "UsernsMode", "ShmSize", "Sysctls", "Runtime", "ConsoleSize", "Isolation", "CpuShares",
+    "Memory", "NanoCpus", "CgroupParent", "BlkioWeight", "BlkioWeightDevice", "BlkioDeviceReadBps",
+    "BlkioDeviceWriteBps", "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps", "CpuPeriod", "CpuQuota", "CpusetCpus",
+    "CpusetMems", "Devices", "DeviceCgroupRules", "MemoryReservation", "MemorySwap", "MemorySwappiness",
+    "OomKillDisable", "PidsLimit", "Ulimits", "Mounts", "MaskedPaths", "ReadonlyPaths", "Init"))
+ENDPOINT_SUPPORTED = frozenset(("Aliases", "IPAMConfig", "MacAddress"))
+
+
+def _empty(value: Any) -> bool:
+    """A zero value: Go clients send every field, set or not."""
+    return value is None or value is False or value == 0 or value == "" or value == [] or value == {} \
+        or value == [0, 0]
+
+
+def _strslice(value: Any, field: str) -> list[str] | None:
+    """Go's strslice.StrSlice: a JSON string is a one-element list."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise http.bad_request(f"invalid {field}: expected a string or a list of strings")
+
+
+def _mount(m: Any) -> dict[str, Any]:
+    """A mount.Mount of the API as the engine's mount record (containers/mounts.py)."""
+    import os
+
+    if not isinstance(m, dict):
+        raise http.bad_request("invalid HostConfig.Mounts entry: expected an object")
+    kind = m.get("Type") or ""
+    target = m.get("Target") or ""
+    source = m.get("Source") or ""
+    read_only = bool(m.get("ReadOnly"))
+    if not target:
+        raise http.bad_request(f'invalid mount config for type "{kind}": field Target must not be empty')
+    if not target.startswith("/"):
+        raise http.bad_request(f"invalid mount config for type \"{kind}\": invalid mount path: '{target}' "
+                               "mount path must be absolute")
+    if m.get("Consistency") not in (None, "", "default", "consistent", "cached", "delegated"):
+        raise http.bad_request(f"HostConfig.Mounts: Consistency {m['Consistency']!r} is not supported")
+    for opts, allowed in (("BindOptions", ("Propagation",)), ("VolumeOptions", ("NoCopy",)),
+                          ("TmpfsOptions", ("SizeBytes", "Mode"))):
+        for key, value in (m.get(opts) or {}).items():
+            if key not in allowed and not _empty(value):
+                raise http.bad_request(f"HostConfig.Mounts: {opts}.{key} is not supported by dockyard")
+    if kind == "bind":
+        if not source:
+            raise http.bad_request('invalid mount config for type "bind": field Source must not be empty')
+        if not os.path.exists(source):
+            raise http.bad_request(f'invalid mount config for type "bind": bind source path does not exist: '
+                                   f"{source}")
+        return {"Type": "bind", "Source": source, "Destination": target, "Mode": "", "RW": not read_only,
+                "Propagation": (m.get("BindOptions") or {}).get("Propagation") or "rprivate", "CreateSource": False}
+    if kind == "volume":
+        return {"Type": "volume", "Name": source, "Source": "", "Destination": target, "Driver": "local",
+                "Mode": "z", "RW": not read_only, "Propagation": "",
+                "NoCopy": bool((m.get("VolumeOptions") or {}).get("NoCopy"))}
+    if kind == "tmpfs":
+        if source:
+            raise http.bad_request('invalid mount config for type "tmpfs": field Source must be empty')
+        options = ["nosuid", "nodev"]
+        tmpfs = m.get("TmpfsOptions") or {}
+        if tmpfs.get("SizeBytes"):
+            options.append(f"size={int(tmpfs['SizeBytes'])}")
+        if tmpfs.get("Mode"):
+            options.append(f"mode={int(tmpfs['Mode']):o}")
+        return {"Type": "tmpfs", "Source": "", "Destination": target, "Mode": "", "RW": not read_only,
+                "Propagation": "", "TmpfsOptions": options}
+    raise http.bad_request(f"mount type {kind!r} is not supported by dockyard (bind, volume, tmpfs)")
+
+
+def _host_defaults() -> dict[str, Any]:
+    """The HostConfig `dockyard create IMAGE` stores with no flag given."""
+    from dockyard.containers import runflags
+
+    host: dict[str, Any] = {
+        "Binds": None, "NetworkMode": "default", "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+        "AutoRemove": False, "CapAdd": None, "CapDrop": None, "Privileged": False, "ReadonlyRootfs": False,
+        "Tmpfs": None, "Memory": 0, "MemorySwap": 0, "NanoCpus": 0, "CpuShares": 0, "PidsLimit": None,
+        "Ulimits": None, "Init": None, "Runtime": None, "Mounts": None,
+        "LogConfig": {"Type": "json-file", "Config": {}}, "PortBindings": {}, "PublishAllPorts": False,
+        "Links": None, "ExtraHosts": None, "Dns": [], "DnsSearch": [], "DnsOptions": [],
+    }
+    host.update(runflags.parse({}))
+    return host
+
+
+def _cgroup_parent(value: str) -> str:
+    parts = [p for p in value.split("/") if p]
+    if not parts or any(p in (".", "..") for p in parts):
+        raise http.bad_request(f"invalid cgroup parent {value!r}")
+    return "/".join(parts)
+
+
+def normalise(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None, list[str]]:
+    """The create body as `dockyard create` hands it to the engine: (Config, HostConfig,
+    NetworkingConfig or None, warnings). A HostConfig or NetworkingConfig field the engine cannot
+    honour is a 400 naming it; a field at its zero value is not set."""
+    import os
+
+    from dockyard.containers import mounts as mounts_mod
+    from dockyard.containers import runflags
+
+    config = {k: body[k] for k in CONFIG_KEYS if k in body}
+    image = config.get("Image")
+    if not image or not isinstance(image, str):
+        raise http.bad_request("Config.Image is required")
+    if config.get("NetworkDisabled"):
+        raise http.bad_request("Config.NetworkDisabled is not supported by dockyard: use HostConfig.NetworkMode none")
+    for key in ("Cmd", "Entrypoint", "Shell"):
+        if key in config:
+            config[key] = _strslice(config[key], f"Config.{key}")
+    if config.get("Env") is not None and not (isinstance(config["Env"], list)
+                                              and all(isinstance(e, str) for e in config["Env"])):
+        raise http.bad_request("invalid Config.Env: expected a list of strings")
+    config["Labels"] = config.get("Labels") or {}
+    for key in ("StopSignal", "StopTimeout", "Healthcheck", "Shell", "OnBuild", "ArgsEscaped"):
+        if key in config and _empty(config[key]) and not (key == "StopTimeout" and config[key] == 0):
+            del config[key]
+    exposed = config.pop("ExposedPorts", None) or {}
+    if exposed:
+        config["ExposedPorts"] = {(k if "/" in k else k + "/tcp"): {} for k in exposed}
+    anonymous = list((config.pop("Volumes", None) or {}))   # the CLI's `-v /path`: anonymous volumes
+    mac = config.pop("MacAddress", None) or ""
+
+    given = body.get("HostConfig") or {}
+    if not isinstance(given, dict):
+        raise http.bad_request("invalid HostConfig: expected an object")
+    for key, value in given.items():
+        if key == "VolumeDriver" and value in ("", "local"):
+            continue
+        if key not in HOST_SUPPORTED and not _empty(value):
+            raise http.bad_request(f"HostConfig.{key} is not supported by dockyard")
+    host = _host_defaults()
+    for key, value in given.items():
+        if key in HOST_SUPPORTED and not _empty(value) and key != "ConsoleSize":
+            host[key] = value
+    for key in ("AutoRemove", "Privileged", "ReadonlyRootfs", "PublishAllPorts", "OomKillDisable"):
+        host[key] = bool(given.get(key))
+    if given.get("MemorySwappiness") == 0:
+        host["MemorySwappiness"] = 0   # 0 is a value here, not "unset"
+    if host.get("MemorySwappiness") == -1:
+        host["MemorySwappiness"] = None
+    if given.get("OomScoreAdj"):
+        host["OomScoreAdj"] = given["OomScoreAdj"]
+    log = dict(host.get("LogConfig") or {})
+    host["LogConfig"] = {"Type": log.get("Type") or "json-file", "Config": log.get("Config") or {}}
+    policy = dict(host.get("RestartPolicy") or {})
+    host["RestartPolicy"] = {"Name": policy.get("Name") or "no",
+                             "MaximumRetryCount": int(policy.get("MaximumRetryCount") or 0)}
+    host["Init"] = True if given.get("Init") else None
+    host["Runtime"] = given.get("Runtime") or os.environ.get("DOCKYARD_RUNTIME") or None
+    if given.get("CgroupParent"):
+        host["CgroupParent"] = _cgroup_parent(given["CgroupParent"])
+    binds = list(host.get("Binds") or []) + anonymous
+    try:
+        for bind in binds:
+            mounts_mod.parse_volume(bind)   # Docker's message for a bad one
+    except DockyardError as e:
+        raise http.bad_request(e.message) from None
+    host["Binds"] = binds or None
+    if host.get("Mounts"):
+        host["Mounts"] = [_mount(m) for m in host["Mounts"]]
+    security = list(host.get("SecurityOpt") or [])
+    if "systempaths=unconfined" in security:   # as the docker CLI turns it into HostConfig fields
+        security.remove("systempaths=unconfined")
+        host["MaskedPaths"], host["ReadonlyPaths"] = [], []
+        host["SecurityOpt"] = security
+    for key in ("MaskedPaths", "ReadonlyPaths"):
+        if given.get(key) is None and host.get(key) is None:
+            host.pop(key, None)   # not set: the runtime's defaults
+        elif given.get(key) == [] and key in given:
+            host[key] = []
+    warnings: list[str] = []
+    if host.get("BlkioWeight") and not runflags._blkio_weight_supported():
+        warnings.append("Your kernel does not support Block I/O weight or the cgroup is not mounted. "
+                        "Weight discarded.")
+        host["BlkioWeight"] = 0
+    if host.get("OomKillDisable") and not host.get("Memory"):
+        warnings.append("OOM killer is disabled for the container, but no memory limit is set, this can result "
+                        "in the system running out of resources.")
+
+    networking = body.get("NetworkingConfig") or {}
+    endpoints: dict[str, Any] = {}
+    for net, settings in ((networking.get("EndpointsConfig") or {}) if isinstance(networking, dict) else {}).items():
+        endpoint: dict[str, Any] = {}
+        for key, value in (settings or {}).items():
+            if _empty(value):
+                continue
+            if key not in ENDPOINT_SUPPORTED:
+                raise http.bad_request(f"NetworkingConfig.EndpointsConfig.{net}.{key} is not supported by dockyard")
+            endpoint[key] = value
+        ipam = endpoint.get("IPAMConfig") or {}
+        for key, value in ipam.items():
+            if key != "IPv4Address" and not _empty(value):
+                raise http.bad_request(f"NetworkingConfig.EndpointsConfig.{net}.IPAMConfig.{key} is not supported "
+                                       "by dockyard")
+        if ipam.get("IPv4Address"):
+            endpoint["IPAMConfig"] = {"IPv4Address": ipam["IPv4Address"]}
+        else:
+            endpoint.pop("IPAMConfig", None)
+        if endpoint:
+            endpoints[net] = endpoint
+    if mac:
+        from dockyard.network import ipam as ipams
+
+        mode = host["NetworkMode"]
+        key = next(iter(endpoints), "bridge" if mode == "default" else mode)
+        try:
+            endpoints.setdefault(key, {})["MacAddress"] = ipams.check_mac(mac)
+        except DockyardError as e:
+            raise http.bad_request(e.message) from None
+    if len(endpoints) > 1:
+        raise http.bad_request("Container cannot be connected to network endpoints: " + ", ".join(endpoints))
+    return config, host, ({"EndpointsConfig": endpoints} if endpoints else None), warnings
+
+
+def check_image(engine: Any, image: str, platform: str | None) -> None:
+    """dockerd's 404 for a missing image, in the words the docker CLI answers by pulling."""
+    from dockyard import reference
+
+    found = engine.image_store.find(image)
+    try:
+        named = reference.parse(image).familiar()
+    except DockyardError:
+        named = image
+    if found is None:
+        raise NotFoundError(f"No such image: {named}")
+    if platform:
+        from dockyard.oci import platform as platforms
+
+        try:
+            wanted = platforms.parse(platform)
+        except DockyardError:
+            raise http.bad_request(f'error parsing specified platform: "{platform}": unknown operating system or '
+                                   "architecture: invalid argument") from None
+        conf = engine.image_store.config(found)
+        actual = {"os": conf.get("os") or "linux", "architecture": conf.get("architecture") or "",
+                  "variant": conf.get("variant") or ""}
+        if not wanted.matches(actual):
+            raise NotFoundError(f"image with reference {image} was found but does not match the specified "
+                                f"platform: wanted {platform}, actual: {actual['os']}/{actual['architecture']}")
+
+
+def update_request(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """container.UpdateConfig (Resources + RestartPolicy) as ``engine.containers.update`` takes
+    it: the set resources, and a policy only when one is named."""
+    from dockyard.containers.update import RESOURCE_KEYS
+
+    resources: dict[str, Any] = {}
+    for key, value in body.items():
+        if key == "RestartPolicy":
+            continue
+        if key in RESOURCE_KEYS:
+            if value is not None and not (value == 0 and key != "PidsLimit") and value != "":
+                resources[key] = value
+        elif not _empty(value):
+            raise http.bad_request(f"{key} cannot be updated by dockyard (it updates "
+                                   f"{', '.join(RESOURCE_KEYS)} and RestartPolicy)")
+    policy = body.get("RestartPolicy") or {}
+    if not isinstance(policy, dict):
+        raise http.bad_request("invalid RestartPolicy: expected an object")
+    restart = ({"Name": policy["Name"], "MaximumRetryCount": int(policy.get("MaximumRetryCount") or 0)}
+               if policy.get("Name") else None)
+    return resources, restart
+
+
+# ---------------------------------------------------------------- create
+
+@routes.post("/containers/create")
+async def create(request: web.Request) -> web.Response:
+    body = await http.json_body(request)
+    if not isinstance(body, dict):
+        raise http.bad_request("invalid JSON body: expected an object")
+    name = request.query.get("name") or None
+    platform = request.query.get("platform") or None
+    config, host, networking, warnings = normalise(body)
+
+    def work(engine: Any) -> Any:
+        check_image(engine, config["Image"], platform)
+        return engine.containers.create(config, host, name, networking)
+
+    record = await _call400(request, work)
+    return http.json_response({"Id": record.id, "Warnings": warnings}, status=201)
+
+
+# ---------------------------------------------------------------- list, inspect
+
+def _list_entry(engine: Any, r: Any, published: dict[str, list[Any]], size: bool, now: float) -> dict[str, Any]:
+    from dockyard.cli.ops import ps_command, status_text
+    from dockyard.containers.store import ACTIVE
+
+    ports: list[dict[str, Any]] = []
+    bound = set()
+    live = r.status in ACTIVE
+    for p in sorted(published.get(r.id, []) if live else [], key=lambda p: (p.container_port, p.proto, p.host_ip)):
+        ports.append({"IP": p.host_ip or "0.0.0.0", "PrivatePort": int(p.container_port),
+                      "PublicPort": int(p.host_port), "Type": p.proto})
+        bound.add(f"{p.container_port}/{p.proto}")
+    for key in sorted(r.container_config.get("ExposedPorts") or {}, key=lambda k: (int(k.partition("/")[0]), k)):
+        if key not in bound:
+            port, _, proto = key.partition("/")
+            ports.append({"PrivatePort": int(port), "Type": proto or "tcp"})
+    settings = engine.networks.container_settings(r)
+    networks = {}
+    for net_name, ep in settings["Networks"].items():
+        ep = dict(ep)
+        ep.pop("DNSNames", None)   # not in API 1.41's EndpointSettings
+        networks[net_name] = ep
+    mounts = []
+    for m in r.config.get("Mounts") or []:
+        entry = {"Type": m["Type"]}
+        if m["Type"] == "volume":
+            entry["Name"] = m.get("Name", "")
+        entry.update(Source=m.get("Source", ""), Destination=m["Destination"])
+        if m["Type"] == "volume":
+            entry["Driver"] = m.get("Driver") or "local"
+        entry.update(Mode=m.get("Mode", ""), RW=bool(m.get("RW", True)), Propagation=m.get("Propagation", ""))
+        mounts.append(entry)
+    out: dict[str, Any] = {
+        "Id": r.id, "Names": ["/" + r.name], "Image": r.image, "ImageID": r.image_id,
+        "Command": ps_command(r.config.get("Path", ""), r.config.get("Args") or []),
+        "Created": int(r.created), "Ports": ports,
+    }
+    if size:
+        from dockyard.containers.inspect import container_sizes
+
+        sizes = container_sizes(engine.containers, r)
+        if sizes["SizeRw"]:
+            out["SizeRw"] = sizes["SizeRw"]   # omitempty, as dockerd
+        out["SizeRootFs"] = sizes["SizeRootFs"]
+    out.update({
+        "Labels": r.container_config.get("Labels") or {}, "State": r.status, "Status": status_text(r, now),
+        "HostConfig": {"NetworkMode": r.host_config.get("NetworkMode") or "default"},
+        "NetworkSettings": {"Networks": networks}, "Mounts": mounts,
+    })
+    return out
+
+
+@routes.get("/containers/json")
+async def list_containers(request: web.Request) -> web.Response:
+    all_ = http.query_bool(request, "all")
+    size = http.query_bool(request, "size")
+    limit = http.query_int(request, "limit", -1)
+    filters = http.query_filters(request)
+    for key in ("before", "since"):   # the legacy parameters, as filters
+        if request.query.get(key):
+            filters.setdefault(key, []).append(request.query[key])
+
+    def work(engine: Any) -> list[dict[str, Any]]:
+        from dockyard.network.store import NetworkStore
+
+        records = engine.containers.list(all=all_, filters=filters, last=limit if limit and limit > 0 else -1)
+        published = NetworkStore(engine.db).all_ports() if records else {}
+        now = time.time()
+        return [_list_entry(engine, r, published, size, now) for r in records]
+
+    try:
+        entries = await http.call(request, work)
+    except NotFoundError as e:   # a before/since filter naming no container
+        raise http.ApiError(404, e.message) from None
+    except DockyardError as e:
+        raise _status_map(e) from None
+    return http.json_response(entries)
+
+
+@routes.get("/containers/{id}/json")
+async def inspect(request: web.Request) -> web.Response:
+    size = http.query_bool(request, "size")
+    result = await http.call(request, lambda engine: engine.containers.inspect(_id(request), size=size))
+    return http.json_response(result)
+
+
+@routes.get("/containers/{id}/top")
+async def top(request: web.Request) -> web.Response:
+    ps_args = [a for a in (request.query.get("ps_args") or "").split(" ") if a]
+    titles, processes = await http.call(request, lambda engine: engine.containers.top(_id(request), ps_args))
+    return http.json_response({"Processes": [list(p) for p in processes], "Titles": list(titles)})
+
+
+@routes.get("/containers/{id}/changes")
+async def changes(request: web.Request) -> web.Response:
+    kinds = {"C": 0, "A": 1, "D": 2}
+    found = await http.call(request, lambda engine: engine.containers.diff(_id(request)))
+    return http.json_response([{"Path": path, "Kind": kinds[kind]} for kind, path in found] or None)
+
+
+@routes.get("/containers/{id}/export")
+async def export(request: web.Request) -> web.StreamResponse:
+    cid = _id(request)
+    await http.call(request, lambda engine: engine.containers.get(cid))   # a 404 before any byte
+    response = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
+
+    def produce(engine: Any, out: WorkerStream) -> None:
+        engine.containers.export(cid, out)
+
+    return await stream(request, response, produce)
+
+
+# ---------------------------------------------------------------- stats
+
+def _stats_json(engine: Any, record: Any, now: dict[str, Any] | None, before: dict[str, Any] | None) -> dict[str, Any]:
+    """Docker's types.StatsJSON of a sample (``now``) and the one before (``before``); zeros for
+    a container that is not running. system_cpu_usage is the wall clock times the CPUs (what
+    /proc/stat's total adds up to), so the docker CLI's CPU % is CPU time over wall time."""
+    from dockyard.containers.inspect import ZERO_TIME, nano_time
+
+    def cpu(sample: dict[str, Any] | None) -> dict[str, Any]:
+        if not sample:
+            return {"cpu_usage": {"total_usage": 0, "usage_in_kernelmode": 0, "usage_in_usermode": 0},
+                    "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}}
+        return {"cpu_usage": {"total_usage": sample["cpu_ns"], "usage_in_kernelmode": 0, "usage_in_usermode": 0},
+                "system_cpu_usage": int(sample["wall"] * 1e9) * sample["online_cpus"],
+                "online_cpus": sample["online_cpus"],
+                "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}}
+
+    out: dict[str, Any] = {
+        "read": nano_time(now["wall"]) if now else ZERO_TIME,
+        "preread": nano_time(before["wall"]) if now and before and before.get("read") else ZERO_TIME,
+        "pids_stats": {"current": now["pids"]} if now else {},
+        "blkio_stats": {"io_service_bytes_recursive": [
+            {"major": 0, "minor": 0, "op": "read", "value": now.get("blk_read", 0)},
+            {"major": 0, "minor": 0, "op": "write", "value": now.get("blk_write", 0)}] if now else None,
+            "io_serviced_recursive": None, "io_queue_recursive": None, "io_service_time_recursive": None,
+            "io_wait_time_recursive": None, "io_merged_recursive": None, "io_time_recursive": None,
+            "sectors_recursive": None},
+        "num_procs": 0, "storage_stats": {},
+        "cpu_stats": cpu(now), "precpu_stats": cpu(before if now else None),
+        "memory_stats": {"usage": now["memory_usage"], "stats": {}, "limit": now["memory_limit"]} if now else {},
+        "name": "/" + record.name, "id": record.id,
+    }
+    if now:
+        out["networks"] = {"eth0": {"rx_bytes": now.get("net_rx", 0), "rx_packets": 0, "rx_errors": 0,
+                                    "rx_dropped": 0, "tx_bytes": now.get("net_tx", 0), "tx_packets": 0,
+                                    "tx_errors": 0, "tx_dropped": 0}}
+    return out
+
+
+def _sample(engine: Any, cid: str) -> tuple[Any, dict[str, Any] | None]:
+    record = engine.containers.get(cid)
+    if record.status not in ("running", "paused"):
+        return record, None
+    return record, engine.containers.stats(record)
+
+
+def _start_sample(record: Any, now: dict[str, Any]) -> dict[str, Any]:
+    """The sample the first one is measured against: nothing used when the container started
+    (podman's first figure; docker's would need a second of waiting)."""
+    return {**now, "cpu_ns": 0, "wall": record.started_at or now["wall"], "read": False}
+
+
+@routes.get("/containers/{id}/stats")
+async def stats(request: web.Request) -> web.StreamResponse:
+    cid = _id(request)
+    streaming = http.query_bool(request, "stream", True)
+    one_shot = http.query_bool(request, "one-shot")
+    record, first = await http.call(request, _sample, cid)
+    if not streaming:
+        before = None if one_shot or first is None else _start_sample(record, first)
+        return http.json_response(_stats_json(None, record, first, before))
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+
+    def produce(engine: Any, out: WorkerStream, record: Any, now: dict[str, Any] | None) -> None:
+        before = _start_sample(record, now) if now else None
+        while True:
+            out.write(json.dumps(_stats_json(engine, record, now, before)).encode() + b"\n")
+            out.flush()
+            for _ in range(10):   # a second, watching for the client to leave
+                if out.stop.is_set():
+                    return
+                time.sleep(0.1)
+            if now:
+                before = {**now, "read": True}
+            try:
+                record, now = _sample(engine, cid)
+            except NotFoundError:
+                return   # removed: the stream ends, as dockerd's does
+
+    return await stream(request, response, produce, record, first)
+
+
+# ---------------------------------------------------------------- lifecycle verbs
+
+@routes.post("/containers/{id}/stop")
+async def stop(request: web.Request) -> web.Response:
+    cid = _id(request)
+    timeout = http.query_int(request, "t")
+    signal = request.query.get("signal") or None
+
+    def work(engine: Any) -> bool:
+        from dockyard.containers.store import ACTIVE
+
+        if engine.containers.get(cid).status not in ACTIVE:
+            return False
+        engine.containers.stop(cid, timeout, signal)
+        return True
+
+    stopped = await _call400(request, work)
+    return http.no_content(204 if stopped else 304)
+
+
+@routes.post("/containers/{id}/restart")
+async def restart(request: web.Request) -> web.Response:
+    cid = _id(request)
+    timeout = http.query_int(request, "t")
+    await _call400(request, lambda engine: engine.containers.restart(cid, timeout))
+    return http.no_content()
+
+
+@routes.post("/containers/{id}/kill")
+async def kill(request: web.Request) -> web.Response:
+    cid = _id(request)
+    signal = request.query.get("signal") or "SIGKILL"
+    await _call400(request, lambda engine: engine.containers.kill(cid, signal))
+    return http.no_content()
+
+
+@routes.post("/containers/{id}/rename")
+async def rename(request: web.Request) -> web.Response:
+    cid = _id(request)
+    new_name = request.query.get("name") or ""
+    try:
+        await _call400(request, lambda engine: engine.containers.rename(cid, new_name))
+    except http.ApiError as e:
+        if e.message.startswith("Invalid container name"):   # dockerd's words name it with its slash
+            raise http.bad_request("Error when allocating new name: Invalid container name "
+                                   f"(/{new_name.lstrip('/')}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed") from None
+        raise
+    return http.no_content()
+
+
+@routes.post("/containers/{id}/pause")
+async def pause(request: web.Request) -> web.Response:
+    await _call400(request, lambda engine: engine.containers.pause(_id(request)))
+    return http.no_content()
+
+
+@routes.post("/containers/{id}/unpause")
+async def unpause(request: web.Request) -> web.Response:
+    try:
+        await _call400(request, lambda engine: engine.containers.unpause(_id(request)))
+    except ConflictError as e:
+        raise http.ApiError(500, e.message) from None   # dockerd's status for "is not paused"
+    return http.no_content()
+
+
+@routes.post("/containers/{id}/update")
+async def update(request: web.Request) -> web.Response:
+    body = await http.json_body(request, required=False)
+    if not isinstance(body, dict):
+        raise http.bad_request("invalid JSON body: expected an object")
+    resources, policy = update_request(body)
+    cid = _id(request)
+    warnings = await _call400(request, lambda engine: engine.containers.update(cid, resources, policy))
+    return http.json_response({"Warnings": warnings or []})
+
+
+@routes.delete("/containers/{id}")
+async def remove(request: web.Request) -> web.Response:
+    force = http.query_bool(request, "force")
+    volumes = http.query_bool(request, "v")
+    if http.query_bool(request, "link"):
+        raise http.bad_request("removing a link (link=1) is not supported: dockyard keeps --link aliases for the "
+                               "container's life")
+    cid = _id(request)
+    await _call400(request, lambda engine: engine.containers.remove(cid, force=force, volumes=volumes))
+    return http.no_content()
+
+
+@routes.post("/containers/prune")
+async def prune(request: web.Request) -> web.Response:
+    filters = http.query_filters(request)
+    for key in filters:
+        if key not in ("until", "label"):
+            raise http.bad_request(f"Invalid filter '{key}'")
+    removed, freed = await _call400(request, lambda engine: engine.containers.prune(filters))
+    return http.json_response({"ContainersDeleted": removed or None, "SpaceReclaimed": freed})
