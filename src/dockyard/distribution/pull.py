@@ -60,11 +60,12 @@ GENERIC_TYPES = frozenset({"", "application/json", "text/plain", "application/oc
 
 
 def pull(engine: "Engine", ref: "Reference", *, platform: Platform | None = None,
-         progress: Progress | None = None) -> "Image":
-    """Pull ``ref`` (by tag or digest) for ``platform`` (default: this host's) and return the image."""
+         progress: Progress | None = None, creds: credentials.Credentials | None = None) -> "Image":
+    """Pull ``ref`` (by tag or digest) for ``platform`` (default: this host's) and return the image.
+    ``creds``: the caller's (the API's X-Registry-Auth); else config.json's for the registry."""
     from dockyard.store.owned import image_lease
 
-    creds = credentials.get(ref.registry_host)
+    creds = creds or credentials.get(ref.registry_host)
     with image_lease(engine.root):
         reclaim_leftovers(engine)
         puller = _Puller(engine, ref, platform, progress or Progress(), creds)

@@ -32,14 +32,16 @@ CHUNK_SIZE = 32 << 20
 READ_CHUNK = 1 << 20
 
 
-def push(engine: "Engine", ref: "Reference", *, progress: Progress | None = None) -> str:
-    """Push the image named ``ref``; returns the manifest digest the registry stored."""
+def push(engine: "Engine", ref: "Reference", *, progress: Progress | None = None,
+         creds: credentials.Credentials | None = None) -> str:
+    """Push the image named ``ref``; returns the manifest digest the registry stored.
+    ``creds``: the caller's (the API's X-Registry-Auth); else config.json's for the registry."""
     if ref.digest:
         raise DockyardError(f"cannot push a digest reference: {ref.familiar()}")
     image = engine.image_store.find(str(ref))
     if image is None:
         raise NotFoundError(f"An image does not exist locally with the tag: {ref.familiar()}")
-    creds = credentials.get(ref.registry_host)
+    creds = creds or credentials.get(ref.registry_host)
     digest = asyncio.run(_Pusher(engine, ref, image, progress or Progress(), creds).run())
     engine.images.event("push", ref.familiar(), ref.familiar_repository, image.id)  # Docker's push event
     return digest

@@ -12,6 +12,7 @@ image uses any more, then the blobs no image needs any more.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -236,7 +237,7 @@ class Images:
                 users = self.containers_using(image.id)
                 if users:
                     raise ConflictError(
-                        f"conflict: unable to remove repository reference {name!r} (must force) - container "
+                        f"conflict: unable to remove repository reference {json.dumps(name)} (must force) - container "
                         f"{users[0][0][:12]} is using its referenced image {image.short_id}")
             self._remove_ref(ref, records)
             refs = [r for r in refs if r.name != str(ref)]
@@ -537,19 +538,20 @@ class Images:
         self.event("import", image.id, image.id, image.id)
         return image
 
-    def pull(self, ref: "Reference | str", platform: "Platform | None" = None, progress: Any = None) -> "Image":
+    def pull(self, ref: "Reference | str", platform: "Platform | None" = None, progress: Any = None,
+             creds: Any = None) -> "Image":
         from dockyard.distribution.pull import pull
 
         if isinstance(ref, str):
             ref = references.parse(ref)
-        return pull(self.engine, ref, platform=platform, progress=progress)
+        return pull(self.engine, ref, platform=platform, progress=progress, creds=creds)
 
-    def push(self, ref: "Reference | str", progress: Any = None) -> str:
+    def push(self, ref: "Reference | str", progress: Any = None, creds: Any = None) -> str:
         from dockyard.distribution.push import push
 
         if isinstance(ref, str):
             ref = references.parse(ref)
-        return push(self.engine, ref, progress=progress)
+        return push(self.engine, ref, progress=progress, creds=creds)
 
 
 # ---- helpers ------------------------------------------------------------------------

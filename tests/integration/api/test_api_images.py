@@ -1,0 +1,216 @@
+"""The image routes and /auth through Debian's docker CLI 20.10, beside dockerd where shapes matter."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ID = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def ok(result: subprocess.CompletedProcess, api=None) -> str:
+    assert result.returncode == 0, (result.stderr, api.logs()[-3000:] if api else "")
+    return result.stdout
+
+
+def keys(text: str) -> set[str]:
+    return set(json.loads(text.splitlines()[0]))
+
+
+# ---------------------------------------------------------------- list, inspect, history
+
+def test_docker_images_table_quiet_and_json_keys_match_dockerd(api, docker) -> None:
+    table = ok(api.docker("images"), api).splitlines()
+    theirs = docker.cli("images").splitlines()
+    assert table[0] == theirs[0]   # REPOSITORY TAG IMAGE ID CREATED SIZE
+    assert table[1].split()[:2] == ["busybox", "latest"]
+    ours_id = json.loads(ok(api.docker("image", "inspect", "busybox")))[0]["Id"]
+    assert ok(api.docker("images", "-q")).split() == [ours_id[7:19]]
+    assert ok(api.docker("images", "-q", "--no-trunc")).split() == [ours_id]
+    assert keys(ok(api.docker("images", "--format", "{{json .}}"))) == \
+        keys(docker.cli("images", "--format", "{{json .}}"))
+    digests = ok(api.docker("images", "--digests")).splitlines()
+    assert digests[0].split() == docker.cli("images", "--digests").splitlines()[0].split()
+    assert digests[1].split()[2] == "<none>"   # imported: no repo digest
+
+
+def test_images_api_shape_and_dangling_filter_match_dockerd(api, docker, busybox_tar: Path) -> None:
+    import docker as docker_py
+
+    ours = docker_py.APIClient(base_url=api.url, version="1.41")
+    theirs = docker_py.APIClient(base_url=docker.env["DOCKER_HOST"], version="1.41")
+    listed = ours.images()
+    assert set(listed[0]) == {"Containers", "Created", "Id", "Labels", "ParentId", "RepoDigests", "RepoTags",
+                              "SharedSize", "Size", "VirtualSize"}
+    assert set(theirs.images()[0]) == set(listed[0])
+    # An import without a name is dangling: <none> in the table, found by dangling=true.
+    image_id = ok(api.docker("import", "-", input=busybox_tar.read_bytes(), text=False)).decode().strip()
+    assert ID.fullmatch(image_id)
+    assert ok(api.docker("images", "--filter", "dangling=true", "-q", "--no-trunc")).split() == [image_id]
+    assert image_id not in ok(api.docker("images", "--filter", "dangling=false", "-q", "--no-trunc"))
+    row = [r for r in ok(api.docker("images")).splitlines() if r.split()[:2] == ["<none>", "<none>"]]
+    assert len(row) == 1 and image_id[7:19] in row[0]
+    dangling = [i for i in ours.images() if i["Id"] == image_id][0]
+    assert dangling["RepoTags"] == ["<none>:<none>"] and dangling["RepoDigests"] == ["<none>@<none>"]
+
+
+def test_image_inspect_and_history_keys_match_dockerd(api, docker) -> None:
+    ours = json.loads(ok(api.docker("image", "inspect", "busybox")))[0]
+    theirs = json.loads(docker.cli("image", "inspect", "busybox"))[0]
+    assert set(ours) == set(theirs)
+    assert ours["RepoTags"] == ["busybox:latest"] and ours["Config"]["Cmd"] == ["sh"]
+    missing = api.docker("image", "inspect", "nosuch")
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == docker.run("image", "inspect", "nosuch").stderr.strip()
+    history = ok(api.docker("history", "busybox")).splitlines()
+    assert history[0].split() == docker.cli("history", "busybox").splitlines()[0].split()
+    assert history[1].startswith(ours["Id"][7:19])
+    assert keys(ok(api.docker("history", "--format", "{{json .}}", "busybox"))) == \
+        keys(docker.cli("history", "--format", "{{json .}}", "busybox"))
+
+
+# ---------------------------------------------------------------- tag, rmi
+
+def test_tag_then_rmi_prints_untagged_and_deleted_lines(api, run_cli) -> None:
+    image_id = json.loads(ok(api.docker("image", "inspect", "busybox")))[0]["Id"]
+    ok(api.docker("tag", "busybox", "team/app:1"), api)
+    assert "team/app:1" in run_cli("images", "--format", "{{.Repository}}:{{.Tag}}").stdout
+    assert ok(api.docker("rmi", "team/app:1")) == "Untagged: team/app:1\n"
+    assert ok(api.docker("rmi", "busybox")) == f"Untagged: busybox:latest\nDeleted: {image_id}\n" or \
+        ok(api.docker("images", "-q")) == ""
+    assert run_cli("images", "-q").stdout == ""
+    bad = api.docker("tag", "nosuch", "x:1")
+    assert bad.returncode == 1 and "No such image: nosuch" in bad.stderr
+
+
+def test_rmi_of_an_image_in_use_is_dockerds_409(api, docker, run_cli) -> None:
+    cid = run_cli("create", "busybox", "true", check=True).stdout.strip()
+    ours = api.docker("rmi", "busybox")
+    assert ours.returncode == 1
+    assert ours.stderr.strip() == (
+        f"Error response from daemon: conflict: unable to remove repository reference \"busybox\" (must force) - "
+        f"container {cid[:12]} is using its referenced image "
+        f"{json.loads(ok(api.docker('image', 'inspect', 'busybox')))[0]['Id'][7:19]}")
+    theirs_cid = docker.cli("create", "busybox", "true").strip()
+    try:
+        theirs = docker.run("rmi", "busybox")
+        mask = re.compile(r"[0-9a-f]{12}")
+        assert mask.sub("ID", ours.stderr) == mask.sub("ID", theirs.stderr)
+    finally:
+        docker.run("rm", theirs_cid)
+
+
+# ---------------------------------------------------------------- save, load, import
+
+def test_save_load_round_trip_and_loading_dockerds_save(api, docker, tmp_path: Path) -> None:
+    saved = api.docker("save", "busybox", text=False)
+    assert saved.returncode == 0, saved.stderr
+    assert len(saved.stdout) > 100_000 and saved.stdout[257:262] == b"ustar"
+    ok(api.docker("rmi", "busybox"))
+    loaded = api.docker("load", input=saved.stdout, text=False)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.decode() == "Loaded image: busybox:latest\n"
+    # A tar dockerd wrote loads too.
+    archive = tmp_path / "theirs.tar"
+    docker.cli("tag", "busybox", "fromdockerd:v1")
+    docker.cli("save", "-o", str(archive), "fromdockerd:v1")
+    result = api.docker("load", "-i", str(archive))
+    assert ok(result, api) == "Loaded image: fromdockerd:v1\n"
+    assert ok(api.docker("images", "--format", "{{.Repository}}:{{.Tag}}", "fromdockerd")) == "fromdockerd:v1\n"
+    missing = api.docker("save", "nosuch", text=False)
+    assert missing.returncode == 1 and b"No such image: nosuch" in missing.stderr
+
+
+def test_import_from_stdin_with_changes_and_message(api, busybox_tar: Path) -> None:
+    result = api.docker("import", "--change", "ENV A=1", "--change", 'CMD ["echo","hi"]', "-m", "from api",
+                        "-", "imported:v2", input=busybox_tar.read_bytes(), text=False)
+    assert result.returncode == 0, result.stderr
+    image_id = result.stdout.decode().strip()
+    info = json.loads(ok(api.docker("image", "inspect", "imported:v2")))[0]
+    assert info["Id"] == image_id and info["Comment"] == "from api"
+    assert info["Config"]["Cmd"] == ["echo", "hi"] and "A=1" in info["Config"]["Env"]
+
+
+# ---------------------------------------------------------------- pull, push, login
+
+def test_push_and_pull_against_a_local_registry(api, docker, distribution, repo_name) -> None:
+    target = f"{distribution.address}/{repo_name}:v1"
+    ok(api.docker("tag", "busybox", target))
+    pushed = ok(api.docker("push", target), api)
+    assert f"The push refers to repository [{distribution.address}/{repo_name}]" in pushed
+    assert re.search(r"^[0-9a-f]{12}: Pushed$", pushed, re.M)
+    assert re.search(r"^v1: digest: sha256:[0-9a-f]{64} size: \d+$", pushed, re.M)
+    ok(api.docker("rmi", target))
+    ok(api.docker("rmi", "busybox"))
+    pulled = ok(api.docker("pull", target), api)
+    lines = pulled.splitlines()
+    assert lines[0] == f"v1: Pulling from {repo_name}"
+    assert re.search(r"^[0-9a-f]{12}: Pulling fs layer$", pulled, re.M)
+    assert re.search(r"^[0-9a-f]{12}: Pull complete$", pulled, re.M)
+    assert re.search(r"^Digest: sha256:[0-9a-f]{64}$", pulled, re.M)
+    assert f"Status: Downloaded newer image for {target}" in lines and lines[-1] == target
+    again = ok(api.docker("pull", target))
+    assert f"Status: Image is up to date for {target}" in again
+    # A missing tag: dockerd's error, before any progress.
+    ours = api.docker("pull", f"{distribution.address}/{repo_name}:nosuch")
+    theirs = docker.run("pull", f"{distribution.address}/{repo_name}:nosuch")
+    assert ours.returncode == theirs.returncode == 1
+    assert ours.stdout == theirs.stdout and ours.stderr == theirs.stderr
+
+
+def test_login_against_htpasswd_registry_then_push_with_stored_credentials(api, distribution_auth,
+                                                                           repo_name) -> None:
+    server = distribution_auth.address
+    wrong = api.docker("login", "-u", "dockyard", "--password-stdin", server, input="wrong\n")
+    assert wrong.returncode == 1 and "Error response from daemon" in wrong.stderr
+    assert "unauthorized" in wrong.stderr.lower() or "authentication" in wrong.stderr.lower()
+    target = f"{server}/{repo_name}:v1"
+    ok(api.docker("tag", "busybox", target))
+    denied = api.docker("push", target)
+    assert denied.returncode == 1
+    login = api.docker("login", "-u", "dockyard", "--password-stdin", server, input="test-password\n")
+    assert login.returncode == 0, (login.stderr, api.logs()[-2000:])
+    assert "Login Succeeded" in login.stdout
+    config = json.loads((Path(api.env["DOCKER_CONFIG"]) / "config.json").read_text())
+    assert server in config["auths"]
+    pushed = ok(api.docker("push", target), api)
+    assert re.search(r"^v1: digest: sha256:[0-9a-f]{64} size: \d+$", pushed, re.M)
+
+
+def test_auth_route_answers_401_with_the_registrys_message(api, distribution_auth) -> None:
+    import docker as docker_py
+
+    client = docker_py.APIClient(base_url=api.url, version="1.41")
+    answer = client.login("dockyard", "test-password", registry=distribution_auth.address, reauth=True)
+    assert answer["Status"] == "Login Succeeded"
+    with pytest.raises(docker_py.errors.APIError) as failed:
+        client.login("dockyard", "nope", registry=distribution_auth.address, reauth=True)
+    assert failed.value.status_code == 401
+
+
+# ---------------------------------------------------------------- prune, search
+
+def test_image_prune_removes_dangling_images_only(api, busybox_tar: Path, run_cli) -> None:
+    dangling = api.docker("import", "-", input=busybox_tar.read_bytes(), text=False).stdout.decode().strip()
+    assert ID.fullmatch(dangling)
+    result = ok(api.docker("image", "prune", "-f"), api)
+    assert f"deleted: {dangling}" in result and "Total reclaimed space:" in result
+    assert "busybox" in ok(api.docker("images"))
+    assert dangling not in run_cli("images", "-q", "--no-trunc").stdout
+    assert ok(api.docker("image", "prune", "-f")) == "Total reclaimed space: 0B\n"
+    run_cli("tag", "busybox", "extra:1", check=True)
+    everything = ok(api.docker("image", "prune", "-a", "-f"))
+    assert "untagged: busybox:latest" in everything and "untagged: extra:1" in everything
+    assert run_cli("images", "-q").stdout == ""
+
+
+def test_search_of_a_registry_without_v1_search_is_a_clear_error(api, distribution) -> None:
+    result = api.docker("search", f"{distribution.address}/busybox")
+    assert result.returncode == 1
+    assert "does not support search" in result.stderr
