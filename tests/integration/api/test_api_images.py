@@ -57,7 +57,15 @@ def test_images_api_shape_and_dangling_filter_match_dockerd(api, docker, busybox
     row = [r for r in ok(api.docker("images")).splitlines() if r.split()[:2] == ["<none>", "<none>"]]
     assert len(row) == 1 and image_id[7:19] in row[0]
     dangling = [i for i in ours.images() if i["Id"] == image_id][0]
-    assert dangling["RepoTags"] == ["<none>:<none>"] and dangling["RepoDigests"] == ["<none>@<none>"]
+    theirs_id = docker.cli("import", "-", input=busybox_tar.read_bytes(), text=False).decode().strip()
+    try:
+        theirs_dangling = [i for i in theirs.images() if i["Id"] == theirs_id][0]
+        for key in ("RepoTags", "RepoDigests", "ParentId", "Labels", "SharedSize", "Containers"):
+            assert dangling[key] == theirs_dangling[key], key
+    finally:
+        docker.run("rmi", theirs_id)
+    # The old single-name parameter and a reference filter.
+    assert [i["RepoTags"] for i in ours.images(name="busybox")] == [["busybox:latest"]]
 
 
 def test_image_inspect_and_history_keys_match_dockerd(api, docker) -> None:
@@ -82,8 +90,10 @@ def test_tag_then_rmi_prints_untagged_and_deleted_lines(api, run_cli) -> None:
     ok(api.docker("tag", "busybox", "team/app:1"), api)
     assert "team/app:1" in run_cli("images", "--format", "{{.Repository}}:{{.Tag}}").stdout
     assert ok(api.docker("rmi", "team/app:1")) == "Untagged: team/app:1\n"
-    assert ok(api.docker("rmi", "busybox")) == f"Untagged: busybox:latest\nDeleted: {image_id}\n" or \
-        ok(api.docker("images", "-q")) == ""
+    removed = ok(api.docker("rmi", "busybox")).splitlines()
+    # the image, then its layer (dockerd lists the layers it deleted too)
+    assert removed[:2] == ["Untagged: busybox:latest", f"Deleted: {image_id}"] and len(removed) == 3
+    assert ID.fullmatch(removed[2].removeprefix("Deleted: "))
     assert run_cli("images", "-q").stdout == ""
     bad = api.docker("tag", "nosuch", "x:1")
     assert bad.returncode == 1 and "No such image: nosuch" in bad.stderr
@@ -104,6 +114,14 @@ def test_rmi_of_an_image_in_use_is_dockerds_409(api, docker, run_cli) -> None:
         assert mask.sub("ID", ours.stderr) == mask.sub("ID", theirs.stderr)
     finally:
         docker.run("rm", theirs_cid)
+    # Deleting by ID: dockerd's (must be forced) wording; -f untags and keeps the image for the container.
+    image_id = json.loads(ok(api.docker("image", "inspect", "busybox")))[0]["Id"]
+    by_id = api.docker("rmi", image_id[7:19])
+    assert by_id.returncode == 1 and by_id.stderr.strip() == (
+        f"Error response from daemon: conflict: unable to delete {image_id[7:19]} (must be forced) - "
+        f"image is being used by stopped container {cid[:12]}")
+    forced = ok(api.docker("rmi", "-f", "busybox"), api)
+    assert forced.startswith("Untagged: busybox:latest\n")
 
 
 # ---------------------------------------------------------------- save, load, import
@@ -125,6 +143,23 @@ def test_save_load_round_trip_and_loading_dockerds_save(api, docker, tmp_path: P
     assert ok(api.docker("images", "--format", "{{.Repository}}:{{.Tag}}", "fromdockerd")) == "fromdockerd:v1\n"
     missing = api.docker("save", "nosuch", text=False)
     assert missing.returncode == 1 and b"No such image: nosuch" in missing.stderr
+    # Two names in one tar (GET /images/get?names=..), and /images/{name}/get (docker-py's save).
+    both = api.docker("save", "busybox", "fromdockerd:v1", text=False)
+    assert both.returncode == 0
+    import io
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(both.stdout)) as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))
+    assert sorted(t for m in manifest for t in m["RepoTags"]) == ["busybox:latest", "fromdockerd:v1"]
+    import docker as docker_py
+
+    client = docker_py.APIClient(base_url=api.url, version="1.41")
+    one = b"".join(client.get_image("fromdockerd:v1"))
+    with tarfile.open(fileobj=io.BytesIO(one)) as tar:
+        assert [m["RepoTags"] for m in json.load(tar.extractfile("manifest.json"))] == [["fromdockerd:v1"]]
+    quiet = api.docker("load", "-q", input=one, text=False)
+    assert quiet.returncode == 0 and quiet.stdout.decode() == "Loaded image: fromdockerd:v1\n"
 
 
 def test_import_from_stdin_with_changes_and_message(api, busybox_tar: Path) -> None:
@@ -135,6 +170,26 @@ def test_import_from_stdin_with_changes_and_message(api, busybox_tar: Path) -> N
     info = json.loads(ok(api.docker("image", "inspect", "imported:v2")))[0]
     assert info["Id"] == image_id and info["Comment"] == "from api"
     assert info["Config"]["Cmd"] == ["echo", "hi"] and "A=1" in info["Config"]["Env"]
+
+
+def test_import_from_a_url(api, busybox_tar: Path) -> None:
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(busybox_tar.parent))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{busybox_tar.name}"
+        result = api.docker("import", url, "fromurl:1")
+        assert result.returncode == 0, (result.stderr, api.logs()[-2000:])
+        info = json.loads(ok(api.docker("image", "inspect", "fromurl:1")))[0]
+        assert result.stdout.strip() == info["Id"]
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 # ---------------------------------------------------------------- pull, push, login
@@ -157,6 +212,11 @@ def test_push_and_pull_against_a_local_registry(api, docker, distribution, repo_
     assert f"Status: Downloaded newer image for {target}" in lines and lines[-1] == target
     again = ok(api.docker("pull", target))
     assert f"Status: Image is up to date for {target}" in again
+    digest = re.search(r"^Digest: (sha256:[0-9a-f]{64})$", pulled, re.M)[1]
+    row = [r.split() for r in ok(api.docker("images", "--digests")).splitlines() if r.startswith(distribution.address)]
+    assert row[0][:3] == [f"{distribution.address}/{repo_name}", "v1", digest]
+    wrong = api.docker("pull", "--platform", "linux/s390x", target)
+    assert wrong.returncode == 1 and "does not match the specified platform" in wrong.stderr
     # A missing tag: dockerd's error, before any progress.
     ours = api.docker("pull", f"{distribution.address}/{repo_name}:nosuch")
     theirs = docker.run("pull", f"{distribution.address}/{repo_name}:nosuch")
@@ -192,6 +252,26 @@ def test_auth_route_answers_401_with_the_registrys_message(api, distribution_aut
     with pytest.raises(docker_py.errors.APIError) as failed:
         client.login("dockyard", "nope", registry=distribution_auth.address, reauth=True)
     assert failed.value.status_code == 401
+
+
+def test_push_and_pull_use_the_x_registry_auth_header_only(api, distribution_auth, repo_name) -> None:
+    """No docker login: the service has no stored credentials; what the client sends is used."""
+    import docker as docker_py
+
+    client = docker_py.APIClient(base_url=api.url, version="1.41")
+    repo = f"{distribution_auth.address}/{repo_name}"
+    client.tag("busybox", repo, "v1")
+    refused = list(client.push(repo, "v1", stream=True, decode=True))
+    assert "error" in refused[-1] and "errorDetail" in refused[-1]
+    creds = {"username": "dockyard", "password": "test-password"}
+    pushed = list(client.push(repo, "v1", stream=True, decode=True, auth_config=creds))
+    assert "error" not in pushed[-1], pushed[-1]
+    assert any(m.get("aux", {}).get("Tag") == "v1" for m in pushed)
+    client.remove_image(f"{repo}:v1")
+    with pytest.raises(docker_py.errors.APIError):
+        client.pull(repo, "v1")
+    client.pull(repo, "v1", auth_config=creds)
+    assert f"{repo}:v1" in client.inspect_image(f"{repo}:v1")["RepoTags"]
 
 
 # ---------------------------------------------------------------- prune, search
