@@ -215,6 +215,30 @@ def test_group_add_and_image_groups(dy: Dockyard, docker: dockerd.PrivateDockerd
         docker.run("rmi", "-f", "bbg")
 
 
+# docker 20.10's exec computes the user's groups from the image and --group-add (daemon/exec.go)
+EXEC_GROUPS = {
+    (): "uid=0(root) gid=0(root) groups=0(root),10\n",
+    ("-u", "nobody"): "uid=65534(nobody) gid=65534(nobody) groups=10,65534(nobody)\n",
+    ("-u", "1000:1000"): "uid=1000 gid=1000 groups=10,1000\n",
+}
+
+
+def test_exec_gets_the_users_groups_and_group_add(rt: Dockyard, docker: dockerd.PrivateDockerd) -> None:
+    """Each runtime: runc adds --additional-gids to the container's groups and crun has no such
+    flag, so both are given the whole process; what a user sees is docker's answer."""
+    docker.cli("run", "-d", "--name", "eg", "--group-add", "10", "busybox", "sleep", "60")
+    try:
+        rt.cli("run", "-d", "--name", "eg", "--group-add", "10", "busybox", "sleep", "60", check=True)
+        for args, expected in EXEC_GROUPS.items():
+            assert docker.cli("exec", *args, "eg", "id") == expected, args
+            assert rt.cli("exec", *args, "eg", "id", check=True).stdout == expected, args
+        # the process's other settings survive the whole-process form
+        probe = ("exec", "-u", "nobody", "-w", "/tmp", "-e", "A=b", "eg", "sh", "-c", "echo $A $PWD $HOME")
+        assert rt.cli(*probe, check=True).stdout == docker.cli(*probe)
+    finally:
+        docker.run("rm", "-f", "eg")
+
+
 def test_ipc_modes(rt: Dockyard) -> None:
     host = _host_ns("ipc")
     assert _out(rt, "--ipc", "host", "busybox", "readlink", "/proc/self/ns/ipc").strip() == host

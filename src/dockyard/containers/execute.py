@@ -30,40 +30,49 @@ def _fd(stream: Any, default: int, opened: "list[int]") -> int:
     return stream.fileno()
 
 
-def _user(containers: "Containers", record: "ContainerRecord", user: str | None) -> str | None:
-    """``name[:group]`` -> ``uid:gid`` from the container's /etc/passwd (runtimes want numbers)."""
-    if not user:
-        return None
-    name, _, group = user.partition(":")
-    if name.isdigit() and (not group or group.isdigit()):
-        return f"{name}:{group or 0}"
+def _user(containers: "Containers", record: "ContainerRecord",
+          user: str | None) -> "tuple[str, list[int], str]":
+    """``name[:group]`` -> (``uid:gid``, supplementary gids, home) from the container's /etc/passwd and
+    /etc/group plus its ``--group-add``, as Docker's exec computes them (runtimes want numbers).
+    No user is root (numbers: the runtimes would otherwise keep the container's own user)."""
     from dockyard.runtime.spec import resolve_user
 
-    resolved = resolve_user(os.path.join(containers.container_dir(record.id), "rootfs"), user)
-    return f"{resolved['uid']}:{resolved['gid']}"
+    resolved = resolve_user(os.path.join(containers.container_dir(record.id), "rootfs"), user or "0",
+                            record.host_config.get("GroupAdd") or None)
+    return f"{resolved['uid']}:{resolved['gid']}", resolved["additionalGids"], resolved["home"]
+
+
+def exec_action(command: "list[str]") -> str:
+    """Docker's exec events name the command ("exec_start: sh -c ls": the first word, then the
+    rest joined, one space after it even with no arguments)."""
+    return command[0] + " " + " ".join(command[1:]) if command else ""
 
 
 def run_exec(containers: "Containers", record: "ContainerRecord", command: list[str], *, env: list[str],
              user: str | None, workdir: str | None, detach: bool, stdin: Any, stdout: Any, stderr: Any,
-             console_socket: str | None = None) -> int:
+             console_socket: str | None = None, exec_id: str | None = None) -> int:
     """The process's exit code (0 for ``detach``). ``console_socket``: run it on a terminal
-    of the container's own, whose master the runtime sends to that socket."""
+    of the container's own, whose master the runtime sends to that socket. ``exec_id``: an
+    exec created earlier (the API's exec create recorded its exec_create event)."""
     from dockyard.runtime.adapter import OCIRuntimeError
 
-    uid_gid = _user(containers, record, user or record.container_config.get("User") or None)
+    uid_gid, gids, home = _user(containers, record, user or record.container_config.get("User") or None)
+    # HOME is the exec user's unless the image or the exec sets it (the runtime's rule at start)
+    if not any(item.startswith("HOME=") for item in [*(record.container_config.get("Env") or []), *env]):
+        env = [f"HOME={home}", *env]
     if workdir and not workdir.startswith("/"):
         raise ExecError(f"the working directory '{workdir}' is invalid, it needs to be an absolute path", 125)
     opened: "list[int]" = []
-    # Docker's exec events: the action names the command ("exec_start: sh -c ls", the first
-    # word and then the rest joined: one space after it even with no arguments).
-    exec_id = os.urandom(32).hex()
-    action = command[0] + " " + " ".join(command[1:]) if command else ""
-    containers.event("exec_create: " + action, record, execID=exec_id)
+    action = exec_action(command)
+    if exec_id is None:
+        exec_id = os.urandom(32).hex()
+        containers.event("exec_create: " + action, record, execID=exec_id)
     try:
         stdio = (_fd(stdin, 0, opened), _fd(stdout, 1, opened), _fd(stderr, 2, opened))
         containers.event("exec_start: " + action, record, execID=exec_id)
         code = containers.runtime_of(record).exec(record.id, command, stdio=stdio, env=env, cwd=workdir,
-                                                  user=uid_gid, detach=detach, console_socket=console_socket)
+                                                  user=uid_gid, detach=detach, console_socket=console_socket,
+                                                  additional_gids=gids)
         if not detach:
             containers.event("exec_die", record, execID=exec_id, exitCode=str(code))
         return code

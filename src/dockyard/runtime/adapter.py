@@ -100,10 +100,11 @@ class Runtime:
 
     def exec(self, container_id: str, args: "Sequence[str]", *, stdio: "tuple[int, int, int]", env: "Sequence[str]" = (),
              cwd: str | None = None, user: str | None = None, detach: bool = False,
-             console_socket: str | None = None) -> int:
+             console_socket: str | None = None, additional_gids: "Sequence[int] | None" = None) -> int:
         """Run a process in the running container with ``stdio``; its exit code (0 with
         ``detach``). ``env`` adds to the container's own environment. With
-        ``console_socket`` the process gets a terminal whose master goes to that socket."""
+        ``console_socket`` the process gets a terminal whose master goes to that socket.
+        ``additional_gids`` replaces the container process's supplementary groups."""
         raise NotImplementedError
 
     def ps(self, container_id: str) -> "list[int]":

@@ -144,7 +144,7 @@ class OCIRuntime(Runtime):
     def exec(self, container_id: str, args: Sequence[str], *, stdio: "tuple[int, int, int] | None" = None,
              env: Sequence[str] = (), cwd: str | None = None, user: str | None = None,
              process: dict[str, Any] | None = None, detach: bool = False, console_socket: str | None = None,
-             timeout: float | None = None) -> int:
+             timeout: float | None = None, additional_gids: Sequence[int] | None = None) -> int:
         """Run a process in a running container (``process`` is a full OCI process object;
         otherwise the container's own, with ``args``/``env``/``cwd``/``user`` changed); its
         exit code. ``console_socket``: the process gets a terminal, whose master comes to
@@ -171,6 +171,19 @@ class OCIRuntime(Runtime):
             cmd += ["--cwd", cwd]
         if user:
             cmd += ["--user", user]
+        if additional_gids is not None and process is None:
+            # crun exec has no --additional-gids and runc's adds to the container's groups: both
+            # are given the whole process (as containerd gives runc); pyrunc's -g replaces them
+            if self.name != "pyrunc":
+                process_path = os.path.join(workdir, "process.json")
+                with open(process_path, "w") as f:
+                    json.dump(self._exec_process(container_id, args, env, cwd, user, additional_gids,
+                                                 bool(console_socket)), f)
+                cmd = ["exec", "--pid-file", pid_file, "--process", process_path]
+                args = ()
+            else:
+                for gid in additional_gids:
+                    cmd += ["--additional-gids", str(gid)]
         # runc hands a terminal's master to a console socket only when it detaches: the
         # process is then waited for here, as its subreaper (containerd's shim does the same).
         waits_itself = bool(console_socket) and not detach
@@ -179,7 +192,7 @@ class OCIRuntime(Runtime):
         if console_socket:
             cmd += ["--tty", "--console-socket", console_socket]
         cmd.append(container_id)
-        if process is None:
+        if "--process" not in cmd:
             cmd += list(args)
         if waits_itself:
             _become_subreaper()
@@ -257,6 +270,25 @@ class OCIRuntime(Runtime):
             key, _, value = item.partition("=")
             merged[key] = value
         return [f"{k}={v}" for k, v in merged.items()]
+
+    def _exec_process(self, container_id: str, args: Sequence[str], env: Sequence[str], cwd: str | None,
+                      user: str | None, additional_gids: Sequence[int], terminal: bool) -> dict[str, Any]:
+        """The container's process with an exec's changes, for a runtime told by ``--process``."""
+        bundle = self.state(container_id).bundle
+        process = dict(json.loads((Path(bundle) / "config.json").read_text())["process"])
+        process["args"] = list(args)
+        process["env"] = self._exec_env(container_id, env)
+        process["terminal"] = terminal
+        process.pop("consoleSize", None)
+        if cwd:
+            process["cwd"] = cwd
+        ids = dict(process.get("user") or {})
+        if user:
+            uid, _, gid = user.partition(":")
+            ids["uid"], ids["gid"] = int(uid), int(gid or 0)
+        ids["additionalGids"] = list(additional_gids)
+        process["user"] = ids
+        return process
 
     def _run_container_verb(self, args: list[str], stdin: _Stream, stdout: _Stream, stderr: _Stream,
                             timeout: float | None) -> None:

@@ -40,7 +40,7 @@ class PyruncRuntime(Runtime):
 
     def exec(self, container_id: str, args: "Sequence[str]", *, stdio: "tuple[int, int, int]",
              env: "Sequence[str]" = (), cwd: str | None = None, user: str | None = None, detach: bool = False,
-             console_socket: str | None = None) -> int:
+             console_socket: str | None = None, additional_gids: "Sequence[int] | None" = None) -> int:
         argv = ["exec"]
         for item in env:
             argv += ["--env", item]
@@ -48,6 +48,8 @@ class PyruncRuntime(Runtime):
             argv += ["--cwd", cwd]
         if user:
             argv += ["--user", user]
+        for gid in additional_gids or ():
+            argv += ["--additional-gids", str(gid)]
         if detach:
             argv.append("--detach")
         if console_socket:
