@@ -78,3 +78,50 @@ def test_a_bad_dockerfile_or_base_image_is_an_error_exit_1(api, tmp_path: Path) 
     (missing / "Dockerfile").write_text("FROM 127.0.0.1:1/nosuch/image:v1\n")
     result = api.docker("build", str(missing))
     assert result.returncode == 1 and "nosuch/image" in result.stderr
+
+
+def test_no_cache_dockerfile_path_and_stdin_dockerfile(api, tmp_path: Path) -> None:
+    ctx = context(tmp_path, "FROM busybox\nRUN echo default\n",
+                  **{"Other.dockerfile": "FROM busybox\nRUN echo from-other > /which\n"})
+    first = api.docker("build", "--network", "none", "-f", str(ctx / "Other.dockerfile"), "-t", "other:1", str(ctx))
+    assert first.returncode == 0, (first.stderr, api.logs()[-3000:])
+    assert "Step 2/2 : RUN echo from-other > /which" in first.stdout
+    cached = api.docker("build", "--network", "none", "-f", str(ctx / "Other.dockerfile"), "-t", "other:1", str(ctx))
+    assert " ---> Using cache" in cached.stdout
+    fresh = api.docker("build", "--network", "none", "--no-cache", "-f", str(ctx / "Other.dockerfile"), "-t", "other:1", str(ctx))
+    assert fresh.returncode == 0 and "Using cache" not in fresh.stdout
+    # docker build - < Dockerfile: the body is the Dockerfile alone, no context.
+    piped = api.docker("build", "--network", "none", "-t", "piped:1", "-", input="FROM busybox\nLABEL piped=yes\n")
+    assert piped.returncode == 0, piped.stderr
+    labels = json.loads(api.docker("image", "inspect", "piped:1").stdout)[0]["Config"]["Labels"]
+    assert labels == {"piped": "yes"}
+
+
+def test_build_pulls_a_missing_base_and_pull_refreshes_a_stale_one(api, distribution, repo_name, busybox_tar: Path,
+                                                                  tmp_path: Path) -> None:
+    base = f"{distribution.address}/{repo_name}:base"
+    assert api.docker("tag", "busybox", base).returncode == 0
+    assert api.docker("push", base).returncode == 0
+    assert api.docker("rmi", base).returncode == 0
+    ctx = context(tmp_path, f"FROM {base}\nRUN true\n")
+    missing = api.docker("build", "--network", "none", "-t", "onbase:1", str(ctx))
+    assert missing.returncode == 0, (missing.stderr, api.logs()[-3000:])
+    registry_id = json.loads(api.docker("image", "inspect", base).stdout)[0]["Id"]
+    # A local image under the same name (other CMD): without --pull it is used, with --pull the registry's.
+    stale = api.docker("import", "-c", 'CMD ["stale"]', "-", base, input=busybox_tar.read_bytes(), text=False)
+    assert stale.returncode == 0
+    local = api.docker("build", "--network", "none", "-t", "onbase:2", str(ctx))
+    assert json.loads(api.docker("image", "inspect", "onbase:2").stdout)[0]["Config"]["Cmd"] == ["stale"], local
+    pulled = api.docker("build", "--network", "none", "--pull", "-t", "onbase:3", str(ctx))
+    assert pulled.returncode == 0, pulled.stderr
+    assert json.loads(api.docker("image", "inspect", "onbase:3").stdout)[0]["Config"]["Cmd"] == ["sh"]
+    assert json.loads(api.docker("image", "inspect", base).stdout)[0]["Id"] == registry_id
+
+
+def test_build_for_another_platform_is_refused(api, tmp_path: Path) -> None:
+    ctx = context(tmp_path, "FROM busybox\n")
+    import platform as host
+
+    other = "linux/s390x" if host.machine() != "s390x" else "linux/amd64"
+    result = api.docker("build", "--platform", other, str(ctx))
+    assert result.returncode == 1 and f"platform {other} cannot be built" in result.stderr
