@@ -154,11 +154,13 @@ def _open(path: str) -> "int | None":
 def read(root: str, since: int | None = None, until: int | None = None,
          filters: "Mapping[str, Sequence[str]] | None" = None, follow: bool = False,
          interval: float = 0.15, stop: "Callable[[], bool] | None" = None,
-         history: bool = True) -> "Iterator[dict]":
+         history: bool = True, idle: bool = False) -> "Iterator[dict]":
     """Events with ``since <= timeNano <= until`` (nanoseconds; None: unbounded) that pass
     ``filters``, oldest first. With ``follow`` it then waits for new ones (polling every
     ``interval`` seconds) until ``until`` has passed or ``stop()`` is true. Without
-    ``history`` only events logged from now on (``docker events`` with no time given)."""
+    ``history`` only events logged from now on (``docker events`` with no time given).
+    With ``idle`` it yields None where it would sleep, and the caller waits (the API
+    service's followers wait on its event loop, not in a thread each)."""
     directory = events_dir(root)
     current = os.path.join(directory, CURRENT)
     match = Matcher(filters or {})
@@ -180,12 +182,12 @@ def read(root: str, since: int | None = None, until: int | None = None,
     fd = _open(current)  # first, so that a rotation while we read the older file loses nothing
     if fd is not None and not history:
         os.lseek(fd, 0, os.SEEK_END)  # now, not at the first next(): "from now on" means the call
-    return _iterate(fd, directory, current, wanted, history, follow, until, interval, stop)
+    return _iterate(fd, directory, current, wanted, history, follow, until, interval, stop, idle)
 
 
 def _iterate(fd: "int | None", directory: str, current: str, wanted: "Callable[[bytes], dict | None]",
              history: bool, follow: bool, until: int | None, interval: float,
-             stop: "Callable[[], bool] | None") -> "Iterator[dict]":
+             stop: "Callable[[], bool] | None", idle: bool = False) -> "Iterator[dict]":
     try:
         old = _open(os.path.join(directory, ROTATED)) if history else None
         if old is not None:
@@ -208,7 +210,10 @@ def _iterate(fd: "int | None", directory: str, current: str, wanted: "Callable[[
                 return
             if until is not None and time.time_ns() > until:
                 return
-            time.sleep(interval)
+            if idle:
+                yield None  # type: ignore[misc]
+            else:
+                time.sleep(interval)
             fd = _reopen_if_rotated(fd, current, pending)
     finally:
         if fd is not None:
