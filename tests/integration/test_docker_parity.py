@@ -140,6 +140,7 @@ ERROR_CASES: list[tuple[list[list[str]], list[str], bool]] = [
     ([RUNNING], ["unpause", "p1"], True),
     ([RUNNING], ["rmi", "busybox"], True),
     ([RUNNING], ["start", "p1"], True),
+    ([RUNNING], ["exec", "-it", "p1", "true"], True),
     ([STOPPED], ["pause", "p2"], True),
     ([STOPPED], ["exec", "p2", "true"], True),
     ([STOPPED], ["stop", "p2"], True),

@@ -686,6 +686,10 @@ def exec_(engine: Any, detach: bool, env: Sequence[str], env_file: Sequence[str]
     for source in containers.replaced_binds(record):
         echo_err(replaced_bind_warning(record.name, source))
     env_list = _read_kv_files(env_file) + list(env)
+    if tty and interactive and not detach and not os.isatty(0):   # the docker CLI's CheckTty
+        from dockyard.errors import DockyardError
+
+        raise DockyardError("the input device is not a TTY", exit_code=1)
     if tty and not detach and os.isatty(0):
         sys.exit(_exec_tty(containers, record, command, env_list, user, workdir, interactive))
     stdin = None if interactive and not detach else DEVNULL
