@@ -125,3 +125,21 @@ def test_build_for_another_platform_is_refused(api, tmp_path: Path) -> None:
     other = "linux/s390x" if host.machine() != "s390x" else "linux/amd64"
     result = api.docker("build", "--platform", other, str(ctx))
     assert result.returncode == 1 and f"platform {other} cannot be built" in result.stderr
+
+
+def test_build_output_streams_while_the_step_runs(api, tmp_path: Path) -> None:
+    """Each line reaches the client when the step prints it, not when the build ends."""
+    import time
+
+    import docker as docker_py
+
+    ctx = context(tmp_path, "FROM busybox\nRUN echo first-line && sleep 3 && echo last-line\n")
+    client = docker_py.APIClient(base_url=api.url, version="1.41", timeout=120)
+    seen: dict[str, float] = {}
+    for message in client.build(path=str(ctx), network_mode="none", decode=True):
+        text = message.get("stream", "")
+        for word in ("first-line", "last-line"):
+            if text.strip() == word:
+                seen[word] = time.monotonic()
+        assert "error" not in message, message
+    assert seen["last-line"] - seen["first-line"] > 2

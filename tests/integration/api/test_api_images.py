@@ -268,10 +268,21 @@ def test_push_and_pull_use_the_x_registry_auth_header_only(api, distribution_aut
     assert "error" not in pushed[-1], pushed[-1]
     assert any(m.get("aux", {}).get("Tag") == "v1" for m in pushed)
     client.remove_image(f"{repo}:v1")
-    with pytest.raises(docker_py.errors.APIError):
+    client.remove_image("busybox")
+    with pytest.raises(docker_py.errors.APIError) as denied:
         client.pull(repo, "v1")
-    client.pull(repo, "v1", auth_config=creds)
-    assert f"{repo}:v1" in client.inspect_image(f"{repo}:v1")["RepoTags"]
+    assert "pull access denied" in str(denied.value) or "unauthorized" in str(denied.value).lower()
+    messages = list(client.pull(repo, "v1", auth_config=creds, stream=True, decode=True))
+    assert messages[0] == {"status": f"Pulling from {repo_name}", "id": "v1"}
+    layer = messages[1]["id"]
+    assert messages[1] == {"status": "Pulling fs layer", "progressDetail": {}, "id": layer}
+    downloading = [m for m in messages if m.get("status") == "Downloading"]
+    assert downloading and downloading[-1]["progressDetail"]["current"] == downloading[-1]["progressDetail"]["total"]
+    statuses = [m["status"] for m in messages if m.get("id") == layer]
+    assert statuses.index("Download complete") < statuses.index("Pull complete")
+    assert messages[-2]["status"].startswith("Digest: sha256:")
+    assert messages[-1] == {"status": f"Status: Downloaded newer image for {repo}:v1"}
+    assert client.inspect_image(f"{repo}:v1")["RepoTags"] == [f"{repo}:v1"]
 
 
 # ---------------------------------------------------------------- prune, search
