@@ -305,3 +305,32 @@ def test_search_of_a_registry_without_v1_search_is_a_clear_error(api, distributi
     result = api.docker("search", f"{distribution.address}/busybox")
     assert result.returncode == 1
     assert "does not support search" in result.stderr
+
+
+def test_a_pull_failing_mid_stream_ends_with_the_error_line(api, distribution, repo_name, tmp_path: Path) -> None:
+    import io
+    import os
+    import tarfile
+
+    # A layer of its own (the registry's blobs are shared by every repository in the session).
+    layer = tmp_path / "unique.tar"
+    with tarfile.open(layer, "w") as tar:
+        data = os.urandom(64 << 10)
+        info = tarfile.TarInfo("unique.bin")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    target = f"{distribution.address}/{repo_name}:v1"
+    assert api.docker("import", str(layer), target).returncode == 0
+    pushed = ok(api.docker("push", target), api)
+    ok(api.docker("rmi", target))
+    blobs = distribution.storage / "docker/registry/v2/blobs/sha256"
+    digests = re.findall(r"^([0-9a-f]{12}): Pushed$", pushed, re.M)
+    assert len(digests) == 1
+    (data_file,) = [p for p in blobs.glob(f"*/{digests[0]}*/data")]
+    data_file.unlink()
+    result = api.docker("pull", target)
+    assert result.returncode == 1
+    assert f"{digests[0]}: Pulling fs layer" in result.stdout   # the stream had begun
+    # the errorDetail line, printed as it is (not an "Error response from daemon")
+    assert result.stderr.strip() == "blob unknown: blob unknown to registry"
+    assert api.docker("image", "inspect", target).returncode == 1
