@@ -160,6 +160,8 @@ def test_save_load_round_trip_and_loading_dockerds_save(api, docker, tmp_path: P
         assert [m["RepoTags"] for m in json.load(tar.extractfile("manifest.json"))] == [["fromdockerd:v1"]]
     quiet = api.docker("load", "-q", input=one, text=False)
     assert quiet.returncode == 0 and quiet.stdout.decode() == "Loaded image: fromdockerd:v1\n"
+    garbage = api.docker("load", input=b"not a tar at all" * 100, text=False)
+    assert garbage.returncode == 1 and garbage.stderr.startswith(b"Error response from daemon: ")
 
 
 def test_import_from_stdin_with_changes_and_message(api, busybox_tar: Path) -> None:
@@ -295,6 +297,10 @@ def test_image_prune_removes_dangling_images_only(api, busybox_tar: Path, run_cl
     assert "busybox" in ok(api.docker("images"))
     assert dangling not in run_cli("images", "-q", "--no-trunc").stdout
     assert ok(api.docker("image", "prune", "-f")) == "Total reclaimed space: 0B\n"
+    labelled = api.docker("import", "-c", "LABEL team=web", "-", "labelled:1", input=busybox_tar.read_bytes(),
+                          text=False).stdout.decode().strip()
+    only = ok(api.docker("image", "prune", "-a", "-f", "--filter", "label=team=web"), api)
+    assert "untagged: labelled:1" in only and f"deleted: {labelled}" in only and "busybox" not in only
     run_cli("tag", "busybox", "extra:1", check=True)
     everything = ok(api.docker("image", "prune", "-a", "-f"))
     assert "untagged: busybox:latest" in everything and "untagged: extra:1" in everything
