@@ -153,10 +153,16 @@ async def connect(request: web.Request) -> web.Response:
     body = await http.json_body(request)
     container = _container_of(body)
     endpoint = body.get("EndpointConfig") or {}
-    aliases = [str(a) for a in endpoint.get("Aliases") or []]
+    if not isinstance(endpoint, dict):
+        raise http.bad_request("invalid EndpointConfig: expected an object")
+    # What the engine's connect takes (the CLI's --alias and --ip); anything else given is
+    # refused by name rather than dropped (empty fields, as clients send them, are fine).
+    unsupported = sorted(k for k, v in endpoint.items() if v and k not in ("Aliases", "IPAMConfig"))
     ipam = endpoint.get("IPAMConfig") or {}
-    if ipam.get("IPv6Address") or ipam.get("LinkLocalIPs"):
-        raise http.bad_request("IPv6 and link-local addresses are not supported")
+    unsupported += sorted(f"IPAMConfig.{k}" for k, v in ipam.items() if v and k != "IPv4Address")
+    if unsupported:
+        raise http.bad_request(f"EndpointConfig {', '.join(unsupported)} is not supported by dockyard")
+    aliases = [str(a) for a in endpoint.get("Aliases") or []]
     ip = ipam.get("IPv4Address") or ""
 
     def run(engine: Any) -> None:

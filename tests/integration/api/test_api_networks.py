@@ -158,6 +158,10 @@ def test_connect_and_disconnect_a_container(api, run_cli, oracle) -> None:
     # Connected again, and disconnecting what is not connected: errors, as dockerd's.
     again = api.docker("network", "connect", "backend", "app")
     assert again.returncode == 1 and "already exists in network backend" in again.stderr
+    status, answer = raw(api, "POST", "/networks/backend/connect",
+                         json.dumps({"Container": "app", "EndpointConfig": {"Links": ["other:alias"],
+                                                                            "Aliases": []}}).encode())
+    assert (status, json.loads(answer)) == (400, {"message": "EndpointConfig Links is not supported by dockyard"})
     missing = ("network", "connect", "backend", "no-such-container")
     ours, theirs = api.docker(*missing), oracle.run(*missing)
     assert (ours.returncode, ours.stderr) == (theirs.returncode, theirs.stderr)
