@@ -43,7 +43,7 @@ async def list_networks(request: web.Request) -> web.Response:
 
     filters = http.query_filters(request)
     for key in filters:
-        if key not in LIST_FILTERS:
+        if key not in LIST_FILTERS or key == "until":   # until is prune's, as in dockerd
             raise http.bad_request(f"Invalid filter '{key}'")
 
     def listing(engine: Any) -> list[dict[str, Any]]:

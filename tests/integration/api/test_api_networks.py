@@ -79,8 +79,15 @@ def test_list_route_shape_and_filters(api) -> None:
     assert list(net) == ["Name", "Id", "Created", "Scope", "Driver", "EnableIPv6", "IPAM", "Internal", "Attachable",
                          "Ingress", "ConfigFrom", "ConfigOnly", "Containers", "Options", "Labels"]
     assert net["Labels"] == {"a": "b"} and net["Containers"] == {}
-    status, body = raw(api, "GET", "/networks?filters=" + urllib.parse.quote(json.dumps({"bogus": ["x"]})))
-    assert (status, json.loads(body)) == (400, {"message": "Invalid filter 'bogus'"})
+    for key in ("bogus", "until"):
+        status, body = raw(api, "GET", "/networks?filters=" + urllib.parse.quote(json.dumps({key: ["1"]})))
+        assert (status, json.loads(body)) == (400, {"message": f"Invalid filter '{key}'"})
+    for key, value, names in (("driver", "bridge", ["shaped"]), ("type", "custom", ["shaped"]),
+                              ("label", "a=b", ["shaped"]), ("label", "a=c", []), ("scope", "local", ["shaped"]),
+                              ("dangling", "true", ["shaped"]), ("dangling", "false", [])):
+        query = urllib.parse.quote(json.dumps({key: [value], "name": ["shaped"]}))
+        status, body = raw(api, "GET", "/networks?filters=" + query)
+        assert [n["Name"] for n in json.loads(body)] == names, (key, value)
     status, body = raw(api, "GET", "/networks/shaped?scope=swarm")
     assert (status, json.loads(body)) == (404, {"message": "network shaped not found"})
     status, body = raw(api, "GET", "/networks/shaped?scope=local&verbose=true")
