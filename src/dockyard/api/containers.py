@@ -439,6 +439,10 @@ async def create(request: web.Request) -> web.Response:
 
 # ---------------------------------------------------------------- list, inspect
 
+ENDPOINT_KEYS = ("IPAMConfig", "Links", "Aliases", "NetworkID", "EndpointID", "Gateway", "IPAddress", "IPPrefixLen",
+                 "IPv6Gateway", "GlobalIPv6Address", "GlobalIPv6PrefixLen", "MacAddress", "DriverOpts")
+
+
 def _list_entry(engine: Any, r: Any, published: dict[str, list[Any]], size: bool, now: float) -> dict[str, Any]:
     from dockyard.cli.ops import ps_command, status_text
     from dockyard.containers.store import ACTIVE
@@ -457,9 +461,8 @@ def _list_entry(engine: Any, r: Any, published: dict[str, list[Any]], size: bool
     settings = engine.networks.container_settings(r)
     networks = {}
     for net_name, ep in settings["Networks"].items():
-        ep = dict(ep)
-        ep.pop("DNSNames", None)   # not in API 1.41's EndpointSettings
-        networks[net_name] = ep
+        # API 1.41's EndpointSettings, in its order (no DNSNames yet)
+        networks[net_name] = {key: ep.get(key) for key in ENDPOINT_KEYS}
     mounts = []
     for m in r.config.get("Mounts") or []:
         entry = {"Type": m["Type"]}
