@@ -360,7 +360,9 @@ def extract_to(containers: "Containers", record: "ContainerRecord", path: str, s
             raise _not_found(path, record) from None
         try:
             if not stat.S_ISDIR(os.fstat(dir_fd).st_mode):
-                raise ExtractionError("extraction point is not a directory")
+                refused = ExtractionError("extraction point is not a directory")
+                refused.http_status = 500   # dockerd's status for this one
+                raise refused
             extractor = _CopyExtractor(saferoot.fd_path(dir_fd), path, owner, no_overwrite_dir_non_dir)
             reader = io.BufferedReader(_Raw(stream), buffer_size=archive.CHUNK)
             try:
