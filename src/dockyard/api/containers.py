@@ -308,6 +308,11 @@ def normalise(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dic
     binds = list(host.get("Binds") or []) + anonymous
     try:
         for bind in binds:
+            source = bind.split(":")[0] if bind.count(":") >= 1 and not bind.startswith("/") else ""
+            if source.startswith("."):   # the CLI's cwd means nothing here: dockerd takes it for a volume name
+                raise http.bad_request(f'create {source}: "{source}" includes invalid characters for a local volume '
+                                       'name, only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass '
+                                       "a host directory, use absolute path")
             mounts_mod.parse_volume(bind)   # Docker's message for a bad one
     except DockyardError as e:
         raise http.bad_request(e.message) from None
@@ -384,9 +389,12 @@ def check_image(engine: Any, image: str, platform: str | None) -> None:
 
         try:
             wanted = platforms.parse(platform)
+            if wanted.os not in ("linux", "windows", "darwin", "freebsd") or \
+                    wanted.architecture not in set(platforms._ARCH.values()) | {"mips64le", "riscv64"}:
+                raise DockyardError(platform)   # the CLI's own check (cli/ops._platform)
         except DockyardError:
-            raise http.bad_request(f'error parsing specified platform: "{platform}": unknown operating system or '
-                                   "architecture: invalid argument") from None
+            raise http.bad_request(f'"{platform}": unknown operating system or architecture: '
+                                   "invalid argument") from None
         conf = engine.image_store.config(found)
         actual = {"os": conf.get("os") or "linux", "architecture": conf.get("architecture") or "",
                   "variant": conf.get("variant") or ""}
@@ -727,7 +735,7 @@ async def remove(request: web.Request) -> web.Response:
 async def prune(request: web.Request) -> web.Response:
     filters = http.query_filters(request)
     for key in filters:
-        if key not in ("until", "label"):
+        if key not in ("until", "label", "label!"):
             raise http.bad_request(f"Invalid filter '{key}'")
     removed, freed = await _call400(request, lambda engine: engine.containers.prune(filters))
     return http.json_response({"ContainersDeleted": removed or None, "SpaceReclaimed": freed})

@@ -287,8 +287,10 @@ class Containers:
         return spawn_shim()
 
     def start(self, typed: str, attach_first: bool = False, tty_size: tuple[int, int] | None = None,
-              shim: "SpawnedShim | None" = None) -> StartHandle | None:
-        """Launch the container's shim; None when it already runs (Docker: a no-op)."""
+              shim: "SpawnedShim | None" = None, attach_event: bool = True) -> StartHandle | None:
+        """Launch the container's shim; None when it already runs (Docker: a no-op).
+        ``attach_first``: the shim waits for a first client before it starts the container
+        (an attach, or the API's watch of a ``wait``); ``attach_event``: that client attaches."""
         try:
             record = self.get(typed)
             if record.status == PAUSED:
@@ -297,16 +299,16 @@ class Containers:
                 if shim is not None:
                     shim.cancel()
                 return None
-            return self._launch(record, attach_first, tty_size, shim)
+            return self._launch(record, attach_first, tty_size, shim, attach_event)
         except BaseException:
             if shim is not None and shim.process.returncode is None and not shim.process.stdin.closed:
                 shim.cancel()
             raise
 
     def _launch(self, record: ContainerRecord, attach_first: bool, tty_size: tuple[int, int] | None,
-                shim: "SpawnedShim | None") -> StartHandle:
+                shim: "SpawnedShim | None", attach_event: bool = True) -> StartHandle:
         cid = record.id
-        if attach_first:  # Docker's order: a client attaches, then the container starts (or fails to)
+        if attach_first and attach_event:  # Docker's order: a client attaches, then the container starts (or fails to)
             self.event("attach", record)
         bundle = self.container_dir(cid)
         # before anything is mounted or plugged in: a log the driver cannot rotate fails the start
@@ -604,6 +606,7 @@ class Containers:
         """Remove stopped containers (Docker's filters: ``until``, ``label``); (IDs, bytes freed)."""
         filters = dict(filters or {})
         until = filters.pop("until", None)
+        not_labels = filters.pop("label!", None) or ()   # prune's own filter (Docker's ps has none)
         if until:
             from dockyard.containers.logs import parse_since
 
@@ -613,6 +616,8 @@ class Containers:
             if record.status in ACTIVE or record.status == "removing":
                 continue
             if until and record.created >= cutoff:
+                continue
+            if any(_matches(self, record, {"label": [v]}) for v in not_labels):
                 continue
             freed += tree_size(os.path.join(self.container_dir(record.id), "upper"))
             self.remove(record.id)
@@ -801,8 +806,9 @@ class Containers:
     def exec(self, typed: str, command: Sequence[str], *, env: Sequence[str] = (), user: str | None = None,
              workdir: str | None = None, detach: bool = False, stdin: Any = DEVNULL,
              stdout: Any = None, stderr: Any = None, privileged: bool = False,
-             console_socket: str | None = None) -> int:
-        """Run ``command`` in the running container; its exit code (0 for ``detach``)."""
+             console_socket: str | None = None, exec_id: str | None = None) -> int:
+        """Run ``command`` in the running container; its exit code (0 for ``detach``).
+        ``exec_id``: an exec the API created (and recorded exec_create of) earlier."""
         from dockyard.containers.execute import run_exec
 
         record = self.get(typed)
@@ -811,7 +817,8 @@ class Containers:
         if record.status != RUNNING:
             raise ConflictError(f"Container {record.id} is not running")
         return run_exec(self, record, list(command), env=list(env), user=user, workdir=workdir, detach=detach,
-                        stdin=stdin, stdout=stdout, stderr=stderr, console_socket=console_socket)
+                        stdin=stdin, stdout=stdout, stderr=stderr, console_socket=console_socket,
+                        exec_id=exec_id)
 
     # ------------------------------------------------------------------ logs
 

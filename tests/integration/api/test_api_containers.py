@@ -418,3 +418,31 @@ def test_a_client_leaving_an_export_midway_leaks_nothing(api, run_cli, sleeper) 
         assert descriptors() <= baseline, (baseline, os.listdir(f"/proc/{pid}/fd"), api.logs()[-2000:])
     status, _, _ = request(api.url, "GET", "/v1.41/containers/big/json")
     assert status == 200
+
+
+def test_rm_v_removes_the_anonymous_volumes(api, run_cli) -> None:
+    ok(api.docker("create", "--name", "vols", "-v", "/data", "busybox", "true"))
+    volume = json.loads(ok(api.docker("inspect", "vols")))[0]["Mounts"][0]["Name"]
+    assert volume in ok(run_cli("volume", "ls", "-q")).split()
+    ok(api.docker("rm", "-v", "vols"))
+    assert volume not in ok(run_cli("volume", "ls", "-q")).split()
+
+
+def test_create_platform_and_relative_binds_as_dockerd(api, docker) -> None:
+    for body, query in (({"Image": "busybox"}, "?platform=linux/arm64"), ({"Image": "busybox"}, "?platform=bogus"),
+                        ({"Image": "busybox", "HostConfig": {"Binds": ["./rel:/x"]}}, ""),
+                        ({"Image": "busybox", "HostConfig": {"Binds": ["rel/x:/x"]}}, "")):
+        mine = request(api.url, "POST", "/v1.41/containers/create" + query, body)
+        theirs = request(dockerd_url(docker), "POST", "/v1.41/containers/create" + query, body)
+        assert (mine[0], json.loads(mine[2])) == (theirs[0], json.loads(theirs[2])), (body, query)
+    status, _, data = request(api.url, "POST", "/v1.41/containers/create?platform=linux/amd64",
+                              {"Image": "busybox", "Cmd": ["true"]})
+    assert status == 201, data
+
+
+def test_prune_keeps_what_label_not_names(api, run_cli) -> None:
+    run_cli("create", "--name", "keep", "-l", "keep=1", "busybox", "true", check=True)
+    run_cli("create", "--name", "drop", "busybox", "true", check=True)
+    out = ok(api.docker("container", "prune", "-f", "--filter", "label!=keep"))
+    assert out.startswith("Deleted Containers:\n")
+    assert ok(run_cli("ps", "-a", "--format", "{{.Names}}")).split() == ["keep"]
