@@ -356,7 +356,9 @@ async def create(request: web.Request) -> web.StreamResponse:
     from dockyard import reference
     from dockyard.oci import platform as platforms
 
-    ref = reference.parse((f"{image}@{tag}" if tag.startswith("sha256:") else f"{image}:{tag}") if tag else image)
+    ref = reference.parse((f"{image}@{tag}" if tag.startswith("sha256:") else f"{image}:{tag}") if tag else image,
+                          default_tag=False)
+    all_tags = not ref.tag and not ref.digest   # no tag anywhere: every tag (docker pull -a)
     text = request.query.get("platform", "")
     try:
         wanted = platforms.parse(text) if text else None
@@ -365,7 +367,25 @@ async def create(request: web.Request) -> web.StreamResponse:
     creds = registry_auth(request)
 
     def work(engine: Any, emit: Emit) -> None:
-        engine.images.pull(ref, platform=wanted, progress=JsonProgress(emit), creds=creds)
+        if not all_tags:
+            engine.images.pull(ref, platform=wanted, progress=JsonProgress(emit), creds=creds)
+            return
+        newer = False
+
+        def each(item: dict) -> None:
+            nonlocal newer
+            status = str(item.get("status", ""))
+            if status.startswith("Status: "):   # one Status line for the repository, at the end
+                newer = newer or status.startswith("Status: Downloaded newer image")
+                return
+            emit(item)
+
+        for name in registry_tags(engine, ref, creds):
+            engine.images.pull(ref.with_tag(name), platform=wanted,
+                               progress=JsonProgress(each), creds=creds)
+        repo = ref.familiar_repository
+        emit({"status": f"Status: Downloaded newer image for {repo}" if newer
+              else f"Status: Image is up to date for {repo}"})
 
     # "Pulling from" is held: a missing tag is then a 404, as dockerd answers it.
     try:
@@ -375,6 +395,32 @@ async def create(request: web.Request) -> web.StreamResponse:
         if e.message.startswith("manifest for ") or e.message.startswith("pull access denied"):
             raise http.ApiError(404, e.message) from None
         raise
+
+
+def registry_tags(engine: Any, ref: Any, creds: Any) -> list[str]:
+    """The repository's tags (GET /v2/NAME/tags/list, following Link pages), sorted."""
+    from dockyard.distribution.client import RegistryClient
+
+    async def fetch() -> list[str]:
+        tags: list[str] = []
+        async with RegistryClient(engine.settings, ref.registry_host, creds) as client:
+            url: Any = client.url(f"{ref.path}/tags/list")
+            for _ in range(100):   # pages
+                async with client.request("GET", url, scopes=[f"repository:{ref.path}:pull"],
+                                          what=f"tags of {ref.path}") as resp:
+                    data = await resp.json(content_type=None)
+                    link = resp.headers.get("Link", "")
+                tags += list((data or {}).get("tags") or [])
+                page = re.match(r"<([^>]+)>", link)
+                if not page:
+                    break
+                url = str(client.base) + page[1]
+        return sorted(set(tags))
+
+    found = asyncio.run(fetch())
+    if not found:
+        raise NotFoundError(f"no tags found for {ref.familiar_repository}")
+    return found
 
 
 async def _import(request: web.Request, source: str) -> web.StreamResponse:

@@ -340,3 +340,21 @@ def test_a_pull_failing_mid_stream_ends_with_the_error_line(api, distribution, r
     # the errorDetail line, printed as it is (not an "Error response from daemon")
     assert result.stderr.strip() == "blob unknown: blob unknown to registry"
     assert api.docker("image", "inspect", target).returncode == 1
+
+
+def test_pull_all_tags(api, docker, distribution, repo_name) -> None:
+    repo = f"{distribution.address}/{repo_name}"
+    for tag in ("a", "b"):
+        ok(api.docker("tag", "busybox", f"{repo}:{tag}"))
+        ok(api.docker("push", f"{repo}:{tag}"), api)
+        ok(api.docker("rmi", f"{repo}:{tag}"))
+    ours = ok(api.docker("pull", "-a", repo), api)
+    theirs = docker.cli("pull", "-a", repo)
+    # every tag (dockerd's order differs: it is not a promise)
+    assert sorted(line for line in ours.splitlines() if "Pulling from" in line) == \
+        sorted(line for line in theirs.splitlines() if "Pulling from" in line) == \
+        [f"a: Pulling from {repo_name}", f"b: Pulling from {repo_name}"]
+    assert ours.splitlines()[-2:] == theirs.splitlines()[-2:] == \
+        [f"Status: Downloaded newer image for {repo}", repo]
+    tags = ok(api.docker("images", "--format", "{{.Tag}}", repo)).split()
+    assert sorted(tags) == ["a", "b"]
