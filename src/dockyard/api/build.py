@@ -156,6 +156,7 @@ async def build(request: web.Request) -> web.StreamResponse:
     http.query_bool(request, "rm", True)
     http.query_bool(request, "forcerm")
     platform = q.get("platform") or None
+    registry_auth = registry_config(request)
     body = body_stream(request)
 
     def work(engine: Any, emit: Emit) -> None:
@@ -164,7 +165,7 @@ async def build(request: web.Request) -> web.StreamResponse:
 
         options = BuildOptions(tags=tags, build_args=build_args, target=target, no_cache=no_cache, pull=pull,
                                network=_NETWORKS[network], labels=labels, platform=platform,
-                               runtime=os.environ.get("DOCKYARD_RUNTIME") or "")
+                               runtime=os.environ.get("DOCKYARD_RUNTIME") or "", registry_auth=registry_auth)
         with open_context(engine, "-", dockerfile, stdin=body) as ctx:
             progress = ClassicProgress(emit, engine, quiet)
             progress.plan(ctx.dockerfile_text, ctx.dockerfile_name, target, build_args)
@@ -186,6 +187,32 @@ async def build(request: web.Request) -> web.StreamResponse:
             emit({"stream": f"Successfully tagged {reference.parse(tag).familiar()}\n"})
 
     return await job_stream(request, work, error=_error_line)
+
+
+def registry_config(request: web.Request) -> dict[str, Any]:
+    """``X-Registry-Config``: base64url JSON of every registry's credentials by server address,
+    for the base images the build pulls; keyed here as config.json keys them."""
+    import base64
+    import binascii
+
+    from dockyard.distribution.credentials import Credentials, server_key
+
+    text = request.headers.get("X-Registry-Config", "").strip()
+    if not text:
+        return {}
+    try:
+        data = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)) or b"{}")
+    except (binascii.Error, ValueError):
+        return {}   # dockerd goes on without credentials too
+    out: dict[str, Any] = {}
+    for server, entry in (data.items() if isinstance(data, dict) else ()):
+        if not isinstance(entry, dict):
+            continue
+        if entry.get("identitytoken"):
+            out[server_key(server)] = Credentials("<token>", str(entry["identitytoken"]))
+        elif entry.get("username") or entry.get("password"):
+            out[server_key(server)] = Credentials(str(entry.get("username") or ""), str(entry.get("password") or ""))
+    return out
 
 
 def _error_line(error: BaseException, message: str) -> dict:

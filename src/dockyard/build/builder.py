@@ -62,6 +62,8 @@ class BuildOptions:
     platform: str | None = None
     secrets: dict[str, str] = field(default_factory=dict)   # id -> file
     runtime: str = ""
+    # Registry credentials by config.json key (the API's X-Registry-Config); none: config.json's.
+    registry_auth: dict = field(default_factory=dict)
 
 
 @record
@@ -281,7 +283,7 @@ class Builder:
             return found
         vertex = self.progress.vertex(f"[internal] load metadata for {ref}")
         try:
-            image = self.engine.images.pull(ref)
+            image = self.engine.images.pull(ref, creds=self._credentials(ref))
         except DockyardError as e:
             local = self.engine.image_store.find(str(ref)) if self.options.pull else None
             if local is not None:
@@ -293,6 +295,13 @@ class Builder:
                              f"{e.message}") from None
         vertex.done()
         return image
+
+    def _credentials(self, ref: "Any") -> "Any":
+        if not self.options.registry_auth:
+            return None
+        from dockyard.distribution.credentials import server_key
+
+        return self.options.registry_auth.get(server_key(ref.registry_host))
 
     def _trigger(self, text: str, line: int) -> list[dfile.Instruction]:
         parsed = dfile.parse(f"FROM scratch\n{text}\n", self.df.name)

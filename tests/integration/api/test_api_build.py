@@ -143,3 +143,26 @@ def test_build_output_streams_while_the_step_runs(api, tmp_path: Path) -> None:
                 seen[word] = time.monotonic()
         assert "error" not in message, message
     assert seen["last-line"] - seen["first-line"] > 2
+
+
+def test_a_base_image_behind_auth_is_pulled_with_x_registry_config(api, distribution_auth, repo_name,
+                                                                  tmp_path: Path) -> None:
+    """docker-py keeps its login in memory and sends it with the build: the service has none stored."""
+    import docker as docker_py
+
+    client = docker_py.APIClient(base_url=api.url, version="1.41", timeout=120)
+    base = f"{distribution_auth.address}/{repo_name}"
+    creds = {"username": "dockyard", "password": "test-password"}
+    client.tag("busybox", base, "v1")
+    pushed = list(client.push(base, "v1", stream=True, decode=True, auth_config=creds))
+    assert "error" not in pushed[-1], pushed[-1]
+    client.remove_image(f"{base}:v1")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {base}:v1\nLABEL behind=auth\n")
+    with pytest.raises(docker_py.errors.APIError, match="pull access denied"):
+        list(client.build(path=str(ctx), tag="authbase:1", decode=True))
+    client.login("dockyard", "test-password", registry=distribution_auth.address, reauth=True)
+    built = list(client.build(path=str(ctx), tag="authbase:1", decode=True))
+    assert not any("error" in m for m in built), built
+    assert client.inspect_image("authbase:1")["Config"]["Labels"] == {"behind": "auth"}
