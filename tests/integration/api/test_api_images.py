@@ -358,3 +358,47 @@ def test_pull_all_tags(api, docker, distribution, repo_name) -> None:
         [f"Status: Downloaded newer image for {repo}", repo]
     tags = ok(api.docker("images", "--format", "{{.Tag}}", repo)).split()
     assert sorted(tags) == ["a", "b"]
+
+
+def test_search_answers_from_a_registry_with_v1_search(api) -> None:
+    """No registry at hand has the v1 search API: a small stand-in answers it as Docker Hub's index does."""
+    import http.server
+    import threading
+    import urllib.parse
+
+    asked: list[dict] = []
+
+    class Index(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            url = urllib.parse.urlparse(self.path)
+            asked.append(urllib.parse.parse_qs(url.query))
+            results = [{"name": "team/app", "description": "the app", "star_count": 7, "is_official": False,
+                        "is_automated": False},
+                       {"name": "team/app-old", "description": "", "star_count": 1, "is_official": False,
+                        "is_automated": True}]
+            body = json.dumps({"num_results": 2, "query": "app", "results": results}).encode()
+            self.send_response(200 if url.path == "/v1/search" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Index)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        term = f"127.0.0.1:{server.server_address[1]}/app"
+        rows = ok(api.docker("search", "--limit", "5", term), api).splitlines()
+        assert rows[0].split() == ["NAME", "DESCRIPTION", "STARS", "OFFICIAL", "AUTOMATED"]
+        assert rows[1].split() == ["team/app", "the", "app", "7"]
+        assert rows[2].split() == ["team/app-old", "1", "[OK]"]
+        assert asked[-1] == {"q": ["app"], "n": ["5"]}
+        starred = ok(api.docker("search", "--filter", "stars=5", term)).splitlines()
+        assert [r.split()[0] for r in starred[1:]] == ["team/app"]
+        manual = ok(api.docker("search", "--filter", "is-automated=true", term)).splitlines()
+        assert [r.split()[0] for r in manual[1:]] == ["team/app-old"]
+    finally:
+        server.shutdown()
+        server.server_close()
