@@ -166,3 +166,20 @@ def test_a_base_image_behind_auth_is_pulled_with_x_registry_config(api, distribu
     built = list(client.build(path=str(ctx), tag="authbase:1", decode=True))
     assert not any("error" in m for m in built), built
     assert client.inspect_image("authbase:1")["Config"]["Labels"] == {"behind": "auth"}
+
+
+def test_a_large_context_is_unpacked_as_it_arrives(api, tmp_path: Path) -> None:
+    import os
+
+    from tests.integration.api.test_api_images import peak_rss_growth
+
+    ctx = context(tmp_path, "FROM busybox\nCOPY big.bin /big.bin\n")
+    with open(ctx / "big.bin", "wb") as f:
+        for _ in range(3):
+            f.write(os.urandom(32 << 20))
+    growth, result = peak_rss_growth(api.process.pid,
+                                     lambda: api.docker("build", "-t", "bigctx:1", str(ctx), timeout=300))
+    assert result.returncode == 0, (result.stderr, api.logs()[-2000:])
+    assert growth < 48, growth
+    size = json.loads(api.docker("image", "inspect", "bigctx:1").stdout)[0]["Size"]
+    assert size > 96 << 20

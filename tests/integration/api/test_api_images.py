@@ -402,3 +402,54 @@ def test_search_answers_from_a_registry_with_v1_search(api) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def peak_rss_growth(pid: int, action) -> tuple[int, object]:  # noqa: ANN001
+    """(the service's peak RSS growth in MiB while ``action`` runs, what it returned)."""
+    import threading
+    import time
+
+    def rss() -> int:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(line.split()[1]) // 1024 for line in f if line.startswith("VmRSS"))
+
+    start = rss()
+    peak = [start]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak.append(rss())
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        result = action()
+    finally:
+        done.set()
+        sampler.join()
+    return max(peak) - start, result
+
+
+def test_load_and_save_stream_without_holding_the_tar_in_memory(api, run_cli, tmp_path: Path) -> None:
+    import io
+    import os
+    import tarfile
+
+    layer = tmp_path / "big.tar"
+    with tarfile.open(layer, "w") as tar:
+        for i in range(3):
+            data = os.urandom(32 << 20)
+            info = tarfile.TarInfo(f"part{i}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    run_cli("import", str(layer), "big:1", check=True)
+    saved = tmp_path / "saved.tar"
+    growth, result = peak_rss_growth(api.process.pid, lambda: api.docker("save", "-o", str(saved), "big:1"))
+    assert result.returncode == 0, result.stderr
+    assert saved.stat().st_size > 96 << 20 and growth < 48, growth
+    run_cli("rmi", "big:1", check=True)
+    growth, result = peak_rss_growth(api.process.pid, lambda: api.docker("load", "-i", str(saved)))
+    assert result.stdout == "Loaded image: big:1\n", result.stderr
+    assert growth < 48, growth
