@@ -166,10 +166,15 @@ def stream(sock: "socket", *, stdin: bool = False, tty: bool = False, sig_proxy:
             signal.signal(sig, handler)
 
 
+# ``run --rm``'s handshake: the shim's exit frame says ``RemoveRecord``; the client deletes the
+# record (``Containers.forget``), then sends this.
+REMOVAL_CONFIRMATION = frames.pack(frames.CONTROL, b'{"removed": true}')
+
+
 def confirm_removal(sock: "socket") -> None:
     """Tell the shim that we deleted the container's record (``run --rm``)."""
     try:
-        sock.sendall(frames.pack(frames.CONTROL, json.dumps({"removed": True}).encode()))
+        sock.sendall(REMOVAL_CONFIRMATION)
     except OSError:
         pass
     sock.close()
