@@ -305,7 +305,16 @@ def normalise(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dic
     host["Runtime"] = given.get("Runtime") or os.environ.get("DOCKYARD_RUNTIME") or None
     if given.get("CgroupParent"):
         host["CgroupParent"] = _cgroup_parent(given["CgroupParent"])
-    binds = list(host.get("Binds") or []) + anonymous
+    taken = set()
+    for bind in host.get("Binds") or []:
+        try:
+            taken.add(os.path.normpath(mounts_mod.parse_volume(bind)["Destination"]))
+        except DockyardError:
+            pass   # refused just below, with Docker's message
+    taken |= {os.path.normpath(m.get("Target") or "/") for m in host.get("Mounts") or [] if isinstance(m, dict)}
+    taken |= {os.path.normpath(t) for t in host.get("Tmpfs") or {}}
+    # Config.Volumes names a bind's target too (docker-py sends both): only the rest are anonymous
+    binds = list(host.get("Binds") or []) + [v for v in anonymous if os.path.normpath(v) not in taken]
     try:
         for bind in binds:
             source = bind.split(":")[0] if bind.count(":") >= 1 and not bind.startswith("/") else ""

@@ -360,8 +360,12 @@ class Containers:
         with open(os.path.join(shim_dir, "shim.json"), "w") as f:
             f.write(json.dumps(cfg))  # for the record: what the shim was told
         spawned = shim if shim is not None else self.spawn_shim()
-        # One statement: the config with the bind inodes, the shim to watch, a clean slate.
-        self.store.update(cid, config=record.config, stopped_by_user=0, error="", shim_pid=spawned.process.pid)
+        # One statement: the config with the bind inodes, the shim to watch, a clean slate. The
+        # previous shim's start time goes: until the new shim writes its own, a reader that checks
+        # the new PID against the old start time would take the new shim for dead and stop the
+        # container (an API client's inspect right after a restart did).
+        self.store.update(cid, config=record.config, stopped_by_user=0, error="", shim_pid=spawned.process.pid,
+                          shim_start="")
         try:
             spawned.process.stdin.write(json.dumps(cfg).encode())
             spawned.process.stdin.close()

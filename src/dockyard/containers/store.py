@@ -133,7 +133,7 @@ class ContainerStore:
         """What the shim reported of a start, unless this very run already ended (the shim
         then wrote a later finish time)."""
         self.conn.execute(
-            "UPDATE containers SET status = ?, pid = ?, started_at = ?, error = '' WHERE id = ? "
+            "UPDATE containers SET status = ?, pid = ?, started_at = ?, error = '', exit_code = 0 WHERE id = ? "
             "AND status IN (?, ?) AND (finished_at IS NULL OR finished_at < ?)",
             (RUNNING, pid, started_at, container_id, CREATED, EXITED, started_at))
 

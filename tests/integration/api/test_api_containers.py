@@ -446,3 +446,15 @@ def test_prune_keeps_what_label_not_names(api, run_cli) -> None:
     out = ok(api.docker("container", "prune", "-f", "--filter", "label!=keep"))
     assert out.startswith("Deleted Containers:\n")
     assert ok(run_cli("ps", "-a", "--format", "{{.Names}}")).split() == ["keep"]
+
+
+def test_inspect_right_after_a_restart_sees_it_running(api, sleeper) -> None:
+    """A client that inspects the moment restart answers (docker-py's restart then reload) must
+    not find the new shim taken for dead: the old shim's start time went with the old shim."""
+    sleeper("quick")
+    for _ in range(3):
+        status, _, _ = request(api.url, "POST", "/v1.41/containers/quick/restart?t=0")
+        assert status == 204
+        _, _, body = request(api.url, "GET", "/v1.41/containers/quick/json")
+        state = json.loads(body)["State"]
+        assert (state["Status"], state["ExitCode"], state["Error"]) == ("running", 0, ""), state
