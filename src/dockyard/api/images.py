@@ -453,13 +453,38 @@ async def _import(request: web.Request, source: str) -> web.StreamResponse:
 @routes.get("/images/{name:.+}/json")
 async def inspect(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    return http.json_response(await http.call(request, lambda engine: engine.images.inspect(name)))
+    try:
+        return http.json_response(await http.call(request, lambda engine: engine.images.inspect(name)))
+    except NotFoundError:
+        raise NotFoundError(f"no such image: {name}: No such image: {_as_dockerd_names(name)}") from None
+
+
+def _as_dockerd_names(name: str) -> str:
+    """A name as dockerd's "No such image" says it: a reference with its tag (``:latest`` added),
+    an ID or ID prefix as given."""
+    from dockyard import reference
+
+    if re.fullmatch(r"(sha256:)?[0-9a-f]{1,64}", name):
+        return name
+    try:
+        return reference.parse(name).familiar()
+    except DockyardError:
+        return name
+
+
+async def _or_no_such_image(request: web.Request, name: str, fn: Callable[[Any], Any]) -> Any:
+    try:
+        return await http.call(request, fn)
+    except NotFoundError as e:
+        if not e.message.startswith("No such image"):
+            raise
+        raise NotFoundError(f"No such image: {_as_dockerd_names(name)}") from None
 
 
 @routes.get("/images/{name:.+}/history")
 async def history(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    entries = await http.call(request, lambda engine: engine.images.history(name))
+    entries = await _or_no_such_image(request, name, lambda engine: engine.images.history(name))
     return http.json_response([{"Comment": e.comment, "Created": int(e.created or 0), "CreatedBy": e.created_by,
                                 "Id": e.id, "Size": e.size, "Tags": e.tags or None} for e in entries])
 
@@ -501,14 +526,12 @@ async def push(request: web.Request) -> web.StreamResponse:
     ref = reference.parse(f"{name}:{tag}" if tag else name, default_tag=bool(tag))
     creds = registry_auth(request)
 
-    def check(engine: Any) -> None:
-        if (engine.image_store.find(str(ref)) is None) if ref.tag else not _tags_of(engine, ref):
-            raise NotFoundError(f"An image does not exist locally with the tag: {ref.familiar()}")
-
-    await http.call(request, check)
-
     def work(engine: Any, emit: Emit) -> None:
         targets = [ref] if ref.tag else _tags_of(engine, ref)
+        if not targets or engine.image_store.find(str(targets[0])) is None:
+            # dockerd names the repository, then fails in the stream
+            emit({"status": f"The push refers to repository [{ref.repository}]"})
+            raise NotFoundError(f"An image does not exist locally with the tag: {ref.familiar_repository}")
         progress = JsonProgress(emit)
         for target in targets:
             engine.images.push(target, progress=progress, creds=creds)
@@ -536,7 +559,7 @@ async def tag(request: web.Request) -> web.Response:
         raise http.bad_request("repository name must have at least one component")
     tag_ = request.query.get("tag", "")
     target = f"{repo}:{tag_}" if tag_ else repo
-    await http.call(request, lambda engine: engine.images.tag(name, target))
+    await _or_no_such_image(request, name, lambda engine: engine.images.tag(name, target))
     return http.no_content(201)
 
 

@@ -453,3 +453,12 @@ def test_load_and_save_stream_without_holding_the_tar_in_memory(api, run_cli, tm
     growth, result = peak_rss_growth(api.process.pid, lambda: api.docker("load", "-i", str(saved)))
     assert result.stdout == "Loaded image: big:1\n", result.stderr
     assert growth < 48, growth
+
+
+@pytest.mark.parametrize("args", [
+    ("rmi", "nosuch"), ("rmi", "nosuch:v2"), ("rmi", "abcdef123456"), ("tag", "nosuch", "x:1"),
+    ("history", "nosuch"), ("save", "nosuch"), ("image", "inspect", "nosuch"), ("push", "127.0.0.1:1/nosuch"),
+], ids=lambda args: "-".join(args))
+def test_a_missing_image_is_reported_as_dockerd_reports_it(api, docker, args) -> None:
+    ours, theirs = api.docker(*args), docker.run(*args)
+    assert (ours.returncode, ours.stdout, ours.stderr) == (theirs.returncode, theirs.stdout, theirs.stderr)
