@@ -458,3 +458,57 @@ def test_inspect_right_after_a_restart_sees_it_running(api, sleeper) -> None:
         _, _, body = request(api.url, "GET", "/v1.41/containers/quick/json")
         state = json.loads(body)["State"]
         assert (state["Status"], state["ExitCode"], state["Error"]) == ("running", 0, ""), state
+
+
+def test_docker_py_walks_the_container_routes(api, run_cli, tmp_path: Path) -> None:
+    docker_py = pytest.importorskip("docker")
+    import io
+    import tarfile
+
+    client = docker_py.DockerClient(base_url=api.url)
+    try:
+        (tmp_path / "shared").mkdir()
+        made = client.containers.create("busybox", ["sleep", "300"], name="py", labels={"a": "b"},
+                                        environment={"K": "V"}, mem_limit="64m", ports={"80/tcp": None},
+                                        volumes={str(tmp_path / "shared"): {"bind": "/shared", "mode": "ro"}})
+        assert (made.name, made.status, made.labels) == ("py", "created", {"a": "b"})
+        assert "py" in ok(run_cli("ps", "-a", "--format", "{{.Names}}")).split()
+        got = client.containers.get("py")
+        assert got.attrs["HostConfig"]["Memory"] == 64 * 1024 * 1024
+        assert got.attrs["HostConfig"]["Binds"] == [f"{tmp_path / 'shared'}:/shared:ro"]
+        assert [m["Destination"] for m in got.attrs["Mounts"]] == ["/shared"]
+        assert [c.name for c in client.containers.list(all=True, filters={"label": "a=b"})] == ["py"]
+        data = io.BytesIO()
+        with tarfile.open(fileobj=data, mode="w") as tar:
+            info = tarfile.TarInfo("hello.txt")
+            info.size = 5
+            tar.addfile(info, io.BytesIO(b"hello"))
+        assert made.put_archive("/tmp", data.getvalue()) is True
+        chunks, stat = made.get_archive("/tmp/hello.txt")
+        assert stat["name"] == "hello.txt" and stat["size"] == 5
+        with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
+            assert tar.extractfile("hello.txt").read() == b"hello"
+        assert {"Path": "/tmp/hello.txt", "Kind": 1} in made.diff()
+        assert b"".join(made.export())[:512].rstrip(b"\0")   # a tar, streamed
+        made.rename("py2")
+        made.reload()
+        assert made.name == "py2"
+        run_cli("start", "py2", check=True)
+        made.reload()
+        assert made.top()["Titles"][-1] == "CMD"
+        sample = made.stats(stream=False)
+        assert sample["name"] == "/py2" and sample["memory_stats"]["limit"] == 64 * 1024 * 1024
+        assert made.update(mem_limit="128m", memswap_limit="256m") == {"Warnings": []}
+        made.pause()
+        made.reload()
+        assert made.status == "paused"
+        made.unpause()
+        made.restart(timeout=0)
+        made.reload()
+        assert made.status == "running"
+        made.kill()
+        made.wait(timeout=30)
+        assert client.containers.prune()["ContainersDeleted"] == [made.id]
+        assert ok(run_cli("ps", "-a", "-q")) == ""
+    finally:
+        client.close()
