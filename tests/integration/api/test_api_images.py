@@ -203,6 +203,19 @@ def test_push_and_pull_against_a_local_registry(api, docker, distribution, repo_
     assert f"The push refers to repository [{distribution.address}/{repo_name}]" in pushed
     assert re.search(r"^[0-9a-f]{12}: Pushed$", pushed, re.M)
     assert re.search(r"^v1: digest: sha256:[0-9a-f]{64} size: \d+$", pushed, re.M)
+    theirs_target = f"{distribution.address}/{repo_name}-dockerd:v1"
+    docker.cli("tag", "busybox", theirs_target)
+    theirs_pushed = docker.cli("push", theirs_target)
+    docker.run("rmi", theirs_target)
+    mask = [(re.compile(r"[0-9a-f]{64}"), "DIGEST"), (re.compile(r"\b[0-9a-f]{12}\b"), "LAYER"),
+            (re.compile(r"size: \d+"), "size: N"), (re.compile(r"-dockerd\b"), "")]
+
+    def masked(text: str) -> str:
+        for pattern, replacement in mask:
+            text = pattern.sub(replacement, text)
+        return text
+
+    assert masked(pushed) == masked(theirs_pushed)
     ok(api.docker("rmi", target))
     ok(api.docker("rmi", "busybox"))
     pulled = ok(api.docker("pull", target), api)
@@ -212,6 +225,11 @@ def test_push_and_pull_against_a_local_registry(api, docker, distribution, repo_
     assert re.search(r"^[0-9a-f]{12}: Pull complete$", pulled, re.M)
     assert re.search(r"^Digest: sha256:[0-9a-f]{64}$", pulled, re.M)
     assert f"Status: Downloaded newer image for {target}" in lines and lines[-1] == target
+    theirs_pull = docker.cli("pull", target)
+    try:   # dockerd says the same, with one line more per layer
+        assert [line for line in theirs_pull.splitlines() if not line.endswith(": Verifying Checksum")] == lines
+    finally:
+        docker.run("rmi", target)
     again = ok(api.docker("pull", target))
     assert f"Status: Image is up to date for {target}" in again
     digest = re.search(r"^Digest: (sha256:[0-9a-f]{64})$", pulled, re.M)[1]
