@@ -178,3 +178,28 @@ def test_cp_errors_side_by_side_with_dockerd(api, docker, run_cli, box, tmp_path
             assert daemon_error(mine)[1].replace("box", "C") == daemon_error(theirs)[1].replace(name, "C"), (src, dst)
     finally:
         docker.run("rm", "-f", name)
+
+
+def test_large_copies_stream_both_ways(api, run_cli, box, tmp_path: Path) -> None:
+    """A 96 MiB file in and out: the same bytes, and the service never holds more than a few
+    chunks of it (its peak RSS grows by far less than the file)."""
+    import hashlib
+
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as f:
+        for _ in range(96):
+            f.write(os.urandom(1024 * 1024))
+    digest = hashlib.sha256(big.read_bytes()).hexdigest()
+
+    def peak_kib() -> int:
+        for line in Path(f"/proc/{api.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmHWM")
+
+    before = peak_kib()
+    ok(api.docker("cp", str(big), "box:/tmp/big.bin"))
+    assert ok(run_cli("exec", "box", "sha256sum", "/tmp/big.bin")).split()[0] == digest
+    ok(api.docker("cp", "box:/tmp/big.bin", str(tmp_path / "back.bin")))
+    assert hashlib.sha256((tmp_path / "back.bin").read_bytes()).hexdigest() == digest
+    assert peak_kib() - before < 32 * 1024, (before, peak_kib())
