@@ -183,3 +183,20 @@ def test_a_large_context_is_unpacked_as_it_arrives(api, tmp_path: Path) -> None:
     assert growth < 48, growth
     size = json.loads(api.docker("image", "inspect", "bigctx:1").stdout)[0]["Size"]
     assert size > 96 << 20
+
+
+def test_network_mode_decides_what_run_sees(api, tmp_path: Path) -> None:
+    ctx = context(tmp_path, "FROM busybox\nRUN cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' | sort\n")
+
+    def interfaces(mode: str) -> set[str]:
+        result = api.docker("build", "--no-cache", "--network", mode, str(ctx))
+        assert result.returncode == 0, (result.stderr, api.logs()[-2000:])
+        lines = result.stdout.splitlines()
+        start = lines.index("Step 2/2 : RUN cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' | sort") + 1
+        return set(lines[start:lines.index(next(line for line in lines[start:] if line.startswith(" ---> ")))])
+
+    assert interfaces("none") == {"lo"}
+    # the host's interfaces (other tests add and remove veths meanwhile: its lasting ones suffice)
+    seen = interfaces("host")
+    host = {line.split(":")[0].strip() for line in Path("/proc/net/dev").read_text().splitlines()[2:]}
+    assert "lo" in seen and (seen & host) - {"lo"}
