@@ -320,6 +320,8 @@ def test_image_prune_removes_dangling_images_only(api, busybox_tar: Path, run_cl
     only = ok(api.docker("image", "prune", "-a", "-f", "--filter", "label=team=web"), api)
     assert "untagged: labelled:1" in only and f"deleted: {labelled}" in only and "busybox" not in only
     run_cli("tag", "busybox", "extra:1", check=True)
+    # until: only images created before that moment (these are seconds old)
+    assert ok(api.docker("image", "prune", "-a", "-f", "--filter", "until=1h")) == "Total reclaimed space: 0B\n"
     everything = ok(api.docker("image", "prune", "-a", "-f"))
     assert "untagged: busybox:latest" in everything and "untagged: extra:1" in everything
     assert run_cli("images", "-q").stdout == ""
