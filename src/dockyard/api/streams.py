@@ -40,7 +40,7 @@ WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
 
 @dataclass
 class Waiter:
-    condition: str                 # not-running | next-exit | removed | inactive (logs -f)
+    condition: str                 # not-running | next-exit | removed | inactive (logs -f: exited or gone)
     future: "asyncio.Future[tuple[int, str]]"
     baseline: float | None = None  # finished_at when the wait began (next-exit)
 
@@ -140,7 +140,7 @@ class Hub:
         if state.status not in ACTIVE:
             self.last_exit[cid] = state.exit_code
             self._resolve(cid, ("not-running", "inactive"), state.exit_code)
-        waiters = self.waiters.get(cid, ())
+        waiters = self.waiters.get(cid, ()) if cid not in self.starting else ()   # a failed start is no exit
         if any(w.condition == "next-exit" and w.baseline != state.finished_at and not w.future.done()
                for w in waiters):
             self.last_exit[cid] = state.exit_code
@@ -182,7 +182,7 @@ class Hub:
                 return
             code = int(frame.get("StatusCode") or 0)
             self.last_exit[cid] = code
-            self._resolve(cid, ("not-running", "next-exit"), code)
+            self._resolve(cid, ("not-running", "next-exit", "inactive"), code)
             if frame.get("RemoveRecord"):
                 # run --rm's handshake (the CLI's too): we delete the record, the shim the rest
                 from dockyard.containers.attach import REMOVAL_CONFIRMATION
@@ -193,7 +193,7 @@ class Hub:
                     await writer.drain()
                 except OSError:
                     pass
-                self._resolve(cid, ("removed", "inactive"), code)
+                self._resolve(cid, ("removed",), code)
         finally:
             if connected is not None and not connected.done():
                 connected.set_result(None)
@@ -596,6 +596,11 @@ async def _failed_start(request: web.Request, the_hub: Hub, record: Any) -> None
             await http.call(request, lambda engine: engine.containers.remove(record.id, force=True))
         except DockyardError:
             pass
+    else:   # dockerd: a container that never ran has not exited; next-exit waits on
+        state = (await http.call(request, _states, [record.id])).get(record.id)
+        for waiter in the_hub.waiters.get(record.id, ()):
+            if waiter.condition == "next-exit" and state is not None:
+                waiter.baseline = state.finished_at
     the_hub._ensure_poller()
 
 
@@ -665,15 +670,14 @@ def _time_param(request: web.Request, name: str) -> float | None:
             raise http.bad_request(str(e)) from None
 
 
-@dataclass
 class LogCursor:
-    """Where a followed log was read up to: the current file's inode and offset."""
+    """A followed log: the current file held open (so a container removed right after its exit,
+    as docker-py's run does, still gives its last lines), read from where we left off."""
 
-    path: str
-    inode: int = 0
-    offset: int = 0
-    pending: bytes = b""
-    records: list[dict[str, str]] = field(default_factory=list)
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.file: Any = None
+        self.pending = b""
 
     def read_all(self) -> list[dict[str, str]]:
         from dockyard.containers.logs import files
@@ -681,52 +685,59 @@ class LogCursor:
         out: list[dict[str, str]] = []
         for name in files(self.path):
             try:
-                with open(name, "rb") as f:
-                    data = f.read()
-                    if name == self.path:
-                        self.inode, self.offset = os.fstat(f.fileno()).st_ino, f.tell()
+                f = open(name, "rb")
             except FileNotFoundError:
                 continue
-            out += _parse_lines(data if data.endswith(b"\n") or name != self.path else self._keep_tail(data))
+            data = f.read()
+            if name == self.path:
+                self.close()
+                self.file = f
+                data = self._keep_tail(data)
+            else:
+                f.close()
+            out += _parse_lines(data)
         return out
 
     def _keep_tail(self, data: bytes) -> bytes:
-        head, _, tail = data.rpartition(b"\n")
-        self.pending = tail
-        return head + b"\n" if head else b""
+        data = self.pending + data
+        head, sep, self.pending = data.rpartition(b"\n")
+        return head + sep
 
     def changed(self) -> bool:
+        """Whether there is more to read (or the file was rotated): two stats, no read."""
+        if self.file is None:
+            return os.path.exists(self.path)
         try:
-            st = os.stat(self.path)
+            if os.stat(self.path).st_ino != os.fstat(self.file.fileno()).st_ino:
+                return True
         except FileNotFoundError:
-            return False
-        return st.st_ino != self.inode or st.st_size != self.offset
+            pass
+        return os.fstat(self.file.fileno()).st_size > self.file.tell()
 
     def read_new(self) -> list[dict[str, str]]:
         data = b""
+        if self.file is not None:
+            data = self.file.read()
         try:
-            f = open(self.path, "rb")
+            current = os.stat(self.path).st_ino
         except FileNotFoundError:
-            return []
-        with f:
-            inode = os.fstat(f.fileno()).st_ino
-            if inode != self.inode:   # rotated: the rest of the old file, then the new one
-                rotated = self.path + ".1"
-                try:
-                    with open(rotated, "rb") as old:
-                        if os.fstat(old.fileno()).st_ino == self.inode:
-                            old.seek(self.offset)
-                            data += old.read()
-                except FileNotFoundError:
-                    pass
-                self.inode, self.offset = inode, 0
-            f.seek(self.offset)
-            fresh = f.read()
-            self.offset += len(fresh)
-            data += fresh
-        data = self.pending + data
-        self.pending = b""
-        return _parse_lines(self._keep_tail(data) if not data.endswith(b"\n") else data)
+            current = None   # removed (the open file still has its lines) or between rotations
+        if current is not None and (self.file is None or current != os.fstat(self.file.fileno()).st_ino):
+            try:   # rotated: the rest of the old file (read above), then the new one
+                fresh = open(self.path, "rb")
+            except FileNotFoundError:
+                fresh = None
+            if fresh is not None:
+                data = self._keep_tail(data)
+                self.close()
+                self.file = fresh
+                return _parse_lines(data) + _parse_lines(self._keep_tail(fresh.read()))
+        return _parse_lines(self._keep_tail(data))
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
 
 
 def _parse_lines(data: bytes) -> list[dict[str, str]]:
@@ -776,6 +787,16 @@ async def logs(request: web.Request) -> web.StreamResponse:
         return record, cursor, cursor.read_all()
 
     record, cursor, records = await http.call(request, opening)
+    try:
+        return await _stream_logs(request, record, cursor, records, follow=follow, stdout=stdout, stderr=stderr,
+                                  timestamps=timestamps, since=since, until=until, tail=tail)
+    finally:
+        cursor.close()
+
+
+async def _stream_logs(request: web.Request, record: Any, cursor: LogCursor, records: list[dict[str, str]], *,
+                       follow: bool, stdout: bool, stderr: bool, timestamps: bool, since: float | None,
+                       until: float | None, tail: int | None) -> web.StreamResponse:
     tty = bool(record.container_config.get("Tty"))
     response = web.StreamResponse(headers={"Content-Type": RAW_STREAM if tty else MULTIPLEXED_STREAM})
     await response.prepare(request)

@@ -417,3 +417,23 @@ def test_clients_that_hang_up_mid_stream_leave_no_fd(api, run_cli) -> None:
     assert threads <= 40, threads
     # and the service still serves
     assert api.docker("logs", "--tail", "1", "chatty").stdout == "x\n"
+
+
+def test_logs_follow_keeps_the_last_lines_of_a_container_removed_at_its_exit(api) -> None:
+    """docker-py's run: logs(follow) opened, wait, remove, and only then the stream is read."""
+    import threading
+
+    import docker as docker_py
+
+    client = docker_py.DockerClient(base_url=api.url, version="1.41")
+    outputs: dict[int, bytes] = {}
+
+    def one(i: int) -> None:
+        outputs[i] = client.containers.run("busybox", ["echo", f"hello{i}"], remove=True, network_mode="none")
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert outputs == {i: f"hello{i}\n".encode() for i in range(8)}
