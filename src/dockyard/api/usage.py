@@ -18,11 +18,14 @@ def _image(engine: Any, summary: Any) -> dict[str, Any]:
     return _summary(engine, summary)
 
 
-def _container(engine: Any, usage: Any, published: dict[str, list[Any]], now: float) -> dict[str, Any]:
+def _container(engine: Any, usage: Any, published: dict[str, list[Any]], now: float,
+               image_sizes: dict[str, int]) -> dict[str, Any]:
     from dockyard.api.containers import _list_entry   # the /containers/json shape
 
     out = _list_entry(engine, usage.record, published, False, now)
-    out["SizeRw"] = usage.size   # the writable layer system.usage measured: what df counts
+    # the writable layer system.usage measured (what df counts), and with the image's layers
+    out["SizeRw"] = usage.size
+    out["SizeRootFs"] = usage.size + image_sizes.get(usage.record.image_id, 0)
     return out
 
 
@@ -50,11 +53,12 @@ def disk_usage(engine: Any) -> dict[str, Any]:
     now = time.time()
     published = NetworkStore(engine.db).all_ports() if usage.containers else {}
     cache = _build_cache(engine)
+    image_sizes = {image.id: image.size for image in usage.images.images}
     return {
         # the CLI counts leftovers (image data nothing uses) with the images; so does this
         "LayersSize": usage.images.layers_size + usage.leftovers.size,
         "Images": [_image(engine, s) for s in usage.images.images],
-        "Containers": [_container(engine, c, published, now) for c in usage.containers],
+        "Containers": [_container(engine, c, published, now, image_sizes) for c in usage.containers],
         "Volumes": [_volume(v) for v in usage.volumes],
         "BuildCache": cache,
         "BuilderSize": sum(c["Size"] for c in cache),

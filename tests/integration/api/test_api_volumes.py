@@ -157,3 +157,33 @@ def test_system_df_prints_what_dockyard_counts(api, run_cli) -> None:
     assert list(df) == ["LayersSize", "Images", "Containers", "Volumes", "BuildCache", "BuilderSize"]
     [volume] = [v for v in df["Volumes"] if v["Name"] == "store"]
     assert volume["UsageData"] == {"RefCount": 1, "Size": 300000}
+
+
+def unix_get(socket_path: str, path: str) -> bytes:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(60)
+    sock.connect(socket_path)
+    sock.sendall(f"GET {path} HTTP/1.0\r\nHost: docker\r\n\r\n".encode())
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    sock.close()
+    return data.partition(b"\r\n\r\n")[2]
+
+
+def test_system_df_shape_is_dockerds(api, run_cli, oracle) -> None:
+    args = ("--name", "sizer", "-v", "sized:/data", "busybox", "sh", "-c", "echo x > /data/f; echo y > /f")
+    ok(run_cli("run", *args))
+    ok(oracle.run("run", "--network", "none", *args))
+    ours = json.loads(unix_get(str(api.socket), "/v1.41/system/df"))
+    theirs = json.loads(unix_get(oracle.env["DOCKER_HOST"][len("unix://"):], "/v1.41/system/df"))
+    assert sorted(ours) == sorted(theirs)
+    assert set(ours["Images"][0]) == set(theirs["Images"][0])   # the /images/json entry (the image routes')
+    assert keys(ours["Volumes"][0]) == keys(theirs["Volumes"][0])
+    [our_box] = ours["Containers"]
+    [their_box] = theirs["Containers"]
+    assert set(our_box) == set(their_box)
+    assert (our_box["Names"], our_box["State"], our_box["Mounts"][0]["Name"]) == \
+        (their_box["Names"], their_box["State"], their_box["Mounts"][0]["Name"])
+    assert ours["Volumes"][0]["UsageData"] == theirs["Volumes"][0]["UsageData"] == {"RefCount": 1, "Size": 2}
+    assert our_box["SizeRootFs"] == our_box["SizeRw"] + ours["Images"][0]["Size"] and our_box["SizeRw"] > 0
