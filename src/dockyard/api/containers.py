@@ -144,7 +144,8 @@ CONFIG_KEYS = ("Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", 
                "WorkingDir", "Entrypoint", "NetworkDisabled", "MacAddress", "OnBuild", "Labels", "StopSignal",
                "StopTimeout", "Shell")
 # HostConfig fields the engine honours (what `dockyard create`'s flags fill: cli/ops.build_create
-# and containers/runflags.parse). ConsoleSize is the client's terminal: start/attach use it.
+# and containers/runflags.parse). ConsoleSize (the client's terminal) is kept for inspect, as
+# dockerd keeps it; the terminal gets its size from the client's resize after start.
 HOST_SUPPORTED = frozenset((
     "Binds", "ContainerIDFile", "LogConfig", "NetworkMode", "PortBindings", "RestartPolicy", "AutoRemove",
     "VolumesFrom", "CapAdd", "CapDrop", "CgroupnsMode", "Dns", "DnsOptions", "DnsSearch", "ExtraHosts", "GroupAdd",
@@ -286,7 +287,7 @@ def normalise(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dic
             raise http.bad_request(f"HostConfig.{key} is not supported by dockyard")
     host = _host_defaults()
     for key, value in given.items():
-        if key in HOST_SUPPORTED and not _empty(value) and key != "ConsoleSize":
+        if key in HOST_SUPPORTED and not _empty(value):
             host[key] = value
     for key in ("AutoRemove", "Privileged", "ReadonlyRootfs", "PublishAllPorts", "OomKillDisable"):
         host[key] = bool(given.get(key))
