@@ -164,6 +164,63 @@ def test_docker_py_events_between_since_and_until(client, run_cli) -> None:
     assert [e["Actor"]["Attributes"]["name"] for e in filtered] == ["pyeventnet"]
 
 
+def _walk_networks_volumes_events(client) -> dict:
+    """The same docker-py calls against either engine: what each answered."""
+    since = time.time()
+    network = client.networks.create("sidenet", labels={"walk": "side"}, check_duplicate=True,
+                                     ipam=docker.types.IPAMConfig(pool_configs=[
+                                         docker.types.IPAMPool(subnet="10.231.30.0/24")]))
+    volume = None
+    try:   # dockerd's bridges outlive it: the network goes even when a step fails
+        volume = client.volumes.create("sidevol", labels={"walk": "side"},
+                                       driver_opts={"type": "tmpfs", "device": "tmpfs"})
+        with pytest.raises(docker.errors.APIError) as twice:
+            client.networks.create("sidenet", check_duplicate=True)
+        with pytest.raises(docker.errors.NotFound) as missing:
+            client.volumes.get("no-such-volume")
+        answers = {
+            "network": client.networks.get("sidenet").attrs,
+            "listed": [n.name for n in client.networks.list(filters={"label": "walk=side"})],
+            "volume": client.volumes.get("sidevol").attrs,
+            "volumes": [v.name for v in client.volumes.list(filters={"label": "walk=side"})],
+            "twice": (twice.value.status_code, twice.value.explanation),
+            "missing": (missing.value.status_code, missing.value.explanation),
+        }
+    finally:
+        if volume is not None:
+            volume.remove()
+        network.remove()
+    answers["events"] = [(e["Type"], e["Action"], e["Actor"]["Attributes"].get("name", e["Actor"]["ID"]))
+                         for e in client.events(since=since, until=time.time() + 0.5, decode=True,
+                                                filters={"type": ["network", "volume"]})]
+    return answers
+
+
+@pytest.fixture
+def dockerd(docker):   # the conftest's private dockerd, under a name that leaves the docker module alone
+    return docker
+
+
+def test_docker_py_networks_volumes_events_as_dockerd_answers(client, dockerd) -> None:
+    """docker-py's view of both engines: the same names, errors, events and attribute keys."""
+    theirs_client = docker.DockerClient(base_url=dockerd.env["DOCKER_HOST"], timeout=120)
+    try:
+        theirs = _walk_networks_volumes_events(theirs_client)
+    finally:
+        theirs_client.close()
+    ours = _walk_networks_volumes_events(client)
+    for key in ("listed", "volumes", "twice", "missing", "events"):
+        assert ours[key] == theirs[key], key
+    assert set(ours["network"]) == set(theirs["network"]) and set(ours["volume"]) == set(theirs["volume"])
+    for field in ("Name", "Driver", "Scope", "Labels", "Internal", "Containers"):
+        assert ours["network"][field] == theirs["network"][field], field
+    # dockerd echoes the IPAM Options a client sent (docker-py none: null; the docker CLI {}); dockyard
+    # keeps no IPAM options and always shows {} for a user network.
+    assert ours["network"]["IPAM"]["Config"] == theirs["network"]["IPAM"]["Config"]
+    for field in ("Name", "Driver", "Labels", "Options", "Scope"):
+        assert ours["volume"][field] == theirs["volume"][field], field
+
+
 # ---------------------------------------------------------------- testcontainers
 
 def test_testcontainers_busybox_httpd_on_a_published_port(api, monkeypatch, run_cli, tmp_path: Path) -> None:
