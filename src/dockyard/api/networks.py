@@ -102,7 +102,8 @@ def _create_status(error: DockyardError) -> int:
         return 404
     if "pre-defined" in text or "only one instance" in text or "Pool overlaps" in text:
         return 403
-    return http.status_for(error) if http.status_for(error) != 500 else 400
+    status = http.status_for(error)
+    return 400 if status == 500 else status
 
 
 @routes.post("/networks/create")
