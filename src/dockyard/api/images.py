@@ -101,44 +101,75 @@ async def job_stream(request: web.Request, job: Callable[[Any, Emit], Any],
         loop.call_soon_threadsafe(queue.put_nowait, item)
 
     future = asyncio.ensure_future(http.call(request, job, emit))
-    # Queued after every emit of the job's thread: those were scheduled before it returned.
-    future.add_done_callback(lambda _f: queue.put_nowait(done))
+
+    def finished(f: asyncio.Future) -> None:
+        # Queued after every emit of the job's thread: those were scheduled before it returned.
+        queue.put_nowait(done)
+        if not f.cancelled():
+            f.exception()   # retrieved: a client that left mid-job leaves no asyncio warning behind
+
+    future.add_done_callback(finished)
     pending: list[dict] = []
-    response: web.StreamResponse | None = None
+    out = _Lines(request)
     while True:
         item = await queue.get()
         if item is done:
             break
-        if response is None and held(item):
+        if not out.started and held(item):
             pending.append(item)
             continue
-        if response is None:
-            response = await _start_stream(request)
         for early in pending:
-            await _write_line(response, early)
+            await out.write(early)
         pending.clear()
-        await _write_line(response, item)
+        await out.write(item)
+    # The job has ended (a client that left is not waited on less: the request stays active
+    # while the job runs, so an idle service does not exit under it).
     failure = future.exception()
-    if failure is not None and response is None:
+    if failure is not None and not out.started:
         raise failure
-    if response is None:
-        response = await _start_stream(request)
     for early in pending:
-        await _write_line(response, early)
+        await out.write(early)
     if failure is not None:
-        await _write_line(response, error(failure, message_of(failure)))
-    await response.write_eof()
-    return response
+        if out.gone:
+            log.info("%s %s: the client left; the job ended with: %s", request.method, request.path,
+                     message_of(failure))
+        await out.write(error(failure, message_of(failure)))
+    return await out.finish()
 
 
-async def _start_stream(request: web.Request) -> web.StreamResponse:
-    response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
-    await response.prepare(request)
-    return response
+class _Lines:
+    """The streamed answer: started on the first line; a client that left makes writes no-ops."""
 
+    def __init__(self, request: web.Request) -> None:
+        self.request = request
+        self.response: web.StreamResponse | None = None
+        self.gone = False
 
-async def _write_line(response: web.StreamResponse, item: dict) -> None:
-    await response.write(json.dumps(item).encode() + b"\r\n")
+    @property
+    def started(self) -> bool:
+        return self.response is not None
+
+    async def write(self, item: dict) -> None:
+        if self.response is None:
+            self.response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+            await self.response.prepare(self.request)
+        if self.gone:
+            return
+        try:
+            await self.response.write(json.dumps(item).encode() + b"\r\n")
+        except ConnectionResetError:
+            self.gone = True
+
+    async def finish(self) -> web.StreamResponse:
+        if self.response is None:
+            self.response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+            await self.response.prepare(self.request)
+        if not self.gone:
+            try:
+                await self.response.write_eof()
+            except ConnectionResetError:
+                pass
+        return self.response
 
 
 # ---------------------------------------------------------------- registry credentials
@@ -510,9 +541,13 @@ async def _save(request: web.Request, names: list[str]) -> web.StreamResponse:
 
     try:
         await http.call(request, work)
-    except Exception as e:  # noqa: BLE001 - the tar is cut short: the client sees a broken tar
-        log.error("save of %s failed: %s", names, message_of(e))
-        raise ConnectionResetError(f"save failed: {message_of(e)}") from None
+    except ConnectionResetError:
+        return response   # the client left
+    except Exception as e:  # noqa: BLE001 - headers are sent: the only way left to fail is to cut the tar short
+        log.warning("save of %s failed after it began: %s", names, message_of(e))
+        if request.transport is not None:
+            request.transport.abort()
+        return response
     await response.write_eof()
     return response
 

@@ -200,3 +200,27 @@ def test_network_mode_decides_what_run_sees(api, tmp_path: Path) -> None:
     seen = interfaces("host")
     host = {line.split(":")[0].strip() for line in Path("/proc/net/dev").read_text().splitlines()[2:]}
     assert "lo" in seen and (seen & host) - {"lo"}
+
+
+def test_a_client_that_leaves_mid_build_leaves_the_service_working(api, tmp_path: Path) -> None:
+    import subprocess
+    import time
+
+    ctx = context(tmp_path, "FROM busybox\nRUN echo started && sleep 3 && exit 5\n")
+    client = subprocess.Popen(["/usr/bin/docker", "build", "--network", "none", str(ctx)], env=api.env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert client.stdout is not None
+        for line in client.stdout:
+            if line.strip() == "started":
+                break
+        client.kill()
+    finally:
+        client.kill()
+        client.wait()
+    time.sleep(4)   # the job ends on its own (its RUN fails) with nobody listening
+    assert api.docker("version", "--format", "{{.Server.Version}}").returncode == 0
+    again = api.docker("build", "--network", "none", str(ctx))
+    assert again.returncode == 5
+    log = api.logs()
+    assert "Traceback" not in log and "never retrieved" not in log, log[-3000:]
