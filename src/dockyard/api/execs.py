@@ -361,11 +361,9 @@ class ExecRun:
                 message = (self._error + "\r\n").encode()
                 await conn.write(message if self.record.tty else frames.pack(frames.STDOUT, message))
         finally:
-            if not self.exited.done():
-                # the client went first: the process runs on; its end is still recorded
-                self.loop.create_task(self.finish_detached())
-            else:
-                self._close_ours()
+            # If the client went first, the process loses its stdio (EPIPE, EOF, a hung-up
+            # terminal) as in dockerd; its thread still records its end.
+            self._close_ours()
 
     async def _pump_pipes(self, conn: Hijacked) -> None:
         output: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
@@ -389,12 +387,12 @@ class ExecRun:
         deadline: float | None = None
         try:
             while True:
-                if not open_outputs and self.exited.done():
+                if not open_outputs and self.exited.done() and output.empty():
                     break
                 if self.exited.done() and deadline is None:
                     deadline = self.loop.time() + DRAIN_AFTER_EXIT
                 timeout = None if deadline is None else max(deadline - self.loop.time(), 0)
-                if deadline is not None and timeout == 0:
+                if deadline is not None and timeout == 0 and output.empty():
                     break
                 getter = asyncio.ensure_future(output.get())
                 waits = {getter, asyncio.ensure_future(conn.lost.wait())}
@@ -409,7 +407,6 @@ class ExecRun:
                     fd, data = getter.result()
                     if data:
                         await conn.write(frames.pack(self.outputs[fd], data))
-                        # read what else is there now, in one write
         finally:
             feeder.cancel()
 

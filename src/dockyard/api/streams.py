@@ -330,6 +330,7 @@ class AttachSession:
         """Both ways until the container exits, the client goes or types the detach keys."""
         assert self.reader is not None and self.writer is not None
         client = asyncio.ensure_future(self._from_client())
+        done: set[asyncio.Future[Any]] = set()
         tasks = {asyncio.ensure_future(self._from_shim()), client,
                  asyncio.ensure_future(self.conn.lost.wait()), asyncio.ensure_future(self.detached.wait())}
         try:
@@ -343,6 +344,9 @@ class AttachSession:
         finally:
             for task in tasks:
                 task.cancel()
+            for task in done:
+                if not task.cancelled():
+                    task.exception()   # retrieved: a client gone mid-write is no error of ours
             shutdown(self.writer.transport)
 
     async def _from_shim(self) -> str:

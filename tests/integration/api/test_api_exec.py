@@ -139,3 +139,23 @@ def test_exec_records_go_with_the_container(api, run_cli) -> None:
     client.exec_create("other", ["true"])   # a create looks for the records of removed containers
     with pytest.raises(docker_py.errors.NotFound):
         client.exec_inspect(exec_id)
+
+
+def test_exec_passes_large_output_whole(api, box) -> None:
+    result = api.docker("exec", box, "seq", "1", "50000")
+    assert result.returncode == 0
+    assert result.stdout == "".join(f"{n}\n" for n in range(1, 50001))
+
+
+def test_a_detached_exec_is_running_until_it_ends(api, box) -> None:
+    import docker as docker_py
+
+    client = docker_py.APIClient(base_url=api.url, version="1.41")
+    exec_id = client.exec_create(box, ["sh", "-c", "sleep 1; exit 2"])["Id"]
+    assert not client.exec_start(exec_id, detach=True)   # an empty answer
+    assert client.exec_inspect(exec_id)["Running"] is True
+    deadline = time.monotonic() + 30
+    while client.exec_inspect(exec_id)["Running"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert client.exec_inspect(exec_id)["ExitCode"] == 2

@@ -165,6 +165,19 @@ def test_run_it_with_other_detach_keys(api, run_cli) -> None:
     assert status_of(run_cli, "dk") == "running"
 
 
+def test_run_rm_it_exits_with_the_shell_and_leaves_nothing(api, run_cli) -> None:
+    term = PtyProcess(["/usr/bin/docker", "run", "--rm", "-it", *NONE, "busybox", "sh"], api.env)
+    try:
+        term.expect(b"# ")
+        term.send(b"echo inside\r")
+        term.expect(b"inside")
+        term.send(b"exit 3\r")
+        assert term.wait() == 3, term.output
+    finally:
+        term.close()
+    assert run_cli("ps", "-aq").stdout == ""
+
+
 # ---------------------------------------------------------------- start -a, attach, wait
 
 def test_start_a_attaches_before_the_container_runs(api, run_cli) -> None:
@@ -174,6 +187,13 @@ def test_start_a_attaches_before_the_container_runs(api, run_cli) -> None:
     assert (result.returncode, result.stdout, result.stderr) == (2, "first\n", "second\n"), api.logs()
     again = api.docker("start", "-a", cid)   # an exited container: attached again from its start
     assert (again.returncode, again.stdout) == (2, "first\n")
+
+
+def test_start_ai_feeds_stdin_to_an_interactive_container(api, run_cli) -> None:
+    run_cli("create", "-i", *NONE, "--name", "ai", "busybox", "sh", "-c", "read x; echo read-$x; exit 1",
+            check=True)
+    result = api.docker("start", "-ai", "ai", input="it\n")
+    assert (result.returncode, result.stdout) == (1, "read-it\n"), result.stderr + api.logs()
 
 
 def test_start_of_a_running_container_is_a_no_op(api, run_cli) -> None:
