@@ -548,10 +548,11 @@ def test_completion_scripts_complete_commands_and_names(dy: Dockyard) -> None:
     assert complete("dockyard image hi") == ["history"]
 
 
-def test_host_option_needs_the_api_service(dy: Dockyard) -> None:
+def test_host_option_points_at_the_api_service(dy: Dockyard) -> None:
     result = dy.cli("-H", "tcp://127.0.0.1:2375", "ps")
     assert (result.returncode, result.stderr) == (
-        1, "Error: -H/--host needs the Docker Engine API service, which dockyard does not have yet\n")
+        1, "Error: -H/--host: the dockyard CLI runs the engine itself, no daemon; tools that need a daemon "
+           "reach it through `dockyard system service` (their DOCKER_HOST)\n")
     assert dy.cli("--host", "unix:///var/run/docker.sock", "ps").returncode == 0
 
 

@@ -85,7 +85,8 @@ def cli(ctx: click.Context, root: str | None, runroot: str | None, debug: bool, 
         if host not in DEFAULT_HOSTS:
             from dockyard.errors import DockyardError
 
-            raise DockyardError("-H/--host needs the Docker Engine API service, which dockyard does not have yet")
+            raise DockyardError("-H/--host: the dockyard CLI runs the engine itself, no daemon; tools that need a "
+                                 "daemon reach it through `dockyard system service` (their DOCKER_HOST)")
     if config_dir:
         os.environ["DOCKER_CONFIG"] = config_dir   # read where credentials are looked up (config.docker_config_dir)
     if log_level == "debug":
@@ -94,7 +95,7 @@ def cli(ctx: click.Context, root: str | None, runroot: str | None, debug: bool, 
 
 
 # The host a client talks to with no -H: dockyard's CLI calls the engine directly.
-DEFAULT_HOSTS = ("unix:///var/run/docker.sock", "unix:///run/docker.sock")
+DEFAULT_HOSTS = ("unix:///var/run/docker.sock", "unix:///run/docker.sock", "unix:///run/dockyard/docker.sock")
 
 
 def _print_version(ctx: click.Context) -> None:
