@@ -91,6 +91,9 @@ class ClassicProgress(Progress):
         vertex = super().vertex(name)
         match = _STEP.match(name)
         if match is None:
+            if name.startswith("[internal] load metadata for "):
+                # The base is being pulled: its FROM step is shown first, as the classic builder does.
+                self._show_from(name[len("[internal] load metadata for "):])
             if name == "exporting to image":
                 for label in self.stages:
                     self._show_until(label, len(self.stages[label]) - 1)
@@ -105,6 +108,20 @@ class ClassicProgress(Progress):
             self._say(f" ---> Running {text}\n")   # an ONBUILD trigger, or a plan we could not read
         vertex.classic = text  # type: ignore[attr-defined]
         return vertex
+
+    def _show_from(self, wanted: str) -> None:
+        from dockyard import reference
+
+        for label, lines in self.stages.items():
+            if self.shown.get(label, 0):
+                continue
+            try:
+                base = str(reference.parse(lines[0].split()[1]))
+            except (DockyardError, IndexError):
+                continue
+            if base == wanted:
+                self._show_until(label, 0)
+                return
 
     def line(self, vertex: Vertex, text: str) -> None:
         if getattr(vertex, "classic", None):

@@ -78,6 +78,8 @@ def test_a_bad_dockerfile_or_base_image_is_an_error_exit_1(api, tmp_path: Path) 
     (missing / "Dockerfile").write_text("FROM 127.0.0.1:1/nosuch/image:v1\n")
     result = api.docker("build", str(missing))
     assert result.returncode == 1 and "nosuch/image" in result.stderr
+    # the step was shown before its base failed to pull, as the classic builder shows it
+    assert steps(result.stdout) == ["Step 1/1 : FROM 127.0.0.1:1/nosuch/image:v1"]
 
 
 def test_no_cache_dockerfile_path_and_stdin_dockerfile(api, tmp_path: Path) -> None:
@@ -160,8 +162,9 @@ def test_a_base_image_behind_auth_is_pulled_with_x_registry_config(api, distribu
     ctx = tmp_path / "ctx"
     ctx.mkdir()
     (ctx / "Dockerfile").write_text(f"FROM {base}:v1\nLABEL behind=auth\n")
-    with pytest.raises(docker_py.errors.APIError, match="pull access denied"):
-        list(client.build(path=str(ctx), tag="authbase:1", decode=True))
+    refused = list(client.build(path=str(ctx), tag="authbase:1", decode=True))
+    assert refused[0] == {"stream": f"Step 1/2 : FROM {base}:v1\n"}
+    assert "pull access denied" in refused[-1]["error"] and refused[-1]["errorDetail"]["message"]
     client.login("dockyard", "test-password", registry=distribution_auth.address, reauth=True)
     built = list(client.build(path=str(ctx), tag="authbase:1", decode=True))
     assert not any("error" in m for m in built), built
