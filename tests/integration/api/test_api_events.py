@@ -144,9 +144,10 @@ def test_many_followers_hold_no_thread_each_and_leave_nothing_behind(api, run_cl
                  for _ in range(40)]   # more than the 32 worker threads
     try:
         time.sleep(1.0)
-        assert _threads(pid) < threads_before + 10, "a thread per follower"
-        # The service still answers requests that need a worker, and each follower gets a new event.
-        ok(api.docker("version"))
+        # More followers than worker threads: were each to hold one, a request that needs a
+        # worker (version) would wait behind them. It answers, and each follower gets a new event.
+        ok(api.docker("version", timeout=30))
+        assert _threads(pid) <= threads_before + 32   # at most the pool's own threads, never one per follower
         ok(run_cli("volume", "create", "announced"))
         for sock, already in followers:
             data = already
