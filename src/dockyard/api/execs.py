@@ -216,7 +216,7 @@ async def start(request: web.Request) -> web.StreamResponse:
     run = ExecRun(request.app, record, conn)
     try:
         await run.attached()
-    except (ConnectionError, asyncio.CancelledError):
+    except (OSError, asyncio.CancelledError):   # the client gone, or no console socket
         pass
     finally:
         conn.close()
@@ -265,18 +265,6 @@ class ExecRun:
     def begin(self) -> None:
         record = self.record
         stdio = self._stdio()
-        if self.conn is not None and record.tty:
-            settings = self.app[http.SETTINGS_KEY]
-            directory = os.path.join(os.fspath(settings.runroot), "shims", record.container_id[:16])
-            self.console_path = os.path.join(directory, f"exec-{record.id[:12]}.sock")
-            try:
-                os.unlink(self.console_path)
-            except FileNotFoundError:
-                pass
-            self.console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.console.bind(self.console_path)
-            self.console.listen(1)
-            self.console.setblocking(False)
         env = (["TERM=xterm"] if record.tty else []) + record.env   # dockerd's exec -t environment
         settings = self.app[http.SETTINGS_KEY]
 
@@ -304,6 +292,16 @@ class ExecRun:
         threading.Thread(target=body, name=f"exec-{record.id[:12]}", daemon=True).start()
 
     _error = ""
+
+    async def open_console(self) -> None:
+        """The engine's console socket for this exec's terminal (in the container's shim directory)."""
+        from dockyard.containers.execute import console_socket
+
+        workers: http.Workers = self.app[http.WORKERS_KEY]
+        record = self.record
+        self.console_path, self.console = await workers.run(
+            lambda: console_socket(workers.engine().containers, record.container_id, record.id[:12]))
+        self.console.setblocking(False)
 
     def _done(self, code: int) -> None:
         for fd in self.theirs:
@@ -352,11 +350,18 @@ class ExecRun:
         assert self.conn is not None
         conn = self.conn
         try:
-            self.begin()
-            if self.record.tty:
-                await self._pump_terminal(conn)
+            try:
+                if self.record.tty:
+                    await self.open_console()
+            except OSError as e:
+                self._error = f"exec failed: no console socket for its terminal: {e}"
+                self._done(126)
             else:
-                await self._pump_pipes(conn)
+                self.begin()
+                if self.record.tty:
+                    await self._pump_terminal(conn)
+                else:
+                    await self._pump_pipes(conn)
             if self._error:
                 message = (self._error + "\r\n").encode()
                 await conn.write(message if self.record.tty else frames.pack(frames.STDOUT, message))
@@ -523,12 +528,13 @@ class ExecRun:
             accept.cancel()
             return -1
         sock, _ = accept.result()
+        from dockyard.containers.execute import receive_master
+
         try:
             sock.setblocking(False)
             for _ in range(500):
                 try:
-                    _, fds, _, _ = socket.recv_fds(sock, 1024, 1)
-                    return fds[0] if fds else -1
+                    return receive_master(sock)
                 except BlockingIOError:
                     await asyncio.sleep(0.01)
             return -1

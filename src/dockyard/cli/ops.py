@@ -702,19 +702,13 @@ def _exec_tty(containers: Any, record: Any, command: Sequence[str], env: list[st
     """The process on a terminal of the container's own devpts (so `tty` names it), as Docker
     does: the runtime sends the pty master to a console socket; we pump our terminal to it."""
     import select
-    import socket
     import termios
     import threading
     import tty as ttys
 
-    path = os.path.join(containers.shim_dir(record.id), f"exec-{os.getpid()}.sock")
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    listener.bind(path)
-    listener.listen(1)
+    from dockyard.containers.execute import console_socket, receive_master
+
+    path, listener = console_socket(containers, record.id, str(os.getpid()))
     size = os.get_terminal_size(0)
     saved = termios.tcgetattr(0)
     done = threading.Event()
@@ -723,12 +717,11 @@ def _exec_tty(containers: Any, record: Any, command: Sequence[str], env: list[st
         try:
             conn, _ = listener.accept()
             with conn:
-                _, fds, _, _ = socket.recv_fds(conn, 1024, 1)
+                master = receive_master(conn)
         except OSError:
             return
-        if not fds:
+        if master < 0:
             return
-        master = fds[0]
         try:
             import fcntl
             import struct

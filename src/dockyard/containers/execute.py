@@ -42,6 +42,34 @@ def _user(containers: "Containers", record: "ContainerRecord",
     return f"{resolved['uid']}:{resolved['gid']}", resolved["additionalGids"], resolved["home"]
 
 
+def console_socket(containers: "Containers", container_id: str, tag: str) -> "tuple[str, Any]":
+    """(path, listening unix socket) in the container's shim directory, for the runtime to hand
+    an exec's terminal master to (``console_socket`` of ``run_exec``): the CLI's ``exec -t``
+    and the API's exec start share it. The caller closes the socket and unlinks the path."""
+    import socket
+
+    path = os.path.join(containers.shim_dir(container_id), f"exec-{tag}.sock")
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+    return path, listener
+
+
+def receive_master(conn: Any) -> int:
+    """The terminal master the runtime sent on an accepted console connection; -1 if none came.
+    (BlockingIOError from a non-blocking connection the message has not reached yet.)"""
+    import socket
+
+    _, fds, _, _ = socket.recv_fds(conn, 1024, 1)
+    for extra in fds[1:]:
+        os.close(extra)
+    return fds[0] if fds else -1
+
+
 def exec_action(command: "list[str]") -> str:
     """Docker's exec events name the command ("exec_start: sh -c ls": the first word, then the
     rest joined, one space after it even with no arguments)."""
