@@ -208,15 +208,16 @@ _QUIET_STATUSES = frozenset({"Extracting", "Downloading", "Pushing"})
 class JsonProgress:
     """distribution's Progress interface as dockerd's JSON messages."""
 
-    def __init__(self, emit: Emit) -> None:
+    def __init__(self, emit: Emit, pulled_as: str = "") -> None:
         self.emit = emit
+        self.pulled_as = pulled_as   # what "Pulling from" is said of, when not the engine's label
         self._lock = threading.Lock()
         self._last_sent: dict[str, float] = {}
 
     def message(self, text: str) -> None:
         pulling = _PULLING.match(text)
         if pulling:
-            self.emit({"status": pulling[2], "id": pulling[1]})
+            self.emit({"status": pulling[2], "id": self.pulled_as or pulling[1]})
             return
         self.emit({"status": text})
         pushed = _PUSHED.match(text)
@@ -399,7 +400,9 @@ async def create(request: web.Request) -> web.StreamResponse:
 
     def work(engine: Any, emit: Emit) -> None:
         if not all_tags:
-            engine.images.pull(ref, platform=wanted, progress=JsonProgress(emit), creds=creds)
+            # dockerd says a digest pull is "Pulling from" of the whole familiar reference
+            progress = JsonProgress(emit, pulled_as=ref.familiar() if ref.digest else "")
+            engine.images.pull(ref, platform=wanted, progress=progress, creds=creds)
             return
         newer = False
 

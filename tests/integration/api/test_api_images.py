@@ -232,6 +232,20 @@ def test_push_and_pull_against_a_local_registry(api, docker, distribution, repo_
         docker.run("rmi", target)
     again = ok(api.docker("pull", target))
     assert f"Status: Image is up to date for {target}" in again
+    # By digest (tag=sha256:... on the wire), beside dockerd.
+    by_digest = f"{distribution.address}/{repo_name}@{re.search(r'^Digest: (sha256:[0-9a-f]{64})$', pulled, re.M)[1]}"
+    ok(api.docker("rmi", target))
+    ours_digest = ok(api.docker("pull", by_digest), api)
+    theirs_digest = docker.cli("pull", by_digest)
+    docker.run("rmi", by_digest)
+
+    def not_layers(text: str) -> list[str]:   # which layers each one still had differs
+        return [line for line in text.splitlines() if not re.match(r"[0-9a-f]{12}: ", line)]
+
+    assert not_layers(ours_digest) == not_layers(theirs_digest) == [
+        f"{by_digest}: Pulling from {repo_name}", f"Digest: {by_digest.partition('@')[2]}",
+        f"Status: Downloaded newer image for {by_digest}", by_digest]
+    ok(api.docker("tag", by_digest, target))
     digest = re.search(r"^Digest: (sha256:[0-9a-f]{64})$", pulled, re.M)[1]
     row = [r.split() for r in ok(api.docker("images", "--digests")).splitlines() if r.startswith(distribution.address)]
     assert row[0][:3] == [f"{distribution.address}/{repo_name}", "v1", digest]
