@@ -241,6 +241,22 @@ def _reopen_if_rotated(fd: "int | None", current: str, pending: bytearray) -> "i
     return _open(current)
 
 
+def go_message(message: dict) -> dict:
+    """What Go's encoding/json writes of an ``events.Message`` (``docker events --format json``,
+    the API's ``/events``): its fields in order, empty ``status``/``id``/``from`` left out, the
+    attributes (a map) sorted."""
+    actor = message.get("Actor") or {}
+    attrs = actor.get("Attributes") or {}
+    out: dict = {k: message[k] for k in ("status", "id", "from") if message.get(k)}
+    out["Type"] = message.get("Type", "")
+    out["Action"] = message.get("Action", "")
+    out["Actor"] = {"ID": actor.get("ID", ""), "Attributes": {k: attrs[k] for k in sorted(attrs)}}
+    out["scope"] = message.get("scope", "local")
+    out["time"] = message.get("time", 0)
+    out["timeNano"] = message.get("timeNano", 0)
+    return out
+
+
 # --- filters (Docker's semantics: values of one key ORed, different keys ANDed) ----------------
 
 class Matcher:

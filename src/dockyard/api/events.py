@@ -37,18 +37,10 @@ def _time(request: web.Request, name: str, now: int) -> int | None:
 
 
 def encode(message: dict[str, Any]) -> bytes:
-    """One event as Go's encoder writes an ``events.Message``: the log keeps the struct's
-    field order; Go sorts the attributes (a map); empty legacy fields are left out."""
-    actor = message.get("Actor") or {}
-    attrs = actor.get("Attributes") or {}
-    out: dict[str, Any] = {k: message[k] for k in ("status", "id", "from") if message.get(k)}
-    out["Type"] = message.get("Type", "")
-    out["Action"] = message.get("Action", "")
-    out["Actor"] = {"ID": actor.get("ID", ""), "Attributes": {k: attrs[k] for k in sorted(attrs)}}
-    out["scope"] = message.get("scope", "local")
-    out["time"] = message.get("time", 0)
-    out["timeNano"] = message.get("timeNano", 0)
-    return json.dumps(out, separators=(",", ":")).encode() + b"\n"
+    """One event as dockerd's encoder writes it: Go's field order, the attributes sorted."""
+    from dockyard.events import go_message
+
+    return json.dumps(go_message(message), separators=(",", ":")).encode() + b"\n"
 
 
 def _step(reader: Iterator[dict | None]) -> tuple[bytes, str]:

@@ -105,15 +105,6 @@ _FIELDS = ("status", "id", "from", "Type", "Action", "Actor", "scope", "time", "
 
 
 def _go_message(message: "dict[str, Any]") -> "dict[str, Any]":
-    """What Go's encoding/json writes of an ``events.Message``: its fields in order, empty
-    ``status``/``id``/``from`` left out, the attributes (a map) sorted."""
-    actor = message.get("Actor") or {}
-    attrs = actor.get("Attributes") or {}
-    out: dict[str, Any] = {k: message[k] for k in ("status", "id", "from") if message.get(k)}
-    out["Type"] = message.get("Type", "")
-    out["Action"] = message.get("Action", "")
-    out["Actor"] = {"ID": actor.get("ID", ""), "Attributes": {k: attrs[k] for k in sorted(attrs)}}
-    out["scope"] = message.get("scope", "local")
-    out["time"] = message.get("time", 0)
-    out["timeNano"] = message.get("timeNano", 0)
-    return out
+    from dockyard.events import go_message   # the API's /events writes the same
+
+    return go_message(message)
