@@ -227,3 +227,19 @@ def test_a_client_that_leaves_mid_build_leaves_the_service_working(api, tmp_path
     assert again.returncode == 5
     log = api.logs()
     assert "Traceback" not in log and "never retrieved" not in log, log[-3000:]
+
+
+def test_docker_py_high_level_build_finds_the_image(api, tmp_path: Path) -> None:
+    """docker-py's images.build reads the image ID from the classic stream ("Successfully built")."""
+    import docker as docker_py
+
+    ctx = context(tmp_path, "FROM busybox\nRUN echo py > /py\n")
+    client = docker_py.DockerClient(base_url=api.url, version="1.41", timeout=120)
+    image, logs = client.images.build(path=str(ctx), tag="frompy:1", network_mode="none")
+    assert image.tags == ["frompy:1"] and image.id == client.images.get("frompy:1").id
+    assert any(entry.get("stream") == "py\n" or entry.get("stream", "").startswith("Step 2/2") for entry in logs)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    with pytest.raises(docker_py.errors.BuildError) as failed:
+        client.images.build(path=str(context(bad, "FROM busybox\nRUN exit 4\n")), network_mode="none")
+    assert failed.value.msg == "The command '/bin/sh -c exit 4' returned a non-zero code: 4"
