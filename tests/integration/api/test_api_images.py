@@ -172,6 +172,11 @@ def test_import_from_stdin_with_changes_and_message(api, busybox_tar: Path) -> N
     info = json.loads(ok(api.docker("image", "inspect", "imported:v2")))[0]
     assert info["Id"] == image_id and info["Comment"] == "from api"
     assert info["Config"]["Cmd"] == ["echo", "hi"] and "A=1" in info["Config"]["Env"]
+    other = api.docker("import", "--platform", "linux/arm64", "-", "imported:arm", input=busybox_tar.read_bytes(),
+                       text=False)
+    assert other.returncode == 0, other.stderr
+    arm = json.loads(ok(api.docker("image", "inspect", "imported:arm")))[0]
+    assert (arm["Os"], arm["Architecture"]) == ("linux", "arm64")
 
 
 def test_import_from_a_url(api, busybox_tar: Path) -> None:
