@@ -191,7 +191,8 @@ def registry_auth(request: web.Request) -> Any:
     if not isinstance(data, dict):
         return None
     if data.get("identitytoken"):
-        # An identity token goes where the registry's token flow takes a refresh token.
+        # Sent as the password of user "<token>"; the engine has no OAuth refresh-token grant,
+        # so only a registry that takes it that way accepts it.
         return Credentials("<token>", str(data["identitytoken"]))
     if data.get("username") or data.get("password"):
         return Credentials(str(data.get("username") or ""), str(data.get("password") or ""))
