@@ -416,9 +416,9 @@ class ExecRun:
             feeder.cancel()
 
     async def _feed_stdin(self, conn: Hijacked) -> None:
-        from dockyard.containers.attach import _EscapeScanner, parse_detach_keys
+        from dockyard.containers.attach import EscapeScanner, parse_detach_keys
 
-        scanner = _EscapeScanner(parse_detach_keys(self.record.detach_keys or None))
+        scanner = EscapeScanner(parse_detach_keys(self.record.detach_keys or None))
         while True:
             data = await conn.read()
             if not data:
@@ -502,9 +502,9 @@ class ExecRun:
             feeder.cancel()
 
     async def _feed_terminal(self, conn: Hijacked, master: int) -> None:
-        from dockyard.containers.attach import _EscapeScanner, parse_detach_keys
+        from dockyard.containers.attach import EscapeScanner, parse_detach_keys
 
-        scanner = _EscapeScanner(parse_detach_keys(self.record.detach_keys or None)) if self.record.stdin else None
+        scanner = EscapeScanner(parse_detach_keys(self.record.detach_keys or None)) if self.record.stdin else None
         while True:
             data = await conn.read()
             if not data:

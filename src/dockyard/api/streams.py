@@ -368,10 +368,10 @@ class AttachSession:
                 await self.conn.write(bytes(out))
 
     async def _from_client(self) -> str:
-        from dockyard.containers.attach import _EscapeScanner
+        from dockyard.containers.attach import EscapeScanner
 
         assert self.writer is not None
-        scanner = _EscapeScanner(self.detach_keys) if self.detach_keys and self.stdin else None
+        scanner = EscapeScanner(self.detach_keys) if self.detach_keys and self.stdin else None
         while True:
             data = await self.conn.read()
             if not data:

@@ -68,6 +68,9 @@ class _EscapeScanner:
         return bytes(out), False
 
 
+EscapeScanner = _EscapeScanner   # the API's attach and exec scan their clients' input for the keys too
+
+
 def terminal_size() -> tuple[int, int] | None:
     try:
         size = os.get_terminal_size(0)

@@ -281,6 +281,45 @@ def test_attach_over_a_raw_hijack_with_the_multiplexed_frames(api, run_cli) -> N
     assert frames == [(1, b"got-hello\n"), (2, b"e\n")]
 
 
+def test_detach_keys_end_the_attach_not_the_container(api, run_cli) -> None:
+    run_cli("run", "-d", "-i", *NONE, "--name", "stay", "busybox", "cat", check=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(30)
+    sock.connect(str(api.socket))
+    sock.sendall(b"POST /containers/stay/attach?stream=1&stdin=1&stdout=1&detachKeys=ctrl-a,x HTTP/1.1\r\n"
+                 b"Host: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    sock.sendall(b"echo\n")
+    assert sock.recv(65536) == b"\x01\x00\x00\x00\x00\x00\x00\x05echo\n"
+    sock.sendall(b"\x01x")
+    assert sock.recv(65536) == b""   # closed by the service
+    sock.close()
+    assert status_of(run_cli, "stay") == "running"
+
+
+def test_attach_without_upgrade_is_answered_200_and_hijacked_the_same(api, run_cli) -> None:
+    """A client older than the Upgrade header: 200 OK, then the same raw stream."""
+    run_cli("create", *NONE, "-t", "--name", "old", "busybox", "echo", "from-tty", check=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(30)
+    sock.connect(str(api.socket))
+    sock.sendall(b"POST /containers/old/attach?stream=1&stdout=1 HTTP/1.1\r\nHost: docker\r\n"
+                 b"Content-Length: 0\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"Content-Type: application/vnd.docker.raw-stream" in head
+    assert api.docker("start", "old").returncode == 0
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    sock.close()
+    assert data == b"from-tty\r\n"
+
+
 def test_attach_websocket(api, run_cli) -> None:
     import asyncio
 
