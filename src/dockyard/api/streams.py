@@ -33,6 +33,9 @@ POLL_SECONDS = 0.1          # the poller's period while anything waits
 LOG_POLL_SECONDS = 0.1      # a followed log's file is looked at this often
 DISCONNECT_POLL = 0.25
 ACTIVE = ("running", "paused", "restarting")
+# A shim between two runs of a restarting container greets a new client with the last exit
+# frame: the watch connects only while the container runs, so that frame is news.
+WATCHABLE = ("running", "paused")
 WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
 
 
@@ -88,7 +91,7 @@ class Hub:
             future.set_result((state.exit_code, state.error))
             return future
         self.waiters.setdefault(cid, []).append(Waiter(condition, future, state.finished_at))
-        if state.status in ACTIVE:
+        if state.status in WATCHABLE:
             self.ensure_watch(cid)
         self._ensure_poller()
         return future
@@ -133,7 +136,7 @@ class Hub:
 
     def _check(self, cid: str, state: State | None) -> None:
         if state is None:   # removed: every wait is over, every pending attach too
-            self._resolve(cid, ("not-running", "next-exit", "removed", "inactive"), self.last_exit.get(cid, 0))
+            self._resolve(cid, ("not-running", "next-exit", "removed", "inactive"), self.last_exit.pop(cid, 0))
             for session in self.pending.pop(cid, []):
                 session.abandon()
             return
@@ -147,7 +150,7 @@ class Hub:
             for w in waiters:
                 if w.condition == "next-exit" and w.baseline != state.finished_at and not w.future.done():
                     w.future.set_result((state.exit_code, ""))
-        if state.status in ACTIVE and self.has_waiters(cid):
+        if state.status in WATCHABLE and self.has_waiters(cid):
             self.ensure_watch(cid)
         if state.status in ("running", "paused") and self.pending.get(cid) and cid not in self.starting:
             # started by another front end: connect what waited, late rather than never
@@ -194,6 +197,7 @@ class Hub:
                 except OSError:
                     pass
                 self._resolve(cid, ("removed",), code)
+                self.last_exit.pop(cid, None)
         finally:
             if connected is not None and not connected.done():
                 connected.set_result(None)
