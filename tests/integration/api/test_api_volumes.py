@@ -189,9 +189,6 @@ def test_system_df_shape_is_dockerds(api, run_cli, oracle) -> None:
     assert our_box["SizeRootFs"] == our_box["SizeRw"] + ours["Images"][0]["Size"] and our_box["SizeRw"] > 0
 
 
-@pytest.mark.xfail(strict=True, reason="docker system prune ends with POST /v1.41/build/prune (the build routes'), "
-                                       "answered 404 'page not found', so the docker CLI exits 1 after pruning "
-                                       "containers, networks, volumes and images")
 def test_docker_system_prune_through_the_api(api, run_cli) -> None:
     ok(api.docker("network", "create", "unusednet"))
     anonymous = ok(api.docker("volume", "create")).strip()
@@ -204,4 +201,8 @@ def test_docker_system_prune_through_the_api(api, run_cli) -> None:
                                  f"Deleted Volumes:\nnamedvol\n{anonymous}\n\n"), result.stdout
     assert ok(run_cli("ps", "-aq")) == "" and ok(run_cli("volume", "ls", "-q")) == ""
     assert "unusednet" not in ok(run_cli("network", "ls", "--format", "{{.Name}}")).split()
+    status, _ = raw(api, "POST", "/v1.41/build/prune")   # this root has no build cache to lose
+    if status == 404:
+        pytest.xfail("docker system prune ends with POST /v1.41/build/prune (the build routes'), answered 404 "
+                     "'page not found', so the docker CLI exits 1 after pruning containers, networks and volumes")
     assert result.returncode == 0, result.stderr
