@@ -247,7 +247,7 @@ class JsonProgress:
 
 
 def _bar(current: int, total: int | None) -> str:
-    from dockyard.cli.formatting import human_size
+    from dockyard.units import human_size
 
     if not total:
         return human_size(current)
