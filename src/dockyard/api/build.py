@@ -250,3 +250,41 @@ def _json_object(request: web.Request, name: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise http.bad_request(f"invalid {name}: expected a JSON object")
     return value
+
+
+@routes.post("/build/prune")
+async def prune(request: web.Request) -> web.Response:
+    """``docker builder prune`` and the last step of ``docker system prune``: the build cache
+    (all of it with ``all``, else what no image uses), ``until`` as the CLI's filter; dead builds'
+    leftovers are reclaimed first, as ``dockyard builder prune`` does."""
+    import time
+
+    from dockyard.timefmt import parse_duration, parse_timestamp
+
+    filters = http.query_filters(request)
+    until = None
+    for key, values in filters.items():
+        if key != "until":
+            raise http.bad_request(f"invalid filter '{key}'")
+        for value in values:
+            try:
+                until = time.time() - parse_duration(value)
+            except ValueError:
+                try:
+                    until = parse_timestamp(value)
+                except ValueError:
+                    raise http.bad_request(f"invalid filter 'until={value}'") from None
+    if http.query_int(request, "keep-storage", 0):
+        raise http.bad_request("keep-storage is not supported: the build cache is pruned whole or by age")
+    all_ = http.query_bool(request, "all")
+
+    def run(engine: Any) -> list[tuple[str, int]]:
+        from dockyard.build.builder import reclaim
+        from dockyard.build.cache import BuildCache
+
+        reclaim(engine)
+        return BuildCache(engine).prune(all=all_, until=until)
+
+    removed = await http.call(request, run)
+    return http.json_response({"CachesDeleted": [key.partition(":")[2] for key, _ in removed] or None,
+                               "SpaceReclaimed": sum(size for _, size in removed)})

@@ -243,3 +243,19 @@ def test_docker_py_high_level_build_finds_the_image(api, tmp_path: Path) -> None
     with pytest.raises(docker_py.errors.BuildError) as failed:
         client.images.build(path=str(context(bad, "FROM busybox\nRUN exit 4\n")), network_mode="none")
     assert failed.value.msg == "The command '/bin/sh -c exit 4' returned a non-zero code: 4"
+
+
+def test_builder_prune_empties_the_build_cache(api, run_cli, tmp_path: Path) -> None:
+    ctx = context(tmp_path, "FROM busybox\nRUN echo cached > /c\n")
+    assert api.docker("build", "--network", "none", "-t", "pruned:1", str(ctx)).returncode == 0
+    assert " ---> Using cache" in api.docker("build", "--network", "none", "-t", "pruned:1", str(ctx)).stdout
+    result = api.docker("builder", "prune", "-af")
+    assert result.returncode == 0, (result.stderr, api.logs()[-2000:])
+    assert result.stdout.startswith("Deleted build cache objects:\n") and "Total reclaimed space:" in result.stdout
+    # nothing cached is left: the next build runs its RUN again, and a second prune finds nothing
+    assert " ---> Using cache" not in api.docker("build", "--network", "none", "-t", "pruned:1", str(ctx)).stdout
+    assert api.docker("builder", "prune", "-af").returncode == 0
+    again = api.docker("builder", "prune", "-af")
+    assert again.stdout.strip() == "Total reclaimed space: 0B", again.stdout
+    bad = api.docker("builder", "prune", "-af", "--filter", "bogus=1")
+    assert bad.returncode == 1 and "invalid filter 'bogus'" in bad.stderr
