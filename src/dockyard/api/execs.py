@@ -366,8 +366,30 @@ class ExecRun:
                 message = (self._error + "\r\n").encode()
                 await conn.write(message if self.record.tty else frames.pack(frames.STDOUT, message))
         finally:
-            # If the client went first, the process loses its stdio (EPIPE, EOF, a hung-up
-            # terminal) as in dockerd; its thread still records its end.
+            if self.record.master >= 0 and not self.exited.done():
+                # detached from a terminal (ctrl-p ctrl-q, or the client went): the process runs
+                # on, as in dockerd; what it writes meanwhile is read and dropped
+                self.loop.create_task(self._linger(self.record.master))
+            else:
+                # the process's pipes go with the client (EPIPE, EOF); its thread records its end
+                self._close_ours()
+
+    async def _linger(self, master: int) -> None:
+        def drop() -> None:
+            try:
+                if os.read(master, 65536):
+                    return
+            except BlockingIOError:
+                return
+            except OSError:
+                pass
+            self.loop.remove_reader(master)
+
+        self.loop.remove_reader(master)
+        self.loop.add_reader(master, drop)
+        try:
+            await self.exited
+        finally:
             self._close_ours()
 
     async def _pump_pipes(self, conn: Hijacked) -> None:

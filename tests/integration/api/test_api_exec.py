@@ -159,3 +159,19 @@ def test_a_detached_exec_is_running_until_it_ends(api, box) -> None:
         assert time.monotonic() < deadline
         time.sleep(0.2)
     assert client.exec_inspect(exec_id)["ExitCode"] == 2
+
+
+def test_exec_it_detach_leaves_the_process_running(api, box) -> None:
+    term = PtyProcess(["/usr/bin/docker", "exec", "-it", box, "sh", "-c", "echo ready; sleep 2; touch /tmp/lived"],
+                      api.env)
+    try:
+        term.expect(b"ready")
+        term.send(b"\x10\x11")   # ctrl-p ctrl-q: the docker CLI says so and exits 1, with dockerd too
+        assert term.wait() == 1, term.output
+        assert b"read escape sequence" in term.output
+    finally:
+        term.close()
+    deadline = time.monotonic() + 30
+    while api.docker("exec", box, "test", "-e", "/tmp/lived").returncode != 0:
+        assert time.monotonic() < deadline, "the detached exec did not live on"
+        time.sleep(0.3)
