@@ -11,7 +11,6 @@ whose master the runtime hands to a console socket (as the CLI's ``exec -t`` doe
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import socket
 import threading
@@ -203,8 +202,12 @@ async def start(request: web.Request) -> web.StreamResponse:
         raise ConflictError(f"Error: Exec command {record.id} is already running")
     if record.started:
         raise ConflictError(f"Error: Exec command {record.id} has already run")
-    await http.call(request, lambda engine: _running(engine, record.container_id))
-    record.started = record.running = True
+    record.started = record.running = True   # before the await: a second start is refused
+    try:
+        await http.call(request, lambda engine: _running(engine, record.container_id))
+    except BaseException:
+        record.started = record.running = False
+        raise
     tty = bool(body.get("Tty", record.tty))
     record.tty = tty
     if body.get("Detach"):
@@ -562,7 +565,3 @@ class ExecRun:
             return -1
         finally:
             sock.close()
-
-
-def _json(data: bytes) -> Any:
-    return json.loads(data)
