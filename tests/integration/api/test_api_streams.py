@@ -88,6 +88,11 @@ def test_run_passes_the_exit_code_and_keeps_stdout_and_stderr_apart(api) -> None
     assert (result.returncode, result.stdout, result.stderr) == (3, "out\n", "err\n"), api.logs()
 
 
+def test_run_t_gives_the_terminal_s_raw_output(api) -> None:
+    result = api.docker("run", "-t", *NONE, "busybox", "sh", "-c", "echo tty; echo err >&2", text=False)
+    assert (result.returncode, result.stdout) == (0, b"tty\r\nerr\r\n")   # one stream on a terminal
+
+
 def test_run_loses_no_output_from_the_first_byte(api) -> None:
     result = api.docker("run", *NONE, "busybox", "seq", "1", "20000")
     assert result.returncode == 0
@@ -318,6 +323,18 @@ def test_attach_without_upgrade_is_answered_200_and_hijacked_the_same(api, run_c
         data += chunk
     sock.close()
     assert data == b"from-tty\r\n"
+
+
+def test_docker_py_attach_with_logs_replays_then_follows(api, run_cli) -> None:
+    import docker as docker_py
+
+    client = docker_py.DockerClient(base_url=api.url, version="1.41")
+    run_cli("run", *NONE, "--name", "replayed", "busybox", "sh", "-c", "echo earlier", check=True)
+    container = client.containers.get("replayed")
+    assert container.attach(stdout=True, stderr=True, logs=True, stream=False) == b"earlier\n"
+    chunks = container.attach(stdout=True, stderr=True, logs=True, stream=True)
+    assert client.api.start(container.id) is None   # attached (held) before the start
+    assert b"".join(chunks) == b"earlier\nearlier\n"
 
 
 def test_attach_websocket(api, run_cli) -> None:
