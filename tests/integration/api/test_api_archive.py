@@ -117,6 +117,18 @@ def test_symlinks_in_the_container_path_stay_inside_its_root(api, run_cli, box, 
     assert not os.path.exists("/hostside/payload")
     if result.returncode == 0:
         assert cat(run_cli, "/hostside/payload") == "payload\n"
+    # a directory that exists on both sides under one absolute name: the container's gets the file
+    both = Path(f"/tmp/dy-cp-both-{uuid.uuid4().hex[:8]}")
+    both.mkdir()
+    try:
+        run_cli("exec", "box", "sh", "-c", f"mkdir -p {both} && ln -s {both} /d/both", check=True)
+        ok(api.docker("cp", str(tmp_path / "payload"), "box:/d/both/"))
+        assert cat(run_cli, f"{both}/payload") == "payload\n"
+        assert os.listdir(both) == []
+        ok(api.docker("cp", str(tmp_path / "payload"), "box:/d/both/renamed"))
+        assert cat(run_cli, f"{both}/renamed") == "payload\n" and os.listdir(both) == []
+    finally:
+        both.rmdir()
     # the stat the docker CLI follows links with: the target inside the container
     status, stat = path_stat(api.url, "box", "/d/esc")
     assert status == 200 and stat["linkTarget"] == "/etc/passwd"

@@ -96,6 +96,9 @@ def test_create_ps_inspect_rename_rm_through_the_api_and_the_cli(api, run_cli) -
         mine = {k: v for k, v in through_api[key].items() if k != "Hostname"}
         theirs = {k: v for k, v in twin[key].items() if k != "Hostname"}
         assert mine == theirs, key
+    exported = subprocess.run("/usr/bin/docker export web | tar t", shell=True, env=api.env, capture_output=True,
+                              text=True, timeout=120)   # never started: the image's tree
+    assert exported.returncode == 0 and "bin/sh" in exported.stdout.split(), exported.stderr
     ok(api.docker("rename", "web", "web2"))
     assert "web2" in ok(run_cli("ps", "-a", "--format", "{{.Names}}")).split()
     ok(api.docker("rm", "web2"))
