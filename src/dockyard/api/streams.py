@@ -46,6 +46,10 @@ class Waiter:
     condition: str                 # not-running | next-exit | removed | inactive (logs -f: exited or gone)
     future: "asyncio.Future[tuple[int, str]]"
     baseline: float | None = None  # finished_at when the wait began (next-exit)
+    # next-exit after a failed start (no exit, for dockerd): only an exit of a run that began
+    # after this started_at counts
+    started_before: float | None = None
+    failed_start: bool = False
 
 
 @dataclass
@@ -54,6 +58,7 @@ class State:
     exit_code: int
     error: str
     finished_at: float | None
+    started_at: float | None = None
 
 
 class Hub:
@@ -144,12 +149,15 @@ class Hub:
             self.last_exit[cid] = state.exit_code
             self._resolve(cid, ("not-running", "inactive"), state.exit_code)
         waiters = self.waiters.get(cid, ()) if cid not in self.starting else ()   # a failed start is no exit
-        if any(w.condition == "next-exit" and w.baseline != state.finished_at and not w.future.done()
-               for w in waiters):
+
+        def exited(w: Waiter) -> bool:
+            return (w.condition == "next-exit" and not w.future.done() and w.baseline != state.finished_at
+                    and not (w.failed_start and state.started_at == w.started_before))
+
+        if any(exited(w) for w in waiters):
             self.last_exit[cid] = state.exit_code
-            for w in waiters:
-                if w.condition == "next-exit" and w.baseline != state.finished_at and not w.future.done():
-                    w.future.set_result((state.exit_code, ""))
+            for w in [w for w in waiters if exited(w)]:
+                w.future.set_result((state.exit_code, ""))
         if state.status in WATCHABLE and self.has_waiters(cid):
             self.ensure_watch(cid)
         if state.status in ("running", "paused") and self.pending.get(cid) and cid not in self.starting:
@@ -264,7 +272,7 @@ def _states(engine: Any, cids: list[str]) -> dict[str, State | None]:
 
 
 def _state(record: Any) -> State:
-    return State(record.status, record.exit_code, record.error or "", record.finished_at)
+    return State(record.status, record.exit_code, record.error or "", record.finished_at, record.started_at)
 
 
 async def _read_exit_frame(reader: asyncio.StreamReader) -> dict[str, Any] | None:
@@ -605,10 +613,9 @@ async def _failed_start(request: web.Request, the_hub: Hub, record: Any) -> None
         except DockyardError:
             pass
     else:   # dockerd: a container that never ran has not exited; next-exit waits on
-        state = (await http.call(request, _states, [record.id])).get(record.id)
         for waiter in the_hub.waiters.get(record.id, ()):
-            if waiter.condition == "next-exit" and state is not None:
-                waiter.baseline = state.finished_at
+            if waiter.condition == "next-exit":
+                waiter.failed_start, waiter.started_before = True, record.started_at
     the_hub._ensure_poller()
 
 
