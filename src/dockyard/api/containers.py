@@ -573,7 +573,7 @@ async def export(request: web.Request) -> web.StreamResponse:
 
 # ---------------------------------------------------------------- stats
 
-def _stats_json(engine: Any, record: Any, now: dict[str, Any] | None, before: dict[str, Any] | None) -> dict[str, Any]:
+def _stats_json(record: Any, now: dict[str, Any] | None, before: dict[str, Any] | None) -> dict[str, Any]:
     """Docker's types.StatsJSON of a sample (``now``) and the one before (``before``); zeros for
     a container that is not running. system_cpu_usage is the wall clock times the CPUs (what
     /proc/stat's total adds up to), so the docker CLI's CPU % is CPU time over wall time."""
@@ -631,26 +631,26 @@ async def stats(request: web.Request) -> web.StreamResponse:
     record, first = await http.call(request, _sample, cid)
     if not streaming:
         before = None if one_shot or first is None else _start_sample(record, first)
-        return http.json_response(_stats_json(None, record, first, before))
+        return http.json_response(_stats_json(record, first, before))
+    # A sample a second: each read on a worker, the waits on the loop, so a stream pins no
+    # thread (`docker stats` opens one per container).
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
-
-    def produce(engine: Any, out: WorkerStream, record: Any, now: dict[str, Any] | None) -> None:
-        before = _start_sample(record, now) if now else None
+    await response.prepare(request)
+    now, before = first, (_start_sample(record, first) if first else None)
+    try:
         while True:
-            out.write(json.dumps(_stats_json(engine, record, now, before)).encode() + b"\n")
-            out.flush()
-            for _ in range(10):   # a second, watching for the client to leave
-                if out.stop.is_set():
-                    return
-                time.sleep(0.1)
+            await response.write(json.dumps(_stats_json(record, now, before)).encode() + b"\n")
+            await asyncio.sleep(1.0)
             if now:
                 before = {**now, "read": True}
             try:
-                record, now = _sample(engine, cid)
+                record, now = await http.call(request, _sample, cid)
             except NotFoundError:
-                return   # removed: the stream ends, as dockerd's does
-
-    return await stream(request, response, produce, record, first)
+                break   # removed: the stream ends, as dockerd's does
+    except ConnectionError:
+        return response   # the client went away
+    await response.write_eof()
+    return response
 
 
 # ---------------------------------------------------------------- lifecycle verbs

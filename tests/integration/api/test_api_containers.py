@@ -112,7 +112,7 @@ def test_docker_run_flags_reach_the_engine_as_dockyard_run_stores_them(api, run_
              "--tmpfs", "/run:size=1m", "-v", "/data", "--read-only", "--init", "--hostname", "box", "-w", "/tmp",
              "--entrypoint", "sh", "--stop-signal", "SIGUSR1", "--stop-timeout", "3", "--shm-size", "32m",
              "--sysctl", "net.ipv4.ip_forward=1", "--security-opt", "no-new-privileges", "--add-host", "h:10.0.0.1",
-             "--dns", "9.9.9.9", "--log-opt", "max-size=1m")
+             "--dns", "9.9.9.9", "--log-opt", "max-size=1m", "--mac-address", "92:d0:c6:0a:29:33")
     ok(api.docker("create", "--name", "api-made", *flags, "busybox", "-c", "true"))
     run_cli("create", "--name", "cli-made", *flags, "busybox", "-c", "true", check=True)
     api_made = json.loads(ok(run_cli("inspect", "api-made")))[0]
@@ -121,8 +121,21 @@ def test_docker_run_flags_reach_the_engine_as_dockyard_run_stores_them(api, run_
         assert {k: v for k, v in api_made[key].items()} == {k: v for k, v in cli_made[key].items()}, key
     assert [(m["Type"], m["Destination"]) for m in api_made["Mounts"]] == \
         [(m["Type"], m["Destination"]) for m in cli_made["Mounts"]]
+    assert api_made["NetworkSettings"]["Networks"] == cli_made["NetworkSettings"]["Networks"]
     assert api_made["HostConfig"]["Memory"] == 64 * 1024 * 1024
     assert api_made["HostConfig"]["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 3}
+    more = ("--network", "none", "--ipc", "host", "--pid", "host", "--uts", "host", "--device", "/dev/null:/dev/xnull",
+            "--mount", "type=tmpfs,target=/scratch,tmpfs-size=1048576", "--mount", "type=volume,source=named,target=/v",
+            "--security-opt", "seccomp=unconfined", "--group-add", "10", "--oom-score-adj", "100",
+            "--memory-reservation", "16m", "--cpu-shares", "512", "--cpuset-cpus", "0", "--label", "x=y",
+            "--user", "nobody", "-e", "B=2", "--domainname", "example.org", "--privileged")
+    ok(api.docker("create", "--name", "api-more", *more, "busybox", "true"))
+    run_cli("create", "--name", "cli-more", *more, "busybox", "true", check=True)
+    api_more = json.loads(ok(run_cli("inspect", "api-more")))[0]
+    cli_more = json.loads(ok(run_cli("inspect", "cli-more")))[0]
+    api_more["Config"].pop("Hostname"), cli_more["Config"].pop("Hostname")   # each its own ID's
+    for key in ("Config", "HostConfig", "Mounts"):
+        assert api_more[key] == cli_more[key], key
 
 
 def test_create_refuses_what_the_engine_cannot_honour_naming_the_field(api) -> None:
@@ -515,3 +528,27 @@ def test_docker_py_walks_the_container_routes(api, run_cli, tmp_path: Path) -> N
         assert ok(run_cli("ps", "-a", "-q")) == ""
     finally:
         client.close()
+
+
+def test_many_stats_streams_pin_no_worker(api, sleeper) -> None:
+    """`docker stats` opens a stream per container: 40 of them (more than the service's worker
+    threads) leave the API answering, and end when their clients leave."""
+    sleeper("watched")
+    streams = []
+    try:
+        for _ in range(40):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(10)
+            sock.connect(str(api.socket))
+            sock.sendall(b"GET /v1.41/containers/watched/stats HTTP/1.1\r\nHost: docker\r\n\r\n")
+            streams.append(sock)
+        for sock in streams:
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        status, _, _ = request(api.url, "GET", "/v1.41/containers/json")
+        assert status == 200 and time.monotonic() - started < 5
+    finally:
+        for sock in streams:
+            sock.close()
+    status, _, _ = request(api.url, "GET", "/v1.41/containers/watched/json")
+    assert status == 200
