@@ -353,8 +353,16 @@ def test_stats_json_shape_and_streaming(api, docker, sleeper) -> None:
             for key in ("cpu_usage", "system_cpu_usage", "online_cpus"):
                 assert key in mine["cpu_stats"], key
             assert set(mine["memory_stats"]) >= {"usage", "limit", "stats"}
+        # a container that is not running: dockerd's zeros, key for key
+        ok(api.docker("create", "--name", "idle", "busybox"))
+        ok(docker.run("create", "--name", name + "-idle", "busybox"))
+        mine = json.loads(request(api.url, "GET", "/v1.41/containers/idle/stats?stream=0")[2])
+        theirs = json.loads(request(dockerd_url(docker), "GET", f"/v1.41/containers/{name}-idle/stats?stream=0")[2])
+        for answer in (mine, theirs):
+            answer.pop("name"), answer.pop("id")
+        assert json.dumps(mine) == json.dumps(theirs)
     finally:
-        docker.run("rm", "-f", name)
+        docker.run("rm", "-f", name, name + "-idle")
     # streaming `docker stats` prints a new table every second until stopped
     proc = subprocess.Popen(["/usr/bin/docker", "stats", "--format", "{{.Name}} {{.PIDs}}", "busy"], env=api.env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
