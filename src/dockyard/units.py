@@ -1,5 +1,5 @@
-"""Docker's human-readable sizes (github.com/docker/go-units), for every front end: the CLI's
-tables and the API's progress bars."""
+"""Docker's human-readable sizes and durations (github.com/docker/go-units), for every front end:
+the CLI's tables, the API's progress bars and container status texts."""
 
 from __future__ import annotations
 
@@ -30,3 +30,31 @@ def bytes_size(size: float) -> str:
         value /= 1024.0
         i += 1
     return "%.4g%s" % (value, _BINARY_UNITS[i])
+
+
+def human_duration(seconds: float) -> str:
+    """go-units HumanDuration: ``About a minute``, ``3 hours``, ``2 weeks``..."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = int(seconds // 60)
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = int(seconds / 3600.0 + 0.5)  # Go's d.Round(time.Hour): half away from zero
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{int(seconds // 3600) // 24 // 365} years"

@@ -119,7 +119,7 @@ def test_flags_into_config_and_host_config() -> None:
 
 
 def test_status_text() -> None:
-    from dockyard.cli.ops import status_text
+    from dockyard.containers.summary import status_text
     from dockyard.containers.store import ContainerRecord
 
     r = ContainerRecord(id="a" * 64, name="n", image_id="sha256:x", image="busybox", created=0, config={})

@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from dockyard.cli.ops import _wants_size, go_quote, ps_command, ps_size
+from dockyard.cli.ops import _wants_size, go_quote, ps_size
+from dockyard.containers.summary import ps_command
 from dockyard.containers import inspect as ci
 from dockyard.containers.store import ContainerRecord
 

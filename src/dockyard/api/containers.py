@@ -462,7 +462,7 @@ ENDPOINT_KEYS = ("IPAMConfig", "Links", "Aliases", "NetworkID", "EndpointID", "G
 
 
 def _list_entry(engine: Any, r: Any, published: dict[str, list[Any]], size: bool, now: float) -> dict[str, Any]:
-    from dockyard.cli.ops import ps_command, status_text
+    from dockyard.containers.summary import ps_command, status_text
     from dockyard.containers.store import ACTIVE
 
     ports: list[dict[str, Any]] = []

@@ -30,35 +30,9 @@ def __getattr__(name: str):  # noqa: ANN202 - the CLI's time helpers, loaded on 
 
 # ---- sizes and durations (github.com/docker/go-units) --------------------------------
 
-from dockyard.units import bytes_size, human_size  # noqa: E402,F401 - the CLI's names for them
+from dockyard.units import bytes_size, human_duration, human_size  # noqa: E402,F401 - the CLI's names for them
 
 
-def human_duration(seconds: float) -> str:
-    """go-units HumanDuration: ``About a minute``, ``3 hours``, ``2 weeks``..."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = int(seconds // 60)
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(seconds / 3600.0 + 0.5)  # Go's d.Round(time.Hour): half away from zero
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds // 3600) // 24 // 365} years"
 
 
 def time_ago(epoch: float | None, now: float | None = None) -> str:

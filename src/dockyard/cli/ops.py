@@ -485,42 +485,11 @@ def rm(engine: Any, force: bool, volumes: bool, names: Sequence[str]) -> None:
 # ---- ps ---------------------------------------------------------------------------------
 
 
-def status_text(r: "ContainerRecord", now: float) -> str:
-    from dockyard.cli.formatting import human_duration
-
-    if r.status in ("running", "paused"):
-        text = f"Up {human_duration(now - (r.started_at or now))}"
-        if r.status == "paused":
-            return text + " (Paused)"
-        health = r.extra.get("health")   # filled by containers.list for a container with a check
-        if health in ("starting", "healthy", "unhealthy"):
-            return f"{text} (health: starting)" if health == "starting" else f"{text} ({health})"
-        return text
-    if r.status == "restarting":
-        return f"Restarting ({r.exit_code}) {human_duration(now - (r.finished_at or now))} ago"
-    if r.status == "exited":
-        if not r.finished_at:
-            return "Created"
-        return f"Exited ({r.exit_code}) {human_duration(now - r.finished_at)} ago"
-    if r.status == "removing":
-        return "Removal In Progress"
-    if r.status == "dead":
-        return "Dead"
-    return "Created"
-
-
 def _network_names(r: "ContainerRecord") -> list[str]:
     mode = r.host_config.get("NetworkMode") or "default"
     names = ["bridge" if mode == "default" else mode]
     names += [n for n in ((r.config.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}) if n not in names]
     return names
-
-
-def ps_command(path: str, args: Sequence[str]) -> str:
-    """The daemon's COMMAND: the arguments with a space in single quotes (daemon/list.go)."""
-    if not args:
-        return path
-    return path + " " + " ".join(f"'{a}'" if " " in a else a for a in args)
 
 
 def go_quote(text: str) -> str:
@@ -570,6 +539,7 @@ def ps_rows(records: Sequence["ContainerRecord"], trunc: bool, now: float | None
             fields: "frozenset[str] | None" = None) -> list[dict[str, str]]:
     """ps's rows; with ``fields`` only those columns (the rest cost ~half of a 200-row ``ps -a``)."""
     from dockyard.cli import formatting as fmt
+    from dockyard.containers.summary import ps_command, status_text
     from dockyard.network.ports import ps_column
 
     now = time.time() if now is None else now
