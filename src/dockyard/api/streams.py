@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -28,6 +29,7 @@ from dockyard.containers import frames
 from dockyard.errors import ConflictError, DockyardError
 
 routes = http.Routes()
+log = logging.getLogger("dockyard.api")
 
 POLL_SECONDS = 0.1          # the poller's period while anything waits
 LOG_POLL_SECONDS = 0.1      # a followed log's file is looked at this often
@@ -136,7 +138,10 @@ class Hub:
             except Exception:  # noqa: BLE001 - try again next period
                 states = {}
             for cid, state in states.items():
-                self._check(cid, state)
+                try:
+                    self._check(cid, state)
+                except Exception as e:  # noqa: BLE001 - one container's trouble must not stop every wait
+                    log.warning("streams: checking %s failed: %s: %s", cid[:12], type(e).__name__, e)
             await asyncio.sleep(POLL_SECONDS)
 
     def _check(self, cid: str, state: State | None) -> None:
