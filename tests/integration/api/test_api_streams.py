@@ -317,7 +317,10 @@ def test_attach_without_upgrade_is_answered_200_and_hijacked_the_same(api, run_c
         head += sock.recv(1)
     assert head.startswith(b"HTTP/1.1 200 OK\r\n")
     assert b"Content-Type: application/vnd.docker.raw-stream" in head
-    assert api.docker("start", "old").returncode == 0
+    try:
+        assert api.docker("start", "old", timeout=60).returncode == 0
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"docker start hung; the service's log:\n{api.logs()}") from None
     data = b""
     while chunk := sock.recv(65536):
         data += chunk
