@@ -239,13 +239,6 @@ def _host_defaults() -> dict[str, Any]:
     return host
 
 
-def _cgroup_parent(value: str) -> str:
-    parts = [p for p in value.split("/") if p]
-    if not parts or any(p in (".", "..") for p in parts):
-        raise http.bad_request(f"invalid cgroup parent {value!r}")
-    return "/".join(parts)
-
-
 def normalise(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None, list[str]]:
     """The create body as `dockyard create` hands it to the engine: (Config, HostConfig,
     NetworkingConfig or None, warnings). A HostConfig or NetworkingConfig field the engine cannot
@@ -305,7 +298,9 @@ def normalise(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dic
     host["Init"] = True if given.get("Init") else None
     host["Runtime"] = given.get("Runtime") or os.environ.get("DOCKYARD_RUNTIME") or None
     if given.get("CgroupParent"):
-        host["CgroupParent"] = _cgroup_parent(given["CgroupParent"])
+        from dockyard.containers.runflags import cgroup_parent
+
+        host["CgroupParent"] = cgroup_parent(given["CgroupParent"])
     taken = set()
     for bind in host.get("Binds") or []:
         try:

@@ -96,6 +96,7 @@ def _read_kv_files(paths: Sequence[str]) -> list[str]:
 def build_create(kw: dict[str, Any], image: str, command: Sequence[str]) -> tuple[dict, dict]:
     """Flags into Docker's (Config, HostConfig)."""
     from dockyard.containers import mounts as mounts_mod
+    from dockyard.containers import runflags
     from dockyard.errors import DockyardError
 
     env = _read_kv_files(kw.get("env_file") or ()) + list(kw.get("env") or ())
@@ -170,7 +171,7 @@ def build_create(kw: dict[str, Any], image: str, command: Sequence[str]) -> tupl
         "NanoCpus": nano_cpus or 0, "CpuShares": kw.get("cpu_shares") or 0,
         "PidsLimit": kw.get("pids_limit"), "Ulimits": ulimits or None, "Init": True if kw.get("init") else None,
         "Runtime": kw.get("runtime") or os.environ.get("DOCKYARD_RUNTIME") or None,  # None: the engine's default
-        **({"CgroupParent": _cgroup_parent(kw["cgroup_parent"])} if kw.get("cgroup_parent") else {}),
+        **({"CgroupParent": runflags.cgroup_parent(kw["cgroup_parent"])} if kw.get("cgroup_parent") else {}),
         "Mounts": [mounts_mod.parse_mount(m) for m in kw.get("mounts") or ()] or None,
         "LogConfig": log_config,
     }
@@ -178,8 +179,6 @@ def build_create(kw: dict[str, Any], image: str, command: Sequence[str]) -> tupl
         mounts_mod.parse_volume(b)  # fail early, with Docker's message
     _network_options(kw, config, host)
     _healthcheck(kw, config)
-    from dockyard.containers import runflags
-
     host.update(runflags.parse(kw))  # namespaces, devices, security, cpuset/blkio/oom
     return config, host
 
@@ -198,16 +197,6 @@ def _healthcheck(kw: dict[str, Any], config: dict[str, Any]) -> None:
         raise DockyardError(e.message, exit_code=125) from None
     if check is not None:
         config["Healthcheck"] = check
-
-
-def _cgroup_parent(value: str) -> str:
-    """``--cgroup-parent``: a path below each hierarchy's root (``/a/b`` and ``a/b`` alike)."""
-    from dockyard.errors import DockyardError
-
-    parts = [p for p in value.split("/") if p]
-    if not parts or any(p in (".", "..") for p in parts):
-        raise DockyardError(f"invalid cgroup parent {value!r}", exit_code=125)
-    return "/".join(parts)
 
 
 def _network_options(kw: dict[str, Any], config: dict[str, Any], host: dict[str, Any]) -> None:

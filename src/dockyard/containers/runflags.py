@@ -26,7 +26,19 @@ SELINUX_FS = "/sys/fs/selinux"
 
 
 class FlagError(DockyardError):
+    """A create option Docker refuses: the CLI's 125, the API's 400 (a bad parameter)."""
+
     exit_code = 125
+    http_status = 400
+
+
+def cgroup_parent(value: str) -> str:
+    """``--cgroup-parent`` / ``HostConfig.CgroupParent``: a path below each hierarchy's root
+    (``/a/b`` and ``a/b`` alike); nothing that climbs out of it."""
+    parts = [p for p in value.split("/") if p]
+    if not parts or any(p in (".", "..") for p in parts):
+        raise FlagError(f"invalid cgroup parent {value!r}")
+    return "/".join(parts)
 
 
 def _flag_error(value: str, flag: str, why: str) -> FlagError:
