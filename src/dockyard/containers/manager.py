@@ -507,6 +507,13 @@ class Containers:
         self.event("kill", record, signal=str(sig))
         if record.status == PAUSED and sig == signals.SIGKILL:
             self._thaw(record)
+        if sig == signals.SIGKILL:   # dockerd's Kill: SIGKILL, then wait until it is not running
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                current = self.store.get(record.id)
+                if current is None or current.status not in (RUNNING, PAUSED):
+                    break
+                time.sleep(0.005)
         return record
 
     def restart(self, typed: str, timeout: int | None = None) -> ContainerRecord:

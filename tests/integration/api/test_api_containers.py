@@ -560,3 +560,16 @@ def test_many_stats_streams_pin_no_worker(api, sleeper) -> None:
             sock.close()
     status, _, _ = request(api.url, "GET", "/v1.41/containers/watched/json")
     assert status == 200
+
+
+def test_kill_answers_once_the_container_is_dead(api, sleeper) -> None:
+    """dockerd's SIGKILL is a Kill: it answers after the container stopped, so an inspect right
+    after sees it exited (docker-py's kill then reload; the default signal and -s KILL alike)."""
+    for name, args in (("k-default", ()), ("k-named", ("-s", "KILL")), ("k-number", ("-s", "9"))):
+        cid = sleeper(name, "--network", "none")
+        status, _, _ = request(api.url, "POST", f"/v1.41/containers/{cid}/kill"
+                               + ("" if not args else f"?signal={args[1]}"))
+        assert status == 204
+        status, _, body = request(api.url, "GET", f"/v1.41/containers/{cid}/json")
+        state = json.loads(body)["State"]
+        assert (state["Status"], state["ExitCode"], state["Running"]) == ("exited", 137, False), name
