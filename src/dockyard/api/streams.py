@@ -580,6 +580,8 @@ async def start(request: web.Request) -> web.StreamResponse:
     cid = record.id
     if record.status in ("running", "restarting"):
         return http.no_content(304)
+    if record.status == "paused":   # dockerd's conflict (the engine's words)
+        raise ConflictError("cannot start a paused container, try unpause instead")
     pending = bool(the_hub.pending.get(cid))
     hold = pending or the_hub.has_waiters(cid)
     the_hub.starting.add(cid)
