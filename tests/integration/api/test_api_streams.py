@@ -519,3 +519,17 @@ def test_logs_follow_keeps_the_last_lines_of_a_container_removed_at_its_exit(api
     for t in threads:
         t.join(120)
     assert outputs == {i: f"hello{i}\n".encode() for i in range(8)}
+
+
+def test_run_records_docker_s_events_in_docker_s_order(api, docker, run_cli) -> None:
+    def actions(run, events) -> list[str]:
+        since = f"{time.time() - 1:.3f}"
+        assert run("run", *NONE, "--name", "evented", "busybox", "true").returncode == 0
+        out = events("events", "--since", since, "--until", f"{time.time() + 1:.3f}", "--filter",
+                     "container=evented", "--format", "{{.Action}}")
+        return out.stdout.split()
+
+    theirs = actions(docker.run, docker.run)
+    docker.run("rm", "-f", "evented")
+    ours = actions(api.docker, run_cli)
+    assert ours == theirs == ["create", "attach", "start", "die"]
