@@ -110,10 +110,11 @@ def test_run_i_feeds_piped_stdin_and_sees_its_end(api) -> None:
     assert (result.returncode, result.stdout) == (0, "data\nmore\n"), result.stderr + api.logs()
 
 
-def test_run_of_a_missing_command_fails_as_with_dockerd(api, docker, run_cli) -> None:
-    ours = api.docker("run", *NONE, "--name", "missing", "busybox", "nosuch")
-    theirs = docker.run("run", *NONE, "busybox", "nosuch")
-    assert ours.returncode == theirs.returncode == 127
+@pytest.mark.parametrize(("command", "code"), [("nosuch", 127), ("/etc/passwd", 126)])
+def test_run_of_a_missing_command_fails_as_with_dockerd(api, docker, run_cli, command: str, code: int) -> None:
+    ours = api.docker("run", *NONE, "--name", "missing", "busybox", command)
+    theirs = docker.run("run", *NONE, "busybox", command)
+    assert ours.returncode == theirs.returncode == code
 
     def kinds(stderr: str) -> set[str]:
         """The lines the CLI printed (in either order), timestamps and the runtime's words aside.
@@ -122,7 +123,7 @@ def test_run_of_a_missing_command_fails_as_with_dockerd(api, docker, run_cli) ->
         import re
 
         return {"docker: Error response from daemon: ..." if line.startswith("docker: Error response from daemon: ")
-                and "nosuch" in line else re.sub(r'time="[^"]*"', "time=T", line) for line in stderr.splitlines()
+                and command in line else re.sub(r'time="[^"]*"', "time=T", line) for line in stderr.splitlines()
                 if "error waiting for container: context canceled" not in line}
 
     assert kinds(ours.stderr) == kinds(theirs.stderr), (ours.stderr, theirs.stderr)
