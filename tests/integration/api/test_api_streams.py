@@ -105,6 +105,19 @@ def test_run_rm_leaves_nothing(api, run_cli) -> None:
     assert run_cli("ps", "-aq").stdout == ""
 
 
+def test_concurrent_runs_each_get_their_own_output_and_exit_code(api, run_cli) -> None:
+    import concurrent.futures
+
+    def one(i: int) -> tuple[int, str]:
+        result = api.docker("run", "--rm", *NONE, "busybox", "sh", "-c", f"echo n{i}; exit {i % 5}")
+        return result.returncode, result.stdout
+
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        results = list(pool.map(one, range(12)))
+    assert results == [(i % 5, f"n{i}\n") for i in range(12)]
+    assert run_cli("ps", "-aq").stdout == ""
+
+
 def test_run_i_feeds_piped_stdin_and_sees_its_end(api) -> None:
     result = api.docker("run", "-i", *NONE, "busybox", "cat", input="data\nmore\n")
     assert (result.returncode, result.stdout) == (0, "data\nmore\n"), result.stderr + api.logs()
