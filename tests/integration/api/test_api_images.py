@@ -501,3 +501,26 @@ def test_load_and_save_stream_without_holding_the_tar_in_memory(api, run_cli, tm
 def test_a_missing_image_is_reported_as_dockerd_reports_it(api, docker, args) -> None:
     ours, theirs = api.docker(*args), docker.run(*args)
     assert (ours.returncode, ours.stdout, ours.stderr) == (theirs.returncode, theirs.stdout, theirs.stderr)
+
+
+def test_registry_lab_through_the_api_with_dockyards_registry(api) -> None:
+    """The private-registry lab's client half through the service: tag, push to dockyard's own
+    registry server, remove locally, pull back, then the catalog and tags as curl shows them."""
+    import urllib.request
+
+    from dockyard.testing.registry import DockyardRegistry
+
+    with DockyardRegistry() as registry:
+        target = f"{registry.address}/nginx:alpine"
+        ok(api.docker("tag", "busybox", target), api)
+        pushed = ok(api.docker("push", target), api)
+        assert f"The push refers to repository [{registry.address}/nginx]" in pushed
+        digest = re.search(r"digest: (sha256:[0-9a-f]{64}) size: \d+", pushed)[1]
+        ok(api.docker("rmi", target), api)
+        assert target not in ok(api.docker("images", "--format", "{{.Repository}}:{{.Tag}}"))
+        pulled = ok(api.docker("pull", target), api)
+        assert f"Digest: {digest}" in pulled and f"Status: Downloaded newer image for {target}" in pulled
+        with urllib.request.urlopen(f"{registry.url}/v2/_catalog", timeout=10) as r:
+            assert json.load(r) == {"repositories": ["nginx"]}
+        with urllib.request.urlopen(f"{registry.url}/v2/nginx/tags/list", timeout=10) as r:
+            assert json.load(r) == {"name": "nginx", "tags": ["alpine"]}
