@@ -174,25 +174,38 @@ class Hub:
         if cid not in self.watches or self.watches[cid].done():
             self.watches[cid] = self.spawn(self._watch(cid))
 
-    async def connect_watch(self, cid: str) -> None:
-        """Connect the watch now (the start route: before the shim lets the container run)."""
+    async def connect_watch(self, cid: str, hello: asyncio.Event) -> None:
+        """Connect the watch now, before the shim lets the container run (the start route), so
+        that even a container that is over at once is seen to exit. It says hello (which
+        releases a shim held with ``attach_first``) once ``hello`` is set: after the attaches."""
         connected = asyncio.get_running_loop().create_future()
-        self.watches[cid] = self.spawn(self._watch(cid, connected))
+        previous = self.watches.get(cid)
+        if previous is not None:
+            previous.cancel()
+        self.watches[cid] = self.spawn(self._watch(cid, connected, hello))
         await connected
 
-    async def _watch(self, cid: str, connected: "asyncio.Future[None] | None" = None) -> None:
+    async def _watch(self, cid: str, connected: "asyncio.Future[None] | None" = None,
+                     hello: asyncio.Event | None = None) -> None:
         writer = None
         try:
             path = await self.engine(lambda engine: engine.containers.socket_path(cid))
             try:
                 reader, writer = await asyncio.open_unix_connection(path)
-                writer.write(b"{}\n")
-                await writer.drain()
             except OSError:
                 return   # no shim: the poller reads what became of it
             finally:
                 if connected is not None and not connected.done():
                     connected.set_result(None)
+            # the shim sends its exit frame to every client, greeted or not; the hello only
+            # counts for attach_first
+            if hello is not None:
+                await hello.wait()
+            try:
+                writer.write(b"{}\n")
+                await writer.drain()
+            except OSError:
+                return
             frame = await _read_exit_frame(reader)
             if frame is None:
                 return
@@ -593,9 +606,14 @@ async def start(request: web.Request) -> web.StreamResponse:
                 return http.no_content(304)
             await http.call(request, lambda engine: handle.wait_created())
             if hold:
-                # the attaches first (the shim lets the container run once one is connected)
-                await the_hub.connect_pending(cid)
-                await the_hub.connect_watch(cid)
+                # the watch connected first, silent; then the attaches say hello (the shim lets
+                # the container run at the first), then the watch (enough when only waits wait)
+                hello = asyncio.Event()
+                try:
+                    await the_hub.connect_watch(cid, hello)
+                    await the_hub.connect_pending(cid)
+                finally:
+                    hello.set()
 
             def started(engine: Any) -> None:
                 handle.wait_started()
