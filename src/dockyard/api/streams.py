@@ -128,7 +128,7 @@ class Hub:
         while True:
             for cid in [c for c, ws in self.waiters.items() if all(w.future.done() for w in ws)]:
                 self.waiters.pop(cid, None)   # cancelled waits (clients gone)
-            for cid in [c for c in self.watches if c not in self.waiters]:
+            for cid in [c for c in self.watches if c not in self.waiters and c not in self.starting]:
                 self.watches.pop(cid).cancel()   # nobody waits for its exit any more
             cids = sorted(set(self.waiters) | {c for c, s in self.pending.items() if s})
             if not cids:
@@ -182,8 +182,9 @@ class Hub:
         previous = self.watches.get(cid)
         if previous is not None:
             previous.cancel()
-        self.watches[cid] = self.spawn(self._watch(cid, connected, hello))
-        await connected
+        task = self.watches[cid] = self.spawn(self._watch(cid, connected, hello))
+        # a task cancelled before its first step never runs its finally: wait for either
+        await asyncio.wait({connected, task}, return_when=asyncio.FIRST_COMPLETED)
 
     async def _watch(self, cid: str, connected: "asyncio.Future[None] | None" = None,
                      hello: asyncio.Event | None = None) -> None:
