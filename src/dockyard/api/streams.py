@@ -248,8 +248,13 @@ class Hub:
             self.pending.pop(cid, None)
 
     async def connect_pending(self, cid: str) -> None:
-        for session in self.pending.pop(cid, []):
-            await session.connect()
+        sessions = self.pending.pop(cid, [])
+        try:
+            for session in sessions:
+                await session.connect()
+        finally:
+            for session in sessions:
+                session.abandon()   # no-op for the connected: none is left waiting for ever
 
     async def close(self) -> None:
         for task in list(self._tasks):
