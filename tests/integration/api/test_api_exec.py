@@ -175,3 +175,42 @@ def test_exec_it_detach_leaves_the_process_running(api, box) -> None:
     while api.docker("exec", box, "test", "-e", "/tmp/lived").returncode != 0:
         assert time.monotonic() < deadline, "the detached exec did not live on"
         time.sleep(0.3)
+
+
+def test_exec_clients_that_hang_up_leave_no_fd_and_no_process(api, box) -> None:
+    import socket
+
+    from tests.integration.api.test_api_streams import _fds
+
+    import docker as docker_py
+
+    pid = api.process.pid
+    before = _fds(pid)
+    client = docker_py.APIClient(base_url=api.url, version="1.41")   # closed before the last count
+    socks, ids = [], []
+    for _ in range(20):
+        exec_id = client.exec_create(box, ["cat"], stdin=True)["Id"]
+        ids.append(exec_id)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(30)
+        sock.connect(str(api.socket))
+        body = b'{"Detach": false, "Tty": false}'
+        sock.sendall(f"POST /v1.41/exec/{exec_id}/start HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\n"
+                     f"Upgrade: tcp\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                     + body)
+        assert sock.recv(12) == b"HTTP/1.1 101"
+        socks.append(sock)
+    time.sleep(0.5)
+    assert all(client.exec_inspect(i)["Running"] for i in ids)
+    for sock in socks:
+        sock.close()
+    deadline = time.monotonic() + 30
+    while any(client.exec_inspect(i)["Running"] for i in ids):   # each cat saw its stdin end
+        assert time.monotonic() < deadline, [client.exec_inspect(i)["Running"] for i in ids]
+        time.sleep(0.3)
+    assert [client.exec_inspect(i)["ExitCode"] for i in ids] == [0] * 20
+    client.close()   # docker-py's kept-alive connections
+    while _fds(pid) > before:
+        assert time.monotonic() < deadline, (before, _fds(pid))
+        time.sleep(0.3)
+    assert "cat" not in api.docker("top", box).stdout.split()
