@@ -456,7 +456,8 @@ ENDPOINT_KEYS = ("IPAMConfig", "Links", "Aliases", "NetworkID", "EndpointID", "G
                  "IPv6Gateway", "GlobalIPv6Address", "GlobalIPv6PrefixLen", "MacAddress", "DriverOpts")
 
 
-def _list_entry(engine: Any, r: Any, published: dict[str, list[Any]], size: bool, now: float) -> dict[str, Any]:
+def _list_entry(engine: Any, r: Any, published: dict[str, list[Any]], size: bool, now: float,
+                snapshot: Any = None) -> dict[str, Any]:
     from dockyard.containers.summary import ps_command, status_text
     from dockyard.containers.store import ACTIVE
 
@@ -471,9 +472,8 @@ def _list_entry(engine: Any, r: Any, published: dict[str, list[Any]], size: bool
         if key not in bound:
             port, _, proto = key.partition("/")
             ports.append({"PrivatePort": int(port), "Type": proto or "tcp"})
-    settings = engine.networks.container_settings(r)
     networks = {}
-    for net_name, ep in settings["Networks"].items():
+    for net_name, ep in engine.networks.container_networks(r, snapshot).items():
         # API 1.41's EndpointSettings, in its order (no DNSNames yet)
         networks[net_name] = {key: ep.get(key) for key in ENDPOINT_KEYS}
     mounts = []
@@ -520,9 +520,12 @@ async def list_containers(request: web.Request) -> web.Response:
         from dockyard.network.store import NetworkStore
 
         records = engine.containers.list(all=all_, filters=filters, last=limit if limit and limit > 0 else -1)
-        published = NetworkStore(engine.db).all_ports() if records else {}
+        if not records:
+            return []
+        published = NetworkStore(engine.db).all_ports()
+        snapshot = engine.networks.snapshot()
         now = time.time()
-        return [_list_entry(engine, r, published, size, now) for r in records]
+        return [_list_entry(engine, r, published, size, now, snapshot) for r in records]
 
     try:
         entries = await http.call(request, work)

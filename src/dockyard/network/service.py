@@ -479,19 +479,35 @@ class Networks:
             "ConfigOnly": False, "Containers": containers, "Options": options, "Labels": dict(net.labels),
         }
 
-    def container_settings(self, record: "ContainerRecord") -> "dict[str, Any]":
-        """NetworkSettings.Networks, Ports and the primary's top-level fields for a container's inspect."""
-        from dockyard.network.attach import mode_of, netns_path
-        from dockyard.network.ports import ports_view
+    def snapshot(self) -> "tuple[dict[str, Network], dict[str, list[Any]]]":
+        """Every network by name and every endpoint by container, read at once: for listing many
+        containers (two queries, not two per container)."""
+        endpoints: "dict[str, list[Any]]" = {}
+        for ep in self.store.endpoints():
+            endpoints.setdefault(ep.container_id, []).append(ep)
+        return {net.name: net for net in self.store.all()}, endpoints
+
+    def container_networks(self, record: "ContainerRecord",
+                           snapshot: "tuple[dict[str, Network], dict[str, list[Any]]] | None" = None
+                           ) -> "dict[str, Any]":
+        """NetworkSettings.Networks of a container (from ``snapshot`` when given)."""
+        from dockyard.network.attach import mode_of
 
         running = record.status in ACTIVE
         networks: "dict[str, Any]" = {}
-        eps = {e.network_id: e for e in self.store.endpoints(container_id=record.id)}
+        if snapshot is None:
+            found = self.store.endpoints(container_id=record.id)
+            find = self.store.find
+        else:
+            by_name, by_container = snapshot
+            found = by_container.get(record.id, [])
+            find = lambda name: by_name.get(name) or self.store.find(name)  # noqa: E731 - an ID: rare
+        eps = {e.network_id: e for e in found}
         configs = (record.config.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
         mode = mode_of(record.host_config)
         names = [mode] + [n for n in configs if n != mode]
         for name in names:
-            net = self.store.find(name)
+            net = find(name)
             if net is None and name in BUILTIN:
                 net = self._builtin(name)
             conf = configs.get(name) or {}
@@ -509,10 +525,20 @@ class Networks:
                 "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DriverOpts": None, "DNSNames": (
                     [record.name, record.id[:12], *(ep.aliases if ep else [])] if live and net.name != "bridge" else None),
             }
+        return networks
+
+    def container_settings(self, record: "ContainerRecord") -> "dict[str, Any]":
+        """NetworkSettings.Networks, Ports and the primary's top-level fields for a container's inspect."""
+        from dockyard.network.attach import mode_of, netns_path
+        from dockyard.network.ports import ports_view
+
+        running = record.status in ACTIVE
+        networks = self.container_networks(record)
         ports = ports_view(record, self.store.ports(record.id) if running else [])
-        primary = networks.get("bridge", {}) if mode == "bridge" else {}
+        primary = networks.get("bridge", {}) if mode_of(record.host_config) == "bridge" else {}
+        has_endpoint = any(ep.get("EndpointID") for ep in networks.values())
         return {"Networks": networks, "Ports": ports, "Primary": primary,
-                "SandboxKey": netns_path(self.engine.settings.runroot, record.id) if running and eps else ""}
+                "SandboxKey": netns_path(self.engine.settings.runroot, record.id) if running and has_endpoint else ""}
 
 
 def _port_rule(p: "Any", bridge: str) -> "Any":
