@@ -151,7 +151,7 @@ def test_a_detached_exec_is_running_until_it_ends(api, box) -> None:
     import docker as docker_py
 
     client = docker_py.APIClient(base_url=api.url, version="1.41")
-    exec_id = client.exec_create(box, ["sh", "-c", "sleep 1; exit 2"])["Id"]
+    exec_id = client.exec_create(box, ["sh", "-c", "sleep 3; exit 2"])["Id"]
     assert not client.exec_start(exec_id, detach=True)   # an empty answer
     assert client.exec_inspect(exec_id)["Running"] is True
     deadline = time.monotonic() + 30
