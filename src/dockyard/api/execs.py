@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from dockyard.api import http
-from dockyard.api.hijack import MULTIPLEXED_STREAM, RAW_STREAM, Hijacked, HijackedResponse, hijack
+from dockyard.api.hijack import Hijacked, HijackedResponse, hijack, stream_type
 from dockyard.containers import frames
 from dockyard.errors import ConflictError, DockyardError, NotFoundError
 
@@ -215,7 +215,7 @@ async def start(request: web.Request) -> web.StreamResponse:
         await run.begin()
         asyncio.get_running_loop().create_task(run.finish_detached())
         return web.Response(status=200)
-    conn = hijack(request, RAW_STREAM if tty else MULTIPLEXED_STREAM)
+    conn = hijack(request, stream_type(request, tty))
     run = ExecRun(request.app, record, conn)
     try:
         await run.attached()

@@ -19,6 +19,14 @@ from aiohttp import web
 
 RAW_STREAM = "application/vnd.docker.raw-stream"
 MULTIPLEXED_STREAM = "application/vnd.docker.multiplexed-stream"
+
+
+def stream_type(request: "web.Request", tty: bool) -> str:
+    """The Content-Type of an attach, exec or logs stream: dockerd names the framing (multiplexed
+    without a TTY) from API 1.42 on; older clients are answered raw-stream whatever the framing."""
+    from dockyard.api.http import api_version
+
+    return MULTIPLEXED_STREAM if not tty and api_version(request) >= (1, 42) else RAW_STREAM
 _READ_HIGH = 1 << 20   # bytes queued from the client before we stop reading from it
 
 

@@ -24,7 +24,7 @@ from typing import Any, Callable
 from aiohttp import web
 
 from dockyard.api import http
-from dockyard.api.hijack import MULTIPLEXED_STREAM, RAW_STREAM, Hijacked, HijackedResponse, hijack, shutdown
+from dockyard.api.hijack import Hijacked, HijackedResponse, hijack, shutdown, stream_type
 from dockyard.containers import frames
 from dockyard.errors import ConflictError, DockyardError
 
@@ -454,7 +454,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
     want_stderr = http.query_bool(request, "stderr")
     tty = bool(record.container_config.get("Tty"))
     the_hub = hub(request)
-    conn = hijack(request, RAW_STREAM if tty else MULTIPLEXED_STREAM)
+    conn = hijack(request, stream_type(request, tty))
     session = AttachSession(the_hub, record.id, conn, tty=tty, stdin=want_stdin, stdout=want_stdout,
                             stderr=want_stderr, detach_keys=keys)
     held = stream and record.status not in ("running", "paused")
@@ -844,7 +844,7 @@ async def _stream_logs(request: web.Request, record: Any, cursor: LogCursor, rec
                        follow: bool, stdout: bool, stderr: bool, timestamps: bool, since: float | None,
                        until: float | None, tail: int | None) -> web.StreamResponse:
     tty = bool(record.container_config.get("Tty"))
-    response = web.StreamResponse(headers={"Content-Type": RAW_STREAM if tty else MULTIPLEXED_STREAM})
+    response = web.StreamResponse(headers={"Content-Type": stream_type(request, tty)})
     await response.prepare(request)
 
     async def send(batch: list[dict[str, str]]) -> bool:

@@ -276,13 +276,14 @@ def test_wait_of_a_missing_container_is_docker_s_error(api, docker) -> None:
 
 
 def test_attach_over_a_raw_hijack_with_the_multiplexed_frames(api, run_cli) -> None:
-    """What any client sees: 101 UPGRADED, then [stream,0,0,0,len] frames; closed at the exit."""
+    """What any client sees: 101 UPGRADED, then [stream,0,0,0,len] frames; closed at the exit. From
+    API 1.42 the Content-Type names the framing (before, dockerd said raw-stream for both)."""
     run_cli("create", *NONE, "-i", "--name", "raw", "busybox", "sh", "-c", "read x; echo got-$x; echo e >&2",
             check=True)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(30)
     sock.connect(str(api.socket))
-    sock.sendall(b"POST /v1.41/containers/raw/attach?stream=1&stdin=1&stdout=1&stderr=1 HTTP/1.1\r\n"
+    sock.sendall(b"POST /v1.42/containers/raw/attach?stream=1&stdin=1&stdout=1&stderr=1 HTTP/1.1\r\n"
                  b"Host: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n")
     head = b""
     while b"\r\n\r\n" not in head:
@@ -547,3 +548,23 @@ def test_run_records_docker_s_events_in_docker_s_order(api, docker, run_cli) -> 
     docker.run("rm", "-f", "evented")
     ours = actions(api.docker, run_cli)
     assert ours == theirs == ["create", "attach", "start", "die"]
+
+
+def test_stream_content_type_follows_the_api_version(api, run_cli) -> None:
+    """dockerd 20.10 (API 1.41) answers raw-stream even for multiplexed frames; 1.42+ names them."""
+    import http.client
+
+    run_cli("run", *NONE, "--name", "said", "busybox", "echo", "hi", check=True)
+    for version, expected in (("1.41", "application/vnd.docker.raw-stream"),
+                              ("1.42", "application/vnd.docker.multiplexed-stream")):
+        conn = http.client.HTTPConnection("docker")
+        conn.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.sock.connect(str(api.socket))
+        try:
+            conn.request("GET", f"/v{version}/containers/said/logs?stdout=1")
+            response = conn.getresponse()
+            body = response.read()
+            assert response.getheader("Content-Type") == expected, version
+            assert body == b"\x01\x00\x00\x00\x00\x00\x00\x03hi\n"   # framed either way
+        finally:
+            conn.close()
