@@ -83,9 +83,15 @@ class PrivateDockerd:
     def stop(self) -> None:
         if self.daemon is not None:
             # containers first: dockerd leaves their shims running when it is stopped
-            ids = self.run("ps", "-aq", timeout=30).stdout.split() if self.daemon.poll() is None else []
+            alive = self.daemon.poll() is None
+            ids = self.run("ps", "-aq", timeout=30).stdout.split() if alive else []
             if ids:
                 self.run("rm", "-f", *ids, timeout=60)
+            # user networks next: dockerd leaves their br-<id> bridges on the host when it stops
+            networks = self.run("network", "ls", "-q", "--no-trunc", "--filter", "type=custom",
+                                timeout=30).stdout.split() if alive else []
+            if networks:
+                self.run("network", "rm", *networks, timeout=60)
             self.daemon.terminate()
             try:
                 self.daemon.wait(30)
@@ -93,6 +99,8 @@ class PrivateDockerd:
                 self.daemon.kill()
                 self.daemon.wait()
             self.daemon = None
+            for network_id in networks:   # whatever `network rm` could not take
+                subprocess.run(["ip", "link", "del", f"br-{network_id[:12]}"], capture_output=True, check=False)
         if self._log is not None:
             self._log.close()
             self._log = None
