@@ -13,7 +13,7 @@ BIN_DIR ?= /usr/local/bin
 # docker.io is the oracle of the side-by-side tests (a private dockerd each test starts and stops)
 # and, with docker-compose 1.29, a client of dockyard's Engine API service.
 APT_PACKAGES = python3-venv busybox-static skopeo docker-registry umoci crun runc podman libseccomp2 curl openssl iptables iproute2 debootstrap chromium docker.io docker-compose
-BENCH_APT_PACKAGES = podman crun runc wrk dnsperf buildah debootstrap
+BENCH_APT_PACKAGES = podman podman-compose crun runc wrk dnsperf buildah debootstrap
 PYTEST_ARGS ?=
 
 .PHONY: deps install test unit integration images demo demo-down bench clean
