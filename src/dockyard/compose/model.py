@@ -1,0 +1,531 @@
+"""Load a compose project (Contract 1) and render it as `docker compose config` prints it.
+
+The pipeline is compose-go's: for each file, parse -> interpolate -> include -> extends
+-> merge onto the files before it -> validate -> canonical syntax; then defaults,
+absolute paths, Normalize, profiles, consistency checks, environment resolution.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from dockyard.compose import files as cfiles
+from dockyard.compose.errors import ComposeError, Path, Positions
+from dockyard.compose.interpolate import interpolate
+from dockyard.compose.merge import apply_resets, enforce_unicity, merge, merge_yaml
+from dockyard.compose import normalize as norm
+
+__all__ = ["ComposeError", "LoadOptions", "Project", "load", "render", "service_order",
+           "list_volumes", "list_images", "list_profiles"]
+
+
+@dataclass
+class LoadOptions:
+    files: list[str] = field(default_factory=list)
+    project_name: str | None = None
+    env_files: list[str] = field(default_factory=list)
+    profiles: list[str] = field(default_factory=list)
+    working_dir: str | None = None          # --project-directory
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    resolve_paths: bool = True
+    services_requested: list[str] = field(default_factory=list)
+    stdin: Any = None                        # read for `-f -` (default sys.stdin)
+    cwd: str | None = None                   # where discovery starts (default os.getcwd())
+
+
+@dataclass
+class Project:
+    name: str
+    working_dir: str
+    files: list[str]
+    model: dict[str, Any]
+    services: dict[str, Any]
+    disabled: dict[str, Any]
+    environment: dict[str, str]
+    profiles: list[str] = field(default_factory=list)   # every profile named in the files
+
+
+class _Loader:
+    def __init__(self, environment: dict[str, str], positions: Positions) -> None:
+        self.environment = environment
+        self.positions = positions
+
+    def lookup(self, name: str) -> str | None:
+        return self.environment.get(name)
+
+    def fail(self, path: Path, message: str) -> ComposeError:
+        return self.positions.error(path, message)
+
+    # ---------------------------------------------------------------- one file
+    def read(self, filename: str, text: str | None = None) -> cfiles.YamlDoc:
+        if text is None:
+            try:
+                with open(filename, encoding="utf-8") as handle:
+                    text = handle.read()
+            except OSError as exc:
+                raise ComposeError(f"open {filename}: {exc.strerror.lower() if exc.strerror else exc}") from None
+        doc = cfiles.load_yaml(text, filename)
+        self.positions.add(filename, doc.marks)
+        return doc
+
+    def load_file(self, doc: cfiles.YamlDoc, tree: dict[str, Any], workdir: str, *, validate: bool = True,
+                  chain: tuple[str, ...] = ()) -> dict[str, Any]:
+        positions = Positions()
+        positions.add(doc.filename, doc.marks)
+        data = interpolate(doc.data, self.lookup, fail=lambda p, m: positions.error(p, m))
+        if "include" in data:
+            self.apply_include(data, tree, workdir, chain + (doc.filename,))
+        self.apply_extends(data, doc, workdir)
+        apply_resets(tree, doc.resets + doc.overrides)
+        tree = merge(tree, data)
+        tree = enforce_unicity(tree)
+        if validate:
+            from dockyard.compose import schema
+
+            schema.validate(tree, self.fail)
+        if "version" in tree:
+            tree.pop("version")
+        tree = norm.canonical(tree)
+        tree = norm.omit_empty(tree)
+        return enforce_unicity(tree)
+
+    # ---------------------------------------------------------------- include
+    def apply_include(self, data: dict[str, Any], tree: dict[str, Any], workdir: str, chain: tuple[str, ...]) -> None:
+        includes = data.pop("include") or []
+        if not isinstance(includes, list):
+            raise ComposeError("`include` must be a list")
+        for entry in includes:
+            entry = {"path": entry} if isinstance(entry, str) else dict(entry)
+            paths = entry.get("path")
+            paths = [paths] if isinstance(paths, str) else list(paths or [])
+            paths = [norm._abs(p, workdir) for p in paths]
+            if not paths:
+                continue
+            if paths[0] in chain:
+                raise ComposeError("include cycle detected:\n" + "\n include ".join(chain + (paths[0],)))
+            project_dir = entry.get("project_directory")
+            project_dir = norm._abs(project_dir, workdir) if project_dir else os.path.dirname(paths[0])
+            env_files = entry.get("env_file")
+            env_files = [env_files] if isinstance(env_files, str) else list(env_files or [])
+            if not env_files:
+                default = os.path.join(project_dir, ".env")
+                env_files = [default] if os.path.isfile(default) else []
+            else:
+                env_files = [norm._abs(f, workdir) for f in env_files if f != "/dev/null"]
+            environment = dict(self.environment)
+            for env_file in env_files:
+                for key, value in cfiles.read_env_file(env_file, environment.get).items():
+                    if value is not None and key not in self.environment:
+                        environment[key] = value
+            sub = _Loader(environment, self.positions)
+            imported: dict[str, Any] = {}
+            for path in paths:
+                imported = sub.load_file(sub.read(path), imported, project_dir, chain=chain)
+            imported = norm.set_defaults(imported)
+            imported = norm.resolve_paths(imported, project_dir)
+            for kind in ("services", "volumes", "networks", "secrets", "configs", "models"):
+                source = imported.get(kind)
+                if not source:
+                    continue
+                target = data.get(kind) or {}
+                data[kind] = target
+                for name, item in source.items():
+                    if name not in target:
+                        target[name] = item
+                    elif kind == "services":
+                        raise ComposeError(
+                            f"services.{name} conflicts with imported resource"
+                        )
+                    else:
+                        target[name] = merge_yaml(item, target[name], (kind, name))
+
+    # ---------------------------------------------------------------- extends
+    def apply_extends(self, data: dict[str, Any], doc: cfiles.YamlDoc, workdir: str) -> None:
+        services = data.get("services")
+        if not isinstance(services, dict):
+            return
+        for name in list(services):
+            services[name] = self._extend(name, services, doc.filename, workdir, (), doc)
+
+    def _extend(self, name: str, services: dict[str, Any], filename: str, workdir: str,
+                seen: tuple[tuple[str, str], ...], doc: cfiles.YamlDoc | None) -> Any:
+        service = services.get(name)
+        if not isinstance(service, dict) or "extends" not in service:
+            return service
+        extends = service["extends"]
+        if isinstance(extends, str):
+            ref, file = extends, None
+        else:
+            ref, file = extends.get("service"), extends.get("file")
+            if not ref:
+                raise ComposeError(f"extends.{name}.service is required")
+        if (filename, name) in seen:
+            chain = "\n".join(f"  extends {s} in {f}" for f, s in seen + ((filename, name),))
+            raise ComposeError(f"Circular reference:\n{chain}")
+        seen = seen + ((filename, name),)
+        base_services = services
+        base_file, base_dir = filename, workdir
+        if file is not None:
+            base_file = norm._abs(file, workdir)
+            base_dir = os.path.dirname(base_file)
+            other = self.read(base_file)
+            loaded = interpolate(other.data, self.lookup, fail=self.fail)
+            base_services = loaded.get("services")
+            if not isinstance(base_services, dict) or ref not in base_services:
+                raise ComposeError(
+                    f'cannot extend service "{name}" in {filename}: service "{ref}" not found in {file}'
+                )
+            base = self._extend(ref, base_services, base_file, base_dir, seen, other)
+            base = copy.deepcopy(base)
+            holder = norm.canonical({"services": {ref: base}})
+            holder = norm.resolve_paths(holder, base_dir)
+            base = holder["services"][ref]
+        else:
+            if ref not in services:
+                raise ComposeError(f'cannot extend service "{name}" in {filename}: service "{ref}" not found')
+            base = copy.deepcopy(self._extend(ref, services, filename, workdir, seen, doc))
+        if base is None:
+            return service
+        if doc is not None:
+            resets = [p[2:] for p in doc.resets + doc.overrides if p[:2] == ("services", name) and len(p) > 2]
+            apply_resets(base, resets)
+        merged = merge_yaml(base, service, ("services", "x"))
+        merged.pop("extends", None)
+        services[name] = merged
+        return merged
+
+
+# --------------------------------------------------------------------------- load
+
+def _environment(opts: LoadOptions, project_dir: str) -> dict[str, str]:
+    """OS environment over the .env file(s): the interpolation environment."""
+    environ = dict(opts.environ)
+    env_files = [norm._abs(f, os.getcwd()) for f in opts.env_files]
+    if not env_files:
+        default = os.path.join(project_dir, ".env")
+        if os.path.isfile(default):
+            env_files = [default]
+    merged: dict[str, str] = {}
+    for env_file in env_files:
+        lookup = lambda k: environ.get(k, merged.get(k))  # noqa: E731
+        for key, value in cfiles.read_env_file(env_file, lookup).items():
+            if value is not None:
+                merged[key] = value
+    merged.update(environ)
+    return merged
+
+
+def load(opts: LoadOptions) -> Project:
+    cwd = opts.cwd or os.getcwd()
+    start = os.path.abspath(opts.working_dir) if opts.working_dir else cwd
+    filenames = cfiles.resolve_files(list(opts.files), opts.environ, start)
+    first = filenames[0]
+    project_dir = os.path.abspath(opts.working_dir) if opts.working_dir else (
+        cwd if first == cfiles.STDIN else os.path.dirname(first))
+    environment = _environment(opts, project_dir)
+    positions = Positions()
+    loader = _Loader(environment, positions)
+
+    docs = []
+    for filename in filenames:
+        if filename == cfiles.STDIN:
+            stream = opts.stdin or sys.stdin
+            docs.append(loader.read(os.path.join(project_dir, "-"), stream.read()))
+        else:
+            docs.append(loader.read(filename))
+
+    name = _project_name(opts, environment, docs, project_dir, loader)
+    environment["COMPOSE_PROJECT_NAME"] = name
+
+    tree: dict[str, Any] = {}
+    for doc in docs:
+        tree = loader.load_file(doc, tree, project_dir)
+    if not tree:
+        raise ComposeError("empty compose file")
+    tree = norm.set_defaults(tree)
+    if opts.resolve_paths:
+        tree = norm.resolve_paths(tree, project_dir)
+    tree.pop("include", None)
+    tree = norm.normalize(tree, name, environment.get)
+    tree.setdefault("services", {})
+
+    all_profiles = sorted({p for s in tree["services"].values() for p in (s.get("profiles") or [])})
+    profiles = list(opts.profiles) or [p for p in environment.get("COMPOSE_PROFILES", "").split(",") if p]
+    enabled, disabled = _split_profiles(tree["services"], profiles, opts.services_requested)
+    _check_consistency(tree, enabled, loader)
+    for service in enabled.values():
+        norm.resolve_environment(service, environment.get)
+        norm.resolve_labels(service)
+    for service in disabled.values():
+        norm.resolve_labels(service)
+    model = _project_model(tree, enabled)
+    return Project(
+        name=name,
+        working_dir=project_dir,
+        files=[d.filename for d in docs],
+        model=model,
+        services=model["services"],
+        disabled=disabled,
+        environment=environment,
+        profiles=all_profiles,
+    )
+
+
+def _project_name(opts: LoadOptions, environment: dict[str, str], docs: list[cfiles.YamlDoc],
+                  project_dir: str, loader: _Loader) -> str:
+    if opts.project_name:
+        return cfiles.check_project_name(opts.project_name)
+    if environment.get("COMPOSE_PROJECT_NAME"):
+        return cfiles.check_project_name(environment["COMPOSE_PROJECT_NAME"])
+    from_file = ""
+    for doc in docs:
+        value = doc.data.get("name")
+        if isinstance(value, str) and value:
+            from_file = interpolate({"name": value}, environment.get, fail=loader.fail)["name"]
+    name = cfiles.normalize_project_name(from_file)
+    if not name:
+        name = cfiles.normalize_project_name(os.path.basename(project_dir.rstrip("/")))
+    if not name:
+        raise ComposeError("project name must not be empty")
+    return name
+
+
+def _split_profiles(services: dict[str, Any], profiles: list[str],
+                    requested: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    active = set(profiles)
+
+    def on(service: dict[str, Any]) -> bool:
+        wanted = service.get("profiles") or []
+        return not wanted or "*" in active or bool(active.intersection(wanted))
+
+    names = {n for n, s in services.items() if on(s)}
+    pending = [n for n in requested if n in services]
+    while pending:
+        n = pending.pop()
+        if n in names and n not in requested:
+            continue
+        names.add(n)
+        pending.extend(d for d in (services[n].get("depends_on") or {}) if d in services and d not in names)
+    for n in requested:
+        if n not in services:
+            raise ComposeError(f"no such service: {n}")
+    enabled = {n: s for n, s in services.items() if n in names}
+    disabled = {n: s for n, s in services.items() if n not in names}
+    return enabled, disabled
+
+
+def _check_consistency(tree: dict[str, Any], services: dict[str, Any], loader: _Loader) -> None:
+    def fail(name: str, message: str) -> ComposeError:
+        return loader.fail(("services", name), message)
+
+    for name, service in services.items():
+        if not service.get("image") and "build" not in service and "provider" not in service:
+            raise fail(name, f'service "{name}" has neither an image nor a build context specified')
+        for dep, spec in (service.get("depends_on") or {}).items():
+            if dep not in services and (spec or {}).get("required", True):
+                raise loader.fail(("services", name, "depends_on"),
+                                  f'service "{name}" depends on undefined service "{dep}"')
+        for net in service.get("networks") or {}:
+            if net not in (tree.get("networks") or {}):
+                raise loader.fail(("services", name, "networks"),
+                                  f'service "{name}" refers to undefined network {net}')
+        for volume in service.get("volumes") or []:
+            if volume.get("type") == "volume" and volume.get("source") and volume["source"] not in (
+                tree.get("volumes") or {}
+            ):
+                raise loader.fail(("services", name, "volumes"),
+                                  f'service "{name}" refers to undefined volume {volume["source"]}: invalid compose project')
+        for kind in ("secrets", "configs"):
+            for ref in service.get(kind) or []:
+                if ref.get("source") not in (tree.get(kind) or {}):
+                    raise loader.fail(("services", name, kind),
+                                      f'service "{name}" refers to undefined {kind[:-1]} {ref.get("source")}: invalid compose project')
+    cycle = _find_cycle(services)
+    if cycle:
+        raise ComposeError("dependency cycle detected: " + " -> ".join(cycle))
+
+
+def _find_cycle(services: dict[str, Any]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(name: str) -> list[str] | None:
+        state[name] = 1
+        stack.append(name)
+        for dep in sorted(services[name].get("depends_on") or {}):
+            if dep not in services:
+                continue
+            if state.get(dep) == 1:
+                return stack[stack.index(dep):] + [dep]
+            if dep not in state:
+                found = visit(dep)
+                if found:
+                    return found
+        stack.pop()
+        state[name] = 2
+        return None
+
+    for name in sorted(services):
+        if name not in state:
+            found = visit(name)
+            if found:
+                return found
+    return None
+
+
+def _project_model(tree: dict[str, Any], services: dict[str, Any]) -> dict[str, Any]:
+    """The model Docker Compose v2 prints: enabled services, the resources they use."""
+    used_networks: set[str] = set()
+    used_volumes: set[str] = set()
+    used = {"secrets": set(), "configs": set()}
+    for service in services.values():
+        used_networks.update(service.get("networks") or {})
+        for volume in service.get("volumes") or []:
+            if volume.get("type") == "volume" and volume.get("source"):
+                used_volumes.add(volume["source"])
+        for kind in ("secrets", "configs"):
+            used[kind].update(r.get("source") for r in service.get(kind) or [])
+        for ref in (service.get("build") or {}).get("secrets") or []:
+            used["secrets"].add(ref.get("source"))
+    model: dict[str, Any] = {"name": tree["name"], "services": {n: services[n] for n in sorted(services)}}
+    for kind, keep in (("networks", used_networks), ("volumes", used_volumes),
+                       ("secrets", used["secrets"]), ("configs", used["configs"])):
+        items = {k: v for k, v in sorted((tree.get(kind) or {}).items()) if k in keep}
+        if items:
+            model[kind] = items
+    for key in sorted(tree):
+        if str(key).startswith("x-"):
+            model[key] = tree[key]
+    shaped = norm.shape(model)
+    for service in shaped["services"].values():
+        service.setdefault("command", None)
+        service.setdefault("entrypoint", None)
+        if "deploy" in service:
+            service["deploy"].setdefault("resources", {})
+            service["deploy"].setdefault("placement", {})
+    for name, network in (shaped.get("networks") or {}).items():
+        network.setdefault("ipam", {})
+        shaped["networks"][name] = norm.shape(network, ("networks", name))
+    shaped["services"] = {n: _service_sorted(s) for n, s in shaped["services"].items()}
+    return shaped
+
+
+def _service_sorted(service: dict[str, Any]) -> dict[str, Any]:
+    rank = {k: i for i, k in enumerate(norm.SERVICE_ORDER)}
+    return {k: service[k] for k in sorted(service, key=lambda k: (k.startswith("x-"), rank.get(k, len(rank)), k))}
+
+
+# --------------------------------------------------------------------------- render
+
+def _escape(value: Any) -> Any:
+    """`config` output is itself a compose file: a literal $ is written $$."""
+    if isinstance(value, str):
+        return value.replace("$", "$$")
+    if isinstance(value, dict):
+        return {k: _escape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_escape(v) for v in value]
+    return value
+
+
+def _yaml_view(model: dict[str, Any]) -> dict[str, Any]:
+    view = copy.deepcopy(model)
+    for service in view["services"].values():
+        for key in ("command", "entrypoint"):
+            if service.get(key) is None:
+                service.pop(key, None)
+        deploy = service.get("deploy")
+        if deploy:
+            for key in ("resources", "placement"):
+                if deploy.get(key) == {}:
+                    del deploy[key]
+    for network in (view.get("networks") or {}).values():
+        if network.get("ipam") == {}:
+            del network["ipam"]
+    order = ["name", "services", "networks", "volumes", "secrets", "configs", "models"]
+    out = {k: view[k] for k in order if k in view}
+    out.update({k: v for k, v in view.items() if k not in out})
+    return out
+
+
+def _json_view(model: dict[str, Any]) -> dict[str, Any]:
+    view = copy.deepcopy(model)
+    for name, service in view["services"].items():
+        view["services"][name] = {k: v for k, v in service.items() if not k.startswith("x-")}
+    return {k: view[k] for k in sorted(view)}
+
+
+def render(project: Project, fmt: str = "yaml") -> str:
+    """`compose config` output, as Docker Compose v2 prints it."""
+    if fmt == "json":
+        return json.dumps(_escape(_json_view(project.model)), indent=2, ensure_ascii=False)
+    if fmt != "yaml":
+        raise ComposeError(f"unsupported format {fmt!r}")
+    return dump_yaml(_escape(_yaml_view(project.model)))
+
+
+def dump_yaml(data: Any) -> str:
+    """YAML as Go's yaml.v3 writes it: 2-space indent, indented sequences, double quotes."""
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        def increase_indent(self, flow: bool = False, indentless: bool = False) -> Any:
+            return super().increase_indent(flow, False)
+
+    def represent_str(dumper: Any, value: str) -> Any:
+        if "\n" in value:
+            return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
+        implicit = dumper.resolve(yaml.ScalarNode, value, (True, False))
+        plain_ok = implicit == "tag:yaml.org,2002:str" and value != "" and value.strip() == value
+        if plain_ok and value.lower() in ("y", "n", "yes", "no", "on", "off"):
+            plain_ok = False
+        if plain_ok:
+            analysis = dumper.analyze_scalar(value)
+            if analysis.allow_block_plain:
+                return dumper.represent_scalar("tag:yaml.org,2002:str", value)
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
+
+    Dumper.add_representer(str, represent_str)
+    Dumper.add_representer(type(None), lambda d, _: d.represent_scalar("tag:yaml.org,2002:null", "null"))
+    return yaml.dump(data, Dumper=Dumper, sort_keys=False, default_flow_style=False, indent=2,
+                     allow_unicode=True, width=1 << 30)
+
+
+# --------------------------------------------------------------------------- config --services etc.
+
+def service_order(project: Project) -> list[str]:
+    """Services in dependency order (dependencies first), ties by name, as `config --services`."""
+    services = project.services
+    done: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in done or name not in services:
+            return
+        for dep in sorted(services[name].get("depends_on") or {}):
+            visit(dep)
+        done.append(name)
+
+    for name in sorted(services):
+        visit(name)
+    return done
+
+
+def list_volumes(project: Project) -> list[str]:
+    return sorted(project.model.get("volumes") or {})
+
+
+def list_images(project: Project) -> list[str]:
+    out = []
+    for name in sorted(project.services):
+        image = project.services[name].get("image") or f"{project.name}-{name}"
+        out.append(image)
+    return out
+
+
+def list_profiles(project: Project) -> list[str]:
+    return list(project.profiles)

@@ -1,0 +1,66 @@
+"""Validation against the vendored compose-spec JSON schema (schema/compose-spec.json).
+
+jsonschema is imported inside validate(): it costs start-up and only `compose` needs it.
+Messages follow Docker Compose v2's wording: `services.web additional properties 'foo'
+not allowed`, `services.web.ports[0] must be a number`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from typing import Any, Callable
+
+from dockyard.compose.errors import ComposeError, Path, format_path
+
+SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "schema", "compose-spec.json")
+
+_TYPE_WORDS = {"object": "a mapping", "array": "an array", "string": "a string", "number": "a number",
+               "integer": "an integer", "boolean": "a boolean", "null": "null"}
+
+
+@lru_cache(maxsize=1)
+def _validator() -> Any:
+    import jsonschema
+
+    with open(SCHEMA_PATH, encoding="utf-8") as handle:
+        schema = json.load(handle)
+    return jsonschema.Draft7Validator(schema)
+
+
+def _describe(error: Any) -> str:
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        if error.schema.get("patternProperties"):
+            import re
+
+            extra = [k for k in extra if not any(re.search(p, k) for p in error.schema["patternProperties"])]
+        names = ", ".join(f"'{k}'" for k in extra)
+        return f"additional properties {names} not allowed"
+    if error.validator == "type":
+        wanted = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        words = [_TYPE_WORDS.get(w, w).split(" ", 1)[-1] for w in wanted]
+        article = "an" if words[0][0] in "aeiou" else "a"
+        return f"must be {article} {' or '.join(words)}"
+    if error.validator == "required":
+        return error.message.replace("is a required property", "is required")
+    if error.validator == "enum":
+        return f"must be one of the following: {', '.join(repr(v) for v in error.validator_value)}"
+    if error.validator in ("oneOf", "anyOf") and not error.context:
+        return "does not match any of the allowed forms"
+    return error.message
+
+
+def validate(tree: dict[str, Any], fail: Callable[[Path, str], ComposeError] | None = None) -> None:
+    """Raise ComposeError for the most relevant schema violation of tree (jsonschema's best_match)."""
+    import jsonschema
+
+    errors = list(_validator().iter_errors(tree))
+    if not errors:
+        return
+    error = jsonschema.exceptions.best_match(errors)
+    path: Path = tuple(error.absolute_path)
+    where = format_path(path)
+    message = f"{where} {_describe(error)}" if where else _describe(error)
+    raise (fail(path, message) if fail else ComposeError(message))
