@@ -160,8 +160,8 @@ class _Builder:
             return _BOOL_WORDS[lowered] if lowered in _BOOL_WORDS else node.value
         if tag == "tag:yaml.org,2002:int":
             text = node.value.replace("_", "")
-            if re.fullmatch(r"[-+]?0[0-7]+", text):  # YAML 1.1 octal: yaml.v3 reads decimal
-                return int(text, 10)
+            if re.fullmatch(r"[-+]?0[0-7]+", text):  # yaml.v3 parses with base 0: 0400 is octal
+                return int(text, 8)
             return self.constructor.construct_yaml_int(node)
         if tag == "tag:yaml.org,2002:float":
             return self.constructor.construct_yaml_float(node)

@@ -463,7 +463,9 @@ def _json_view(model: dict[str, Any]) -> dict[str, Any]:
 def render(project: Project, fmt: str = "yaml") -> str:
     """`compose config` output, as Docker Compose v2 prints it."""
     if fmt == "json":
-        return json.dumps(_escape(_json_view(project.model)), indent=2, ensure_ascii=False)
+        text = json.dumps(_escape(_json_view(project.model)), indent=2, ensure_ascii=False)
+        # Go's encoding/json escapes these for HTML; outside strings they never occur in JSON
+        return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
     if fmt != "yaml":
         raise ComposeError(f"unsupported format {fmt!r}")
     return dump_yaml(_escape(_yaml_view(project.model)))

@@ -208,7 +208,7 @@ def _build(value: Any, path: Path) -> Any:
     if isinstance(value, str):
         return {"context": value}
     if isinstance(value, dict):
-        return _walk(value, path, CANONICAL)
+        return _walk_mapping(value, path, CANONICAL)
     return value
 
 
@@ -642,9 +642,26 @@ _DURATIONS = ("services.*.healthcheck.timeout", "services.*.healthcheck.interval
 _BYTES = ("services.*.mem_limit", "services.*.mem_reservation", "services.*.memswap_limit",
           "services.*.shm_size", "services.*.build.shm_size", "services.*.volumes.*.tmpfs.size",
           "services.*.deploy.resources.limits.memory", "services.*.deploy.resources.reservations.memory")
-_STRING_MAPS = ("services.*.sysctls", "services.*.logging.options", "services.*.build.labels",
+_STRING_MAPS = ("services.*.sysctls", "secrets.*.labels", "configs.*.labels", "services.*.logging.options", "services.*.build.labels",
                 "services.*.deploy.labels", "networks.*.labels", "volumes.*.labels", "networks.*.driver_opts",
                 "volumes.*.driver_opts", "services.*.annotations", "services.*.storage_opt")
+
+
+def _string_map(path: Path, value: Any) -> Any:
+    if any(matches(path, p) for p in _STRING_MAPS) and isinstance(value, (dict, list)):
+        if isinstance(value, list):
+            value = {k: v for k, _, v in (str(e).partition("=") for e in value)}
+        return {k: ("" if v is None else _go_scalar(v)) for k, v in value.items()}
+    return value
+
+
+def _sorted_deep(value: Any) -> Any:
+    """Extension values are Go maps: printed with sorted keys."""
+    if isinstance(value, dict):
+        return {k: _sorted_deep(value[k]) for k in sorted(value, key=str)}
+    if isinstance(value, list):
+        return [_sorted_deep(v) for v in value]
+    return value
 
 
 def _service_value(path: Path, value: Any) -> Any:
@@ -669,16 +686,23 @@ def _service_value(path: Path, value: Any) -> Any:
             for host, ips in value.items():
                 for ip in ips if isinstance(ips, list) else [ips]:
                     out.append(f"{host}={ip}")
-            return out
-        return list(value)
+        else:
+            out = []
+            for entry in value:
+                entry = str(entry)
+                host, sep, ip = entry.partition("=")
+                if not sep:
+                    host, _, ip = entry.partition(":")
+                out.append(f"{host}={ip}")
+        return sorted(out, key=lambda e: e.partition("=")[0])
+    if (matches(path, "services.*.secrets.*.mode") or matches(path, "services.*.configs.*.mode")) and isinstance(
+        value, int
+    ):
+        return f"0{value:o}"
     if matches(path, "services.*.tmpfs") or matches(path, "services.*.dns_search") or matches(
         path, "services.*.build.cache_from"
     ) or matches(path, "services.*.build.tags"):
         return [value] if isinstance(value, str) else value
-    if any(matches(path, p) for p in _STRING_MAPS) and isinstance(value, (dict, list)):
-        if isinstance(value, list):
-            value = {k: v for k, _, v in (str(e).partition("=") for e in value)}
-        return {k: ("" if v is None else _go_scalar(v)) for k, v in value.items()}
     if matches(path, "services.*.cpus") and isinstance(value, str):
         return float(value)
     return value
@@ -704,6 +728,7 @@ def shape(value: Any, path: Path = ()) -> Any:
     """The Go-struct view: convert types, order keys, drop empty values (omitempty)."""
     if path and path[0] == "services" and len(path) >= 3:
         value = _service_value(path, value)
+    value = _string_map(path, value)
     if isinstance(value, dict):
         pattern_order = None
         for pattern, order in ORDERS.items():
@@ -713,7 +738,7 @@ def shape(value: Any, path: Path = ()) -> Any:
         items = {}
         for key, item in value.items():
             if str(key).startswith("x-"):
-                items[key] = item
+                items[key] = _sorted_deep(item)
                 continue
             child = path + (key,)
             shaped = shape(item, child)
