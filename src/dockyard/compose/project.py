@@ -58,6 +58,13 @@ def _is_oneoff(record: "ContainerRecord") -> bool:
     return _label(record, L.ONEOFF) == "True"
 
 
+def _has_probe(record: "ContainerRecord") -> bool:
+    """A health check that runs (not ``disable: true``, Docker's ["NONE"])."""
+    from dockyard.containers.health import probe_command
+
+    return probe_command(record.container_config.get("Healthcheck")) is not None
+
+
 def _sort_key(record: "ContainerRecord") -> tuple[str, int, str]:
     return (_service_of(record), _number(record), record.name)
 
@@ -357,7 +364,7 @@ class ComposeProject:
         deadline = None if timeout is None else time.monotonic() + timeout
         if condition == "service_started":
             return
-        if condition == "service_healthy" and not record.container_config.get("Healthcheck"):
+        if condition == "service_healthy" and not _has_probe(record):
             raise ProjectError(f"dependency failed to start: container {record.name} has no healthcheck configured")
         progress("Container", record.name, "Waiting")
         while True:
@@ -528,7 +535,7 @@ class ComposeProject:
                         progress("Container", current.name, "Exited")
                         continue
                     raise ProjectError(f"container {current.name} exited ({current.exit_code})")
-                if current.container_config.get("Healthcheck"):
+                if _has_probe(current):
                     status = health_status(containers, current)
                     if status == "unhealthy":
                         raise ProjectError(f"container {current.name} is unhealthy")

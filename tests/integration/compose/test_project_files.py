@@ -1,0 +1,137 @@
+"""ComposeProject on projects loaded from compose files (model.load): a built service, secrets
+and configs from files, environment, replicas, --wait, the ``restart: true`` dependent of a
+recreated service, one-offs removed by down, and the labels alone enough for ps/stop/down."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from dockyard import config
+from dockyard.compose import labels as L
+from dockyard.compose.model import LoadOptions, load
+from dockyard.compose.project import ComposeProject, list_projects
+from dockyard.engine import Engine
+
+pytestmark = pytest.mark.integration
+
+COMPOSE = """
+name: files
+services:
+  api:
+    build:
+      context: ./api
+      args: {GREETING: hello}
+    environment:
+      LEVEL: ${LEVEL:-info}
+    secrets: [token]
+    configs:
+      - source: settings
+        target: /etc/api.conf
+    stop_signal: SIGKILL
+    depends_on:
+      db: {condition: service_healthy, restart: true}
+  db:
+    image: busybox
+    command: sh -c 'touch /tmp/up; exec sleep 1000'
+    environment: {VERSION: "1"}
+    healthcheck: {test: ["CMD", "test", "-f", "/tmp/up"], interval: 300ms, retries: 20}
+    stop_signal: SIGKILL
+    volumes: [dbdata:/var/lib/db]
+  worker:
+    image: busybox
+    command: ["sleep", "1000"]
+    stop_signal: SIGKILL
+    deploy: {replicas: 2}
+volumes:
+  dbdata: {}
+secrets:
+  token: {file: ./token.txt}
+configs:
+  settings: {file: ./settings.conf}
+"""
+
+DOCKERFILE = """FROM busybox
+ARG GREETING
+RUN echo "$GREETING from the build" > /greeting
+CMD ["sleep", "1000"]
+"""
+
+
+@pytest.fixture
+def engine(dockyard_root: Path, busybox_tar: Path) -> Iterator[Engine]:
+    engine = Engine(config.load())
+    engine.images.import_(str(busybox_tar), "busybox", ['CMD ["sh"]'])
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
+def _project(directory: Path, **environ: str) -> object:
+    return load(LoadOptions(files=[str(directory / "compose.yaml")], environ={**os.environ, **environ}))
+
+
+def test_built_service_secrets_configs_replicas_wait_restart_and_down(
+        engine: Engine, tmp_path: Path, run_cli: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    (tmp_path / "api").mkdir()
+    (tmp_path / "api" / "Dockerfile").write_text(DOCKERFILE)
+    (tmp_path / "token.txt").write_text("s3cret\n")
+    (tmp_path / "settings.conf").write_text("port=80\n")
+    (tmp_path / "compose.yaml").write_text(COMPOSE)
+    seen: list[tuple[str, str, str]] = []
+    p = ComposeProject(engine, _project(tmp_path))
+    try:
+        p.up(wait=True, wait_timeout=60, progress=lambda *a: seen.append(a))
+        assert ("Image", "files-api", "Built") in seen
+        assert [r.name for r in p.containers()] == ["files-api-1", "files-db-1", "files-worker-1",
+                                                    "files-worker-2"]
+
+        def cat(path: str) -> str:
+            return run_cli("exec", "files-api-1", "cat", path, check=True).stdout
+
+        assert cat("/greeting") == "hello from the build\n"
+        assert cat("/run/secrets/token") == "s3cret\n"
+        assert cat("/etc/api.conf") == "port=80\n"
+        assert "LEVEL=info" in run_cli("exec", "files-api-1", "env", check=True).stdout
+        api = engine.containers.inspect("files-api-1")
+        assert api["Config"]["Image"] == "files-api"
+        assert api["Config"]["Labels"][L.CONFIG_FILES] == str(tmp_path / "compose.yaml")
+        assert api["Config"]["Labels"][L.WORKING_DIR] == str(tmp_path)
+        assert api["Config"]["Labels"][L.DEPENDS_ON] == "db:service_healthy:true"
+
+        # a second up: the built image is not built again, nothing is recreated
+        ids = {r.name: r.id for r in p.containers(all=True)}
+        seen.clear()
+        p.up(progress=lambda *a: seen.append(a))
+        assert not any(kind == "Image" for kind, _, _ in seen)
+        assert {r.name: r.id for r in p.containers(all=True)} == ids
+
+        # db changes: it is recreated; api (depends_on db with restart: true) is restarted, not recreated
+        started = api["State"]["StartedAt"]
+        (tmp_path / "compose.yaml").write_text(COMPOSE.replace('VERSION: "1"', 'VERSION: "2"'))
+        p = ComposeProject(engine, _project(tmp_path))
+        p.up()
+        now = {r.name: r.id for r in p.containers(all=True)}
+        assert now["files-db-1"] != ids["files-db-1"]
+        assert now["files-api-1"] == ids["files-api-1"] and now["files-worker-1"] == ids["files-worker-1"]
+        assert engine.containers.inspect("files-api-1")["State"]["StartedAt"] > started
+
+        # a one-off and the verbs that need only the labels
+        run = p.create_oneoff("worker", ["true"], remove=False)
+        by_name = ComposeProject.by_name(engine, "files")
+        assert {r.name for r in by_name.containers(all=True, oneoff=True)} == set(now) | {run.name}
+        by_name.stop(["worker"])
+        assert [r.name for r in by_name.containers()] == ["files-api-1", "files-db-1"]
+        assert list_projects(engine) == [{"Name": "files", "Status": "created(1), exited(2), running(2)",
+                                          "ConfigFiles": str(tmp_path / "compose.yaml")}]
+    finally:
+        ComposeProject.by_name(engine, "files").down(volumes=True, rmi="local")
+    assert engine.containers.list(all=True) == []
+    assert engine.volumes.list() == []
+    assert engine.images.find("files-api") is None and engine.images.find("busybox") is not None
+    assert [n.name for n in engine.networks.list()] == ["bridge", "host", "none"]
