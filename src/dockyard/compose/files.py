@@ -97,6 +97,7 @@ def check_project_name(name: str) -> str:
 # --------------------------------------------------------------------------- YAML
 
 _BOOL_WORDS = {"true": True, "false": False}
+_YAML12_FLOAT = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+")
 
 
 def load_yaml(text: str, filename: str) -> YamlDoc:
@@ -167,6 +168,8 @@ class _Builder:
             return self.constructor.construct_yaml_float(node)
         if tag == "tag:yaml.org,2002:null":
             return None
+        if not node.style and _YAML12_FLOAT.fullmatch(node.value):
+            return float(node.value)  # YAML 1.2 floats PyYAML's 1.1 resolver misses (1e3)
         return node.value
 
     def _mapping(self, node: Any, path: Path) -> dict[str, Any]:

@@ -4,12 +4,13 @@ whether ``up`` keeps a container or recreates it.
 Membership of a project is by these labels only (no state of our own), so ``docker compose``
 pointed at dockyard's Engine API and ``dockyard compose`` see the same project.
 
-The config hash: Docker Compose v2 (pkg/compose/hash.go) hashes Go's JSON of the service
-struct without ``build``, ``pull_policy``, ``scale``, ``deploy.replicas``, ``depends_on`` and
-``profiles``. Go's field order is not reproducible from the canonical dict, so ours is the
-sha256 of the same service dict, those keys removed, as JSON with sorted keys and no spaces:
-stable across runs (an unchanged service hashes the same on each ``up``), changed by any
-key that changes the container, unchanged by a scale or a new dependency alone.
+The config hash is Docker Compose v2's (pkg/compose/hash.go): the sha256 of Go's JSON of the
+service without ``build``, ``pull_policy``, ``scale``, ``deploy.replicas``, ``depends_on`` and
+``profiles``. The canonical model keeps Go's field order (struct fields in declaration order,
+map keys sorted), so the same JSON comes out of it: compact, keys in the model's order, ``<``,
+``>`` and ``&`` escaped as Go escapes them, ``x-`` extensions left out (Go's ``json:"-"``).
+Checked against Docker Compose v2.40.3 creating the same services through dockyard's Engine
+API: the labels are equal, so neither tool recreates the other's containers.
 """
 
 from __future__ import annotations
@@ -37,20 +38,20 @@ SLUG = PREFIX + "slug"
 
 COMPOSE_VERSION = "2.24.0-dockyard"
 _NOT_HASHED = ("build", "pull_policy", "scale", "depends_on", "profiles")
+# encoding/json's HTMLEscape and its line/paragraph separator escapes
+_GO_ESCAPES = (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"),
+               ("\u2029", "\\u2029"))
 
 
 def config_hash(service: Mapping[str, Any]) -> str:
-    """The hex sha256 of the service's canonical JSON without the keys that do not change its
-    containers (build, pull_policy, scale, deploy.replicas, depends_on, profiles)."""
-    data = {k: v for k, v in service.items() if k not in _NOT_HASHED}
+    """The hex sha256 of the service's JSON as Docker Compose v2 hashes it (see the module's doc)."""
+    data = {k: v for k, v in service.items() if k not in _NOT_HASHED and not str(k).startswith("x-")}
     deploy = data.get("deploy")
     if isinstance(deploy, dict) and "replicas" in deploy:
-        deploy = {k: v for k, v in deploy.items() if k != "replicas"}
-        if deploy:
-            data["deploy"] = deploy
-        else:
-            del data["deploy"]
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        data["deploy"] = {k: v for k, v in deploy.items() if k != "replicas"}   # Go keeps the struct
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    for char, escaped in _GO_ESCAPES:
+        text = text.replace(char, escaped)
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -260,9 +260,9 @@ def load(opts: LoadOptions) -> Project:
     _check_consistency(tree, enabled, loader)
     for service in enabled.values():
         norm.resolve_environment(service, environment.get)
-        norm.resolve_labels(service)
+        norm.resolve_labels(service, environment.get)
     for service in disabled.values():
-        norm.resolve_labels(service)
+        norm.resolve_labels(service, environment.get)
     model = _project_model(tree, enabled)
     return Project(
         name=name,
@@ -320,34 +320,93 @@ def _split_profiles(services: dict[str, Any], profiles: list[str],
 
 
 def _check_consistency(tree: dict[str, Any], services: dict[str, Any], loader: _Loader) -> None:
-    def fail(name: str, message: str) -> ComposeError:
-        return loader.fail(("services", name), message)
+    """compose-go's checkConsistency, over the enabled services."""
+    def fail(name: str, message: str, *where: Any) -> ComposeError:
+        return loader.fail(("services", name) + where, message)
 
+    defined = {kind: tree.get(kind) or {} for kind in ("networks", "volumes", "secrets", "configs")}
     for name, service in services.items():
         if not service.get("image") and "build" not in service and "provider" not in service:
             raise fail(name, f'service "{name}" has neither an image nor a build context specified')
+        build = service.get("build") or {}
+        if build.get("dockerfile_inline") and build.get("dockerfile") not in (None, "Dockerfile"):
+            raise fail(name, f'service "{name}" declares mutualy exclusive dockerfile and dockerfile_inline', "build")
+        if service.get("network_mode") and service.get("networks"):
+            raise fail(name, f"service {name} declares mutually exclusive `network_mode` and `networks`", "network_mode")
+        for net in service.get("networks") or {}:
+            if net not in defined["networks"]:
+                raise fail(name, f'service "{name}" refers to undefined network {net}', "networks")
+        test = (service.get("healthcheck") or {}).get("test")
+        if isinstance(test, list) and test and test[0] not in ("CMD", "CMD-SHELL", "NONE"):
+            raise fail(name, 'healthcheck.test must start either by "CMD", "CMD-SHELL" or "NONE"', "healthcheck")
         for dep, spec in (service.get("depends_on") or {}).items():
             if dep not in services and (spec or {}).get("required", True):
-                raise loader.fail(("services", name, "depends_on"),
-                                  f'service "{name}" depends on undefined service "{dep}"')
-        for net in service.get("networks") or {}:
-            if net not in (tree.get("networks") or {}):
-                raise loader.fail(("services", name, "networks"),
-                                  f'service "{name}" refers to undefined network {net}')
+                raise fail(name, f'service "{name}" depends on undefined service "{dep}"', "depends_on")
+        mode = service.get("network_mode") or ""
+        if mode.startswith("service:") and mode[len("service:"):] not in services:
+            other = mode[len("service:"):]
+            raise fail(name, f"service \"{other}\" not found for network_mode 'service:{other}'", "network_mode")
         for volume in service.get("volumes") or []:
-            if volume.get("type") == "volume" and volume.get("source") and volume["source"] not in (
-                tree.get("volumes") or {}
-            ):
-                raise loader.fail(("services", name, "volumes"),
-                                  f'service "{name}" refers to undefined volume {volume["source"]}: invalid compose project')
-        for kind in ("secrets", "configs"):
+            if volume.get("type") == "volume" and volume.get("source") and volume["source"] not in defined["volumes"]:
+                raise fail(name, f'service "{name}" refers to undefined volume {volume["source"]}', "volumes")
+        for ref in build.get("secrets") or []:
+            if ref.get("source") not in defined["secrets"]:
+                raise fail(name, f'service "{name}" refers to undefined build secret {ref.get("source")}', "build")
+        for kind in ("configs", "secrets"):
             for ref in service.get(kind) or []:
-                if ref.get("source") not in (tree.get(kind) or {}):
-                    raise loader.fail(("services", name, kind),
-                                      f'service "{name}" refers to undefined {kind[:-1]} {ref.get("source")}: invalid compose project')
+                if ref.get("source") not in defined[kind]:
+                    raise fail(name, f'service "{name}" refers to undefined {kind[:-1]} {ref.get("source")}', kind)
+        _check_resources(name, service, fail)
+    for name, secret in defined["secrets"].items():
+        if secret and not secret.get("external") and not secret.get("file") and not secret.get("environment"):
+            raise loader.fail(("secrets", name), f'secret "{name}" must declare either `file` or `environment`')
     cycle = _find_cycle(services)
     if cycle:
         raise ComposeError("dependency cycle detected: " + " -> ".join(cycle))
+
+
+def _check_resources(name: str, service: dict[str, Any], fail: Any) -> None:
+    deploy = service.get("deploy")
+    scale = service.get("scale")
+    if scale is not None and deploy is not None:
+        if deploy.get("replicas") is not None and deploy["replicas"] != scale:
+            raise fail(name, f"services.{name}: can't set distinct values on 'scale' and 'deploy.replicas'", "scale")
+        deploy["replicas"] = scale
+    if scale is not None and scale < 0:
+        raise fail(name, f"services.{name}.scale: must be greater than or equal to 0", "scale")
+    if deploy and deploy.get("replicas") is not None and deploy["replicas"] < 0:
+        raise fail(name, f"services.{name}.deploy.replicas: must be greater than or equal to 0", "deploy")
+    resources = (deploy or {}).get("resources") or {}
+    limits, reservations = resources.get("limits"), resources.get("reservations")
+    pairs = [
+        ("cpus", limits, "cpus", "deploy.resources.limits.cpus", float),
+        ("mem_limit", limits, "memory", "deploy.resources.limits.memory", norm.parse_bytes),
+        ("mem_reservation", reservations, "memory", "deploy.resources.reservations.memory", norm.parse_bytes),
+        ("pids_limit", limits, "pids", "deploy.resources.limits.pids", int),
+    ]
+    for key, block, sub, label, conv in pairs:
+        if service.get(key) and deploy is not None and block is not None:
+            if conv(block.get(sub) or 0) != conv(service[key]):
+                raise fail(name, f"services.{name}: can't set distinct values on '{key}' and '{label}'", key)
+    replicas = scale if scale is not None else (deploy or {}).get("replicas")
+    if (replicas or 1) > 1 and service.get("container_name"):
+        attr = "scale" if scale is not None else "deploy.replicas"
+        raise fail(name, f"services.{attr}: can't set container_name and {name} as container name must be unique",
+                   "container_name")
+    mounts: dict[str, str] = {}
+    tmpfs_list = service.get("tmpfs") or []
+    for i, tmpfs in enumerate([tmpfs_list] if isinstance(tmpfs_list, str) else tmpfs_list):
+        where = f"services.{name}.tmpfs[{i}]"
+        target = str(tmpfs).split(":", 1)[0]
+        if target in mounts:
+            raise fail(name, f"{where}: target {target} already mounted as {mounts[target]}", "tmpfs", i)
+        mounts[target] = where
+    for i, volume in enumerate(service.get("volumes") or []):
+        where = f"services.{name}.volumes[{i}]"
+        target = volume.get("target")
+        if target in mounts:
+            raise fail(name, f"{where}: target {target} already mounted as {mounts[target]}", "volumes", i)
+        mounts[target] = where
 
 
 def _find_cycle(services: dict[str, Any]) -> list[str] | None:

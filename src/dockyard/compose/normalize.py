@@ -190,6 +190,17 @@ def _env_file(value: Any, path: Path) -> Any:
     return out
 
 
+def _device(value: Any, path: Path) -> Any:
+    if not isinstance(value, str):
+        return value
+    parts = value.split(":")
+    if len(parts) > 3:
+        raise ComposeError(f"confusing device mapping, please use long syntax: {value}")
+    source = parts[0]
+    target = parts[1] if len(parts) > 1 and parts[1] else source
+    return {"source": source, "target": target, "permissions": parts[2] if len(parts) == 3 else "rwm"}
+
+
 def _string_or_list(value: Any, path: Path) -> Any:
     return [value] if isinstance(value, str) else value
 
@@ -260,6 +271,7 @@ CANONICAL: list[tuple[str, Callable[[Any, Path], Any]]] = [
     ("services.*.models", _slice_to_map),
     ("services.*.volumes.*", _volume_mount),
     ("services.*.dns", _string_or_list),
+    ("services.*.devices.*", _device),
     ("services.*.secrets.*", _file_mount),
     ("services.*.configs.*", _file_mount),
     ("services.*.ports", _ports),
@@ -508,18 +520,25 @@ def resolve_environment(service: dict[str, Any], lookup: Lookup) -> None:
         service.pop("environment", None)
 
 
-def resolve_labels(service: dict[str, Any]) -> None:
+def resolve_labels(service: dict[str, Any], lookup: Lookup | None = None) -> None:
+    """labels list -> mapping, label_file(s) read under them (labels win)."""
+    label_files = service.pop("label_file", None) or []
     labels = service.get("labels")
-    if labels is None:
-        return
+    out: dict[str, str] = {}
+    if label_files:
+        from dockyard.compose.files import read_env_file
+
+        for path in label_files:
+            for key, value in read_env_file(path, lookup).items():
+                out[key] = "" if value is None else value
     if isinstance(labels, list):
-        out = {}
         for entry in labels:
             key, _, value = str(entry).partition("=")
             out[key] = value
+    elif isinstance(labels, dict):
+        out.update({k: ("" if v is None else _go_scalar(v)) for k, v in labels.items()})
+    if out or labels is not None:
         service["labels"] = out
-    else:
-        service["labels"] = {k: ("" if v is None else _go_scalar(v)) for k, v in labels.items()}
 
 
 # --------------------------------------------------------------------------- Go-shaped output
@@ -618,6 +637,10 @@ ORDERS: dict[str, list[str]] = {
     "services.*.deploy": ("mode replicas labels update_config rollback_config resources restart_policy "
                           "placement endpoint_mode").split(),
     "services.*.deploy.resources": "limits reservations".split(),
+    "services.*.deploy.resources.*": "cpus memory pids devices generic_resources".split(),
+    "services.*.deploy.update_config": "parallelism delay failure_action monitor max_failure_ratio order".split(),
+    "services.*.deploy.rollback_config": "parallelism delay failure_action monitor max_failure_ratio order".split(),
+    "services.*.devices.*": "source target permissions".split(),
     "services.*.deploy.restart_policy": "condition delay max_attempts window".split(),
     "services.*.logging": "driver options".split(),
     "services.*.secrets.*": "source target uid gid mode".split(),
@@ -703,7 +726,9 @@ def _service_value(path: Path, value: Any) -> Any:
         path, "services.*.build.cache_from"
     ) or matches(path, "services.*.build.tags"):
         return [value] if isinstance(value, str) else value
-    if matches(path, "services.*.cpus") and isinstance(value, str):
+    if (matches(path, "services.*.cpus") or matches(path, "services.*.deploy.resources.*.cpus")) and isinstance(
+        value, str
+    ):
         return float(value)
     return value
 
@@ -719,6 +744,11 @@ def _is_empty(value: Any) -> bool:
 
 
 _KEEP_NULL = ("services.*.networks.*", "services.*.environment.*")
+# Go pointers (*bool, *int): false and 0 are printed when set
+_KEEP_ZERO = ("services.*.attach", "services.*.init", "services.*.scale", "services.*.deploy.replicas",
+              "services.*.healthcheck.retries", "networks.*.enable_ipv4", "networks.*.enable_ipv6",
+              "services.*.deploy.restart_policy.max_attempts", "services.*.deploy.update_config.parallelism",
+              "services.*.deploy.rollback_config.parallelism")
 _KEEP_EMPTY = ("services.*.volumes.*.volume", "services.*.volumes.*.bind", "services.*.depends_on.*.required",
                "services.*.environment.*", "services.*.labels.*", "services.*.build.args.*",
                "services.*.logging.options.*", "services.*.sysctls.*", "x-*")
@@ -742,7 +772,7 @@ def shape(value: Any, path: Path = ()) -> Any:
                 continue
             child = path + (key,)
             shaped = shape(item, child)
-            if _is_empty(shaped) and not any(matches(child, p) for p in _KEEP_NULL + _KEEP_EMPTY) and not (
+            if _is_empty(shaped) and not any(matches(child, p) for p in _KEEP_NULL + _KEEP_EMPTY + _KEEP_ZERO) and not (
                 len(path) <= 1 or (len(path) == 2 and path[0] != "services")
             ):
                 continue
