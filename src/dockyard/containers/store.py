@@ -18,12 +18,18 @@ from dockyard.records import field, record
 TYPE_CHECKING = False  # importing typing costs ~20 ms of every command's start-up
 if TYPE_CHECKING:
     import sqlite3
-    from typing import Any, Iterable
+    from typing import Any, Iterable, Sequence
 
 # Docker's container states (types.ContainerState).
 CREATED, RUNNING, PAUSED, RESTARTING, REMOVING, EXITED, DEAD = (
     "created", "running", "paused", "restarting", "removing", "exited", "dead")
 ACTIVE = (RUNNING, PAUSED, RESTARTING)
+
+# What _select reads, and the record's names for it (config and summary stay text until used).
+_FIELDS = ("id", "name", "image_id", "image", "created", "status", "pid", "shim_pid", "shim_start", "exit_code",
+           "error", "oom_killed", "started_at", "finished_at", "restart_count", "stopped_by_user",
+           "_config_json", "_summary_json")
+_COLUMNS = ", ".join(_FIELDS[:-2]) + ", config, summary"
 
 _STATE_COLUMNS = ("status", "pid", "shim_pid", "shim_start", "exit_code", "error", "oom_killed",
                   "started_at", "finished_at", "restart_count", "stopped_by_user")
@@ -62,6 +68,27 @@ class ContainerRecord:
     def running(self) -> bool:
         return self.status in ACTIVE
 
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The parts of the config a ``ps`` row shows (containers/summary.py's ``summarize``):
+        for a record read from the DB, its own column's, without decoding the config."""
+        raw = self.__dict__.get("_summary_json")
+        if raw:
+            return json.loads(raw)
+        from dockyard.containers.summary import summarize
+
+        return summarize(self.config)
+
+    def __getattr__(self, name: str) -> Any:
+        # A record read from the DB decodes its config (a few kB of JSON) on first use: ``ps``
+        # of 200 containers reads only their summaries.
+        if name == "config":
+            raw = self.__dict__.pop("_config_json", None)
+            if raw is not None:
+                value = self.__dict__["config"] = json.loads(raw)
+                return value
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
 
 def name_conflict(name: str, holder: str) -> ConflictError:
     return ConflictError(
@@ -78,9 +105,10 @@ class ContainerStore:
 
         try:
             self.conn.execute(
-                "INSERT INTO containers (id, name, image_id, image, created, status, config) VALUES (?,?,?,?,?,?,?)",
+                "INSERT INTO containers (id, name, image_id, image, created, status, config, summary) "
+                "VALUES (?,?,?,?,?,?,?,?)",
                 (record.id, record.name, record.image_id, record.image, record.created, record.status,
-                 json.dumps(record.config)))
+                 json.dumps(record.config), _summary_json(record.config)))
         except sqlite3.IntegrityError:
             row = self.conn.execute("SELECT id FROM containers WHERE name = ?", (record.name,)).fetchone()
             if row is not None:
@@ -88,19 +116,32 @@ class ContainerStore:
             raise
 
     def get(self, container_id: str) -> ContainerRecord | None:
-        row = self.conn.execute("SELECT * FROM containers WHERE id = ?", (container_id,)).fetchone()
-        return _record(row) if row is not None else None
+        rows = self._select("WHERE id = ?", (container_id,))
+        return rows[0] if rows else None
 
     def all(self, statuses: "tuple[str, ...] | None" = None) -> list[ContainerRecord]:
         """Newest first; only those in ``statuses`` when given (``ps`` without ``-a`` decodes
         the few running ones, not every stopped one)."""
         if statuses is None:
-            rows = self.conn.execute("SELECT * FROM containers ORDER BY created DESC").fetchall()
-        else:
-            marks = ", ".join("?" * len(statuses))
-            rows = self.conn.execute(f"SELECT * FROM containers WHERE status IN ({marks}) ORDER BY created DESC",
-                                     statuses).fetchall()
-        return [_record(r) for r in rows]
+            return self._select("ORDER BY created DESC")
+        marks = ", ".join("?" * len(statuses))
+        return self._select(f"WHERE status IN ({marks}) ORDER BY created DESC", statuses)
+
+    def _select(self, where: str, params: "tuple[Any, ...]" = ()) -> list[ContainerRecord]:
+        """Records built as the decorator's __init__ would, with the config left as text (see
+        ContainerRecord.__getattr__); plain tuples, not sqlite3.Row: ~2 us a row less."""
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        out = []
+        for row in cursor.execute(f"SELECT {_COLUMNS} FROM containers {where}", params).fetchall():
+            record = ContainerRecord.__new__(ContainerRecord)
+            values = dict(zip(_FIELDS, row))
+            values["oom_killed"] = bool(values["oom_killed"])
+            values["stopped_by_user"] = bool(values["stopped_by_user"])
+            values["extra"] = {}
+            record.__dict__ = values
+            out.append(record)
+        return out
 
     def ids_and_names(self) -> list[tuple[str, str]]:
         return [(r[0], r[1]) for r in self.conn.execute("SELECT id, name FROM containers")]
@@ -112,6 +153,8 @@ class ContainerStore:
         columns, values = [], []
         for key, value in changes.items():
             if key == "config":
+                columns.append("summary = ?")
+                values.append(_summary_json(value))
                 value = json.dumps(value)
             elif key not in _STATE_COLUMNS and key != "name":
                 raise KeyError(key)
@@ -163,13 +206,19 @@ class ContainerStore:
                                           for m in json.loads(r[1]).get("Mounts") or [])]
 
 
-def _record(row: "sqlite3.Row") -> ContainerRecord:
-    return ContainerRecord(
-        id=row["id"], name=row["name"], image_id=row["image_id"], image=row["image"], created=row["created"],
-        config=json.loads(row["config"]), status=row["status"], pid=row["pid"], shim_pid=row["shim_pid"],
-        shim_start=row["shim_start"], exit_code=row["exit_code"], error=row["error"],
-        oom_killed=bool(row["oom_killed"]), started_at=row["started_at"], finished_at=row["finished_at"],
-        restart_count=row["restart_count"], stopped_by_user=bool(row["stopped_by_user"]))
+def _summary_json(config: "dict[str, Any]") -> str:
+    from dockyard.containers.summary import summarize
+
+    return json.dumps(summarize(config), separators=(",", ":"))
+
+
+def summaries(records: "Sequence[ContainerRecord]") -> "list[dict[str, Any]]":
+    """Each record's ``summary``; those read from the DB decoded as one JSON array (a 200-row
+    ``ps`` spends half as long as on 200 small decodes)."""
+    raws = [r.__dict__.get("_summary_json") for r in records]
+    if all(raws):
+        return json.loads("[" + ",".join(raws) + "]")
+    return [r.summary for r in records]
 
 
 def ids(records: Iterable[ContainerRecord]) -> list[str]:

@@ -1,11 +1,13 @@
 """What ``ps`` and ``GET /containers/json`` say of a container beyond its record: Docker's
-COMMAND and STATUS texts (both front ends show them; neither owns them)."""
+COMMAND and STATUS texts (both front ends show them; neither owns them), and the record's
+summary: the few parts of its config a ``ps`` row reads, kept beside the config in the state DB
+so that listing 200 containers decodes 200 small objects, not 200 whole configs."""
 
 from __future__ import annotations
 
 TYPE_CHECKING = False  # the ps path: typing costs start-up
 if TYPE_CHECKING:
-    from typing import Sequence
+    from typing import Any, Sequence
 
     from dockyard.containers.store import ContainerRecord
 
@@ -39,3 +41,17 @@ def ps_command(path: str, args: "Sequence[str]") -> str:
     if not args:
         return path
     return path + " " + " ".join(f"'{a}'" if " " in a else a for a in args)
+
+
+def summarize(config: "dict[str, Any]") -> "dict[str, Any]":
+    """The parts of a container's config ``ps`` shows, as they are there (None where absent).
+    store/db.py's migration builds the same object in SQL for the rows of an older DB: change both."""
+    inner = config.get("Config") or {}
+    endpoints = (config.get("NetworkingConfig") or {}).get("EndpointsConfig")
+    mounts = config.get("Mounts")
+    return {"Path": config.get("Path"), "Args": config.get("Args"), "Labels": inner.get("Labels"),
+            "ExposedPorts": inner.get("ExposedPorts"),
+            "Mounts": [{"Type": m.get("Type"), "Name": m.get("Name"), "Source": m.get("Source")}
+                       for m in mounts] if isinstance(mounts, list) else [],
+            "NetworkMode": (config.get("HostConfig") or {}).get("NetworkMode"),
+            "Networks": list(endpoints) if isinstance(endpoints, dict) else []}

@@ -167,6 +167,27 @@ MIGRATIONS: list[str] = [
         UNIQUE (network_id, address)
     );
     """,
+    # 5 -> 6: each container's summary (containers/summary.py's summarize: the parts of its
+    # config a ps row shows), so ps decodes a small object per row instead of the whole config.
+    # The rows already there get it here, in SQL; keep this in step with summarize().
+    """
+    ALTER TABLE containers ADD COLUMN summary TEXT;
+    UPDATE containers SET summary = json_object(
+        'Path', json_extract(config, '$.Path'),
+        'Args', json_extract(config, '$.Args'),
+        'Labels', json_extract(config, '$.Config.Labels'),
+        'ExposedPorts', json_extract(config, '$.Config.ExposedPorts'),
+        'Mounts', CASE WHEN json_type(config, '$.Mounts') = 'array' THEN
+            (SELECT json_group_array(json_object('Type', json_extract(value, '$.Type'),
+                                                 'Name', json_extract(value, '$.Name'),
+                                                 'Source', json_extract(value, '$.Source')))
+             FROM json_each(config, '$.Mounts')) ELSE json('[]') END,
+        'NetworkMode', json_extract(config, '$.HostConfig.NetworkMode'),
+        'Networks', CASE WHEN json_type(config, '$.NetworkingConfig.EndpointsConfig') = 'object' THEN
+            (SELECT json_group_array(key) FROM json_each(config, '$.NetworkingConfig.EndpointsConfig'))
+            ELSE json('[]') END
+    );
+    """,
 ]
 
 DB_NAME = "dockyard.db"
