@@ -201,10 +201,14 @@ def _bind_string(vol: Mapping[str, Any]) -> str:
 
 
 def volumes(service_name: str, service: Mapping[str, Any], model: Mapping[str, Any],
-            working_dir: str) -> tuple[list[str], list[dict[str, Any]]]:
+            working_dir: str, inherit: Mapping[str, str] | None = None) -> tuple[list[str], list[dict[str, Any]]]:
     """(Binds, Mounts): a bind that may create its host path as a Binds string (Docker Compose
     v2 does so: Mounts cannot create it), other binds, named and anonymous volumes and tmpfs as
-    Mounts, then secrets and configs from files as read-only binds."""
+    Mounts, then secrets and configs from files as read-only binds. ``inherit``: target ->
+    anonymous volume of the container this one replaces, mounted again where nothing else is
+    (Docker Compose v2's buildContainerMountOptions: data in an anonymous volume survives a
+    recreate)."""
+    inherit = {os.path.normpath(k): v for k, v in (inherit or {}).items()}
     binds: list[str] = []
     mounts: list[dict[str, Any]] = []
     targets: set[str] = set()
@@ -233,7 +237,7 @@ def volumes(service_name: str, service: Mapping[str, Any], model: Mapping[str, A
             mounts.append(mount)
         elif kind == "volume":
             source = vol.get("source") or ""
-            name = source
+            name = source or inherit.get(os.path.normpath(target), "")
             if source:
                 top = top_volumes.get(source)
                 if top is None:
@@ -285,6 +289,9 @@ def volumes(service_name: str, service: Mapping[str, Any], model: Mapping[str, A
                                    f" ({kind[:-1]} {source} from environment or content; only file sources)")
             mounts.append({"Type": "bind", "Source": defined["file"], "Target": target, "ReadOnly": True})
             targets.add(os.path.normpath(target))
+    for target, name in sorted(inherit.items()):   # the image's VOLUMEs
+        if target not in targets:
+            mounts.append({"Type": "volume", "Source": name, "Target": target, "ReadOnly": False})
     return binds, mounts
 
 
@@ -309,9 +316,11 @@ def _endpoint(service_name: str, container_name: str, conf: Mapping[str, Any] | 
 def build(project_name: str, model: Mapping[str, Any], service_name: str, service: Mapping[str, Any], *,
           container_name: str, labels: Mapping[str, str], environ: Mapping[str, str], working_dir: str = "",
           image: str | None = None, use_aliases: bool = True, publish: bool = True,
-          service_container: Callable[[str], str] | None = None) -> CreatePlan:
+          service_container: Callable[[str], str] | None = None,
+          inherit: Mapping[str, str] | None = None) -> CreatePlan:
     """The create plan of one container of ``service``. ``service_container(name)``: the ID of a
-    container of another service (``network_mode: service:name``)."""
+    container of another service (``network_mode: service:name``); ``inherit``: target ->
+    anonymous volume of the container replaced."""
     check_supported(service_name, service)
     where = f"services.{service_name}"
     config: dict[str, Any] = {
@@ -341,7 +350,7 @@ def build(project_name: str, model: Mapping[str, Any], service_name: str, servic
     if exposed:
         config["ExposedPorts"] = exposed
 
-    binds, mounts = volumes(service_name, service, model, working_dir)
+    binds, mounts = volumes(service_name, service, model, working_dir, inherit)
     host: dict[str, Any] = {
         "Binds": binds or None, "Mounts": mounts or None, "PortBindings": bindings,
         "RestartPolicy": restart_policy(service),

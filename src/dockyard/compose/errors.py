@@ -13,6 +13,14 @@ class ComposeError(DockyardError):
     """A compose file we cannot use; the message names file:line and the path when known."""
 
 
+class PathError(ComposeError):
+    """A ComposeError about a node of the merged document; the loader adds file:line."""
+
+    def __init__(self, path: Iterable[object], message: str) -> None:
+        super().__init__(message)
+        self.path = tuple(path)
+
+
 def format_path(path: Iterable[object]) -> str:
     """('services', 'web', 'ports', 0) -> 'services.web.ports[0]'."""
     out = ""

@@ -58,13 +58,14 @@ def find_default_files(start: str) -> list[str]:
         directory = parent
 
 
-def resolve_files(files: list[str], environ: Mapping[str, str], cwd: str) -> list[str]:
-    """The files to load: -f (in order), else COMPOSE_FILE, else discovery from cwd."""
+def resolve_files(files: list[str], environ: Mapping[str, str], cwd: str, start: str | None = None) -> list[str]:
+    """The files to load: -f (in order, relative to cwd), else COMPOSE_FILE, else discovery
+    upward from start (the project directory when given, else cwd)."""
     if not files and environ.get("COMPOSE_FILE"):
         separator = environ.get("COMPOSE_PATH_SEPARATOR") or ":"
         files = [f for f in environ["COMPOSE_FILE"].split(separator) if f]
     if not files:
-        return find_default_files(cwd)
+        return find_default_files(start or cwd)
     out = []
     for name in files:
         if name == STDIN:

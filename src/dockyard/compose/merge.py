@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Callable
 
-from dockyard.compose.errors import ComposeError, Path, format_path
+from dockyard.compose.errors import ComposeError, Path, PathError, format_path
 
 Tree = dict[str, Any]
 
@@ -182,11 +182,11 @@ def merge_yaml(base: Any, other: Any, path: Path) -> Any:
         return base
     if isinstance(base, dict):
         if not isinstance(other, dict):
-            raise ComposeError(f"cannot override {format_path(path)}")
+            raise PathError(path, f"cannot override {format_path(path)}")
         return _merge_mappings(base, other, path)
     if isinstance(base, list):
         if not isinstance(other, list):
-            raise ComposeError(f"cannot override {format_path(path)}")
+            raise PathError(path, f"cannot override {format_path(path)}")
         return base + other
     return other
 
@@ -229,7 +229,7 @@ def apply_resets(tree: Tree, paths: list[Path]) -> None:
 
 def _key_value_index(value: Any, path: Path) -> str:
     if not isinstance(value, str):
-        raise ComposeError(f"{format_path(path)}: unexpected type {type(value).__name__}")
+        raise PathError(path, f"{format_path(path)}: unexpected type {type(value).__name__}")
     return value.split("=", 1)[0]
 
 
@@ -237,7 +237,7 @@ def _volume_index(value: Any, path: Path) -> str:
     if isinstance(value, dict):
         target = value.get("target")
         if not isinstance(target, str):
-            raise ComposeError(f"service volume {format_path(path)} is missing a mount target")
+            raise PathError(path, f"service volume {format_path(path)} is missing a mount target")
         return target
     if isinstance(value, str):
         from dockyard.compose.normalize import parse_volume
@@ -267,7 +267,7 @@ def _mount_index(default: str) -> Callable[[Any, Path], str]:
             if "target" in value:
                 return str(value["target"])
             return f"{default}/{value.get('source')}"
-        raise ComposeError(f"{format_path(path)}: unsupported value {value!r}")
+        raise PathError(path, f"{format_path(path)}: unsupported value {value!r}")
     return index
 
 
@@ -276,7 +276,7 @@ def _port_index(value: Any, path: Path) -> str:
         return str(value)
     if isinstance(value, dict):
         if "target" not in value:
-            raise ComposeError(f"service ports {format_path(path)} is missing a target port")
+            raise PathError(path, f"service ports {format_path(path)} is missing a target port")
         host = value.get("host_ip", "0.0.0.0")
         return f"{host}:{value.get('published')}:{value['target']}/{value.get('protocol', 'tcp')}"
     return str(value)
@@ -285,7 +285,7 @@ def _port_index(value: Any, path: Path) -> str:
 def _env_file_index(value: Any, path: Path) -> str:
     if isinstance(value, dict):
         if "path" not in value:
-            raise ComposeError(f"environment path attribute {format_path(path)} is missing")
+            raise PathError(path, f"environment path attribute {format_path(path)} is missing")
         return str(value["path"])
     return str(value)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from dockyard.compose import files as cfiles
-from dockyard.compose.errors import ComposeError, Path, Positions
+from dockyard.compose.errors import ComposeError, Path, PathError, Positions
 from dockyard.compose.interpolate import interpolate
 from dockyard.compose.merge import apply_resets, enforce_unicity, merge, merge_yaml
 from dockyard.compose import normalize as norm
@@ -75,6 +75,13 @@ class _Loader:
 
     def load_file(self, doc: cfiles.YamlDoc, tree: dict[str, Any], workdir: str, *, validate: bool = True,
                   chain: tuple[str, ...] = ()) -> dict[str, Any]:
+        try:
+            return self._load_file(doc, tree, workdir, validate=validate, chain=chain)
+        except PathError as exc:
+            raise self.fail(exc.path, exc.message) from None
+
+    def _load_file(self, doc: cfiles.YamlDoc, tree: dict[str, Any], workdir: str, *, validate: bool,
+                   chain: tuple[str, ...]) -> dict[str, Any]:
         positions = Positions()
         positions.add(doc.filename, doc.marks)
         data = interpolate(doc.data, self.lookup, fail=lambda p, m: positions.error(p, m))
@@ -223,7 +230,7 @@ def _environment(opts: LoadOptions, project_dir: str) -> dict[str, str]:
 def load(opts: LoadOptions) -> Project:
     cwd = opts.cwd or os.getcwd()
     start = os.path.abspath(opts.working_dir) if opts.working_dir else cwd
-    filenames = cfiles.resolve_files(list(opts.files), opts.environ, start)
+    filenames = cfiles.resolve_files(list(opts.files), opts.environ, cwd, start)
     first = filenames[0]
     project_dir = os.path.abspath(opts.working_dir) if opts.working_dir else (
         cwd if first == cfiles.STDIN else os.path.dirname(first))
@@ -242,6 +249,14 @@ def load(opts: LoadOptions) -> Project:
     name = _project_name(opts, environment, docs, project_dir, loader)
     environment["COMPOSE_PROJECT_NAME"] = name
 
+    try:
+        return _load(opts, loader, docs, name, project_dir, environment)
+    except PathError as exc:
+        raise loader.fail(exc.path, exc.message) from None
+
+
+def _load(opts: LoadOptions, loader: _Loader, docs: list[cfiles.YamlDoc], name: str, project_dir: str,
+          environment: dict[str, str]) -> Project:
     tree: dict[str, Any] = {}
     for doc in docs:
         tree = loader.load_file(doc, tree, project_dir)

@@ -14,7 +14,7 @@ import re
 import shlex
 from typing import Any, Callable, Mapping
 
-from dockyard.compose.errors import ComposeError, Path, format_path
+from dockyard.compose.errors import ComposeError, Path, PathError, format_path
 from dockyard.compose.merge import matches, to_sequence
 
 Tree = dict[str, Any]
@@ -283,10 +283,20 @@ CANONICAL: list[tuple[str, Callable[[Any, Path], Any]]] = [
 ]
 
 
+def _at(path: Path, exc: ComposeError) -> PathError:
+    if isinstance(exc, PathError):
+        return exc
+    where = format_path(path)
+    return PathError(path, exc.message if exc.message.startswith(where) else f"{where}: {exc.message}")
+
+
 def _walk(value: Any, path: Path, table: list[tuple[str, Callable[[Any, Path], Any]]]) -> Any:
     for pattern, func in table:
         if matches(path, pattern):
-            return func(value, path)
+            try:
+                return func(value, path)
+            except ComposeError as exc:
+                raise _at(path, exc) from None
     if isinstance(value, dict):
         return _walk_mapping(value, path, table)
     if isinstance(value, list):
@@ -757,7 +767,10 @@ _KEEP_EMPTY = ("services.*.volumes.*.volume", "services.*.volumes.*.bind", "serv
 def shape(value: Any, path: Path = ()) -> Any:
     """The Go-struct view: convert types, order keys, drop empty values (omitempty)."""
     if path and path[0] == "services" and len(path) >= 3:
-        value = _service_value(path, value)
+        try:
+            value = _service_value(path, value)
+        except ComposeError as exc:
+            raise _at(path, exc) from None
     value = _string_map(path, value)
     if isinstance(value, dict):
         pattern_order = None

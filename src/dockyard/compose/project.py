@@ -7,9 +7,9 @@ images pulled or built, then each service in dependency order, its dependencies'
 waited for (service_started, service_healthy, service_completed_successfully). A container whose
 config hash (labels.config_hash) and image are unchanged is kept (started if stopped); a changed
 one is recreated with its number; the count is brought to the service's scale, highest numbers
-removed first. Differences from Docker Compose v2, by choice: a recreated container is removed
-before its replacement is created (no temporary name), and its anonymous volumes are not
-inherited by the replacement.
+removed first. A replacement mounts the anonymous volumes of the container it replaces (as
+Docker Compose v2 does). A difference by choice: the old container is removed before its
+replacement is created (Docker Compose v2 creates it under a temporary name first).
 """
 
 from __future__ import annotations
@@ -295,7 +295,7 @@ class ComposeProject:
     def _create(self, service_name: str, number: int, *, name: str | None = None, oneoff: bool = False,
                 replace: str = "", slug: str = "", service: Mapping[str, Any] | None = None,
                 use_aliases: bool = True, publish: bool = True, extra_labels: Mapping[str, str] | None = None,
-                auto_remove: bool = False) -> "ContainerRecord":
+                auto_remove: bool = False, inherit: Mapping[str, str] | None = None) -> "ContainerRecord":
         from dockyard.containers.request import RequestError, normalise
 
         service = dict(service if service is not None else self.services[service_name])
@@ -306,7 +306,7 @@ class ComposeProject:
                              labels=labels, environ=self._environ(),
                              working_dir=getattr(self.project, "working_dir", "") or "",
                              image=self.image_name(service_name), use_aliases=use_aliases, publish=publish,
-                             service_container=self._service_container_id)
+                             service_container=self._service_container_id, inherit=inherit)
         if auto_remove:
             plan.body["HostConfig"]["AutoRemove"] = True
         try:
@@ -480,9 +480,11 @@ class ComposeProject:
                         or (image_id and _label(record, L.IMAGE) not in ("", image_id)))
             if force_recreate or (outdated and not no_recreate):
                 number = _number(record)
+                inherit = {m["Destination"]: m["Name"] for m in record.config.get("Mounts") or []
+                           if m.get("Type") == "volume" and m.get("Anonymous")}
                 self._stop_remove(record, timeout, progress)
                 progress("Container", record.name, "Recreate")
-                record = self._create(name, number, replace=record.id)
+                record = self._create(name, number, replace=record.id, inherit=inherit)
                 progress("Container", record.name, "Recreated")
                 changed = True
                 if not no_start:
@@ -768,6 +770,10 @@ class ComposeProject:
         if environment:
             conf["environment"] = environment
         conf["tty"], conf["stdin_open"] = tty, interactive
+        if remove:   # a restart policy and --rm do not go together (the engine refuses both)
+            conf.pop("restart", None)
+            if conf.get("deploy"):
+                conf["deploy"] = {k: v for k, v in conf["deploy"].items() if k != "restart_policy"}
         if publish:
             conf["ports"] = [_parse_publish(p) for p in publish]
             service_ports = True

@@ -89,3 +89,33 @@ def test_no_file_found(tmp_path) -> None:
     with pytest.raises(ComposeError, match="no configuration file provided"):
         load(LoadOptions(cwd=str(tmp_path), environ={}))
     assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("body", "where", "what"),
+    [
+        ('    ports: ["80:abc"]', "services.web.ports", "invalid port spec '80:abc'"),
+        ("    healthcheck: {interval: 5x}", "services.web.healthcheck.interval", 'time: invalid duration "5x"'),
+        ("    mem_limit: lots", "services.web.mem_limit", "invalid size: 'lots'"),
+        ('    devices: ["a:b:c:d"]', "services.web.devices[0]", "confusing device mapping"),
+    ],
+)
+def test_bad_values_are_placed(tmp_path, body: str, where: str, what: str) -> None:
+    msg = _error(tmp_path, f"services:\n  web:\n    image: a\n{body}\n")
+    assert msg.startswith(f"{tmp_path}/compose.yaml:4: {where}: {what}")
+
+
+def test_error_in_an_override_file_names_that_file(tmp_path) -> None:
+    (tmp_path / "compose.yaml").write_text("services:\n  web:\n    image: a\n")
+    override = tmp_path / "o.yaml"
+    override.write_text("services:\n  web:\n    ports: [{}]\n")
+    with pytest.raises(ComposeError) as info:
+        load(LoadOptions(files=[str(tmp_path / "compose.yaml"), str(override)], environ={}))
+    assert str(info.value) == f"{override}:3: service ports services.web.ports[0] is missing a target port"
+
+
+def test_conflicting_resource_settings(tmp_path) -> None:
+    msg = _error(tmp_path, "services:\n  web:\n    image: a\n    scale: 2\n    deploy: {replicas: 3}\n")
+    assert msg == f"{tmp_path}/compose.yaml:4: services.web: can't set distinct values on 'scale' and 'deploy.replicas'"
+    msg = _error(tmp_path, "services:\n  web:\n    image: a\n    network_mode: host\n    networks: [x]\nnetworks: {x: {}}\n")
+    assert msg.endswith("service web declares mutually exclusive `network_mode` and `networks`")
