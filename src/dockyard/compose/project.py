@@ -474,10 +474,14 @@ class ComposeProject:
         existing = sorted(existing, key=_number)[:want]
         expected_hash = L.config_hash(service)
         image_id = self._image_id(name)
+        mode = service.get("network_mode") or ""
+        # network_mode service:x names x's container by ID: a recreated x means a recreate here
+        expected_mode = "container:" + self._service_container_id(mode[8:]) if mode.startswith("service:") else ""
         changed = False
         for record in existing:
             outdated = (_label(record, L.CONFIG_HASH) != expected_hash
-                        or (image_id and _label(record, L.IMAGE) not in ("", image_id)))
+                        or (image_id and _label(record, L.IMAGE) not in ("", image_id))
+                        or (expected_mode and record.host_config.get("NetworkMode") != expected_mode))
             if force_recreate or (outdated and not no_recreate):
                 number = _number(record)
                 inherit = {m["Destination"]: m["Name"] for m in record.config.get("Mounts") or []

@@ -256,3 +256,38 @@ def test_port_published_and_oneoff_run(engine: Engine, tmp_path: Path,
         ComposeProject.by_name(engine, "clash").down()
         p.down()
     assert engine.containers.list(all=True) == []
+
+
+def test_recreate_keeps_anonymous_volumes_and_network_mode_service(
+        engine: Engine, busybox_tar: Path, tmp_path: Path,
+        run_cli: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    engine.images.import_(str(busybox_tar), "busyvol", ['CMD ["sh"]', "VOLUME /vol"])
+    model = _model("keep", {
+        "db": {**_svc("exec sleep 1000", volumes=[{"type": "volume", "target": "/anon", "volume": {}}]),
+               "image": "busyvol", "restart": "always"},
+        "side": {"image": "busybox", "command": ["sleep", "1000"], "stop_signal": "SIGKILL",
+                 "network_mode": "service:db"},
+    })
+    p = ComposeProject(engine, StandIn(model, str(tmp_path)))
+    try:
+        p.up()
+        run_cli("exec", "keep-db-1", "sh", "-c", "echo a > /anon/f; echo v > /vol/f", check=True)
+        db = engine.containers.get("keep-db-1")
+        side = engine.containers.inspect("keep-side-1")
+        assert side["HostConfig"]["NetworkMode"] == f"container:{db.id}"
+        changed = copy.deepcopy(model)
+        changed["services"]["db"]["environment"] = {"V": "2"}
+        p = ComposeProject(engine, StandIn(changed, str(tmp_path)))
+        p.up()
+        new_db = engine.containers.get("keep-db-1")
+        assert new_db.id != db.id
+        # the service sharing db's network namespace follows it to the new container
+        assert engine.containers.inspect("keep-side-1")["HostConfig"]["NetworkMode"] == f"container:{new_db.id}"
+        out = run_cli("exec", "keep-db-1", "cat", "/anon/f", "/vol/f", check=True)
+        assert out.stdout == "a\nv\n"
+        # a one-off with --rm drops the service's restart policy (the engine refuses both)
+        run = p.create_oneoff("db", ["true"], remove=True)
+        assert run.host_config["AutoRemove"] and run.host_config["RestartPolicy"]["Name"] == "no"
+    finally:
+        p.down(volumes=True)
+    assert engine.containers.list(all=True) == [] and engine.volumes.list() == []
