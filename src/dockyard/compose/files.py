@@ -169,6 +169,8 @@ class _Builder:
             return self.constructor.construct_yaml_float(node)
         if tag == "tag:yaml.org,2002:null":
             return None
+        if not node.style and re.fullmatch(r"0o[0-7]+", node.value):
+            return int(node.value[2:], 8)  # YAML 1.2 octal
         if not node.style and _YAML12_FLOAT.fullmatch(node.value):
             return float(node.value)  # YAML 1.2 floats PyYAML's 1.1 resolver misses (1e3)
         return node.value

@@ -759,7 +759,7 @@ _KEEP_ZERO = ("services.*.attach", "services.*.init", "services.*.scale", "servi
               "services.*.healthcheck.retries", "networks.*.enable_ipv4", "networks.*.enable_ipv6",
               "services.*.deploy.restart_policy.max_attempts", "services.*.deploy.update_config.parallelism",
               "services.*.deploy.rollback_config.parallelism")
-_KEEP_EMPTY = ("services.*.volumes.*.volume", "services.*.volumes.*.bind", "services.*.depends_on.*.required",
+_KEEP_EMPTY = ("services.*.command", "services.*.entrypoint", "services.*.volumes.*.volume", "services.*.volumes.*.bind", "services.*.depends_on.*.required",
                "services.*.environment.*", "services.*.labels.*", "services.*.build.args.*",
                "services.*.logging.options.*", "services.*.sysctls.*", "x-*")
 
