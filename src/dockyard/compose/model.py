@@ -8,7 +8,6 @@ absolute paths, Normalize, profiles, consistency checks, environment resolution.
 from __future__ import annotations
 
 import copy
-import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -209,14 +208,20 @@ class _Loader:
 
 # --------------------------------------------------------------------------- load
 
-def _environment(opts: LoadOptions, project_dir: str) -> dict[str, str]:
-    """OS environment over the .env file(s): the interpolation environment."""
+def _environment(opts: LoadOptions, directories: list[str], cwd: str) -> dict[str, str]:
+    """OS environment over the .env file(s): the interpolation environment.
+
+    --env-file files when given; else the first `.env` of directories (Docker Compose v2
+    looks in the working directory, then in the project directory).
+    """
     environ = dict(opts.environ)
-    env_files = [norm._abs(f, os.getcwd()) for f in opts.env_files]
+    env_files = [norm._abs(f, cwd) for f in opts.env_files]
     if not env_files:
-        default = os.path.join(project_dir, ".env")
-        if os.path.isfile(default):
-            env_files = [default]
+        for directory in directories:
+            default = os.path.join(directory, ".env")
+            if os.path.isfile(default):
+                env_files = [default]
+                break
     merged: dict[str, str] = {}
     for env_file in env_files:
         lookup = lambda k: environ.get(k, merged.get(k))  # noqa: E731
@@ -230,11 +235,13 @@ def _environment(opts: LoadOptions, project_dir: str) -> dict[str, str]:
 def load(opts: LoadOptions) -> Project:
     cwd = opts.cwd or os.getcwd()
     start = os.path.abspath(opts.working_dir) if opts.working_dir else cwd
-    filenames = cfiles.resolve_files(list(opts.files), opts.environ, cwd, start)
+    # COMPOSE_FILE and the other COMPOSE_* settings may come from the working dir's .env
+    early = _environment(opts, [start], cwd)
+    filenames = cfiles.resolve_files(list(opts.files), early, cwd, start)
     first = filenames[0]
     project_dir = os.path.abspath(opts.working_dir) if opts.working_dir else (
         cwd if first == cfiles.STDIN else os.path.dirname(first))
-    environment = _environment(opts, project_dir)
+    environment = _environment(opts, [start, project_dir], cwd)
     positions = Positions()
     loader = _Loader(environment, positions)
 
@@ -279,6 +286,7 @@ def _load(opts: LoadOptions, loader: _Loader, docs: list[cfiles.YamlDoc], name: 
     for service in disabled.values():
         norm.resolve_labels(service, environment.get)
     model = _project_model(tree, enabled)
+    disabled = {n: _service_sorted(norm.shape(s, ("services", n))) for n, s in sorted(disabled.items())}
     return Project(
         name=name,
         working_dir=project_dir,
@@ -537,7 +545,9 @@ def _json_view(model: dict[str, Any]) -> dict[str, Any]:
 def render(project: Project, fmt: str = "yaml") -> str:
     """`compose config` output, as Docker Compose v2 prints it."""
     if fmt == "json":
-        text = json.dumps(_escape(_json_view(project.model)), indent=2, ensure_ascii=False)
+        import json
+
+        text = json.dumps(_escape(_json_view(project.model)), indent=2, ensure_ascii=False) + "\n"
         # Go's encoding/json escapes these for HTML; outside strings they never occur in JSON
         return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
     if fmt != "yaml":

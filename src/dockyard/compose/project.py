@@ -390,7 +390,7 @@ class ComposeProject:
                 raise ProjectError(f"unknown depends_on condition {condition!r}")
             if deadline is not None and time.monotonic() > deadline:
                 raise ProjectError(f"timeout waiting for container {record.name}")
-            time.sleep(0.1)
+            time.sleep(0.05)
 
     # ------------------------------------------------------------------ up
 
@@ -555,7 +555,7 @@ class ComposeProject:
             if pending:
                 if deadline is not None and time.monotonic() > deadline:
                     raise ProjectError("timeout waiting for " + ", ".join(r.name for r in pending))
-                time.sleep(0.1)
+                time.sleep(0.05)
 
     # ------------------------------------------------------------------ down
 

@@ -153,3 +153,25 @@ def test_helpers_for_config_flags(tmp_path) -> None:
     assert project.model["volumes"] == {"data": {"name": "p_data"}}
     assert render(project).startswith("name: p\nservices:\n  cache:\n")
     assert os.path.isabs(project.services["cache"]["build"]["context"])
+
+
+def test_dotenv_of_the_working_dir_first_and_compose_file_from_it(tmp_path) -> None:
+    _write(tmp_path / "compose.yaml", "services:\n  s:\n    image: ${IMG:-unset}\n")
+    _write(tmp_path / ".env", "IMG=fromparent\n")
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    assert load(LoadOptions(cwd=str(sub), environ={})).services["s"]["image"] == "fromparent"
+    _write(sub / ".env", "IMG=fromsub\n")
+    assert load(LoadOptions(cwd=str(sub), environ={})).services["s"]["image"] == "fromsub"
+    _write(tmp_path / "other" / "alt.yaml", "services:\n  alt:\n    image: a\n")
+    _write(tmp_path / "other" / ".env", "COMPOSE_FILE=alt.yaml\nCOMPOSE_PROJECT_NAME=viaenv\n")
+    project = load(LoadOptions(cwd=str(tmp_path / "other"), environ={}))
+    assert (project.name, list(project.services)) == ("viaenv", ["alt"])
+
+
+def test_disabled_services_are_in_canonical_form(tmp_path) -> None:
+    f = _write(tmp_path / "compose.yaml", "services:\n  a:\n    image: x\n"
+               "  b:\n    image: y\n    profiles: [p]\n    ports: ['80']\n    command: run it\n")
+    project = load(LoadOptions(files=[f], environ={}))
+    assert project.disabled["b"]["ports"] == [{"mode": "ingress", "target": 80, "protocol": "tcp"}]
+    assert project.disabled["b"]["command"] == ["run", "it"]
