@@ -201,12 +201,12 @@ def _cast(path: Path, value: str, fail: Fail) -> Any:
         try:
             return int(value, 10)
         except ValueError:
-            raise fail(path, f'{format_path(path)}: strconv.Atoi: parsing "{value}": invalid syntax') from None
+            raise fail(path, f'{format_path(path)}: failed to cast to expected type: strconv.Atoi: parsing "{value}": invalid syntax') from None
     if any(_matches(path, p) for p in _FLOAT_PATHS):
         try:
             return float(value)
         except ValueError:
-            raise fail(path, f'{format_path(path)}: strconv.ParseFloat: parsing "{value}": invalid syntax') from None
+            raise fail(path, f'{format_path(path)}: failed to cast to expected type: strconv.ParseFloat: parsing "{value}": invalid syntax') from None
     return value
 
 

@@ -568,6 +568,16 @@ class ComposeProject:
         if rmi not in (None, "", "local", "all"):
             raise ProjectError(f"invalid --rmi value {rmi!r}: local or all")
         records = self._all(None)
+        if self.project is not None and not remove_orphans:
+            # Docker Compose v2: with the file known, containers of services no longer in it stay
+            known = set(self.services) | set(getattr(self.project, "disabled", None) or {})
+            orphans = [r for r in records if _service_of(r) not in known]
+            if orphans:
+                progress("Warning", ", ".join(r.name for r in orphans),
+                         "Found orphan containers for this project. If you removed or renamed this service in "
+                         "your compose file, you can run this command with the --remove-orphans flag to clean "
+                         "it up.")
+                records = [r for r in records if _service_of(r) in known]
         images = set()
         for record in self._in_stop_order(records):
             images.add((_service_of(record), record.image))

@@ -38,6 +38,8 @@ def _describe(error: Any) -> str:
             extra = [k for k in extra if not any(re.search(p, k) for p in error.schema["patternProperties"])]
         names = ", ".join(f"'{k}'" for k in extra)
         return f"additional properties {names} not allowed"
+    if error.validator == "type" and error.validator_value == "null":
+        return "must be a null"
     if error.validator == "type":
         wanted = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
         words = [_TYPE_WORDS.get(w, w).split(" ", 1)[-1] for w in wanted]
@@ -52,6 +54,18 @@ def _describe(error: Any) -> str:
     return error.message
 
 
+def _first_alternative(error: Any) -> Any:
+    """For oneOf/anyOf, Docker Compose v2 reports why the first alternative failed."""
+    import jsonschema
+
+    while error.validator in ("oneOf", "anyOf") and error.context:
+        first = [e for e in error.context if e.relative_schema_path and e.relative_schema_path[0] == 0]
+        if not first:
+            break
+        error = jsonschema.exceptions.best_match(first)
+    return error
+
+
 def validate(tree: dict[str, Any], fail: Callable[[Path, str], ComposeError] | None = None) -> None:
     """Raise ComposeError for the most relevant schema violation of tree (jsonschema's best_match)."""
     import jsonschema
@@ -59,7 +73,7 @@ def validate(tree: dict[str, Any], fail: Callable[[Path, str], ComposeError] | N
     errors = list(_validator().iter_errors(tree))
     if not errors:
         return
-    error = jsonschema.exceptions.best_match(errors)
+    error = _first_alternative(jsonschema.exceptions.best_match(errors))
     path: Path = tuple(error.absolute_path)
     where = format_path(path)
     message = f"{where} {_describe(error)}" if where else _describe(error)

@@ -31,7 +31,9 @@ def test_unknown_key(tmp_path) -> None:
 
 def test_wrong_type_names_the_item(tmp_path) -> None:
     msg = _error(tmp_path, "services:\n  web:\n    image: nginx\n    ports:\n      - 80\n      - [1]\n")
-    assert msg.startswith(f"{tmp_path}/compose.yaml:6: services.web.ports[1] ")
+    assert msg == f"{tmp_path}/compose.yaml:6: services.web.ports[1] must be a number"
+    msg = _error(tmp_path, "services:\n  web:\n    image: nginx\n    environment: 5\n")
+    assert msg == f"{tmp_path}/compose.yaml:4: services.web.environment must be a mapping"
 
 
 def test_wrong_scalar_type(tmp_path) -> None:
