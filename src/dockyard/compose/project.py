@@ -563,7 +563,9 @@ class ComposeProject:
              timeout: int | None = None, progress: Progress | None = None) -> None:
         """Stop and remove the project's containers (one-offs too), its networks (not external
         ones), with ``volumes`` its named volumes and its containers' anonymous ones, with ``rmi``
-        its images ("local": those without an ``image:`` of their own, "all": every one)."""
+        its images ("local": those without an ``image:`` of their own, "all": every one). With
+        the file known, containers of services gone from it stay unless ``remove_orphans`` (a
+        warning names them); by name alone, every container of the project goes."""
         progress = progress or _quiet
         if rmi not in (None, "", "local", "all"):
             raise ProjectError(f"invalid --rmi value {rmi!r}: local or all")

@@ -149,6 +149,16 @@ def test_up_ps_dns_idempotence_recreate_scale_orphans_and_down(
         assert list(_ids(p)) == ["shop-web-1"]
         bridge = net.bridge
         assert bridge in _links()
+
+        # down with the file known leaves an orphan (with a warning) unless told to remove it
+        ComposeProject(engine, StandIn(changed, str(tmp_path))).up()
+        warnings.clear()
+        p.down(progress=lambda *a: warnings.append(a))
+        assert list(_ids(p)) == ["shop-client-1"]
+        assert any(kind == "Warning" and name == "shop-client-1" for kind, name, _ in warnings)
+        p.down(remove_orphans=True)
+        assert _ids(p) == {}
+        assert engine.volumes.get("shop_data")   # no -v: named volumes stay
     finally:
         ComposeProject.by_name(engine, "shop").down(volumes=True)
     # down -v by labels alone leaves nothing of the project
