@@ -1,5 +1,8 @@
 """The compose-spec merge rules (several -f files, extends, include), as compose-go applies them.
 
+apply_include and apply_extends take the loader (model._Loader: read, load_file, lookup,
+fail, environment, positions) to load the files they name.
+
 Mappings merge recursively; sequences append; some paths have their own rule (command,
 entrypoint and healthcheck.test are replaced; environment, labels, dns, tmpfs ... become
 `KEY=value` sequences and append; depends_on and networks merge as mappings whatever
@@ -11,6 +14,7 @@ by key ...) keep one entry per identity: the later value at the first one's plac
 from __future__ import annotations
 
 import copy
+import os
 from typing import Any, Callable
 
 from dockyard.compose.errors import ComposeError, Path, PathError, format_path
@@ -346,3 +350,137 @@ def enforce_unicity(value: Any, path: Path = ()) -> Any:
 
 def deep_copy(value: Any) -> Any:
     return copy.deepcopy(value)
+
+
+def _abs(path: str, base: str) -> str:
+    from dockyard.compose.normalize import _abs as absolute
+
+    return absolute(path, base)
+
+
+def read_env_file(path: str, lookup: Any) -> dict[str, Any]:
+    from dockyard.compose.files import read_env_file as read
+
+    return read(path, lookup)
+
+
+# --------------------------------------------------------------------------- include
+
+def apply_include(loader: Any, data: dict[str, Any], workdir: str, chain: tuple[str, ...]) -> None:
+    """`include`: load each listed project (own project directory and .env) and import its
+    resources; a service defined both here and there is an error, as in v2."""
+    includes = data.pop("include") or []
+    if not isinstance(includes, list):
+        raise ComposeError("`include` must be a list")
+    for entry in includes:
+        entry = {"path": entry} if isinstance(entry, str) else dict(entry)
+        paths = entry.get("path")
+        paths = [paths] if isinstance(paths, str) else list(paths or [])
+        paths = [_abs(p, workdir) for p in paths]
+        if not paths:
+            continue
+        if paths[0] in chain:
+            raise ComposeError("include cycle detected:\n" + "\n include ".join(chain + (paths[0],)))
+        project_dir = entry.get("project_directory")
+        project_dir = _abs(project_dir, workdir) if project_dir else os.path.dirname(paths[0])
+        env_files = entry.get("env_file")
+        env_files = [env_files] if isinstance(env_files, str) else list(env_files or [])
+        if not env_files:
+            default = os.path.join(project_dir, ".env")
+            env_files = [default] if os.path.isfile(default) else []
+        else:
+            env_files = [_abs(f, workdir) for f in env_files if f != "/dev/null"]
+        environment = dict(loader.environment)
+        for env_file in env_files:
+            for key, value in read_env_file(env_file, environment.get).items():
+                if value is not None and key not in loader.environment:
+                    environment[key] = value
+        sub = type(loader)(environment, loader.positions)
+        imported: dict[str, Any] = {}
+        for path in paths:
+            imported = sub.load_file(sub.read(path), imported, project_dir, chain=chain)
+        from dockyard.compose import normalize
+
+        imported = normalize.set_defaults(imported)
+        imported = normalize.resolve_paths(imported, project_dir)
+        for kind in ("services", "volumes", "networks", "secrets", "configs", "models"):
+            source = imported.get(kind)
+            if not source:
+                continue
+            target = data.get(kind) or {}
+            data[kind] = target
+            for name, item in source.items():
+                if name not in target:
+                    target[name] = item
+                elif kind == "services":
+                    raise ComposeError(f"services.{name} conflicts with imported resource")
+                else:
+                    target[name] = merge_yaml(item, target[name], (kind, name))
+
+
+# --------------------------------------------------------------------------- extends
+
+def apply_extends(loader: Any, data: dict[str, Any], doc: Any, workdir: str) -> None:
+    """`extends` (same file or `file:`, chained): the base service merged under each service."""
+    services = data.get("services")
+    if not isinstance(services, dict):
+        return
+    for name in list(services):
+        services[name] = _extend(loader, name, services, doc.filename, workdir, (), doc)
+
+
+def _extend(loader: Any, name: str, services: dict[str, Any], filename: str, workdir: str,
+            seen: tuple[tuple[str, str], ...], doc: Any) -> Any:
+    service = services.get(name)
+    if not isinstance(service, dict) or "extends" not in service:
+        return service
+    extends = service["extends"]
+    if isinstance(extends, str):
+        ref, file = extends, None
+    else:
+        ref, file = extends.get("service"), extends.get("file")
+        if not ref:
+            raise ComposeError(f"extends.{name}.service is required")
+    if (filename, name) in seen:
+        chain = "\n".join(f"  extends {s} in {f}" for f, s in seen + ((filename, name),))
+        raise ComposeError(f"Circular reference:\n{chain}")
+    seen = seen + ((filename, name),)
+    base_services = services
+    base_file, base_dir = filename, workdir
+    if file is not None:
+        base_file = _abs(file, workdir)
+        base_dir = os.path.dirname(base_file)
+        other = loader.read(base_file)
+        loaded = _interpolate(other.data, loader.lookup, fail=loader.fail)
+        base_services = loaded.get("services")
+        if not isinstance(base_services, dict) or ref not in base_services:
+            raise ComposeError(
+                f'cannot extend service "{name}" in {filename}: service "{ref}" not found in {file}'
+            )
+        base = _extend(loader, ref, base_services, base_file, base_dir, seen, other)
+        from dockyard.compose import normalize
+
+        base = copy.deepcopy(base)
+        holder = normalize.canonical({"services": {ref: base}})
+        holder = normalize.resolve_paths(holder, base_dir)
+        base = holder["services"][ref]
+    else:
+        if ref not in services:
+            raise ComposeError(f'cannot extend service "{name}" in {filename}: service "{ref}" not found')
+        base = copy.deepcopy(_extend(loader, ref, services, filename, workdir, seen, doc))
+    if base is None:
+        return service
+    if doc is not None:
+        resets = [p[2:] for p in doc.resets + doc.overrides if p[:2] == ("services", name) and len(p) > 2]
+        apply_resets(base, resets)
+    merged = merge_yaml(base, service, ("services", "x"))
+    merged.pop("extends", None)
+    services[name] = merged
+    return merged
+
+
+
+def _interpolate(data: Any, lookup: Any, *, fail: Any) -> Any:
+    from dockyard.compose.interpolate import interpolate
+
+    return interpolate(data, lookup, fail=fail)

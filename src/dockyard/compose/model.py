@@ -16,7 +16,7 @@ from typing import Any, Mapping
 from dockyard.compose import files as cfiles
 from dockyard.compose.errors import ComposeError, Path, PathError, Positions
 from dockyard.compose.interpolate import interpolate
-from dockyard.compose.merge import apply_resets, enforce_unicity, merge, merge_yaml
+from dockyard.compose.merge import apply_extends, apply_include, apply_resets, enforce_unicity, merge
 from dockyard.compose import normalize as norm
 
 __all__ = ["ComposeError", "LoadOptions", "Project", "load", "render", "service_order",
@@ -85,8 +85,8 @@ class _Loader:
         positions.add(doc.filename, doc.marks)
         data = interpolate(doc.data, self.lookup, fail=lambda p, m: positions.error(p, m))
         if "include" in data:
-            self.apply_include(data, tree, workdir, chain + (doc.filename,))
-        self.apply_extends(data, doc, workdir)
+            apply_include(self, data, workdir, chain + (doc.filename,))
+        apply_extends(self, data, doc, workdir)
         apply_resets(tree, doc.resets + doc.overrides)
         tree = merge(tree, data)
         tree = enforce_unicity(tree)
@@ -99,112 +99,6 @@ class _Loader:
         tree = norm.canonical(tree)
         tree = norm.omit_empty(tree)
         return enforce_unicity(tree)
-
-    # ---------------------------------------------------------------- include
-    def apply_include(self, data: dict[str, Any], tree: dict[str, Any], workdir: str, chain: tuple[str, ...]) -> None:
-        includes = data.pop("include") or []
-        if not isinstance(includes, list):
-            raise ComposeError("`include` must be a list")
-        for entry in includes:
-            entry = {"path": entry} if isinstance(entry, str) else dict(entry)
-            paths = entry.get("path")
-            paths = [paths] if isinstance(paths, str) else list(paths or [])
-            paths = [norm._abs(p, workdir) for p in paths]
-            if not paths:
-                continue
-            if paths[0] in chain:
-                raise ComposeError("include cycle detected:\n" + "\n include ".join(chain + (paths[0],)))
-            project_dir = entry.get("project_directory")
-            project_dir = norm._abs(project_dir, workdir) if project_dir else os.path.dirname(paths[0])
-            env_files = entry.get("env_file")
-            env_files = [env_files] if isinstance(env_files, str) else list(env_files or [])
-            if not env_files:
-                default = os.path.join(project_dir, ".env")
-                env_files = [default] if os.path.isfile(default) else []
-            else:
-                env_files = [norm._abs(f, workdir) for f in env_files if f != "/dev/null"]
-            environment = dict(self.environment)
-            for env_file in env_files:
-                for key, value in cfiles.read_env_file(env_file, environment.get).items():
-                    if value is not None and key not in self.environment:
-                        environment[key] = value
-            sub = _Loader(environment, self.positions)
-            imported: dict[str, Any] = {}
-            for path in paths:
-                imported = sub.load_file(sub.read(path), imported, project_dir, chain=chain)
-            imported = norm.set_defaults(imported)
-            imported = norm.resolve_paths(imported, project_dir)
-            for kind in ("services", "volumes", "networks", "secrets", "configs", "models"):
-                source = imported.get(kind)
-                if not source:
-                    continue
-                target = data.get(kind) or {}
-                data[kind] = target
-                for name, item in source.items():
-                    if name not in target:
-                        target[name] = item
-                    elif kind == "services":
-                        raise ComposeError(
-                            f"services.{name} conflicts with imported resource"
-                        )
-                    else:
-                        target[name] = merge_yaml(item, target[name], (kind, name))
-
-    # ---------------------------------------------------------------- extends
-    def apply_extends(self, data: dict[str, Any], doc: cfiles.YamlDoc, workdir: str) -> None:
-        services = data.get("services")
-        if not isinstance(services, dict):
-            return
-        for name in list(services):
-            services[name] = self._extend(name, services, doc.filename, workdir, (), doc)
-
-    def _extend(self, name: str, services: dict[str, Any], filename: str, workdir: str,
-                seen: tuple[tuple[str, str], ...], doc: cfiles.YamlDoc | None) -> Any:
-        service = services.get(name)
-        if not isinstance(service, dict) or "extends" not in service:
-            return service
-        extends = service["extends"]
-        if isinstance(extends, str):
-            ref, file = extends, None
-        else:
-            ref, file = extends.get("service"), extends.get("file")
-            if not ref:
-                raise ComposeError(f"extends.{name}.service is required")
-        if (filename, name) in seen:
-            chain = "\n".join(f"  extends {s} in {f}" for f, s in seen + ((filename, name),))
-            raise ComposeError(f"Circular reference:\n{chain}")
-        seen = seen + ((filename, name),)
-        base_services = services
-        base_file, base_dir = filename, workdir
-        if file is not None:
-            base_file = norm._abs(file, workdir)
-            base_dir = os.path.dirname(base_file)
-            other = self.read(base_file)
-            loaded = interpolate(other.data, self.lookup, fail=self.fail)
-            base_services = loaded.get("services")
-            if not isinstance(base_services, dict) or ref not in base_services:
-                raise ComposeError(
-                    f'cannot extend service "{name}" in {filename}: service "{ref}" not found in {file}'
-                )
-            base = self._extend(ref, base_services, base_file, base_dir, seen, other)
-            base = copy.deepcopy(base)
-            holder = norm.canonical({"services": {ref: base}})
-            holder = norm.resolve_paths(holder, base_dir)
-            base = holder["services"][ref]
-        else:
-            if ref not in services:
-                raise ComposeError(f'cannot extend service "{name}" in {filename}: service "{ref}" not found')
-            base = copy.deepcopy(self._extend(ref, services, filename, workdir, seen, doc))
-        if base is None:
-            return service
-        if doc is not None:
-            resets = [p[2:] for p in doc.resets + doc.overrides if p[:2] == ("services", name) and len(p) > 2]
-            apply_resets(base, resets)
-        merged = merge_yaml(base, service, ("services", "x"))
-        merged.pop("extends", None)
-        services[name] = merged
-        return merged
-
 
 # --------------------------------------------------------------------------- load
 

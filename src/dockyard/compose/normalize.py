@@ -15,7 +15,7 @@ import shlex
 from typing import Any, Callable, Mapping
 
 from dockyard.compose.errors import ComposeError, Path, PathError, format_path
-from dockyard.compose.merge import matches, to_sequence
+from dockyard.compose.merge import matches
 
 Tree = dict[str, Any]
 Lookup = Callable[[str], "str | None"]
@@ -809,4 +809,4 @@ def as_string_mapping(value: Mapping[str, Any]) -> dict[str, str]:
 
 __all__ = ["canonical", "set_defaults", "resolve_paths", "normalize", "resolve_environment", "resolve_labels",
            "shape", "parse_volume", "parse_ports", "parse_duration", "format_duration", "parse_bytes",
-           "to_sequence", "omit_empty"]
+           "omit_empty"]
