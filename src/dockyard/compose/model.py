@@ -96,6 +96,8 @@ class _Loader:
             schema.validate(tree, self.fail)
         if "version" in tree:
             tree.pop("version")
+            print(f"WARN[0000] {doc.filename}: the attribute `version` is obsolete, it will be ignored, "
+                  "please remove it to avoid potential confusion", file=sys.stderr)
         tree = norm.canonical(tree)
         tree = norm.omit_empty(tree)
         return enforce_unicity(tree)
