@@ -49,6 +49,8 @@ class CreatePlan:
     name: str
     # (real network name, aliases, ipv4 address) of the service's networks beyond the first
     connect: list[tuple[str, list[str], str]] = field(default_factory=list)
+    # (target, content, mode) to copy into the created container (secrets/configs not from files)
+    files: list[tuple[str, bytes, int]] = field(default_factory=list)
 
 
 def _unsupported(service_name: str, key: str, what: str = "") -> UnsupportedError:
@@ -79,8 +81,6 @@ def check_supported(service_name: str, service: Mapping[str, Any]) -> None:
             continue
         if key != "restart_policy":
             raise _unsupported(service_name, f"deploy.{key}")
-    if service.get("links"):
-        raise _unsupported(service_name, "links", " (services reach each other by name on project networks)")
 
 
 # ------------------------------------------------------------------ values
@@ -196,8 +196,10 @@ def ports(service: Mapping[str, Any], publish: bool = True) -> tuple[dict[str, A
 
 
 def _bind_string(vol: Mapping[str, Any]) -> str:
+    """Docker Compose v2's ServiceVolumeConfig.String: ``src:dst:ro|rw[,z|Z]``."""
     mode = "ro" if vol.get("read_only") else "rw"
-    return f"{vol['source']}:{vol['target']}:{mode}"
+    selinux = (vol.get("bind") or {}).get("selinux")
+    return f"{vol['source']}:{vol['target']}:{mode}" + (f",{selinux}" if selinux in ("z", "Z") else "")
 
 
 def volumes(service_name: str, service: Mapping[str, Any], model: Mapping[str, Any],
@@ -223,9 +225,8 @@ def volumes(service_name: str, service: Mapping[str, Any], model: Mapping[str, A
             source = vol.get("source") or ""
             if source and not os.path.isabs(source):
                 source = os.path.normpath(os.path.join(working_dir, source))
-            for key in ("selinux", "recursive"):
-                if bind.get(key):
-                    raise _unsupported(service_name, f"{where}.bind.{key}")
+            if bind.get("recursive") not in (None, "", "enabled"):
+                raise _unsupported(service_name, f"{where}.bind.recursive")
             create = bind.get("create_host_path", True)
             if create and not bind.get("propagation"):
                 binds.append(_bind_string({**vol, "source": source}))
@@ -265,7 +266,24 @@ def volumes(service_name: str, service: Mapping[str, Any], model: Mapping[str, A
             mounts.append(mount)
         else:
             raise _unsupported(service_name, f"{where}.type", f" {kind!r}")
-    for kind, base, default_base in (("secrets", "/run/secrets/", "/run/secrets/"), ("configs", "/", "/")):
+    for kind, i, target, defined in _file_refs(service_name, service, model):
+        if os.path.normpath(target) in targets:
+            continue   # Docker Compose v2: a volume at the same target wins
+        if defined.get("file"):
+            mounts.append({"Type": "bind", "Source": defined["file"], "Target": target, "ReadOnly": True})
+            targets.add(os.path.normpath(target))
+    for target, name in sorted(inherit.items()):   # the image's VOLUMEs
+        if target not in targets:
+            mounts.append({"Type": "volume", "Source": name, "Target": target, "ReadOnly": False})
+    return binds, mounts
+
+
+def _file_refs(service_name: str, service: Mapping[str, Any],
+               model: Mapping[str, Any]) -> list[tuple[str, int, str, dict[str, Any]]]:
+    """(kind, index, target in the container, top-level definition) of the service's secrets
+    and configs; targets as Docker Compose v2 places them (/run/secrets/<name>, /<name>)."""
+    out = []
+    for kind, base in (("secrets", "/run/secrets/"), ("configs", "/")):
         top = model.get(kind) or {}
         for i, ref in enumerate(service.get(kind) or []):
             if isinstance(ref, str):
@@ -273,26 +291,43 @@ def volumes(service_name: str, service: Mapping[str, Any], model: Mapping[str, A
             source = ref.get("source") or ""
             target = ref.get("target") or ""
             if not target:
-                target = default_base + source
+                target = base + source
             elif not target.startswith("/"):
                 target = base + target
-            if os.path.normpath(target) in targets:
-                continue   # Docker Compose v2: a volume at the same target wins
             defined = top.get(source)
             if defined is None:
                 raise UnsupportedError(f"service \"{service_name}\" refers to undefined {kind[:-1]} {source}: "
                                        "invalid compose project")
             if defined.get("external"):
                 raise UnsupportedError(f"unsupported external {kind[:-1]} {defined.get('name') or source}")
-            if not defined.get("file"):
-                raise _unsupported(service_name, f"{kind}[{i}]",
-                                   f" ({kind[:-1]} {source} from environment or content; only file sources)")
-            mounts.append({"Type": "bind", "Source": defined["file"], "Target": target, "ReadOnly": True})
-            targets.add(os.path.normpath(target))
-    for target, name in sorted(inherit.items()):   # the image's VOLUMEs
-        if target not in targets:
-            mounts.append({"Type": "volume", "Source": name, "Target": target, "ReadOnly": False})
-    return binds, mounts
+            if not (defined.get("file") or "environment" in defined or "content" in defined):
+                raise UnsupportedError(f"{kind[:-1]} {source} is empty: file, environment or content is needed")
+            out.append((kind, i, target, dict(defined, _ref=ref)))
+    return out
+
+
+def injected_files(service_name: str, service: Mapping[str, Any], model: Mapping[str, Any],
+                   environ: Mapping[str, str]) -> list[tuple[str, bytes, int]]:
+    """(target, content, mode) of the secrets and configs from ``environment`` or ``content``:
+    Docker Compose v2 copies these into the created container (injectSecrets/injectConfigs);
+    file sources are bind mounts (``volumes``)."""
+    taken = {os.path.normpath(v.get("target") or "") for v in service.get("volumes") or []}
+    out = []
+    for kind, _, target, defined in _file_refs(service_name, service, model):
+        if defined.get("file") or os.path.normpath(target) in taken:
+            continue
+        if "environment" in defined:
+            variable = defined["environment"]
+            if variable not in environ:
+                raise UnsupportedError(f"environment variable {variable!r} required by {kind[:-1]} "
+                                       f"{defined.get('name') or target!r} is not set")
+            data = environ[variable].encode()
+        else:
+            data = str(defined.get("content") or "").encode()
+        mode = defined["_ref"].get("mode")
+        mode = int(str(mode), 8) if isinstance(mode, str) else (int(mode) if mode is not None else 0o444)
+        out.append((target, data, mode))
+    return out
 
 
 def networks_by_priority(service: Mapping[str, Any]) -> list[str]:
@@ -317,10 +352,10 @@ def build(project_name: str, model: Mapping[str, Any], service_name: str, servic
           container_name: str, labels: Mapping[str, str], environ: Mapping[str, str], working_dir: str = "",
           image: str | None = None, use_aliases: bool = True, publish: bool = True,
           service_container: Callable[[str], str] | None = None,
-          inherit: Mapping[str, str] | None = None) -> CreatePlan:
+          inherit: Mapping[str, str] | None = None, links: list[str] | None = None) -> CreatePlan:
     """The create plan of one container of ``service``. ``service_container(name)``: the ID of a
     container of another service (``network_mode: service:name``); ``inherit``: target ->
-    anonymous volume of the container replaced."""
+    anonymous volume of the container replaced; ``links``: HostConfig.Links (``name:alias``)."""
     check_supported(service_name, service)
     where = f"services.{service_name}"
     config: dict[str, Any] = {
@@ -371,6 +406,7 @@ def build(project_name: str, model: Mapping[str, Any], service_name: str, servic
         "VolumesFrom": list(service.get("volumes_from") or []) or None,
         "Runtime": service.get("runtime") or "",
         "DeviceCgroupRules": list(service.get("device_cgroup_rules") or []) or None,
+        "Links": list(links or []) or None,
     }
     if isinstance(service.get("extra_hosts"), dict):
         host["ExtraHosts"] = [f"{k}:{v}" for k, v in service["extra_hosts"].items()]
@@ -427,7 +463,8 @@ def build(project_name: str, model: Mapping[str, Any], service_name: str, servic
     body = {**config, "HostConfig": host}
     if networking:
         body["NetworkingConfig"] = networking
-    return CreatePlan(body=body, name=container_name, connect=connect)
+    return CreatePlan(body=body, name=container_name, connect=connect,
+                      files=injected_files(service_name, service, model, environ))
 
 
 def _list(value: Any) -> list[str]:

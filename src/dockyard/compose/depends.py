@@ -1,5 +1,5 @@
 """The dependency graph of a project's services: ``depends_on`` plus the implicit edges
-(``network_mode: service:x``, ``volumes_from: x``), in start order and in stop order."""
+(``network_mode: service:x``, ``volumes_from: x``, ``links``), in start order."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ def dependencies(service: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     mode = service.get("network_mode") or ""
     if mode.startswith("service:"):
         out.setdefault(mode[8:], {"condition": "service_started", "required": True})
+    for item in service.get("links") or []:   # compose-go: a link is a dependency too
+        out.setdefault(str(item).split(":")[0], {"condition": "service_started", "required": True})
     for item in service.get("volumes_from") or []:
         name = str(item).split(":")[0]
         if not name.startswith("container"):

@@ -451,6 +451,9 @@ def render(project: Project, fmt: str = "yaml") -> str:
     return dump_yaml(_escape(_yaml_view(project.model)))
 
 
+_YAML11_WORDS = ("y", "n", "yes", "no", "on", "off")
+
+
 def dump_yaml(data: Any) -> str:
     """YAML as Go's yaml.v3 writes it: 2-space indent, indented sequences, double quotes."""
     import yaml
@@ -460,17 +463,18 @@ def dump_yaml(data: Any) -> str:
             return super().increase_indent(flow, False)
 
     def represent_str(dumper: Any, value: str) -> Any:
+        # yaml.v3: a string another type would claim is double-quoted; otherwise plain when
+        # the emitter allows it, else single-quoted, else double-quoted
         if "\n" in value:
             return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
         implicit = dumper.resolve(yaml.ScalarNode, value, (True, False))
-        plain_ok = implicit == "tag:yaml.org,2002:str" and value != "" and value.strip() == value
-        if plain_ok and value.lower() in ("y", "n", "yes", "no", "on", "off"):
-            plain_ok = False
-        if plain_ok:
-            analysis = dumper.analyze_scalar(value)
-            if analysis.allow_block_plain:
-                return dumper.represent_scalar("tag:yaml.org,2002:str", value)
-        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
+        if implicit != "tag:yaml.org,2002:str" or value == "" or value.lower() in _YAML11_WORDS:
+            return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
+        analysis = dumper.analyze_scalar(value)
+        if analysis.allow_block_plain:
+            return dumper.represent_scalar("tag:yaml.org,2002:str", value)
+        style = "'" if analysis.allow_single_quoted else '"'
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
     Dumper.add_representer(str, represent_str)
     Dumper.add_representer(type(None), lambda d, _: d.represent_scalar("tag:yaml.org,2002:null", "null"))

@@ -517,7 +517,8 @@ def resolve_environment(service: dict[str, Any], lookup: Lookup) -> None:
             continue
         values = read_env_file(path, lookup)
         for key, value in values.items():
-            merged[key] = value
+            if value is not None:  # a bare KEY not set in the environment is left out
+                merged[key] = value
     for key, value in (service.get("environment") or {}).items():
         if value is None:
             found = lookup(key)
