@@ -387,8 +387,9 @@ def _project_model(tree: dict[str, Any], services: dict[str, Any]) -> dict[str, 
             service["deploy"].setdefault("resources", {})
             service["deploy"].setdefault("placement", {})
     for name, network in (shaped.get("networks") or {}).items():
-        network.setdefault("ipam", {})
-        shaped["networks"][name] = norm.shape(network, ("networks", name))
+        network.setdefault("ipam", {})  # a Go struct, not a pointer: JSON always has it
+        rank = {k: i for i, k in enumerate(norm.ORDERS["networks.*"])}
+        shaped["networks"][name] = {k: network[k] for k in sorted(network, key=lambda k: (rank.get(k, 99), k))}
     shaped["services"] = {n: _service_sorted(s) for n, s in shaped["services"].items()}
     return shaped
 

@@ -786,8 +786,9 @@ def shape(value: Any, path: Path = ()) -> Any:
                 continue
             child = path + (key,)
             shaped = shape(item, child)
-            if _is_empty(shaped) and not any(matches(child, p) for p in _KEEP_NULL + _KEEP_EMPTY + _KEEP_ZERO) and not (
-                len(path) <= 1 or (len(path) == 2 and path[0] != "services")
+            # top-level sections and their entries stay even when empty (`networks: {n: {}}`)
+            if _is_empty(shaped) and len(child) > 2 and not any(
+                matches(child, p) for p in _KEEP_NULL + _KEEP_EMPTY + _KEEP_ZERO
             ):
                 continue
             items[key] = shaped

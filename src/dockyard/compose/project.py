@@ -280,17 +280,51 @@ class ComposeProject:
         service = self.services.get(service_name) or {}
         return service.get("container_name") or f"{self.name}-{service_name}-{number}"
 
-    def _labels(self, service_name: str, number: int, *, oneoff: bool = False, replace: str = "",
-                slug: str = "") -> dict[str, str]:
-        return L.container_labels(self.name, service_name, self.services[service_name], number,
+    def _labels(self, service_name: str, service: Mapping[str, Any], number: int, *, oneoff: bool = False,
+                replace: str = "", slug: str = "") -> dict[str, str]:
+        return L.container_labels(self.name, service_name, service, number,
                                   working_dir=getattr(self.project, "working_dir", "") or "",
                                   config_files=getattr(self.project, "files", None) or (),
                                   image_id=self._image_id(service_name), oneoff=oneoff, replace=replace, slug=slug)
 
-    def _service_container_id(self, name: str) -> str:
+    def _service_container_id(self, name: str, what: str = "network namespace") -> str:
         for r in self._service_containers(name):
             return r.id
-        raise ProjectError(f"service {name!r} has no container (network_mode: service:{name})")
+        raise ProjectError(f"cannot share {what} with service {name}: container missing")
+
+    def _resolved(self, service_name: str, service: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The service with its references to other services made container IDs, as Docker
+        Compose v2's resolveServiceReferences: ``volumes_from: [svc]`` -> the ID of svc's first
+        container, ``network_mode``/``ipc``/``pid`` ``service:x`` -> ``container:<ID>``. The config
+        hash is of this (so a recreated x recreates the services sharing its namespaces)."""
+        service = dict(service if service is not None else self.services[service_name])
+        if service.get("volumes_from"):
+            resolved = []
+            for item in service["volumes_from"]:
+                spec = str(item).split(":")
+                if spec[0] == "container":
+                    resolved.append(spec[1] if len(spec) > 1 else "")
+                else:
+                    resolved.append(self._service_container_id(spec[0], "volume"))
+            service["volumes_from"] = resolved
+        for key, what in (("network_mode", "network namespace"), ("ipc", "IPC namespace"),
+                          ("pid", "PID namespace")):
+            value = str(service.get(key) or "")
+            if value.startswith("service:"):
+                service[key] = "container:" + self._service_container_id(value[8:], what)
+        return service
+
+    def _links(self, service: Mapping[str, Any]) -> list[str]:
+        """HostConfig.Links of ``links: [svc[:alias]]``, as Docker Compose v2's getLinks: each
+        container of svc under the alias, ``svc-N`` and its own name."""
+        out = []
+        for item in service.get("links") or []:
+            target, _, alias = str(item).partition(":")
+            for r in self._service_containers(target):
+                number = _number(r)
+                for name in (alias or target, f"{target}-{number}", r.name):
+                    out.append(f"{r.name}:{name}")
+        return out
 
     def _create(self, service_name: str, number: int, *, name: str | None = None, oneoff: bool = False,
                 replace: str = "", slug: str = "", service: Mapping[str, Any] | None = None,
@@ -298,15 +332,16 @@ class ComposeProject:
                 auto_remove: bool = False, inherit: Mapping[str, str] | None = None) -> "ContainerRecord":
         from dockyard.containers.request import RequestError, normalise
 
-        service = dict(service if service is not None else self.services[service_name])
-        labels = self._labels(service_name, number, oneoff=oneoff, replace=replace, slug=slug)
+        service = self._resolved(service_name, service)
+        labels = self._labels(service_name, service, number, oneoff=oneoff, replace=replace, slug=slug)
         labels.update(extra_labels or {})
         container_name = name or self._container_name(service_name, number)
         plan = convert.build(self.name, self.model, service_name, service, container_name=container_name,
                              labels=labels, environ=self._environ(),
                              working_dir=getattr(self.project, "working_dir", "") or "",
                              image=self.image_name(service_name), use_aliases=use_aliases, publish=publish,
-                             service_container=self._service_container_id, inherit=inherit)
+                             service_container=self._service_container_id, inherit=inherit,
+                             links=self._links(service))
         if auto_remove:
             plan.body["HostConfig"]["AutoRemove"] = True
         try:
@@ -317,10 +352,38 @@ class ComposeProject:
         try:
             for net, aliases, ip in plan.connect:
                 self.engine.networks.connect(net, record.id, aliases, ip)
+            if plan.files:
+                self._inject(record, plan.files)
         except BaseException:
             self.engine.containers.remove(record.id, force=True)
             raise
         return self.engine.containers.get(record.id)
+
+    def _inject(self, record: "ContainerRecord", files: Sequence[tuple[str, bytes, int]]) -> None:
+        """Secrets and configs from ``environment``/``content`` copied into the created container
+        at their targets, owned by root (Docker Compose v2 sends dockerd such a tar)."""
+        import io
+        import tarfile
+
+        from dockyard.containers import copy
+
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            made: set[str] = set()
+            for target, data, mode in files:
+                parts = target.strip("/").split("/")
+                for i in range(1, len(parts)):   # the parent directories, as the archive needs them
+                    parent = "/".join(parts[:i])
+                    if parent not in made:
+                        made.add(parent)
+                        info = tarfile.TarInfo(parent)
+                        info.type, info.mode = tarfile.DIRTYPE, 0o755
+                        tar.addfile(info)
+                info = tarfile.TarInfo("/".join(parts))
+                info.size, info.mode = len(data), mode
+                tar.addfile(info, io.BytesIO(data))
+        buffer.seek(0)
+        copy.extract_to(self.engine.containers, record, "/", buffer)
 
     def _start(self, record: "ContainerRecord", progress: Progress) -> None:
         progress("Container", record.name, "Starting")
@@ -466,22 +529,17 @@ class ComposeProject:
     def _converge(self, name: str, scale: Mapping[str, int], force_recreate: bool, no_recreate: bool,
                   no_start: bool, timeout: int | None, progress: Progress, restart: bool) -> bool:
         """One service to its wanted state; True when a container of it was (re)created."""
-        service = self.services[name]
         want = self._scale(name, scale)
         existing = self._service_containers(name)
         for record in sorted(existing, key=_number, reverse=True)[:max(0, len(existing) - want)]:
             self._stop_remove(record, timeout, progress)
         existing = sorted(existing, key=_number)[:want]
-        expected_hash = L.config_hash(service)
+        expected_hash = L.config_hash(self._resolved(name))
         image_id = self._image_id(name)
-        mode = service.get("network_mode") or ""
-        # network_mode service:x names x's container by ID: a recreated x means a recreate here
-        expected_mode = "container:" + self._service_container_id(mode[8:]) if mode.startswith("service:") else ""
         changed = False
         for record in existing:
             outdated = (_label(record, L.CONFIG_HASH) != expected_hash
-                        or (image_id and _label(record, L.IMAGE) not in ("", image_id))
-                        or (expected_mode and record.host_config.get("NetworkMode") != expected_mode))
+                        or (image_id and _label(record, L.IMAGE) not in ("", image_id)))
             if force_recreate or (outdated and not no_recreate):
                 number = _number(record)
                 inherit = {m["Destination"]: m["Name"] for m in record.config.get("Mounts") or []
@@ -506,13 +564,9 @@ class ComposeProject:
                 progress("Container", record.name, "Restarted")
             else:
                 progress("Container", record.name, "Running")
-        taken = {_number(r) for r in self._service_containers(name)}
-        number = 0
+        number = max((_number(r) for r in self._service_containers(name)), default=0)
         for _ in range(want - len(existing)):
-            number += 1
-            while number in taken:
-                number += 1
-            taken.add(number)
+            number += 1   # Docker Compose v2's nextContainerNumber: after the highest, gaps stay
             container_name = self._container_name(name, number)
             progress("Container", container_name, "Creating")
             record = self._create(name, number)
