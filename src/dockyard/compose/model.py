@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from dockyard.compose import files as cfiles
-from dockyard.compose.errors import ComposeError, Path, PathError, Positions
+from dockyard.compose.errors import ComposeError, Path, PathError, Positions, format_path
 from dockyard.compose.interpolate import interpolate
 from dockyard.compose.merge import apply_extends, apply_include, apply_resets, enforce_unicity, merge
 from dockyard.compose import normalize as norm
@@ -281,7 +281,8 @@ def _check_consistency(tree: dict[str, Any], services: dict[str, Any], loader: _
             raise loader.fail(("secrets", name), f'secret "{name}" must declare either `file` or `environment`')
     cycle = _find_cycle(services)
     if cycle:
-        raise ComposeError("dependency cycle detected: " + " -> ".join(cycle))
+        path = ("services", cycle[0], "depends_on")
+        raise loader.fail(path, f"{format_path(path)}: dependency cycle detected: " + " -> ".join(cycle))
 
 
 def _check_resources(name: str, service: dict[str, Any], fail: Any) -> None:

@@ -54,7 +54,7 @@ def test_duplicate_key(tmp_path) -> None:
 def test_dependency_cycle(tmp_path) -> None:
     msg = _error(tmp_path, "services:\n  web:\n    image: a\n    depends_on: [db]\n"
                            "  db:\n    image: b\n    depends_on: [web]\n")
-    assert msg == "dependency cycle detected: db -> web -> db"
+    assert msg == f"{tmp_path}/compose.yaml:7: services.db.depends_on: dependency cycle detected: db -> web -> db"
 
 
 def test_undefined_dependency(tmp_path) -> None:
