@@ -25,6 +25,8 @@ __all__ = ["ComposeError", "LoadOptions", "Project", "load", "render", "service_
 
 @dataclass
 class LoadOptions:
+    """What `dockyard compose`'s global flags say: -f, -p, --env-file, --profile, --project-directory."""
+
     files: list[str] = field(default_factory=list)
     project_name: str | None = None
     env_files: list[str] = field(default_factory=list)
@@ -39,6 +41,9 @@ class LoadOptions:
 
 @dataclass
 class Project:
+    """A loaded project: `model` is what `docker compose config --format json` prints (with a
+    literal `$` unescaped); `services` its enabled services, `disabled` those left out by profiles."""
+
     name: str
     working_dir: str
     files: list[str]
@@ -50,6 +55,8 @@ class Project:
 
 
 class _Loader:
+    """Loads files into one tree with one interpolation environment (include makes its own)."""
+
     def __init__(self, environment: dict[str, str], positions: Positions) -> None:
         self.environment = environment
         self.positions = positions
@@ -102,6 +109,7 @@ class _Loader:
         tree = norm.omit_empty(tree)
         return enforce_unicity(tree)
 
+
 # --------------------------------------------------------------------------- load
 
 def _environment(opts: LoadOptions, directories: list[str], cwd: str) -> dict[str, str]:
@@ -129,6 +137,10 @@ def _environment(opts: LoadOptions, directories: list[str], cwd: str) -> dict[st
 
 
 def load(opts: LoadOptions) -> Project:
+    """Find, read, interpolate, merge, validate and normalize the project's compose files.
+
+    Raises ComposeError (exit 1) with `file:line: path ...` where the node is known.
+    """
     cwd = opts.cwd or os.getcwd()
     start = os.path.abspath(opts.working_dir) if opts.working_dir else cwd
     # COMPOSE_FILE and the other COMPOSE_* settings may come from the working dir's .env
