@@ -395,7 +395,7 @@ def apply_include(loader: Any, data: dict[str, Any], workdir: str, chain: tuple[
             for key, value in read_env_file(env_file, environment.get).items():
                 if value is not None and key not in loader.environment:
                     environment[key] = value
-        sub = type(loader)(environment, loader.positions)
+        sub = type(loader)(environment, loader.positions, loader.cache_dir)
         imported: dict[str, Any] = {}
         for path in paths:
             imported = sub.load_file(sub.read(path), imported, project_dir, chain=chain)

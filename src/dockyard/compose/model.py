@@ -37,6 +37,7 @@ class LoadOptions:
     services_requested: list[str] = field(default_factory=list)
     stdin: Any = None                        # read for `-f -` (default sys.stdin)
     cwd: str | None = None                   # where discovery starts (default os.getcwd())
+    validation_cache: str | None = None      # a directory remembering valid files (schema.validate)
 
 
 @dataclass
@@ -57,9 +58,10 @@ class Project:
 class _Loader:
     """Loads files into one tree with one interpolation environment (include makes its own)."""
 
-    def __init__(self, environment: dict[str, str], positions: Positions) -> None:
+    def __init__(self, environment: dict[str, str], positions: Positions, cache_dir: str | None = None) -> None:
         self.environment = environment
         self.positions = positions
+        self.cache_dir = cache_dir
 
     def lookup(self, name: str) -> str | None:
         return self.environment.get(name)
@@ -100,7 +102,7 @@ class _Loader:
         if validate:
             from dockyard.compose import schema
 
-            schema.validate(tree, self.fail)
+            schema.validate(tree, self.fail, self.cache_dir)
         if "version" in tree:
             tree.pop("version")
             print(f"WARN[0000] {doc.filename}: the attribute `version` is obsolete, it will be ignored, "
@@ -151,7 +153,7 @@ def load(opts: LoadOptions) -> Project:
         cwd if first == cfiles.STDIN else os.path.dirname(first))
     environment = _environment(opts, [start, project_dir], cwd)
     positions = Positions()
-    loader = _Loader(environment, positions)
+    loader = _Loader(environment, positions, opts.validation_cache)
 
     docs = []
     for filename in filenames:

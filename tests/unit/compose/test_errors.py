@@ -121,3 +121,18 @@ def test_conflicting_resource_settings(tmp_path) -> None:
     assert msg == f"{tmp_path}/compose.yaml:4: services.web: can't set distinct values on 'scale' and 'deploy.replicas'"
     msg = _error(tmp_path, "services:\n  web:\n    image: a\n    network_mode: host\n    networks: [x]\nnetworks: {x: {}}\n")
     assert msg.endswith("service web declares mutually exclusive `network_mode` and `networks`")
+
+
+def test_validation_cache_remembers_only_valid_files(tmp_path) -> None:
+    cache = tmp_path / "cache"
+    project_dir = tmp_path / "p"
+    project_dir.mkdir()
+    (project_dir / "compose.yaml").write_text("services:\n  web:\n    image: a\n")
+    load(LoadOptions(cwd=str(project_dir), environ={}, validation_cache=str(cache)))
+    assert len(os.listdir(cache)) == 1
+    load(LoadOptions(cwd=str(project_dir), environ={}, validation_cache=str(cache)))
+    assert len(os.listdir(cache)) == 1
+    (project_dir / "compose.yaml").write_text("services:\n  web:\n    image: a\n    foo: 1\n")
+    with pytest.raises(ComposeError, match="additional properties 'foo' not allowed"):
+        load(LoadOptions(cwd=str(project_dir), environ={}, validation_cache=str(cache)))
+    assert len(os.listdir(cache)) == 1
