@@ -135,3 +135,61 @@ def test_built_service_secrets_configs_replicas_wait_restart_and_down(
     assert engine.volumes.list() == []
     assert engine.images.find("files-api") is None and engine.images.find("busybox") is not None
     assert [n.name for n in engine.networks.list()] == ["bridge", "host", "none"]
+
+
+REFERENCES = """
+name: refs
+services:
+  db:
+    image: busybox
+    command: ["sh", "-c", "echo shared > /shared/x; exec sleep 1000"]
+    stop_signal: SIGKILL
+    volumes: [/shared]
+  app:
+    image: busybox
+    command: ["sleep", "1000"]
+    stop_signal: SIGKILL
+    links: ["db:database"]
+    volumes_from: [db]
+    secrets: [token]
+    configs:
+      - source: settings
+        target: /etc/settings.conf
+        mode: 0400
+secrets:
+  token: {environment: TOKEN}
+configs:
+  settings: {content: "a=1"}
+"""
+
+
+def test_links_volumes_from_and_secrets_from_environment_and_content(
+        engine: Engine, tmp_path: Path, run_cli: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    (tmp_path / "compose.yaml").write_text(REFERENCES)
+    p = ComposeProject(engine, _project(tmp_path, TOKEN="from-the-environment"))
+    try:
+        p.up()
+
+        def sh(command: str) -> str:
+            return run_cli("exec", "refs-app-1", "sh", "-c", command, check=True).stdout
+
+        assert sh("cat /run/secrets/token") == "from-the-environment"
+        assert sh("cat /etc/settings.conf; stat -c %a /etc/settings.conf") == "a=1400\n"
+        assert sh("cat /shared/x") == "shared\n"   # volumes_from: db's anonymous volume
+        db = engine.containers.get("refs-db-1")
+        app = engine.containers.inspect("refs-app-1")
+        assert app["HostConfig"]["VolumesFrom"] == [db.id]
+        address = engine.networks.address_of(db.id, engine.networks.get("refs_default").id)
+        assert any(line.split()[0] == address and "database" in line.split() for line in sh("cat /etc/hosts").splitlines()
+                   if line.strip())
+        # db recreated: app follows it (its volumes_from names db's container by ID)
+        (tmp_path / "compose.yaml").write_text(REFERENCES.replace("stop_signal: SIGKILL\n    volumes",
+                                                                  "stop_signal: SIGKILL\n    user: root\n    volumes"))
+        p = ComposeProject(engine, _project(tmp_path, TOKEN="from-the-environment"))
+        p.up()
+        new_db = engine.containers.get("refs-db-1")
+        assert new_db.id != db.id
+        assert engine.containers.inspect("refs-app-1")["HostConfig"]["VolumesFrom"] == [new_db.id]
+    finally:
+        p.down(volumes=True)
+    assert engine.containers.list(all=True) == [] and engine.volumes.list() == []
