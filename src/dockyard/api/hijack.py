@@ -7,12 +7,21 @@ end of its stdin and still reads the output), applies backpressure both ways, an
 aiohttp's protocol when the connection is gone so that the server's bookkeeping stays right.
 Closing shuts the socket down first: a process forked meanwhile (a runtime's exec) may hold a
 copy of the descriptor, and the client must see the end all the same.
+
+The first bytes of the stream wait until the client has read the answer's head (on a unix socket,
+whose send queue says so): docker-py reads the head through a buffered reader and the stream from
+the raw socket under it, so stream bytes that arrived with the head were lost (an attach's log
+replay, seen in 2 of 12 runs on a busy machine).
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import socket
+import struct
+import termios
+import time
 from typing import Any
 
 from aiohttp import web
@@ -28,6 +37,7 @@ def stream_type(request: "web.Request", tty: bool) -> str:
 
     return MULTIPLEXED_STREAM if not tty and api_version(request) >= (1, 42) else RAW_STREAM
 _READ_HIGH = 1 << 20   # bytes queued from the client before we stop reading from it
+_HEAD_READ_WAIT = 0.5  # seconds the first stream bytes wait for the client to read the head
 
 
 class Hijacked(asyncio.Protocol):
@@ -43,6 +53,7 @@ class Hijacked(asyncio.Protocol):
         self._can_write.set()
         self.lost = asyncio.Event()            # the connection is gone (closed by either side)
         self.eof = False                       # the client closed its write side
+        self.head_sent = False                 # the head went out; the stream's first bytes wait for its reading
 
     # ---- asyncio.Protocol
     def data_received(self, data: bytes) -> None:
@@ -92,6 +103,9 @@ class Hijacked(asyncio.Protocol):
         """Send to the client; ConnectionResetError once it is gone."""
         if self.lost.is_set() or self.transport.is_closing():
             raise ConnectionResetError("the client went away")
+        if self.head_sent:
+            self.head_sent = False
+            await self._head_read()
         self.transport.write(data)
         await self._can_write.wait()
         if self.lost.is_set():
@@ -99,6 +113,23 @@ class Hijacked(asyncio.Protocol):
 
     def close(self) -> None:
         shutdown(self.transport)
+
+    async def _head_read(self) -> None:
+        """Wait (briefly) until nothing we sent is still queued for the client: it read the head.
+        Only a unix socket tells (its send queue counts what the peer has not read); on TCP the
+        queue empties when the peer's kernel acknowledges, which says nothing, so no wait."""
+        sock = self.transport.get_extra_info("socket")
+        if sock is None or sock.family != socket.AF_UNIX:
+            return
+        deadline = time.monotonic() + _HEAD_READ_WAIT
+        while not self.lost.is_set() and time.monotonic() < deadline:
+            try:
+                queued = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+            except OSError:
+                return
+            if queued == 0:
+                return
+            await asyncio.sleep(0.001)
 
 
 def shutdown(transport: asyncio.BaseTransport | None) -> None:
@@ -150,4 +181,5 @@ def hijack(request: web.Request, content_type: str) -> Hijacked:
         hijacked.data_received(tail)
     transport.set_protocol(hijacked)
     transport.write(head.encode())
+    hijacked.head_sent = True
     return hijacked
