@@ -62,6 +62,20 @@ def _ids(p: ComposeProject) -> dict[str, str]:
     return {r.name: r.id for r in p.containers(all=True)}
 
 
+def _fetch(run_cli: Callable[..., subprocess.CompletedProcess[str]], container: str, url: str) -> str:
+    """wget from inside ``container``, again while the server is not listening yet (a started
+    httpd binds its port a moment after the start)."""
+    import time
+
+    deadline = time.monotonic() + 10
+    while True:
+        out = run_cli("exec", container, "wget", "-qO-", url)
+        if out.returncode == 0 or time.monotonic() > deadline:
+            assert out.returncode == 0, out.stderr
+            return out.stdout
+        time.sleep(0.1)
+
+
 def _links() -> str:
     return subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
 
@@ -101,8 +115,7 @@ def test_up_ps_dns_idempotence_recreate_scale_orphans_and_down(
 
         # by service name and by container name, over the project network
         for host in ("web", "shop-web-1"):
-            out = run_cli("exec", "shop-client-1", "wget", "-qO-", f"http://{host}/", check=True)
-            assert out.stdout == "hello from web\n"
+            assert _fetch(run_cli, "shop-client-1", f"http://{host}/") == "hello from web\n"
         net = engine.networks.get("shop_default")
         assert net.labels[L.PROJECT] == "shop" and net.labels[L.NETWORK] == "default"
         assert engine.volumes.get("shop_data").labels[L.VOLUME] == "data"
@@ -132,8 +145,7 @@ def test_up_ps_dns_idempotence_recreate_scale_orphans_and_down(
         p.up(scale={"web": 3})
         assert [r.name for r in p.containers(["web"])] == ["shop-web-1", "shop-web-2", "shop-web-3"]
         assert _ids(p)["shop-web-1"] == before["shop-web-1"]
-        out = run_cli("exec", "shop-client-1", "wget", "-qO-", "http://shop-web-3/", check=True)
-        assert out.stdout == "hello from web\n"
+        assert _fetch(run_cli, "shop-client-1", "http://shop-web-3/") == "hello from web\n"
         p.up(scale={"web": 1})
         assert [r.name for r in p.containers(all=True)] == ["shop-client-1", "shop-web-1"]
 
@@ -244,10 +256,20 @@ def test_port_published_and_oneoff_run(engine: Engine, tmp_path: Path,
     try:
         p.up()
         assert p.port("web", 80) == f"127.0.0.1:{port}"
+        import time
+        import urllib.error
         import urllib.request
 
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
-            assert r.read() == b"published\n"
+        deadline = time.monotonic() + 10
+        while True:   # started is not listening yet: httpd binds its port a moment later
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+                    assert r.read() == b"published\n"
+                break
+            except urllib.error.URLError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
         run = p.create_oneoff("web", ["wget", "-qO-", "http://web/"])
         assert run.name.startswith("pub-web-run-") and len(run.name) == len("pub-web-run-") + 12
         labels = run.container_config["Labels"]
