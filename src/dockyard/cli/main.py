@@ -67,6 +67,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "update": ("dockyard.cli.changes:update", "Update configuration of one or more containers"),
     "completion": ("dockyard.cli.completion:completion", "Print a shell completion script (bash, zsh, fish)"),
     "events": ("dockyard.cli.events:events", "Get real time events from the server"),
+    "compose": ("dockyard.cli.compose:compose", "Define and run multi-container applications (compose-spec)"),
 }
 
 
