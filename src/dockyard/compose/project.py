@@ -210,7 +210,8 @@ class ComposeProject:
             service = self.services[name]
             image = self.image_name(name)
             present = self.engine.images.find(image) is not None
-            policy = pull if pull != "missing" else (service.get("pull_policy") or "missing")
+            # up --pull: always|missing|never override the file; "policy"/"missing": its pull_policy
+            policy = pull if pull not in ("missing", "policy", "") else (service.get("pull_policy") or "missing")
             if service.get("build") and not no_build and (build or policy == "build" or not present):
                 self._build_one(name, progress=progress)
                 continue
