@@ -73,7 +73,19 @@ def load_project(options: Options) -> Any:
 
     return load(LoadOptions(files=options.files, project_name=options.project_name, env_files=options.env_files,
                             profiles=options.profiles, working_dir=options.project_directory, environ=os.environ,
-                            resolve_paths=True))
+                            resolve_paths=True, validation_cache=_validation_cache()))
+
+
+def _validation_cache() -> str | None:
+    """Where the loader remembers files the schema accepted (it skips jsonschema for them):
+    beside the engine's data, under its root."""
+    from dockyard import config
+    from dockyard.cli.common import State
+
+    state = click.get_current_context().find_object(State)
+    if state is None:
+        return None
+    return os.path.join(config.load(state.root, state.runroot).root, "compose", "validated")
 
 
 def project(by_name: bool = False) -> "ComposeProject":
