@@ -51,6 +51,7 @@ class CreatePlan:
     connect: list[tuple[str, list[str], str]] = field(default_factory=list)
     # (target, content, mode) to copy into the created container (secrets/configs not from files)
     files: list[tuple[str, bytes, int]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _unsupported(service_name: str, key: str, what: str = "") -> UnsupportedError:
@@ -227,7 +228,9 @@ def volumes(service_name: str, service: Mapping[str, Any], model: Mapping[str, A
                 source = os.path.normpath(os.path.join(working_dir, source))
             if bind.get("recursive") not in (None, "", "enabled"):
                 raise _unsupported(service_name, f"{where}.bind.recursive")
-            create = bind.get("create_host_path", True)
+            # Docker Compose v2's requireMountAPI: no bind options at all, or create_host_path
+            # (the short syntax sets it), go as a Binds string, which creates a missing host path
+            create = vol.get("bind") is None or bool(bind.get("create_host_path"))
             if create and not bind.get("propagation"):
                 binds.append(_bind_string({**vol, "source": source}))
                 continue
@@ -348,6 +351,22 @@ def _endpoint(service_name: str, container_name: str, conf: Mapping[str, Any] | 
     return aliases, conf.get("ipv4_address") or ""
 
 
+def _dns_names(aliases: list[str], warnings: list[str]) -> list[str]:
+    """The aliases the engine's DNS takes (RFC 1123 names); the others are left out with a
+    warning: dockerd takes any alias, so a project or service name with ``_`` would otherwise
+    fail the whole ``up`` (the container's own name still resolves: the engine answers it)."""
+    from dockyard.errors import DockyardError
+    from dockyard.network.ipam import check_dns_name
+
+    out = []
+    for alias in aliases:
+        try:
+            out.append(check_dns_name(alias))
+        except DockyardError:
+            warnings.append(f"network alias {alias!r} is not a DNS name the engine answers: left out")
+    return out
+
+
 def build(project_name: str, model: Mapping[str, Any], service_name: str, service: Mapping[str, Any], *,
           container_name: str, labels: Mapping[str, str], environ: Mapping[str, str], working_dir: str = "",
           image: str | None = None, use_aliases: bool = True, publish: bool = True,
@@ -427,6 +446,7 @@ def build(project_name: str, model: Mapping[str, Any], service_name: str, servic
 
     networking: dict[str, Any] | None = None
     connect: list[tuple[str, list[str], str]] = []
+    warnings: list[str] = []
     mode = service.get("network_mode") or ""
     if mode.startswith("service:"):
         if service_container is None:
@@ -450,7 +470,7 @@ def build(project_name: str, model: Mapping[str, Any], service_name: str, servic
             return (top[key] or {}).get("name") or f"{project_name}_{key}"
 
         aliases, ip = _endpoint(service_name, container_name, nets.get(keys[0]), use_aliases)
-        endpoint: dict[str, Any] = {"Aliases": aliases}
+        endpoint: dict[str, Any] = {"Aliases": _dns_names(aliases, warnings)}
         if ip:
             endpoint["IPAMConfig"] = {"IPv4Address": ip}
         if (nets.get(keys[0]) or {}).get("mac_address"):
@@ -459,12 +479,12 @@ def build(project_name: str, model: Mapping[str, Any], service_name: str, servic
         networking = {"EndpointsConfig": {real(keys[0]): endpoint}}
         for key in keys[1:]:
             aliases, ip = _endpoint(service_name, container_name, nets.get(key), use_aliases)
-            connect.append((real(key), aliases, ip))
+            connect.append((real(key), _dns_names(aliases, []), ip))
     body = {**config, "HostConfig": host}
     if networking:
         body["NetworkingConfig"] = networking
     return CreatePlan(body=body, name=container_name, connect=connect,
-                      files=injected_files(service_name, service, model, environ))
+                      files=injected_files(service_name, service, model, environ), warnings=warnings)
 
 
 def _list(value: Any) -> list[str]:

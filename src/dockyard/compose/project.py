@@ -330,7 +330,8 @@ class ComposeProject:
     def _create(self, service_name: str, number: int, *, name: str | None = None, oneoff: bool = False,
                 replace: str = "", slug: str = "", service: Mapping[str, Any] | None = None,
                 use_aliases: bool = True, publish: bool = True, extra_labels: Mapping[str, str] | None = None,
-                auto_remove: bool = False, inherit: Mapping[str, str] | None = None) -> "ContainerRecord":
+                auto_remove: bool = False, inherit: Mapping[str, str] | None = None,
+                progress: Progress = _quiet) -> "ContainerRecord":
         from dockyard.containers.request import RequestError, normalise
 
         service = self._resolved(service_name, service)
@@ -345,6 +346,8 @@ class ComposeProject:
                              links=self._links(service))
         if auto_remove:
             plan.body["HostConfig"]["AutoRemove"] = True
+        for warning in plan.warnings:
+            progress("Warning", container_name, warning)
         try:
             config, host, networking, _warnings = normalise(plan.body)
         except RequestError as e:
@@ -476,6 +479,17 @@ class ComposeProject:
             if service.get("container_name") and self._scale(name, {}) > 1:
                 raise ProjectError(f'services.{name}: can\'t set container_name and {name} as container name '
                                    "must be unique")
+            # the whole create body, and the engine's request checks on it, before anything is made
+            from dockyard.containers.request import RequestError, normalise
+
+            plan = convert.build(self.name, self.model, name, service, container_name=self._container_name(name, 1),
+                                 labels={}, environ=self._environ(),
+                                 working_dir=getattr(self.project, "working_dir", "") or "",
+                                 image=self.image_name(name), service_container=lambda _: "0" * 64)
+            try:
+                normalise(plan.body)
+            except RequestError as e:
+                raise ProjectError(f"service {name!r}: {e.message}") from None
 
     def up(self, services: Iterable[str] | None = None, *, detach: bool = True, build: bool = False,
            no_build: bool = False, pull: str = "missing", force_recreate: bool = False,
@@ -547,7 +561,7 @@ class ComposeProject:
                            if m.get("Type") == "volume" and m.get("Anonymous")}
                 self._stop_remove(record, timeout, progress)
                 progress("Container", record.name, "Recreate")
-                record = self._create(name, number, replace=record.id, inherit=inherit)
+                record = self._create(name, number, replace=record.id, inherit=inherit, progress=progress)
                 progress("Container", record.name, "Recreated")
                 changed = True
                 if not no_start:
@@ -570,7 +584,7 @@ class ComposeProject:
             number += 1   # Docker Compose v2's nextContainerNumber: after the highest, gaps stay
             container_name = self._container_name(name, number)
             progress("Container", container_name, "Creating")
-            record = self._create(name, number)
+            record = self._create(name, number, progress=progress)
             progress("Container", record.name, "Created")
             changed = True
             if not no_start:
@@ -856,7 +870,7 @@ class ComposeProject:
         container_name = name or f"{self.name}-{service}-run-{slug[:12]}"
         return self._create(service, 1, name=container_name, oneoff=True, slug=slug, service=conf,
                             use_aliases=use_aliases, publish=service_ports, extra_labels=extra,
-                            auto_remove=remove)
+                            auto_remove=remove, progress=progress)
 
     # ------------------------------------------------------------------ images
 

@@ -120,3 +120,34 @@ def test_keys_the_engine_cannot_honour_are_named(engine: Engine, tmp_path: Path)
             p.up()
     assert engine.containers.list(all=True) == []
     assert [n.name for n in engine.networks.list()] == ["bridge", "host", "none"]
+
+
+def test_a_later_service_that_cannot_be_created_stops_the_up_before_anything_starts(
+        engine: Engine, tmp_path: Path) -> None:
+    (tmp_path / "compose.yaml").write_text("""
+services:
+  first:
+    image: busybox
+    command: ["sleep", "1000"]
+  second:
+    image: busybox
+    depends_on: [first]
+    secrets: [token]
+    volumes:
+      - type: bind
+        source: ./missing
+        target: /data
+        bind: {create_host_path: false}
+secrets:
+  token: {environment: NO_SUCH_VARIABLE_H2}
+""")
+    p = ComposeProject(engine, load(LoadOptions(files=[str(tmp_path / "compose.yaml")])))
+    with pytest.raises(Exception, match="NO_SUCH_VARIABLE_H2"):
+        p.up()
+    (tmp_path / "compose.yaml").write_text((tmp_path / "compose.yaml").read_text().replace(
+        "    secrets: [token]\n", ""))
+    p = ComposeProject(engine, load(LoadOptions(files=[str(tmp_path / "compose.yaml")])))
+    with pytest.raises(Exception, match="bind source path does not exist"):
+        p.up()
+    assert engine.containers.list(all=True) == []
+    assert [n.name for n in engine.networks.list()] == ["bridge", "host", "none"]

@@ -323,3 +323,24 @@ def test_recreate_keeps_anonymous_volumes_and_network_mode_service(
     finally:
         p.down(volumes=True)
     assert engine.containers.list(all=True) == [] and engine.volumes.list() == []
+
+
+def test_names_with_underscores(engine: Engine, tmp_path: Path,
+                                run_cli: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    """Compose project and service names may hold ``_`` (dockerd takes such aliases): up works,
+    the service is reached by its container name, and a warning says which alias was left out."""
+    model = _model("my_app", {
+        "web_app": _svc("echo ok > /tmp/index.html; exec httpd -f -p 80 -h /tmp"),
+        "client": _svc("exec sleep 1000"),
+    })
+    seen: list[tuple[str, str, str]] = []
+    p = ComposeProject(engine, StandIn(model, str(tmp_path)))
+    try:
+        p.up(progress=lambda *a: seen.append(a))
+        assert [r.name for r in p.containers()] == ["my_app-client-1", "my_app-web_app-1"]
+        assert any(kind == "Warning" and name == "my_app-web_app-1" and "'web_app'" in state
+                   for kind, name, state in seen)
+        assert _fetch(run_cli, "my_app-client-1", "http://my_app-web_app-1/") == "ok\n"
+    finally:
+        p.down()
+    assert engine.containers.list(all=True) == []
