@@ -232,7 +232,9 @@ class ComposeProject:
         progress("Image", image, "Pulled")
 
     def _build_one(self, name: str, *, no_cache: bool = False, pull: bool = False,
-                   progress: Progress = _quiet) -> None:
+                   progress: Progress = _quiet, quiet: bool = False) -> None:
+        """Build the service's image with the engine's builder, tagged with its image name; the
+        build's own output on stderr (BuildKit's plain or live view) unless ``quiet``."""
         from dockyard.build.builder import BuildOptions, Builder
         from dockyard.build.context import open_context
         from dockyard.build.progress import open_progress
@@ -268,7 +270,7 @@ class ComposeProject:
                                secrets=secrets, runtime=os.environ.get("DOCKYARD_RUNTIME") or "")
         progress("Image", image, "Building")
         with open_context(self.engine, context, dockerfile) as ctx:
-            reporter = open_progress("quiet", sys.stderr)
+            reporter = open_progress("quiet" if quiet else "auto", sys.stderr)
             try:
                 Builder(self.engine, ctx, options, reporter).run()
             finally:
@@ -899,12 +901,13 @@ class ComposeProject:
             progress("Image", image, "Pushed")
 
     def build(self, services: Iterable[str] | None = None, *, no_cache: bool = False, pull: bool = False,
-              progress: Progress | None = None) -> None:
+              quiet: bool = False, progress: Progress | None = None) -> None:
+        """Build the services that have ``build:`` (all, or ``services``)."""
         self._need_model("build")
         progress = progress or _quiet
         for name in self._check_services(services) or sorted(self.services):
             if self.services[name].get("build"):
-                self._build_one(name, no_cache=no_cache, pull=pull, progress=progress)
+                self._build_one(name, no_cache=no_cache, pull=pull, progress=progress, quiet=quiet)
 
 
 def _parse_publish(item: str) -> dict[str, Any]:

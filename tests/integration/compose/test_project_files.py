@@ -193,3 +193,27 @@ def test_links_volumes_from_and_secrets_from_environment_and_content(
     finally:
         p.down(volumes=True)
     assert engine.containers.list(all=True) == [] and engine.volumes.list() == []
+
+
+def test_rebuilt_image_recreates_its_service(engine: Engine, tmp_path: Path,
+                                             capfd: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "api").mkdir()
+    (tmp_path / "api" / "Dockerfile").write_text("FROM busybox\nRUN date +%s%N > /built\nCMD [\"sleep\", \"1000\"]\n")
+    (tmp_path / "compose.yaml").write_text("services:\n  api:\n    build: ./api\n    stop_signal: SIGKILL\n")
+    p = ComposeProject(engine, _project(tmp_path))
+    try:
+        p.up()
+        first = engine.containers.get(f"{p.name}-api-1")
+        capfd.readouterr()
+        p.build(no_cache=True)
+        assert "RUN date +%s%N > /built" in capfd.readouterr().err   # the build's own output
+        p.build(no_cache=True, quiet=True)
+        assert capfd.readouterr().err == ""
+        assert engine.images.get(f"{p.name}-api").id != first.image_id
+        p.up()   # same config, new image: recreated
+        second = engine.containers.get(f"{p.name}-api-1")
+        assert second.id != first.id and second.image_id == engine.images.get(f"{p.name}-api").id
+        assert second.container_config["Labels"][L.IMAGE] == second.image_id
+    finally:
+        p.down(rmi="local")
+    assert engine.containers.list(all=True) == []
