@@ -142,9 +142,11 @@ class Progress:
     def __call__(self, kind: str, name: str, state: str) -> None:
         with self.lock:
             self.events += 1
-            if kind == "Warning":
-                names = f"([{name}]) " if name else ""
-                self.line(f"WARN[0000] {state.replace('containers for', f'containers {names}for', 1)}")
+            if kind == "Warning":   # logrus's words in v2: the orphans' names inside the sentence
+                if "orphan containers for" in state:
+                    self.line("WARN[0000] " + state.replace("containers for", f"containers ([{name}]) for", 1))
+                else:
+                    self.line(f"WARN[0000] {name}: {state}" if name else f"WARN[0000] {state}")
                 return
             if self.mode == "quiet":
                 return

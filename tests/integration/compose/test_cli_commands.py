@@ -227,3 +227,18 @@ def test_bad_input_is_one_line_naming_file_and_line_and_nothing_starts(dy: Run, 
     assert where in lines[0] and what in lines[0], lines[0]
     assert ok(dy("ps", "-aq")).stdout == ""
     assert "bad_default" not in ok(dy("network", "ls", "--format", "{{.Name}}")).stdout.split()
+
+
+def test_orphans_are_named_then_removed(dy: Run) -> None:
+    write(dy, QUICK.replace("exit 3", WAIT))
+    try:
+        ok(dy("compose", "-p", "orph", "up", "-d"))
+        write(dy, QUICK.split("  quick:")[0])
+        again = ok(dy("compose", "-p", "orph", "up", "-d"))
+        assert "WARN[0000] Found orphan containers ([orph-quick-1]) for this project." in again.stderr, again.stderr
+        assert "--remove-orphans" in again.stderr
+        ok(dy("compose", "-p", "orph", "up", "-d", "--remove-orphans"))
+        assert ok(dy("compose", "-p", "orph", "ps", "-a", "--format", "{{.Name}}")).stdout == "orph-longname-1\n"
+    finally:
+        ok(dy("compose", "-p", "orph", "down", "--remove-orphans"))
+    assert ok(dy("ps", "-aq")).stdout == ""
