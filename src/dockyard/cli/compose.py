@@ -649,7 +649,7 @@ def run(detach: bool, rm: bool, env: tuple[str, ...], labels: tuple[str, ...], n
     containers = p.engine.containers
     if detach:
         containers.start_and_wait(record.id)
-        click.echo(record.name)
+        click.echo(record.id)   # v2 prints the ID
         return
     sys.exit(_attach_run(containers, record, tty, interactive, rm))
 
@@ -792,7 +792,8 @@ def port(protocol: str, index: int, service: str, private_port: str) -> None:
     p = project(by_name=True)
     answer = p.port(service, private_port, protocol=protocol, index=index)
     if not answer:
-        raise DockyardError(f"no port {private_port}/{protocol} for container {service}-{index}")
+        names = [r.name for r in p.containers([service], all=True) if _number(r) == index]
+        raise DockyardError(f"no port {private_port}/{protocol} for container {names[0] if names else service}")
     click.echo(answer)
 
 

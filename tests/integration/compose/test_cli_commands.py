@@ -242,3 +242,23 @@ def test_orphans_are_named_then_removed(dy: Run) -> None:
     finally:
         ok(dy("compose", "-p", "orph", "down", "--remove-orphans"))
     assert ok(dy("ps", "-aq")).stdout == ""
+
+
+def test_run_detached_prints_the_id_and_port_says_what_is_missing(dy: Run) -> None:
+    write(dy, QUICK.replace("exit 3", WAIT))
+    try:
+        ok(dy("compose", "-p", "det", "up", "-d", "longname"))
+        started = ok(dy("compose", "-p", "det", "run", "-d", "--no-deps", "quick"))
+        cid = started.stdout.strip()
+        assert re.fullmatch(r"[0-9a-f]{64}", cid), started.stdout
+        name = ok(dy("inspect", "--format", "{{.Name}}", cid)).stdout.strip().lstrip("/")
+        assert re.fullmatch(r"det-quick-run-[0-9a-f]{12}", name), name
+        labels = json.loads(ok(dy("inspect", "--format", "{{json .Config.Labels}}", cid)).stdout)
+        assert labels["com.docker.compose.oneoff"] == "True" and labels["com.docker.compose.service"] == "quick"
+        missing = dy("compose", "-p", "det", "port", "longname", "81")
+        assert missing.returncode == 1
+        assert missing.stderr == "Error: no port 81/tcp for container det-longname-1\n"
+        assert dy("compose", "-p", "det", "exec", "-T", "quick", "true").stderr == 'Error: service "quick" is not running\n'
+    finally:
+        ok(dy("compose", "-p", "det", "down"))
+    assert ok(dy("ps", "-aq")).stdout == ""
