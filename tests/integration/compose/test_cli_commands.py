@@ -262,3 +262,35 @@ def test_run_detached_prints_the_id_and_port_says_what_is_missing(dy: Run) -> No
     finally:
         ok(dy("compose", "-p", "det", "down"))
     assert ok(dy("ps", "-aq")).stdout == ""
+
+
+def test_config_prints_the_resolved_model(dy: Run) -> None:
+    write(dy, """
+name: cfg
+services:
+  web:
+    image: busybox:${TAG:-latest}
+    ports: ["8080:80"]
+    volumes: [data:/data]
+  debug:
+    image: busybox
+    profiles: [tools]
+volumes:
+  data: {}
+""")
+    model = json.loads(ok(dy("compose", "config", "--format", "json")).stdout)
+    assert model["name"] == "cfg" and list(model["services"]) == ["web"]
+    assert model["services"]["web"]["image"] == "busybox:latest"
+    assert model["services"]["web"]["ports"] == [{"mode": "ingress", "target": 80, "published": "8080",
+                                                  "protocol": "tcp"}]
+    assert model["volumes"] == {"data": {"name": "cfg_data"}}
+    yaml_text = ok(dy("compose", "config")).stdout
+    assert yaml_text.startswith("name: cfg\n") and "    image: busybox:latest\n" in yaml_text
+    assert ok(dy("compose", "--profile", "tools", "config", "--services")).stdout == "debug\nweb\n"
+    assert ok(dy("compose", "config", "--volumes")).stdout == "data\n"
+    assert ok(dy("compose", "config", "--profiles")).stdout == "tools\n"
+    assert ok(dy("compose", "config", "--images")).stdout == "busybox:latest\n"
+    assert ok(dy("compose", "config", "-q")).stdout == ""
+    out = dy.dir / "resolved.yaml"  # type: ignore[attr-defined]
+    ok(dy("compose", "config", "-o", str(out)))
+    assert out.read_text() == yaml_text
