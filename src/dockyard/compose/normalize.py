@@ -12,6 +12,7 @@ import os
 import posixpath
 import re
 import shlex
+import sys
 from typing import Any, Callable, Mapping
 
 from dockyard.compose.errors import ComposeError, Path, PathError, format_path
@@ -247,6 +248,8 @@ def _maybe_external(value: Any, path: Path) -> Any:
         if isinstance(external, dict):
             value["external"] = True
             if "name" in external:
+                print(f"WARN[0000] {format_path(path)}: external.name is deprecated. Please set name and external: true",
+                      file=sys.stderr)   # as v2 (compose-go transformMaybeExternal)
                 if "name" in value and value["name"] != external["name"]:
                     raise ComposeError(f"{format_path(path)}: name and external.name conflict; only use name")
                 value.setdefault("name", external["name"])
