@@ -724,7 +724,11 @@ def restart(timeout: int | None, no_deps: bool, services: tuple[str, ...]) -> No
 @click.argument("services", nargs=-1)
 def kill(signal_: str, remove_orphans: bool, services: tuple[str, ...]) -> None:
     """Force stop service containers"""
-    _simple("kill")(services, signal=signal_)
+    p = project(by_name=True)
+    if not [r for r in p.containers(list(services) or None, all=False) if r.status in ("running", "paused")]:
+        click.echo("no container to kill", err=True)   # v2: a note, not an error
+        return
+    p.kill(list(services) or None, signal=signal_, progress=_progress())
 
 
 @compose.command("pause")

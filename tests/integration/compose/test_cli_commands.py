@@ -203,6 +203,10 @@ def test_verbs_by_project_name_without_a_file(dy: Run, tmp_path: Path) -> None:
         assert ps.stdout == "named-longname-1\n"
         nofile = dy("compose", "ps", cwd=elsewhere)
         assert nofile.returncode == 1 and nofile.stderr.startswith("Error: no configuration file provided")
+        killed = ok(dy("compose", "-p", "named", "kill", "-s", "SIGTERM", cwd=elsewhere))
+        assert " Container named-longname-1  Killed" in killed.stderr.splitlines()
+        assert ok(dy("compose", "-p", "named", "kill", cwd=elsewhere)).stderr == "no container to kill\n"
+        ok(dy("compose", "-p", "named", "start", cwd=elsewhere))
         ok(dy("compose", "-p", "named", "stop", cwd=elsewhere))
         assert ok(dy("compose", "-p", "named", "ps", "-a", "--format", "{{.State}}", cwd=elsewhere)).stdout == "exited\n"
     finally:
