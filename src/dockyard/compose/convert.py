@@ -251,6 +251,10 @@ def volumes(service_name: str, service: Mapping[str, Any], model: Mapping[str, A
             options = vol.get("volume") or {}
             if options.get("subpath"):
                 raise _unsupported(service_name, f"{where}.volume.subpath")
+            if source and not any(options.values()):
+                # a named volume without options: a Binds string, as Docker Compose v2.40 sends it
+                binds.append(f"{name}:{target}:{'ro' if vol.get('read_only') else 'rw'}")
+                continue
             mount = {"Type": "volume", "Source": name, "Target": target, "ReadOnly": bool(vol.get("read_only"))}
             if options.get("nocopy"):
                 mount["VolumeOptions"] = {"NoCopy": True}
@@ -408,7 +412,7 @@ def build(project_name: str, model: Mapping[str, Any], service_name: str, servic
     host: dict[str, Any] = {
         "Binds": binds or None, "Mounts": mounts or None, "PortBindings": bindings,
         "RestartPolicy": restart_policy(service),
-        "CapAdd": list(service.get("cap_add") or []) or None, "CapDrop": list(service.get("cap_drop") or []) or None,
+        "CapAdd": _caps(service.get("cap_add")), "CapDrop": _caps(service.get("cap_drop")),
         "Privileged": bool(service.get("privileged")), "ReadonlyRootfs": bool(service.get("read_only")),
         "Init": True if service.get("init") else None,
         "Dns": _list(service.get("dns")), "DnsSearch": _list(service.get("dns_search")),
@@ -485,6 +489,12 @@ def build(project_name: str, model: Mapping[str, Any], service_name: str, servic
         body["NetworkingConfig"] = networking
     return CreatePlan(body=body, name=container_name, connect=connect,
                       files=injected_files(service_name, service, model, environ), warnings=warnings)
+
+
+def _caps(value: Any) -> list[str] | None:
+    """Capabilities as Docker Compose v2 sends them: ``CAP_`` prefixed (``ALL`` as it is)."""
+    out = [c if c.upper() == "ALL" or c.upper().startswith("CAP_") else "CAP_" + c for c in _list(value)]
+    return out or None
 
 
 def _list(value: Any) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -168,4 +168,117 @@ def test_docker_compose_v2_and_dockyard_share_a_project(api: object, engine: Eng
         assert {r.name: r.id for r in p.containers(all=True)}["shared-cache-1"] == before["shared-cache-1"]
     finally:
         compose("down", "-v")
+    assert engine.containers.list(all=True) == []
+
+
+SAME_CREATE = """services:
+  web:
+    image: busybox
+    command: sleep 1000
+    ports: ["127.0.0.1::80", "9000-9001/udp", "8080"]
+    expose: ["3000", "4000/udp"]
+    volumes: ["db:/var/lib/db", "./conf:/conf:ro", "/anon", {type: tmpfs, target: /cache, tmpfs: {size: 1m}},
+              {type: volume, source: db, target: /nocopy, volume: {nocopy: true}}]
+    networks:
+      back: {aliases: [b, bb]}
+      default:
+    healthcheck: {test: "true", interval: 1m30s, timeout: 2s, retries: 3, start_period: 1s}
+    stop_grace_period: 3s
+    ulimits: {nofile: {soft: 100, hard: 200}, nproc: 500}
+    extra_hosts: ["a:1.2.3.4", "b=5.6.7.8"]
+    mem_limit: 64m
+    mem_reservation: 32m
+    shm_size: 1m
+    pids_limit: 100
+    restart: on-failure:3
+    secrets: [token, {source: token, target: other}]
+    configs: [{source: cfg, target: /etc/cfg}]
+    tmpfs: [/run/t]
+    dns: [8.8.8.8]
+    dns_opt: [ndots:2]
+    logging: {driver: json-file, options: {max-size: 1m}}
+    depends_on: {db: {condition: service_healthy}}
+    labels: {x: y}
+    init: true
+    user: "1000"
+    working_dir: /w
+    cap_add: [NET_ADMIN]
+    sysctls: {net.core.somaxconn: 1024}
+    stop_signal: SIGKILL
+    environment: {A: "1", B: null}
+  db:
+    image: busybox
+    command: ["sh", "-c", "exec sleep 1000"]
+    healthcheck: {test: ["CMD", "true"], interval: 1s}
+    stop_signal: SIGKILL
+    networks: [back]
+    deploy:
+      resources:
+        limits: {cpus: "0.5", memory: 64M, pids: 50}
+      restart_policy: {condition: on-failure, max_attempts: 2}
+  side:
+    image: busybox
+    command: sleep 1000
+    network_mode: "service:db"
+    stop_signal: SIGKILL
+    volumes_from: [db]
+    healthcheck: {disable: true}
+volumes: {db: {}}
+networks:
+  back: {labels: {k: v}}
+secrets:
+  token: {file: ./token.txt}
+configs:
+  cfg: {file: ./token.txt}
+"""
+
+
+def test_create_requests_equal_docker_compose_v2s(api: object, engine: Engine, tmp_path: Path) -> None:
+    """The same file brought up by Docker Compose v2 (through dockyard's API, project "gov2")
+    and by dockyard compose (project "dyv2"): every container's Config and HostConfig and its
+    network aliases are equal, but for what is the container's own (hostname, IDs it refers
+    to) and Go's random map order (sorted here)."""
+    import json
+
+    binary = _compose_v2()
+    path = _write(tmp_path / "same", SAME_CREATE)
+    (tmp_path / "same" / "conf").mkdir()
+    env = {**api.env}   # type: ignore[attr-defined]
+
+    def compose(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([binary, "-p", "gov2", "-f", str(path), *args], env=env, capture_output=True,
+                              text=True, timeout=120)
+
+    p = ComposeProject(engine, load(LoadOptions(files=[str(path)], project_name="dyv2")))
+    try:
+        out = compose("up", "-d")
+        assert out.returncode == 0, out.stderr
+        p.up()
+        ids = [r.id for r in engine.containers.list(all=True)]
+
+        def view(name: str) -> dict[str, Any]:
+            info = engine.containers.inspect(name)
+            text = json.dumps({"Config": info["Config"], "HostConfig": info["HostConfig"],
+                               "Aliases": {n: v.get("Aliases") for n, v in info["NetworkSettings"]["Networks"].items()}},
+                              sort_keys=True)
+            for cid in ids:
+                text = text.replace(cid, "<id>").replace(cid[:12], "<id>")
+            data = json.loads(text.replace("gov2", "<project>").replace("dyv2", "<project>"))
+            data["Config"].pop("Hostname")
+            data["Config"]["Labels"].pop(L.VERSION)
+            for key in ("Mounts", "Ulimits", "ExtraHosts", "Binds"):
+                if data["HostConfig"].get(key):
+                    data["HostConfig"][key] = sorted(data["HostConfig"][key], key=lambda m: json.dumps(m, sort_keys=True))
+            return data
+
+        for service in ("web", "db"):
+            assert view(f"dyv2-{service}-1") == view(f"gov2-{service}-1"), service
+        # side's hash covers the ID of db's container (service:db resolved), each project its own
+        mine, theirs = view("dyv2-side-1"), view("gov2-side-1")
+        for data in (mine, theirs):
+            data["Config"]["Labels"].pop(L.CONFIG_HASH)
+        assert mine == theirs
+    finally:
+        compose("down", "-v")
+        p.down(volumes=True)
     assert engine.containers.list(all=True) == []
