@@ -63,6 +63,10 @@ class PtyProcess:
             if time.monotonic() > deadline:
                 raise AssertionError(f"still running; output: {self.output!r}")
             self._read(0.1)
+        # what it wrote just before exiting may still be in the terminal: read it (to EIO, or
+        # until nothing more comes)
+        while select.select([self.master], [], [], 0.2)[0] and self._read(0):
+            pass
         return self.process.returncode
 
     def close(self) -> None:
