@@ -31,8 +31,10 @@ def _events(dy: Dockyard, since: str, *args: str, fmt: str = SHORT) -> list[str]
 def test_run_rm_sequence(dy: Dockyard) -> None:
     t0 = _now()
     dy.cli("run", "--rm", "--name", "r1", "--network", "none", "busybox", "true", check=True)
-    assert _events(dy, t0) == ["container create r1", "container attach r1", "container start r1",
-                               "container die r1", "container destroy r1"]
+    # Docker's none network too: joined before the start, left after the end
+    assert _events(dy, t0) == ["container create r1", "container attach r1", "network connect none",
+                               "container start r1", "container die r1", "network disconnect none",
+                               "container destroy r1"]
     die = json.loads(_events(dy, t0, "-f", "event=die", fmt="{{json .}}")[0])
     assert die["Actor"]["Attributes"] == {"exitCode": "0", "image": "busybox", "name": "r1"}
 
@@ -44,7 +46,8 @@ def test_create_start_exec_stop_rm_sequence(dy: Dockyard) -> None:
     dy.cli("exec", "c1", "sh", "-c", "exit 3")
     dy.cli("stop", "-t", "1", "c1", check=True)
     dy.cli("rm", "c1", check=True)
-    assert _events(dy, t0, fmt="{{.Type}} {{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.tier}}") == [
+    assert _events(dy, t0, "-f", "type=container",
+                   fmt="{{.Type}} {{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.tier}}") == [
         "container create c1 web", "container start c1 web",
         "container exec_create: sh -c exit 3 c1 web", "container exec_start: sh -c exit 3 c1 web",
         "container exec_die c1 web",
@@ -67,8 +70,8 @@ def test_pause_unpause_rename_restart_kill(dy: Dockyard) -> None:
     dy.cli("rename", "p1", "p2", check=True)
     dy.cli("restart", "-t", "0", "p2", check=True)
     dy.cli("kill", "-s", "USR1", "p2", check=True)
-    lines = _events(dy, t0, fmt="{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.oldName}}"
-                                " {{.Actor.Attributes.signal}}")
+    lines = _events(dy, t0, "-f", "type=container",
+                    fmt="{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.oldName}} {{.Actor.Attributes.signal}}")
     assert lines == ["pause p1 <no value> <no value>", "unpause p1 <no value> <no value>",
                      "rename p2 /p1 <no value>", "kill p2 <no value> 15", "kill p2 <no value> 9",
                      "die p2 <no value> <no value>", "stop p2 <no value> <no value>",
@@ -224,12 +227,20 @@ SCENARIOS = {
     # a command that cannot start: no start, no die; --rm still destroys
     "launch failure": [("run", "--rm", "--network", "none", "busybox", "nosuchcmd"),
                        ("run", "--name", "x4", "--network", "none", "busybox", "nosuchcmd"), ("rm", "x4")],
+    # the host network is joined and left as none is; a failed start with a volume: joined and
+    # mounted, then left and unmounted
+    "host network": [("run", "--rm", "--network", "host", "busybox", "true"),
+                     ("create", "--name", "x5", "--network", "host", "busybox", "sleep", "100"), ("start", "x5"),
+                     ("stop", "-t", "0", "x5"), ("start", "x5"), ("rm", "-f", "x5")],
+    "launch failure with a volume": [("volume", "create", "lfv"),
+                                     ("run", "--rm", "--network", "none", "-v", "lfv:/d", "busybox", "nosuchcmd"),
+                                     ("volume", "rm", "lfv")],
 }
 
 
 def _shape(line: str) -> str:
-    """``Type Action attribute-keys`` of one JSON event; the none network's events (Docker
-    has a none network that containers join; dockyard's none mode joins none) are left out."""
+    """``Type Action attribute-keys`` of one JSON event (the none and host networks' connect and
+    disconnect included: Docker says them too)."""
     m = json.loads(line)
     return f"{m['Type']} {m['Action']} {','.join(sorted(m['Actor']['Attributes']))}"
 
@@ -244,7 +255,7 @@ def test_sequence_like_docker(scenario: str, dy: Dockyard, docker: dockerd.Priva
         for command in SCENARIOS[scenario]:
             run(*(arg.format(tmp=tmp_path, tar=busybox_tar) for arg in command))
         out = events("events", "--since", t0, "--until", _now(), "--format", "{{json .}}")
-        seqs.append([_shape(line) for line in out.splitlines() if json.loads(line)["Type"] != "network"])
+        seqs.append([_shape(line) for line in out.splitlines()])
     ours, theirs = seqs
     assert ours == theirs
 
@@ -326,3 +337,92 @@ def test_oom_before_die(dy: Dockyard) -> None:
     assert result.returncode == 137
     assert _events(dy, t0, "-f", "container=oomy", fmt="{{.Action}} {{.Actor.Attributes.exitCode}}")[-3:] == [
         "oom <no value>", "die 137", "destroy <no value>"]
+
+
+def _until_seen(events, action: str, t0: str, timeout: float = 15.0) -> None:  # noqa: ANN001
+    """Poll the log until an event ``action`` is in it (a background process records it)."""
+    deadline = time.monotonic() + timeout
+    while action not in events("events", "--since", t0, "--until", _now(), "--format", "{{.Action}}"):
+        assert time.monotonic() < deadline, f"no {action} event within {timeout} s"
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("path", ["fast", "click"])
+def test_detached_exec_dies_like_docker(path: str, dy: Dockyard, docker: dockerd.PrivateDockerd) -> None:
+    """exec -d: exec_die with the process's code when it ends, as dockerd says it; the command
+    itself returns at once (it holds neither the process's end nor its caller's pipes)."""
+    env = {"DOCKYARD_NO_FASTPATH": "1"} if path == "click" else {}
+    seqs = []
+    for run, events in ((lambda *a: dy.cli(*a, check=True, env=env), lambda *a: dy.cli(*a, check=True).stdout),
+                        (docker.cli, docker.cli)):
+        run("run", "-d", "--name", "xd", "--network", "none", "busybox", "sleep", "100")
+        t0 = _now()
+        started = time.monotonic()
+        run("exec", "-d", "xd", "sh", "-c", "sleep 2; exit 3")
+        assert time.monotonic() - started < 1.8   # not held until the process ends
+        _until_seen(events, "exec_die", t0)
+        out = events("events", "--since", t0, "--until", _now(), "--format", "{{json .}}")
+        run("rm", "-f", "xd")
+        messages = [json.loads(line) for line in out.splitlines()]
+        assert len({m["Actor"]["Attributes"]["execID"] for m in messages}) == 1
+        seqs.append([(_shape(json.dumps(m)), m["Actor"]["Attributes"].get("exitCode")) for m in messages])
+    ours, theirs = seqs
+    assert ours == theirs
+    assert [shape.split(" ", 2)[1] for shape, _ in ours] == ["exec_create:", "exec_start:", "exec_die"]
+    assert ours[-1][1] == "3"
+
+
+def test_detached_exec_that_cannot_start(dy: Dockyard) -> None:
+    dy.cli("run", "-d", "--name", "xn", "--network", "none", "busybox", "sleep", "100", check=True)
+    t0 = _now()
+    result = dy.cli("exec", "-d", "xn", "nosuchcmd")
+    assert result.returncode != 0 and "nosuchcmd" in result.stderr
+    time.sleep(0.5)
+    assert [a.split(":")[0] for a in _events(dy, t0, fmt="{{.Action}}")] == ["exec_create", "exec_start"]  # no die
+
+
+@pytest.mark.parametrize("command", ["exit 0", "echo hi; exit 1"])
+def test_health_probes_are_execs_like_docker(command: str, dy: Dockyard, docker: dockerd.PrivateDockerd) -> None:
+    """Each probe is an exec as dockerd says it: exec_create and exec_start of the shell form,
+    exec_die with its code, then the health_status it brings."""
+    seqs = []
+    for run, events in ((lambda *a: dy.cli(*a, check=True), lambda *a: dy.cli(*a, check=True).stdout),
+                        (docker.cli, docker.cli)):
+        t0 = _now()
+        run("run", "-d", "--name", "hp", "--network", "none", "--health-cmd", command, "--health-interval", "1s",
+            "--health-retries", "1", "busybox", "sleep", "100")
+        _until_seen(events, "health_status: " + ("healthy" if command == "exit 0" else "unhealthy"), t0)
+        out = events("events", "--since", t0, "--until", _now(), "--format", "{{json .}}")
+        run("rm", "-f", "hp")
+        seq = []
+        for line in out.splitlines():
+            seq.append((_shape(line), json.loads(line)["Actor"]["Attributes"].get("exitCode")))
+            if seq[-1][0].startswith("container health_status"):
+                break
+        seqs.append(seq)
+    ours, theirs = seqs
+    assert ours == theirs
+    assert ours[3][0].startswith("container exec_create: /bin/sh -c " + command + " ")
+
+
+def test_restart_policy_leaves_and_joins_like_docker(dy: Dockyard, docker: dockerd.PrivateDockerd) -> None:
+    """Each run of a restarting container joins its network and mounts its volumes before the
+    start, and leaves and unmounts after the die."""
+    seqs = []
+    for run, events in ((lambda *a: dy.cli(*a, check=True), lambda *a: dy.cli(*a, check=True).stdout),
+                        (docker.cli, docker.cli)):
+        t0 = _now()
+        run("run", "-d", "--name", "rl", "--network", "none", "-v", "rlv:/d", "--restart", "on-failure:1",
+            "busybox", "sh", "-c", "exit 1")
+        deadline = time.monotonic() + 20
+        while events("events", "--since", t0, "--until", _now(), "--format", "{{.Action}}").count("unmount") < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        out = events("events", "--since", t0, "--until", _now(), "--format", "{{.Type}} {{.Action}}")
+        run("rm", "-f", "rl")
+        run("volume", "rm", "rlv")
+        seqs.append(out.splitlines())
+    ours, theirs = seqs
+    assert ours == theirs
+    assert ours[-6:] == ["network connect", "volume mount", "container start", "container die",
+                         "network disconnect", "volume unmount"]

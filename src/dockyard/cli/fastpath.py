@@ -298,8 +298,42 @@ def _create(values: "dict[str, Any]", positionals: "list[str]") -> None:
 
 def _exec(values: "dict[str, Any]", positionals: "list[str]") -> None:
     v = values
+    if v["detach"]:
+        _fork_exec_waiter()
     _ops().exec_(_engine(), v["detach"], v["env"], v["env_file"], v["interactive"], v["tty"], v["user"], v["workdir"],
                  v["privileged"], positionals[0], tuple(positionals[1:]))
+
+
+def _fork_exec_waiter() -> None:
+    """``exec -d``: fork now, while this process is small, a child that runs the command and stays
+    on as the exec's waiter (containers/execute.py: it says exec_die when the process ends). This
+    process only relays: it leaves with 0 once the child says the process runs, else with the
+    child's own exit (which printed its error)."""
+    r, w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        from dockyard.containers import execute
+
+        execute.EARLY_WAITER_ANSWER = w
+        return
+    os.close(w)
+    while True:
+        try:
+            answer = os.read(r, 4096)
+            break
+        except InterruptedError:
+            continue
+    if answer:
+        os._exit(0)
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    code = os.waitstatus_to_exitcode(status)
+    os._exit(128 - code if code < 0 else code)
 
 
 def _build(values: "dict[str, Any]", context: str) -> None:

@@ -95,17 +95,166 @@ def run_exec(containers: "Containers", record: "ContainerRecord", command: list[
     if exec_id is None:
         exec_id = os.urandom(32).hex()
         containers.event("exec_create: " + action, record, execID=exec_id)
+    if detach:   # Docker keeps a detached exec's output to itself: it never reaches the caller's terminal
+        stdout = DEVNULL if stdout is None else stdout
+        stderr = DEVNULL if stderr is None else stderr
     try:
         stdio = (_fd(stdin, 0, opened), _fd(stdout, 1, opened), _fd(stderr, 2, opened))
         containers.event("exec_start: " + action, record, execID=exec_id)
-        code = containers.runtime_of(record).exec(record.id, command, stdio=stdio, env=env, cwd=workdir,
-                                                  user=uid_gid, detach=detach, console_socket=console_socket,
-                                                  additional_gids=gids)
-        if not detach:
-            containers.event("exec_die", record, execID=exec_id, exitCode=str(code))
+        options = {"env": env, "cwd": workdir, "user": uid_gid, "console_socket": console_socket,
+                   "additional_gids": gids}
+        if detach:
+            return _exec_detached(containers, record, command, stdio, exec_id, options)
+        code = containers.runtime_of(record).exec(record.id, command, stdio=stdio, **options)
+        containers.event("exec_die", record, execID=exec_id, exitCode=str(code))
         return code
     except OCIRuntimeError as e:
         raise ExecError(f"OCI runtime exec failed: {e.detail or e.message}", e.exit_code) from None
     finally:
         for fd in opened:
             os.close(fd)
+
+
+PR_SET_CHILD_SUBREAPER = 36
+# Set by the CLI's fast path in the process it forked at once for ``exec -d`` (the caller waits
+# on this pipe, then leaves; see fastpath._exec): that process starts the exec itself.
+EARLY_WAITER_ANSWER: "int | None" = None
+
+
+def _exec_detached(containers: "Containers", record: "ContainerRecord", command: "list[str]",
+                   stdio: "tuple[int, int, int]", exec_id: str, options: "dict[str, Any]") -> int:
+    """``exec -d``: the process is started from a waiter that says ``exec_die`` when it ends.
+    The waiter is a child subreaper: the runtime's own process exits once the process runs,
+    and the process falls to the waiter, which alone can then learn its exit code. Once the
+    process runs, the waiter answers its caller and becomes a bare interpreter that only waits
+    (``_WAIT``: ~9 MB for as long as the process runs, not the CLI's ~30).
+
+    Forked early by the CLI (EARLY_WAITER_ANSWER), this process is the waiter and costs the
+    command nothing. Otherwise it forks one, twice (it then belongs to no caller: no zombie in a
+    long-lived one), which answers (started, or the runtime's error) over a pipe."""
+    import json
+
+    runtime = containers.runtime_of(record)
+    done = {"root": str(containers.engine.root), "id": record.id, "exec_id": exec_id,
+            "attrs": containers.event_attrs(record),
+            "name_file": os.path.join(os.path.dirname(containers.socket_path(record.id)), "name")}
+    if EARLY_WAITER_ANSWER is not None:
+        from dockyard import linux
+
+        linux.prctl(PR_SET_CHILD_SUBREAPER, 1)
+        runtime.exec(record.id, command, stdio=stdio, detach=True, **options)   # errors: the CLI's as ever
+        _wait_in_background(EARLY_WAITER_ANSWER, {"code": 0}, done)
+    if runtime.name == "pyrunc":   # what its exec runs, loaded once here rather than in a forked copy
+        import dockyard.runtime.pyrunc.cli  # noqa: F401
+        import dockyard.runtime.pyrunc.execute  # noqa: F401
+    r, w = os.pipe2(os.O_CLOEXEC)
+    first = os.fork()
+    if first == 0:
+        try:
+            os.close(r)
+            if os.fork() == 0:
+                _forked_waiter(runtime, command, stdio, w, options, done)
+        finally:
+            os._exit(0)
+    os.close(w)
+    try:
+        while True:
+            try:
+                os.waitpid(first, 0)
+                break
+            except InterruptedError:
+                continue
+        answer = b""
+        while True:
+            chunk = os.read(r, 65536)
+            if not chunk:
+                break
+            answer += chunk
+    finally:
+        os.close(r)
+    reply = json.loads(answer) if answer else {"code": 126, "message": "exec failed: the process was not started"}
+    if reply.get("code"):
+        raise ExecError(reply["message"], reply["code"])
+    return 0
+
+
+def _forked_waiter(runtime: "Any", command: "list[str]", stdio: "tuple[int, int, int]", answer: int,
+                   options: "dict[str, Any]", done: "dict[str, Any]") -> None:
+    """The forked waiter: start the process, answer, wait (see _exec_detached); never returns."""
+    from dockyard import linux
+    from dockyard.runtime.adapter import OCIRuntimeError
+
+    try:
+        linux.prctl(PR_SET_CHILD_SUBREAPER, 1)
+        try:
+            runtime.exec(done["id"], command, stdio=stdio, detach=True, **options)
+        except OCIRuntimeError as e:
+            reply = {"code": e.exit_code, "message": f"OCI runtime exec failed: {e.detail or e.message}"}
+        except Exception as e:  # noqa: BLE001 - the caller says what went wrong
+            reply = {"code": getattr(e, "exit_code", 126) or 126, "message": getattr(e, "message", "") or str(e)}
+        else:
+            reply = {"code": 0}
+        _wait_in_background(answer, reply, done)
+    finally:
+        os._exit(0)
+
+
+def _wait_in_background(answer: int, reply: "dict[str, Any]", done: "dict[str, Any]") -> None:
+    """Answer the caller, then (the process running) let go of everything of the caller's (its
+    terminal or pipes, the state DB, locks) and become ``_WAIT``; never returns."""
+    import json
+    import sys
+
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    os.write(answer, json.dumps(reply).encode())
+    os.close(answer)
+    if reply["code"]:
+        os._exit(0)
+    try:
+        os.setsid()   # no terminal: the user's ^C or hang-up later is not for it
+    except OSError:
+        pass
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in range(3):   # the process has its own copies of its stdio
+        os.dup2(null, fd)
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+    import dockyard
+
+    done["path"] = os.path.dirname(os.path.dirname(os.path.abspath(dockyard.__file__)))
+    try:
+        os.execv(sys.executable, [sys.executable, "-I", "-S", "-c", _WAIT, json.dumps(done)])
+    finally:
+        os._exit(0)
+
+
+# The waiter once the process runs: a bare interpreter (-I -S, the package put on sys.path by
+# hand, as the shim's) that reaps its one child, the exec'd process, then records its end.
+_WAIT = """
+import json, os, sys
+done = json.loads(sys.argv[1])
+code = None
+while True:
+    try:
+        _, status = os.waitpid(-1, 0)
+    except ChildProcessError:
+        break
+    except InterruptedError:
+        continue
+    code = os.waitstatus_to_exitcode(status)
+    code = 128 - code if code < 0 else code
+if code is not None:
+    sys.path.insert(0, done["path"])
+    from dockyard import events
+    attrs = dict(done["attrs"])
+    try:
+        with open(done["name_file"]) as f:   # renamed meanwhile: the new name beside the shim's socket
+            attrs["name"] = f.read()
+    except OSError:
+        pass
+    events.record(done["root"], "container", "exec_die", done["id"],
+                  {**attrs, "execID": done["exec_id"], "exitCode": str(code)})
+"""

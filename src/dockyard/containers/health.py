@@ -385,6 +385,12 @@ class _Checker:
 
         argv = self.health["argv"]
         timeout = self.health["timeout"]
+        # Docker runs each probe as an exec of the container, and says so: exec_create,
+        # exec_start, then exec_die with its code (before any health_status the result brings).
+        exec_id = os.urandom(32).hex()
+        action = _exec_action(argv)
+        _event(self.cfg, "exec_create: " + action, execID=exec_id)
+        _event(self.cfg, "exec_start: " + action, execID=exec_id)
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         start = time.time_ns()
@@ -409,7 +415,7 @@ class _Checker:
                 if remaining <= 0:
                     end = time.time_ns()
                     _kill_descendants(os.getpid())
-                    _reap(pid)
+                    _event(self.cfg, "exec_die", execID=exec_id, exitCode=str(_exit_code(_reap(pid))))
                     return {"Start": timestamp(start), "End": timestamp(end), "ExitCode": -1,
                             "Output": f"Health check exceeded timeout ({format_duration(timeout)})", "_start": start}
                 for key, _ in sel.select(remaining):
@@ -425,6 +431,7 @@ class _Checker:
             os.close(pidfd)
         status = _reap(pid)
         end = time.time_ns()
+        _event(self.cfg, "exec_die", execID=exec_id, exitCode=str(_exit_code(status)))
         os.set_blocking(err_r, False)
         try:
             error = os.read(err_r, 65536).decode(errors="replace")
@@ -462,10 +469,35 @@ class _Checker:
         except OSError as e:
             _note(f"health: cannot write the state: {e}")
         if state["Status"] != old:
-            from dockyard import events
+            _event(self.cfg, f"health_status: {state['Status']}")
 
-            events.record(self.cfg["root"], "container", f"health_status: {state['Status']}", self.cfg["id"],
-                          self.cfg.get("event_attrs") or {})
+
+def _event(cfg: "dict[str, Any]", action: str, **extra: str) -> None:
+    """A container event, with the name it has now (shim.py's ``event``: a rename while it runs
+    leaves the new name beside the shim's socket)."""
+    from dockyard import events
+
+    attrs = {**(cfg.get("event_attrs") or {}), **extra}
+    try:
+        with open(os.path.join(os.path.dirname(cfg["socket"]), "name")) as f:
+            attrs["name"] = f.read()
+    except (OSError, KeyError):
+        pass
+    events.record(cfg["root"], "container", action, cfg["id"], attrs)
+
+
+def _exec_action(argv: "list[str]") -> str:
+    from dockyard.containers.execute import exec_action
+
+    return exec_action(argv)
+
+
+def _exit_code(status: "int | None") -> int:
+    """The probe process's exit code as Docker reports an exec's (128 + signal if killed)."""
+    if status is None:
+        return -1
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
 
 
 def _exec_probe(runtime: "Any", cid: str, argv: "list[str]", out_w: int, err_w: int) -> None:

@@ -192,15 +192,31 @@ class Shim:
 
     def start_events(self) -> None:
         """Docker's order: network connect, volume mount, container start."""
-        root = self.cfg["root"]
-        for net_id, name, driver in (self.cfg.get("network") or {}).get("events") or ():
-            events.record(root, "network", "connect", net_id, {"container": self.id, "name": name, "type": driver})
-        for m in self.cfg.get("event_volumes") or ():
-            events.record(root, "volume", "mount", m["name"], {k: v for k, v in m.items() if k != "name"})
-        self._mounted = True
+        self.prestart_events()
         self.event("start")
 
+    def prestart_events(self) -> None:
+        """Network connect and volume mount, once per start: also before a start that fails
+        (Docker says them before it runs the runtime's create)."""
+        self.network_events("connect")
+        if not self._mounted:
+            for m in self.cfg.get("event_volumes") or ():
+                events.record(self.cfg["root"], "volume", "mount", m["name"],
+                              {k: v for k, v in m.items() if k != "name"})
+        self._mounted = True
+
     _mounted = False
+    _connected = False
+
+    def network_events(self, action: str) -> None:
+        """``network connect`` (before each start) or ``disconnect`` (after each end, a restart's
+        too) of every network the container is on (host and none included), each once."""
+        if self._connected == (action == "connect"):
+            return
+        self._connected = action == "connect"
+        for net_id, name, driver in (self.cfg.get("network") or {}).get("events") or ():
+            events.record(self.cfg["root"], "network", action, net_id, {"container": self.id, "name": name,
+                                                                         "type": driver})
 
     def unmount_events(self) -> None:
         """Once per start, after the network's teardown (Docker's order)."""
@@ -568,6 +584,11 @@ class Shim:
             try:
                 self.launch(attach_first=first and bool(self.cfg.get("attach_first")))
             except LaunchError as e:
+                # Docker: connect and mount, then disconnect and unmount (no start), all before
+                # `run --rm`, told of the failure below, destroys the container
+                self.prestart_events()
+                self.network_events("disconnect")
+                self.unmount_events()
                 self.update(status="exited", pid=0, exit_code=e.code, error=e.message, finished_at=time.time())
                 self.report(f"E{e.code} {e.message}")
                 self.close_ready()
@@ -600,6 +621,7 @@ class Shim:
                 deleting()
                 deleting = None
             if restart:
+                self.network_events("disconnect")   # Docker: die, disconnect, unmount; connect again at the start
                 self.unmount_events()
                 self.update(status="restarting", exit_code=code, finished_at=time.time(), oom_killed=int(oom),
                             restart_count=count + 1)
@@ -674,10 +696,14 @@ class Shim:
     def _teardown_network(self) -> None:
         """Unplug the container's network (veths, namespace, published ports): the shim is
         about to go, so loading the network code here costs no lasting memory."""
+        self.network_events("disconnect")
+        if self.cfg["network"].get("events_only"):   # host or none: nothing to unplug
+            return
         try:
             from dockyard.network import attach
 
-            attach.teardown(self.cfg["root"], self.cfg["runroot"], self.id, self.cfg["network"])
+            info = {k: v for k, v in self.cfg["network"].items() if k != "events"}   # said just above
+            attach.teardown(self.cfg["root"], self.cfg["runroot"], self.id, info)
         except Exception as e:  # noqa: BLE001 - the next command reclaims what is left
             _note(f"network teardown: {e}")
 

@@ -67,9 +67,13 @@ def attach(engine: "Engine", record: "ContainerRecord", hostname: str) -> Attach
     host = record.host_config
     mode = mode_of(host)
     if mode == "host":
-        return Attachment("host", [], _read("/etc/resolv.conf"), host_files=True)
+        attachment = Attachment("host", [], _read("/etc/resolv.conf"), host_files=True)
+        attachment.teardown = _driverless(engine, mode)
+        return attachment
     if mode == "none":
-        return Attachment("none", _extra_hosts(engine, host) + [("127.0.0.1", hostname)], _resolv(host, None))
+        attachment = Attachment("none", _extra_hosts(engine, host) + [("127.0.0.1", hostname)], _resolv(host, None))
+        attachment.teardown = _driverless(engine, mode)
+        return attachment
     if mode.startswith("container:"):
         other = engine.containers.get(mode.partition(":")[2])
         if other.status != "running" or not other.pid:
@@ -128,6 +132,16 @@ def _attach_bridges(engine: "Engine", record: "ContainerRecord", hostname: str) 
     return attachment
 
 
+def _driverless(engine: "Engine", name: str) -> "dict[str, Any]":
+    """A container on the host or none network has nothing to undo, but Docker says it joins and
+    leaves that network (connect before each start, disconnect after each end): what the shim
+    needs for those events. ``events_only``: teardown has nothing to do."""
+    from dockyard.network.store import NetworkStore
+
+    net = NetworkStore(engine.db).find(name) or engine.networks.get(name)   # made at its first use
+    return {"events": [[net.id, net.name, net.driver]], "events_only": True}
+
+
 def traffic(cid: str) -> "tuple[int, int]":
     """(bytes received, bytes sent) by the container on its networks, from the host ends of
     its veths (what one end sends the other receives)."""
@@ -162,6 +176,8 @@ def teardown(root: str, runroot: str, cid: str, info: "dict[str, Any] | None" = 
     from dockyard.network import netns
 
     info = info or {}
+    if info.get("events_only"):   # host or none: nothing was set up (and no connect said)
+        return
     veths = info.get("veths")
     if veths is None:
         veths = [host_ifname(cid, i) for i in range(4)]
