@@ -82,7 +82,7 @@ def test_service_keys_reach_the_container(engine: Engine, tmp_path: Path,
         assert c["Healthcheck"] == {"Test": ["CMD", "true"], "Interval": 90_000_000_000, "Timeout": 3_000_000_000,
                                     "StartPeriod": 2_000_000_000, "Retries": 4}
         assert set(c["ExposedPorts"]) == {"7000/tcp", "8000/tcp"}
-        assert h["CapAdd"] == ["NET_ADMIN"] and h["CapDrop"] == ["MKNOD"]
+        assert h["CapAdd"] == ["CAP_NET_ADMIN"] and h["CapDrop"] == ["CAP_MKNOD"]   # as Docker Compose v2 sends them
         assert h["ReadonlyRootfs"] is True and h["Init"] is True
         assert h["Tmpfs"] == {"/scratch": "size=1m"}
         assert h["Ulimits"] == [{"Name": "nofile", "Soft": 1024, "Hard": 2048}]
