@@ -165,9 +165,8 @@ class ComposeProject:
             if ipam.get("driver") not in (None, "", "default"):
                 raise convert.UnsupportedError(f"networks.{key}.ipam.driver is not supported by dockyard")
             pool = (ipam.get("config") or [{}])[0] or {}
-            for field_name in ("enable_ipv6", "attachable"):
-                if conf.get(field_name) and field_name != "attachable":
-                    raise convert.UnsupportedError(f"networks.{key}.{field_name} is not supported by dockyard")
+            if conf.get("enable_ipv6"):
+                raise convert.UnsupportedError(f"networks.{key}.enable_ipv6 is not supported by dockyard")
             try:
                 networks.create(real, driver=driver, subnet=pool.get("subnet") or "",
                                 gateway=pool.get("gateway") or "", ip_range=pool.get("ip_range") or "",
@@ -235,9 +234,7 @@ class ComposeProject:
                    progress: Progress = _quiet, quiet: bool = False) -> None:
         """Build the service's image with the engine's builder, tagged with its image name; the
         build's own output on stderr (BuildKit's plain or live view) unless ``quiet``."""
-        from dockyard.build.builder import BuildOptions, Builder
-        from dockyard.build.context import open_context
-        from dockyard.build.progress import open_progress
+        import tempfile
 
         service = self.services[name]
         spec = service.get("build") or {}
@@ -253,19 +250,51 @@ class ComposeProject:
         dockerfile = spec.get("dockerfile") or "Dockerfile"
         if not os.path.isabs(dockerfile):
             dockerfile = os.path.join(context, dockerfile)
+        image = self.image_name(name)
+        with tempfile.TemporaryDirectory(prefix="dockyard-compose-secrets-") as scratch:
+            secrets = self._build_secrets(name, spec, scratch)
+            self._run_build(name, image, spec, context, dockerfile, secrets, no_cache, pull, quiet, progress)
+
+    def _build_secrets(self, name: str, spec: Mapping[str, Any], scratch: str) -> dict[str, str]:
+        """Build secret id (the target, else the source) -> file; a secret from the environment
+        or from content is written to a file in ``scratch`` for the build's length."""
         secrets = {}
         top_secrets = self.model.get("secrets") or {}
-        for ref in spec.get("secrets") or []:
+        environ = self._environ()
+        for i, ref in enumerate(spec.get("secrets") or []):
             ref = {"source": ref} if isinstance(ref, str) else ref
             defined = top_secrets.get(ref.get("source")) or {}
-            if not defined.get("file"):
-                raise convert.UnsupportedError(f"services.{name}.build.secrets: only file secrets are supported")
-            secrets[ref.get("target") or ref["source"]] = defined["file"]
-        image = self.image_name(name)
+            secret_id = ref.get("target") or ref["source"]
+            if defined.get("file"):
+                secrets[secret_id] = defined["file"]
+                continue
+            if "environment" in defined:
+                if defined["environment"] not in environ:
+                    raise ProjectError(f"environment variable {defined['environment']!r} required by secret "
+                                       f"{ref['source']!r} is not set")
+                data = environ[defined["environment"]]
+            elif "content" in defined:
+                data = str(defined["content"])
+            else:
+                raise convert.UnsupportedError(f"services.{name}.build.secrets[{i}]: secret {ref.get('source')} "
+                                               "has no file, environment or content")
+            path = os.path.join(scratch, f"{i}")
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+                f.write(data)
+            secrets[secret_id] = path
+        return secrets
+
+    def _run_build(self, name: str, image: str, spec: Mapping[str, Any], context: str, dockerfile: str,
+                   secrets: dict[str, str], no_cache: bool, pull: bool, quiet: bool, progress: Progress) -> None:
+        from dockyard.build.builder import BuildOptions, Builder
+        from dockyard.build.context import open_context
+        from dockyard.build.progress import open_progress
+
         args = {str(k): ("" if v is None else str(v)) for k, v in (spec.get("args") or {}).items()}
+        network = spec.get("network") or "default"
         options = BuildOptions(tags=[image, *(spec.get("tags") or [])], build_args=args, target=spec.get("target"),
                                no_cache=no_cache or bool(spec.get("no_cache")), pull=pull or bool(spec.get("pull")),
-                               network=spec.get("network") or "default",
+                               network="default" if network == "bridge" else network,
                                labels={str(k): str(v) for k, v in (spec.get("labels") or {}).items()},
                                secrets=secrets, runtime=os.environ.get("DOCKYARD_RUNTIME") or "")
         progress("Image", image, "Building")

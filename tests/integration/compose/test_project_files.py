@@ -26,6 +26,7 @@ services:
     build:
       context: ./api
       args: {GREETING: hello}
+      secrets: [token, {source: buildenv, target: fromenv}]
     environment:
       LEVEL: ${LEVEL:-info}
     secrets: [token]
@@ -51,6 +52,7 @@ volumes:
   dbdata: {}
 secrets:
   token: {file: ./token.txt}
+  buildenv: {environment: BUILD_SECRET}
 configs:
   settings: {file: ./settings.conf}
 """
@@ -58,6 +60,7 @@ configs:
 DOCKERFILE = """FROM busybox
 ARG GREETING
 RUN echo "$GREETING from the build" > /greeting
+RUN --mount=type=secret,id=token --mount=type=secret,id=fromenv cat /run/secrets/token /run/secrets/fromenv > /seen
 CMD ["sleep", "1000"]
 """
 
@@ -84,7 +87,7 @@ def test_built_service_secrets_configs_replicas_wait_restart_and_down(
     (tmp_path / "settings.conf").write_text("port=80\n")
     (tmp_path / "compose.yaml").write_text(COMPOSE)
     seen: list[tuple[str, str, str]] = []
-    p = ComposeProject(engine, _project(tmp_path))
+    p = ComposeProject(engine, _project(tmp_path, BUILD_SECRET="env-secret\n"))
     try:
         p.up(wait=True, wait_timeout=60, progress=lambda *a: seen.append(a))
         assert ("Image", "files-api", "Built") in seen
@@ -95,6 +98,7 @@ def test_built_service_secrets_configs_replicas_wait_restart_and_down(
             return run_cli("exec", "files-api-1", "cat", path, check=True).stdout
 
         assert cat("/greeting") == "hello from the build\n"
+        assert cat("/seen") == "s3cret\nenv-secret\n"   # build secrets from a file and the environment
         assert cat("/run/secrets/token") == "s3cret\n"
         assert cat("/etc/api.conf") == "port=80\n"
         assert "LEVEL=info" in run_cli("exec", "files-api-1", "env", check=True).stdout
@@ -114,7 +118,7 @@ def test_built_service_secrets_configs_replicas_wait_restart_and_down(
         # db changes: it is recreated; api (depends_on db with restart: true) is restarted, not recreated
         started = api["State"]["StartedAt"]
         (tmp_path / "compose.yaml").write_text(COMPOSE.replace('VERSION: "1"', 'VERSION: "2"'))
-        p = ComposeProject(engine, _project(tmp_path))
+        p = ComposeProject(engine, _project(tmp_path, BUILD_SECRET="env-secret\n"))
         p.up()
         now = {r.name: r.id for r in p.containers(all=True)}
         assert now["files-db-1"] != ids["files-db-1"]
