@@ -396,7 +396,9 @@ class ComposeProject:
 
     def _inject(self, record: "ContainerRecord", files: Sequence[tuple[str, bytes, int]]) -> None:
         """Secrets and configs from ``environment``/``content`` copied into the created container
-        at their targets, owned by root (Docker Compose v2 sends dockerd such a tar)."""
+        at their targets, owned by root (Docker Compose v2 sends dockerd such a tar). Only the
+        files are in the tar: the extraction makes missing parents and leaves existing ones as
+        they are (a /tmp keeps its 1777)."""
         import io
         import tarfile
 
@@ -404,17 +406,8 @@ class ComposeProject:
 
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            made: set[str] = set()
             for target, data, mode in files:
-                parts = target.strip("/").split("/")
-                for i in range(1, len(parts)):   # the parent directories, as the archive needs them
-                    parent = "/".join(parts[:i])
-                    if parent not in made:
-                        made.add(parent)
-                        info = tarfile.TarInfo(parent)
-                        info.type, info.mode = tarfile.DIRTYPE, 0o755
-                        tar.addfile(info)
-                info = tarfile.TarInfo("/".join(parts))
+                info = tarfile.TarInfo(target.strip("/"))
                 info.size, info.mode = len(data), mode
                 tar.addfile(info, io.BytesIO(data))
         buffer.seek(0)

@@ -158,7 +158,7 @@ services:
     secrets: [token]
     configs:
       - source: settings
-        target: /etc/settings.conf
+        target: /tmp/conf/settings.conf
         mode: 0400
 secrets:
   token: {environment: TOKEN}
@@ -178,7 +178,8 @@ def test_links_volumes_from_and_secrets_from_environment_and_content(
             return run_cli("exec", "refs-app-1", "sh", "-c", command, check=True).stdout
 
         assert sh("cat /run/secrets/token") == "from-the-environment"
-        assert sh("cat /etc/settings.conf; stat -c %a /etc/settings.conf") == "a=1400\n"
+        assert sh("cat /tmp/conf/settings.conf; stat -c %a /tmp/conf/settings.conf") == "a=1400\n"
+        assert sh("stat -c %a /tmp") == "1777\n"   # the copy made /tmp/conf, and left /tmp as it was
         assert sh("cat /shared/x") == "shared\n"   # volumes_from: db's anonymous volume
         db = engine.containers.get("refs-db-1")
         app = engine.containers.inspect("refs-app-1")
