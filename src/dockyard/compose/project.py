@@ -419,9 +419,9 @@ class ComposeProject:
         progress("Container", record.name, "Started")
 
     def _stop_remove(self, record: "ContainerRecord", timeout: int | None, progress: Progress,
-                     volumes: bool = False) -> None:
+                     volumes: bool = False, stop: bool = True) -> None:
         containers = self.engine.containers
-        if record.running:
+        if stop and record.running:
             progress("Container", record.name, "Stopping")
             containers.stop(record.id, timeout)
             progress("Container", record.name, "Stopped")
@@ -674,9 +674,10 @@ class ComposeProject:
                          "it up.")
                 records = [r for r in records if _service_of(r) in known]
         images = set()
+        self._stop_all(records, timeout, progress)
         for record in self._in_stop_order(records):
             images.add((_service_of(record), record.image))
-            self._stop_remove(record, timeout, progress, volumes=volumes)
+            self._stop_remove(record, timeout, progress, volumes=volumes, stop=False)
         for net in self.engine.networks.list(filters=L.project_filter(self.name)):
             progress("Network", net.name, "Removing")
             try:
@@ -718,6 +719,78 @@ class ComposeProject:
                 continue
             progress("Image", image, "Removed")
 
+    def _stop_all(self, records: Sequence["ContainerRecord"], timeout: int | None, progress: Progress) -> None:
+        """Stop the running ones among ``records`` as Docker Compose v2 does: one-offs first,
+        then dependents before what they depend on, the containers of one step at once (a
+        shell ignoring SIGTERM costs the project one stop timeout, not one per container)."""
+        running = [r for r in records if r.running]
+        steps: dict[int, list["ContainerRecord"]] = {}
+        depth = self._depths(running)
+        for record in running:
+            key = 1 << 30 if _is_oneoff(record) else depth.get(_service_of(record), 0)
+            steps.setdefault(key, []).append(record)
+
+        def stop(engine: "Engine", record: "ContainerRecord") -> None:
+            progress("Container", record.name, "Stopping")
+            engine.containers.stop(record.id, timeout)
+            progress("Container", record.name, "Stopped")
+
+        for key in sorted(steps, reverse=True):
+            self._at_once(steps[key], stop)
+
+    def _depths(self, records: Sequence["ContainerRecord"]) -> dict[str, int]:
+        """service -> its depth in the dependency graph (0: depends on nothing), from the model,
+        or by name alone from the containers' com.docker.compose.depends_on labels."""
+        if self.project is not None:
+            graph = {name: set(depends.dependencies(conf)) for name, conf in self.services.items()}
+        else:
+            graph = {}
+            for r in records:
+                deps = {item.split(":")[0] for item in _label(r, L.DEPENDS_ON).split(",") if item}
+                graph.setdefault(_service_of(r), set()).update(deps)
+        depth: dict[str, int] = {}
+
+        def visit(name: str, seen: frozenset[str]) -> int:
+            if name not in depth:
+                inner = [visit(d, seen | {name}) for d in graph.get(name, ()) if d in graph and d not in seen]
+                depth[name] = 1 + max(inner) if inner else 0
+            return depth[name]
+
+        for name in graph:
+            visit(name, frozenset())
+        return depth
+
+    def _at_once(self, records: Sequence["ContainerRecord"],
+                 action: Callable[["Engine", "ContainerRecord"], None]) -> None:
+        """``action(engine, record)`` for every record at the same time, each thread on an engine
+        of its own (its own state DB connection); the first error raised once all are done."""
+        if len(records) <= 1:
+            for record in records:
+                action(self.engine, record)
+            return
+        import threading
+
+        from dockyard.engine import Engine
+
+        errors: list[BaseException] = []
+
+        def run(record: "ContainerRecord") -> None:
+            engine = Engine(self.engine.settings)
+            try:
+                action(engine, record)
+            except BaseException as e:   # noqa: BLE001 - handed to the caller's thread
+                errors.append(e)
+            finally:
+                engine.close()
+
+        threads = [threading.Thread(target=run, args=(r,), name=f"compose-{r.name}") for r in records]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+
     def _in_stop_order(self, records: Sequence["ContainerRecord"]) -> list["ContainerRecord"]:
         """Dependents before their dependencies when the model is known; one-offs first."""
         rank: dict[str, int] = {}
@@ -750,11 +823,7 @@ class ComposeProject:
     def stop(self, services: Iterable[str] | None = None, *, timeout: int | None = None,
              progress: Progress | None = None) -> None:
         progress = progress or _quiet
-        for record in self._in_stop_order(self._targets(services)):
-            if record.running:
-                progress("Container", record.name, "Stopping")
-                self.engine.containers.stop(record.id, timeout)
-                progress("Container", record.name, "Stopped")
+        self._stop_all(self._targets(services), timeout, progress)
 
     def restart(self, services: Iterable[str] | None = None, *, timeout: int | None = None,
                 progress: Progress | None = None) -> None:
@@ -795,13 +864,11 @@ class ComposeProject:
                timeout: int | None = None, progress: Progress | None = None) -> list[str]:
         """``rm``: the stopped containers (with ``stop``, the running ones stopped first); their names."""
         progress = progress or _quiet
-        removed = []
-        for record in self._in_stop_order(self._targets(services)):
-            if record.running and not stop:
-                continue
-            self._stop_remove(record, timeout, progress, volumes=volumes)
-            removed.append(record.name)
-        return removed
+        targets = [r for r in self._targets(services) if stop or not r.running]
+        self._stop_all(targets, timeout, progress)
+        for record in self._in_stop_order(targets):
+            self._stop_remove(record, timeout, progress, volumes=volumes, stop=False)
+        return [r.name for r in self._in_stop_order(targets)]
 
     def top(self, services: Iterable[str] | None = None) -> list[tuple[str, list[str], list[list[str]]]]:
         """(container name, header, rows) of each running container."""

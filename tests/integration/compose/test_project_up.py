@@ -344,3 +344,28 @@ def test_names_with_underscores(engine: Engine, tmp_path: Path,
     finally:
         p.down()
     assert engine.containers.list(all=True) == []
+
+
+def test_down_stops_a_step_at_once_dependents_first(engine: Engine, tmp_path: Path) -> None:
+    """Shells that ignore SIGTERM (PID 1) wait out their 2 s stop timeout together: the project
+    goes down in about one timeout per dependency step, not one per container; and by name
+    alone the depends_on labels keep the order (web stopped before db)."""
+    import time
+
+    stubborn = {"image": "busybox", "command": ["sleep", "1000"], "stop_grace_period": "2s",
+                "networks": {"default": None}}
+    model = _model("slow", {
+        "db": dict(stubborn),
+        "web": {**stubborn, "deploy": {"replicas": 3},
+                "depends_on": {"db": {"condition": "service_started", "required": True}}},
+    })
+    ComposeProject(engine, StandIn(model, str(tmp_path))).up()
+    seen: list[tuple[float, str, str]] = []
+    started = time.monotonic()
+    ComposeProject.by_name(engine, "slow").down(
+        progress=lambda kind, name, state: seen.append((time.monotonic() - started, name, state)))
+    elapsed = time.monotonic() - started
+    assert engine.containers.list(all=True) == []
+    assert 3.5 < elapsed < 7, elapsed   # two steps of 2 s (web's three at once, then db), not 8 s
+    stopped = {name: at for at, name, state in seen if state == "Stopped"}
+    assert max(stopped[f"slow-web-{n}"] for n in (1, 2, 3)) < stopped["slow-db-1"]
