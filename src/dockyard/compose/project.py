@@ -540,14 +540,24 @@ class ComposeProject:
         self._ensure_volumes(progress)
         self._orphans(remove_orphans, timeout, progress)
         recreated: set[str] = set()
-        for name in order:
+
+        def converge(p: "ComposeProject", name: str) -> None:
             if not no_start and not no_deps:
-                self._wait_dependencies(name, progress)
+                p._wait_dependencies(name, progress)
             restart = not no_start and any(
                 spec.get("restart") and dep in recreated
-                for dep, spec in depends.dependencies(self.services[name]).items())
-            if self._converge(name, scale, force_recreate, no_recreate, no_start, timeout, progress, restart):
+                for dep, spec in depends.dependencies(p.services[name]).items())
+            if p._converge(name, scale, force_recreate, no_recreate, no_start, timeout, progress, restart):
                 recreated.add(name)
+
+        # a dependency step at a time, the services of one step at once (Docker Compose v2 runs
+        # each service as soon as its own dependencies are there; steps are near enough)
+        depth = self._depths([])
+        steps: dict[int, list[str]] = {}
+        for name in order:
+            steps.setdefault(depth.get(name, 0), []).append(name)
+        for key in sorted(steps):
+            self._at_once(steps[key], converge)
         if wait and not no_start:
             self._wait_up(order, wait_timeout, progress)
         return [r for r in self._all(False) if _service_of(r) in set(order)]
@@ -603,17 +613,19 @@ class ComposeProject:
                 progress("Container", record.name, "Restarted")
             else:
                 progress("Container", record.name, "Running")
-        number = max((_number(r) for r in self._service_containers(name)), default=0)
-        for _ in range(want - len(existing)):
-            number += 1   # Docker Compose v2's nextContainerNumber: after the highest, gaps stay
-            container_name = self._container_name(name, number)
-            progress("Container", container_name, "Creating")
-            record = self._create(name, number, progress=progress)
+        # Docker Compose v2's nextContainerNumber: after the highest, gaps stay
+        highest = max((_number(r) for r in self._service_containers(name)), default=0)
+        numbers = list(range(highest + 1, highest + 1 + want - len(existing)))
+
+        def scale_up(p: "ComposeProject", number: int) -> None:
+            progress("Container", p._container_name(name, number), "Creating")
+            record = p._create(name, number, progress=progress)
             progress("Container", record.name, "Created")
-            changed = True
             if not no_start:
-                self._start(record, progress)
-        return changed
+                p._start(record, progress)
+
+        self._at_once(numbers, scale_up)   # the new replicas at once, as Docker Compose v2
+        return changed or bool(numbers)
 
     def _wait_up(self, names: Sequence[str], timeout: float | None, progress: Progress) -> None:
         """``--wait``: every container running, and healthy where it has a health check; one that
@@ -730,9 +742,9 @@ class ComposeProject:
             key = 1 << 30 if _is_oneoff(record) else depth.get(_service_of(record), 0)
             steps.setdefault(key, []).append(record)
 
-        def stop(engine: "Engine", record: "ContainerRecord") -> None:
+        def stop(p: "ComposeProject", record: "ContainerRecord") -> None:
             progress("Container", record.name, "Stopping")
-            engine.containers.stop(record.id, timeout)
+            p.engine.containers.stop(record.id, timeout)
             progress("Container", record.name, "Stopped")
 
         for key in sorted(steps, reverse=True):
@@ -760,13 +772,13 @@ class ComposeProject:
             visit(name, frozenset())
         return depth
 
-    def _at_once(self, records: Sequence["ContainerRecord"],
-                 action: Callable[["Engine", "ContainerRecord"], None]) -> None:
-        """``action(engine, record)`` for every record at the same time, each thread on an engine
-        of its own (its own state DB connection); the first error raised once all are done."""
-        if len(records) <= 1:
-            for record in records:
-                action(self.engine, record)
+    def _at_once(self, items: Sequence[Any], action: Callable[["ComposeProject", Any], None]) -> None:
+        """``action(project, item)`` for every item at the same time, each thread with a
+        ComposeProject on an engine of its own (its own state DB connection); the first error is
+        raised once all are done."""
+        if len(items) <= 1:
+            for item in items:
+                action(self, item)
             return
         import threading
 
@@ -774,16 +786,17 @@ class ComposeProject:
 
         errors: list[BaseException] = []
 
-        def run(record: "ContainerRecord") -> None:
-            engine = Engine(self.engine.settings)
+        def run(item: Any) -> None:
+            clone = ComposeProject(Engine(self.engine.settings), self.project)
+            clone.name = self.name
             try:
-                action(engine, record)
+                action(clone, item)
             except BaseException as e:   # noqa: BLE001 - handed to the caller's thread
                 errors.append(e)
             finally:
-                engine.close()
+                clone.engine.close()
 
-        threads = [threading.Thread(target=run, args=(r,), name=f"compose-{r.name}") for r in records]
+        threads = [threading.Thread(target=run, args=(item,), name="compose") for item in items]
         for t in threads:
             t.start()
         for t in threads:
