@@ -286,3 +286,91 @@ def test_the_replace_label_is_v2s(project: Project, engine: Engine) -> None:
     project.write(mode="two")
     project.dockyard("up", "-d", "--no-deps", "client")
     assert _labels(engine, f"{NAME}-client-1")[L.REPLACE] == "client-1"
+
+
+def test_v2_verbs_through_dockyard_api(project: Project, engine: Engine) -> None:
+    """What else v2 asks of the API on a running project: exec, run, logs, top, port, images,
+    ls, pause/unpause, kill/start, stop/rm, cp, stats; exit codes pass through."""
+    project.v2("up", "-d", "--wait")
+    assert project.v2("exec", "-T", "web", "cat", "/www/index.html").stdout == "hello from v2-and-dockyard\n"
+    assert project.v2("exec", "-T", "web", "sh", "-c", "exit 4", check=False).returncode == 4
+    run = project.v2("run", "--rm", "-T", "-e", "X=42", "client", "sh", "-c", "echo x=$X; wget -qO- http://web/")
+    assert run.stdout == "x=42\nhello from v2-and-dockyard\n"
+    assert project.v2("run", "--rm", "-T", "client", "sh", "-c", "exit 3", check=False).returncode == 3
+    assert [r.name for r in ComposeProject.by_name(engine, NAME).containers(all=True, oneoff=True)] == CONTAINERS
+
+    assert project.v2("port", "web", "80").stdout.strip() == f"127.0.0.1:{project.port}"
+    top = project.v2("top", "client").stdout
+    assert "sleep 3600" in top and top.startswith("SERVICE")
+    assert sorted(row["ContainerName"] for row in json.loads(project.v2("images", "--format", "json").stdout)) \
+        == CONTAINERS
+    assert {"Name": NAME, "Status": "running(3)", "ConfigFiles": str(project.dir / "compose.yaml")} in \
+        json.loads(project.v2("ls", "--format", "json").stdout)
+
+    project.v2("pause", "client")
+    assert engine.containers.inspect(f"{NAME}-client-1")["State"]["Paused"]
+    project.v2("unpause", "client")
+    project.v2("kill", "-s", "SIGKILL", "client")
+    assert engine.containers.inspect(f"{NAME}-client-1")["State"]["ExitCode"] == 137
+    project.v2("start", "client")
+    assert engine.containers.inspect(f"{NAME}-client-1")["State"]["Running"]
+    project.v2("stop", "-t", "0", "worker")
+    project.v2("rm", "-f", "worker")
+    assert f"{NAME}-worker-1" not in _ids(engine)
+
+    copied = project.dir / "copied.html"
+    project.v2("cp", "web:/www/index.html", str(copied))
+    assert copied.read_text() == "hello from v2-and-dockyard\n"
+    stats = project.v2("stats", "--no-stream", "--format", "{{.Name}}").stdout.split()
+    assert sorted(stats) == [f"{NAME}-client-1", f"{NAME}-web-1"]
+
+    project.v2("down", "-v")
+    _nothing_left(engine)
+
+
+BUILT = """\
+services:
+  app:
+    build:
+      context: .
+      args: {WORD: built-by-dockyard}
+    command: ["sh", "-c", "cat /word; echo second line"]
+"""
+
+
+def test_v2_builds_through_dockyard_api(api: Any, run_cli: RunCli, tmp_path: Path, engine: Engine) -> None:
+    """v2's classic builder (DOCKER_BUILDKIT=0: with no buildx plugin v2 would boot a BuildKit
+    container from Docker Hub) through dockyard's /build; dockyard's up then keeps v2's
+    container; v2's logs and `down --rmi local -v`."""
+    directory = tmp_path / "built"
+    directory.mkdir()
+    (directory / "Dockerfile").write_text("FROM busybox\nARG WORD\nRUN echo $WORD > /word\n")
+    (directory / "compose.yaml").write_text(BUILT)
+    env = composev2.env_for(api, DOCKER_BUILDKIT="0", COMPOSE_BAKE="false")
+
+    def v2(*args: str) -> subprocess.CompletedProcess[str]:
+        return composev2.run(list(args), cwd=directory, env=env, check=True)
+
+    try:
+        v2("up", "-d", "--build")
+        image = engine.images.get("built-app")
+        labels = _labels(engine, "built-app-1")
+        assert labels[L.IMAGE] == image.id and labels[L.SERVICE] == "app"
+        deadline = time.monotonic() + 15
+        while (logs := v2("logs", "--no-log-prefix", "app").stdout) != "built-by-dockyard\nsecond line\n":
+            assert time.monotonic() < deadline, logs
+            time.sleep(0.2)
+        assert run_cli("compose", "-p", "built", "logs", "--no-log-prefix", "app", check=True).stdout == logs
+        before = _ids_of(engine, "built")
+        out = run_cli("compose", "--project-directory", str(directory), "up", "-d", check=True)
+        assert "Recreate" not in out.stderr and _ids_of(engine, "built") == before
+        down = v2("down", "--rmi", "local", "-v")
+        assert "Image built-app:latest  Removed" in down.stderr
+        assert [tag for i in engine.images.list() for tag in i.repo_tags] == ["busybox:latest"]
+    finally:
+        composev2.run(["down", "--rmi", "local", "-v", "-t", "0"], cwd=directory, env=env)
+    _nothing_left(engine)
+
+
+def _ids_of(engine: Engine, name: str) -> dict[str, str]:
+    return {r.name: r.id for r in ComposeProject.by_name(engine, name).containers(all=True)}
