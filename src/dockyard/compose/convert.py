@@ -22,11 +22,12 @@ class UnsupportedError(DockyardError):
     """A service setting the engine cannot honour."""
 
 
-# Keys that shape the project, not the container (handled by project.py or not at all by
-# Docker Compose for a local engine: x-* extensions, swarm-only deploy settings).
-PROJECT_KEYS = frozenset(("build", "depends_on", "profiles", "scale", "pull_policy", "container_name",
-                          "env_file", "extends", "develop", "platform", "annotations", "attach", "post_start",
-                          "pre_stop", "models", "provider"))
+# Keys that shape the project, not the container: handled by project.py, folded in by the loader
+# (env_file, label_file, extends), or for other verbs (develop: watch; attach: up's log output).
+# platform: the host's own is the only one the engine runs, as Docker Compose on a local engine.
+# Any other key (annotations, post_start, gpus, ...) is refused by name when it is set.
+PROJECT_KEYS = frozenset(("build", "depends_on", "profiles", "scale", "pull_policy", "pull_refresh_after",
+                          "container_name", "env_file", "label_file", "extends", "develop", "platform", "attach"))
 CONTAINER_KEYS = frozenset((
     "image", "command", "entrypoint", "environment", "ports", "expose", "volumes", "networks", "network_mode",
     "working_dir", "user", "hostname", "domainname", "labels", "cap_add", "cap_drop", "privileged", "read_only",
