@@ -112,6 +112,7 @@ def test_service_keys_reach_the_container(engine: Engine, tmp_path: Path,
 def test_keys_the_engine_cannot_honour_are_named(engine: Engine, tmp_path: Path) -> None:
     for extra, named in (("gpus: all", "services.box.gpus"),
                          ("storage_opt: {size: 1G}", "services.box.storage_opt"),
+                         ("annotations: {com.example.a: b}", "services.box.annotations"),
                          ("deploy: {resources: {reservations: {devices: [{capabilities: [gpu]}]}}}",
                           "services.box.deploy.resources.reservations.devices")):
         (tmp_path / "compose.yaml").write_text(f"services:\n  box:\n    image: busybox\n    {extra}\n")
