@@ -374,3 +374,149 @@ def test_v2_builds_through_dockyard_api(api: Any, run_cli: RunCli, tmp_path: Pat
 
 def _ids_of(engine: Engine, name: str) -> dict[str, str]:
     return {r.name: r.id for r in ComposeProject.by_name(engine, name).containers(all=True)}
+
+
+SINK = """\
+services:
+  main:
+    image: busybox
+    command: ["sleep", "3600"]
+    hostname: mainhost
+    working_dir: /srv
+    user: "0:0"
+    init: true
+    tmpfs: ["/run/x:size=1m"]
+    cap_add: [NET_ADMIN]
+    cap_drop: [MKNOD]
+    ulimits: {nofile: {soft: 1000, hard: 2000}}
+    extra_hosts: ["gw.example=10.0.0.1"]
+    sysctls: {net.ipv4.ip_forward: "0"}
+    stop_grace_period: 2s
+    stop_signal: SIGKILL
+    restart: unless-stopped
+    labels: {a: b}
+    logging: {driver: json-file, options: {max-size: 1m, max-file: "2"}}
+    deploy: {resources: {limits: {memory: 64m, cpus: "0.5"}}}
+    secrets: [token]
+    configs: [{source: appconf, target: /etc/app.conf}]
+    networks:
+      front: {aliases: [m1]}
+    volumes:
+      - {type: volume, source: data, target: /data}
+      - {type: bind, source: ./app.conf, target: /app.conf, read_only: true}
+  side:
+    image: busybox
+    command: ["sleep", "3600"]
+    network_mode: "service:main"
+    volumes_from: [main]
+    stop_signal: SIGKILL
+    depends_on: [main]
+  once:
+    image: busybox
+    command: ["sh", "-c", "echo done > /data/once"]
+    volumes: [data:/data]
+  after:
+    image: busybox
+    command: ["sleep", "3600"]
+    stop_signal: SIGKILL
+    scale: 2
+    networks: [front]
+    depends_on:
+      once: {condition: service_completed_successfully}
+      main: {condition: service_started, restart: true}
+networks:
+  front:
+    ipam: {config: [{subnet: 172.31.209.0/24}]}
+volumes:
+  data:
+secrets:
+  token: {file: ./token.txt}
+configs:
+  appconf: {file: ./app.conf}
+"""
+SINK_CONTAINERS = ["sink-after-1", "sink-after-2", "sink-main-1", "sink-once-1", "sink-side-1"]
+
+
+def _sink(tmp_path: Path, text: str = SINK) -> Path:
+    directory = tmp_path / "sink"
+    directory.mkdir()
+    (directory / "token.txt").write_text("secret-value\n")
+    (directory / "app.conf").write_text("conf-content\n")
+    (directory / "compose.yaml").write_text(text)
+    return directory
+
+
+def test_many_service_attributes_hash_alike_both_ways(api: Any, run_cli: RunCli, tmp_path: Path,
+                                                      engine: Engine) -> None:
+    """A project using most service attributes (secrets, configs, volumes_from, network_mode
+    service:, scale, completion and restart dependencies, limits, ulimits, sysctls, logging ...):
+    each tool's up keeps the other's containers, so the config hashes agree on all of them."""
+    directory = _sink(tmp_path)
+    env = composev2.env_for(api)
+
+    def v2(*args: str) -> subprocess.CompletedProcess[str]:
+        return composev2.run(list(args), cwd=directory, env=env, check=True)
+
+    def dockyard(*args: str) -> subprocess.CompletedProcess[str]:
+        return run_cli("compose", "--project-directory", str(directory), *args, check=True)
+
+    try:
+        v2("up", "-d", "--wait")
+        before = _ids_of(engine, "sink")
+        assert sorted(before) == SINK_CONTAINERS
+        inside = v2("exec", "-T", "main", "sh", "-c",
+                    "hostname; pwd; cat /run/secrets/token /etc/app.conf /app.conf /data/once; ulimit -Hn").stdout
+        assert inside.split() == ["mainhost", "/srv", "secret-value", "conf-content", "conf-content", "done", "2000"]
+        assert v2("exec", "-T", "side", "cat", "/data/once").stdout == "done\n"   # volumes_from
+        v2("exec", "-T", "after", "ping", "-c1", "-W2", "m1")                     # alias on front
+        out = dockyard("up", "-d", "--wait")
+        assert "Recreate" not in out.stderr, out.stderr
+        assert _ids_of(engine, "sink") == before
+        v2("down", "-v")
+        _nothing_left(engine)
+
+        dockyard("up", "-d", "--wait")
+        before = _ids_of(engine, "sink")
+        up = v2("up", "-d", "--wait")
+        assert "Recreate" not in up.stderr, up.stderr
+        assert _ids_of(engine, "sink") == before
+        v2("down", "-v")
+    finally:
+        composev2.run(["down", "-v", "-t", "0"], cwd=directory, env=env)
+    _nothing_left(engine)
+
+
+@pytest.mark.xfail(reason="POST /containers/create answers 400 'NetworkingConfig.EndpointsConfig.<net>.IPAddress "
+                          "is not supported by dockyard': v2 sends IPAddress (= ipv4_address) beside "
+                          "IPAMConfig.IPv4Address; dockerd ignores it (containers/request.py)", strict=False)
+def test_v2_ipv4_address(api: Any, tmp_path: Path, engine: Engine) -> None:
+    directory = tmp_path / "fixed"
+    directory.mkdir()
+    (directory / "compose.yaml").write_text(
+        "services:\n  a:\n    image: busybox\n    command: [sleep, '3600']\n    stop_signal: SIGKILL\n"
+        "    networks: {front: {ipv4_address: 172.31.210.10}}\n"
+        "networks:\n  front:\n    ipam: {config: [{subnet: 172.31.210.0/24}]}\n")
+    env = composev2.env_for(api)
+    try:
+        composev2.run(["up", "-d"], cwd=directory, env=env, check=True)
+        inspect = engine.containers.inspect("fixed-a-1")
+        assert inspect["NetworkSettings"]["Networks"]["fixed_front"]["IPAddress"] == "172.31.210.10"
+    finally:
+        composev2.run(["down", "-t", "0"], cwd=directory, env=env)
+
+
+@pytest.mark.xfail(reason="the engine does not create a missing working_dir in a read_only container "
+                          "('chdir /srv: Read-only file system'); Docker creates it at create time in the "
+                          "writable layer (same with `dockyard run --read-only -w /srv`)", strict=False)
+def test_v2_read_only_with_a_new_working_dir(api: Any, tmp_path: Path) -> None:
+    directory = tmp_path / "ro"
+    directory.mkdir()
+    (directory / "compose.yaml").write_text(
+        "services:\n  a:\n    image: busybox\n    command: [sleep, '3600']\n    stop_signal: SIGKILL\n"
+        "    read_only: true\n    working_dir: /srv\n")
+    env = composev2.env_for(api)
+    try:
+        composev2.run(["up", "-d"], cwd=directory, env=env, check=True)
+        assert composev2.run(["exec", "-T", "a", "pwd"], cwd=directory, env=env, check=True).stdout == "/srv\n"
+    finally:
+        composev2.run(["down", "-t", "0"], cwd=directory, env=env)
