@@ -515,6 +515,57 @@ class ComposeProject:
             except RequestError as e:
                 raise ProjectError(f"service {name!r}: {e.message}") from None
 
+    def _error(self, path: tuple[Any, ...], message: str) -> ProjectError:
+        """An error placed at ``file:line`` of the node at ``path`` when the loader kept the
+        positions (``project.positions``), else at its path alone."""
+        positions = getattr(self.project, "positions", None)
+        if positions is not None:
+            placed = positions.error(path, message)
+            return ProjectError(placed.message)
+        from dockyard.compose.errors import format_path
+
+        return ProjectError(f"{format_path(path)}: {message}")
+
+    def _check_ports(self, names: Sequence[str], scale: Mapping[str, int]) -> None:
+        """A fixed host port published twice in the project (two services, or replicas of one),
+        or held on the host by anything but this project's own running containers, fails the up
+        before anything is made; ranges and random ports are the engine's to pick."""
+        from dockyard.network.firewall import bind_error
+
+        held = set()
+        for record in self._all(None):
+            if record.running:
+                for key, bindings in (record.host_config.get("PortBindings") or {}).items():
+                    port, _, proto = key.partition("/")
+                    for b in bindings or []:
+                        held.add(((proto or "tcp"), b.get("HostIp") or "", str(b.get("HostPort") or "")))
+        wanted: list[tuple[str, str, int, tuple[Any, ...], str]] = []
+        for name in names:
+            for i, port in enumerate(self.services[name].get("ports") or []):
+                published = str(port.get("published") or "")
+                if not published.isdigit():
+                    continue
+                proto, host_ip = port.get("protocol") or "tcp", port.get("host_ip") or ""
+                path = ("services", name, "ports", i)
+                where = f"{host_ip or '0.0.0.0'}:{published}"
+                for other_proto, other_ip, other_port, other_path, _ in wanted:
+                    if (other_proto, other_port) == (proto, int(published)) and \
+                            (other_ip in ("", "0.0.0.0") or host_ip in ("", "0.0.0.0") or other_ip == host_ip):
+                        from dockyard.compose.errors import format_path
+
+                        raise self._error(path, f"Bind for {where} failed: port is already allocated "
+                                                f"({format_path(other_path)} publishes it too)")
+                if self._scale(name, scale) > 1:
+                    raise self._error(path, f"Bind for {where} failed: port is already allocated "
+                                            f"(services.{name} has {self._scale(name, scale)} replicas)")
+                wanted.append((proto, host_ip, int(published), path, where))
+        for proto, host_ip, port, path, where in wanted:
+            if (proto, host_ip, str(port)) in held:
+                continue   # this project's own container holds it (kept, or recreated in place)
+            error = bind_error(proto, host_ip, port)
+            if error:
+                raise self._error(path, f"Error starting userland proxy: {error}")
+
     def up(self, services: Iterable[str] | None = None, *, detach: bool = True, build: bool = False,
            no_build: bool = False, pull: str = "missing", force_recreate: bool = False,
            no_recreate: bool = False, remove_orphans: bool = False, wait: bool = False,
@@ -535,6 +586,7 @@ class ComposeProject:
             if name not in self.services:
                 raise ProjectError(f"no such service: {name}")
         self._check(order)
+        self._check_ports(order, scale)
         self._ensure_images(order, build, no_build, pull, progress)
         self._ensure_networks(progress)
         self._ensure_volumes(progress)

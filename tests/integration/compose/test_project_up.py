@@ -279,11 +279,25 @@ def test_port_published_and_oneoff_run(engine: Engine, tmp_path: Path,
         assert out.stdout == "published\n"
         assert [r.name for r in p.containers(all=True)] == ["pub-web-1"]
         assert len(p.containers(all=True, oneoff=True)) == 2
-        # a second project publishing the same port fails with the engine's message
-        clash = _model("clash", {"web": _svc("exec sleep 1000", ports=[
-            {"mode": "ingress", "target": 80, "published": str(port), "protocol": "tcp", "host_ip": "127.0.0.1"}])})
-        with pytest.raises(Exception, match="address already in use|port is already allocated"):
+        # an up again keeps the port its own container holds
+        p.up()
+        assert [r.name for r in p.containers()] == ["pub-web-1"]
+        # a second project publishing the same port fails before anything is made, naming the port
+        published = {"mode": "ingress", "target": 80, "published": str(port), "protocol": "tcp",
+                     "host_ip": "127.0.0.1"}
+        clash = _model("clash", {"db": _svc("exec sleep 1000"), "web": _svc("exec sleep 1000", ports=[published])})
+        with pytest.raises(ProjectError, match=rf"^services\.web\.ports\[0\]: Error starting userland proxy: "
+                                               rf"listen tcp4 127\.0\.0\.1:{port}: bind: address already in use$"):
             ComposeProject(engine, StandIn(clash, str(tmp_path))).up()
+        assert ComposeProject.by_name(engine, "clash").containers(all=True) == []
+        assert "clash_default" not in [n.name for n in engine.networks.list()]
+        # so does a port published twice in one project (on all addresses and on one of them)
+        twice = _model("twice", {"a": _svc("true", ports=[{**published, "host_ip": "", "published": "18999"}]),
+                                 "b": _svc("true", ports=[{**published, "published": "18999"}])})
+        with pytest.raises(ProjectError, match=r"^services\.b\.ports\[0\]: Bind for 127\.0\.0\.1:18999 failed: "
+                                               r"port is already allocated \(services\.a\.ports\[0\] publishes it too\)$"):
+            ComposeProject(engine, StandIn(twice, str(tmp_path))).up()
+        assert "twice_default" not in [n.name for n in engine.networks.list()]
     finally:
         ComposeProject.by_name(engine, "clash").down()
         p.down()
