@@ -1041,18 +1041,23 @@ class ComposeProject:
             self._pull_one(name, progress)
 
     def push(self, services: Iterable[str] | None = None, *, progress: Progress | None = None) -> None:
+        """Push what the project builds, as Docker Compose v2: each service with both ``build``
+        and ``image`` (its image and its build tags); the others are skipped."""
         self._need_model("push")
         progress = progress or _quiet
         for name in self._check_services(services) or sorted(self.services):
-            if not self.services[name].get("image"):
+            service = self.services[name]
+            if not service.get("build") or not service.get("image"):
+                progress("Service", name, "Skipped")
                 continue
-            image = self.image_name(name)
-            progress("Image", image, "Pushing")
-            try:
-                self.engine.images.push(image)
-            except DockyardError as e:
-                raise ProjectError(f"service {name!r}: pushing {image}: {e.message}") from None
-            progress("Image", image, "Pushed")
+            spec = service["build"] if isinstance(service["build"], dict) else {}
+            for image in [service["image"], *(spec.get("tags") or [])]:
+                progress("Image", image, "Pushing")
+                try:
+                    self.engine.images.push(image)
+                except DockyardError as e:
+                    raise ProjectError(f"service {name!r}: pushing {image}: {e.message}") from None
+                progress("Image", image, "Pushed")
 
     def build(self, services: Iterable[str] | None = None, *, no_cache: bool = False, pull: bool = False,
               quiet: bool = False, progress: Progress | None = None) -> None:

@@ -61,10 +61,13 @@ def test_pull_policy_pull_push_images_and_rmi(engine: Engine, distribution: Any,
         assert [(r["Container"], r["Repository"], r["Tag"]) for r in rows] == [("imgs-app-1", name, "latest")]
         assert rows[0]["ImageId"] == engine.images.get(f"{name}:latest").id and rows[0]["Size"] > 0
 
-        # push: the service's image to the registry under its own name
+        # push: what the project builds (build and image), under its image name; the rest skipped
         engine.images.tag(f"{name}:latest", f"{name}-copy:v2")
-        pushed = {**model, "services": {"app": service, "copy": {**service, "image": f"{name}-copy:v2"}}}
-        ComposeProject(engine, StandIn(pushed, str(tmp_path))).push(["copy"])
+        pushed = {**model, "services": {"app": service, "copy": {**service, "image": f"{name}-copy:v2",
+                                                                  "build": {"context": str(tmp_path)}}}}
+        seen.clear()
+        ComposeProject(engine, StandIn(pushed, str(tmp_path))).push(progress=lambda *a: seen.append(a))
+        assert ("Service", "app", "Skipped") in seen and ("Image", f"{name}-copy:v2", "Pushed") in seen
         out = skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{name}-copy:v2")
         assert '"layers"' in out.stdout or '"manifests"' in out.stdout
     finally:
