@@ -184,3 +184,68 @@ def test_config_hash_equals_v2s(name: str) -> None:
     assert sorted(v2) == sorted(services)
     ours = {service: config_hash(services[service]) for service in services if service not in with_env_file}
     assert ours == {service: v2[service] for service in ours}
+
+
+# Bad input: both tools refuse it with exit code 1. dockyard's one line names file:line and
+# carries v2's own words (v2's "validating FILE: " / "error while interpolating PATH: " prefixes
+# and ": invalid compose project" suffix aside), except where it says more precisely where
+# (`ports[0]` for v2's `ports.[]`, the YAML error's line) or fixes v2's grammar ("an array").
+BAD = {
+    "unknown-key": ("services:\n  web:\n    image: busybox\n    foo: 1\n", True),
+    "unknown-top-level-key": ("servicez:\n  a:\n    image: x\n", True),
+    "wrong-type": ("services:\n  web:\n    image: busybox\n    ports: 80\n", False),
+    "wrong-cast": ("services:\n  web:\n    image: busybox\n    ports:\n      - target: abc\n", False),
+    "required-variable": ("services:\n  web:\n    image: ${IMG:?image must be set}\n", True),
+    "depends-on-cycle": ("services:\n  a:\n    image: busybox\n    depends_on: [b]\n"
+                         "  b:\n    image: busybox\n    depends_on: [a]\n", True),
+    "undefined-dependency": ("services:\n  a:\n    image: busybox\n    depends_on: [zz]\n", True),
+    "undefined-volume": ("services:\n  a:\n    image: busybox\n    volumes: [nope:/x]\n", True),
+    "undefined-network": ("services:\n  a:\n    image: busybox\n    networks: [nope]\n", True),
+    "no-image": ("services:\n  a:\n    command: x\n", True),
+    "bad-yaml": ("services:\n  a:\n    image: busybox\n   command: x\n", False),
+    "bad-interpolation": ("services:\n  a:\n    image: ${IMG\n", False),
+}
+
+
+def _core(message: str, filename: str) -> str:
+    message = message.strip()
+    message = re.sub(rf"^validating {re.escape(filename)}: +", "", message)
+    message = re.sub(r"^error while interpolating [^:]+: ", "", message)
+    return message.removesuffix(": invalid compose project")
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_input_refused_as_v2_refuses_it(case: str, tmp_path) -> None:  # noqa: ANN001
+    text, same_words = BAD[case]
+    filename = str(tmp_path / "compose.yaml")
+    (tmp_path / "compose.yaml").write_text(text)
+    v2 = composev2.run(["config"], cwd=tmp_path, env=ENVIRON)
+    ours = subprocess.run([sys.executable, "-m", "dockyard", "compose", "config"], cwd=tmp_path, env=ENVIRON,
+                          capture_output=True, text=True, timeout=60)
+    assert (v2.returncode, ours.returncode) == (1, 1), (v2.stderr, ours.stderr)
+    assert ours.stdout == "" and len(ours.stderr.splitlines()) == 1, ours.stderr
+    assert re.match(rf"^Error: (failed to parse )?{re.escape(filename)}:\d+: ", ours.stderr), ours.stderr
+    if same_words:
+        assert _core(v2.stderr, filename) in ours.stderr, (v2.stderr, ours.stderr)
+
+
+def test_env_for_points_v2_at_one_engine_only(tmp_path) -> None:  # noqa: ANN001
+    """env_for: DOCKER_HOST from a DockyardService (url), a PrivateDockerd (env) or a string; the
+    caller's COMPOSE_*/DOCKER_* settings never leak into the run."""
+
+    class Service:
+        base, url, socket = tmp_path, f"unix://{tmp_path}/docker.sock", tmp_path / "docker.sock"
+
+    class Dockerd:
+        env = {"DOCKER_HOST": "unix:///x/docker.sock", "DOCKER_CONFIG": str(tmp_path / "cfg")}
+
+    base = {"PATH": "/bin", "COMPOSE_FILE": "other.yaml", "DOCKER_CONTEXT": "remote", "COMPOSE_PROFILES": "x"}
+    service = composev2.env_for(Service(), base)
+    assert service["DOCKER_HOST"] == Service.url and service["DOCKER_CONFIG"] == str(tmp_path / "docker-config")
+    assert "COMPOSE_FILE" not in service and "DOCKER_CONTEXT" not in service and "COMPOSE_PROFILES" not in service
+    assert service["PATH"] == "/bin" and service["COMPOSE_PROGRESS"] == "plain"
+    assert composev2.env_for(Dockerd(), base)["DOCKER_CONFIG"] == str(tmp_path / "cfg")
+    assert composev2.env_for("tcp://127.0.0.1:1", base, DOCKER_BUILDKIT="0")["DOCKER_BUILDKIT"] == "0"
+    # and v2 takes them: `version` needs no daemon, `ls` asks the one named
+    ls = composev2.run(["ls"], env=composev2.env_for(f"unix://{tmp_path}/none.sock", base))
+    assert ls.returncode != 0 and f"{tmp_path}/none.sock" in ls.stderr
