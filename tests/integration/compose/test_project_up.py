@@ -216,12 +216,17 @@ def test_unhealthy_dependency_fails_and_dependent_is_not_created(engine: Engine,
     model = _model("sick", {
         "db": _svc("exec sleep 1000", healthcheck={"test": ["CMD", "false"], "interval": "300ms", "retries": 1}),
         "app": _svc("exec sleep 1000", depends_on={"db": {"condition": "service_healthy", "required": True}}),
+        "opt": _svc("exec sleep 1000", depends_on={"db": {"condition": "service_healthy", "required": False}}),
     })
+    seen: list[tuple[str, str, str]] = []
     p = ComposeProject(engine, StandIn(model, str(tmp_path)))
     try:
         with pytest.raises(ProjectError, match="dependency failed to start: container sick-db-1 is unhealthy"):
-            p.up()
-        assert [r.name for r in p.containers(all=True)] == ["sick-db-1"]
+            p.up(progress=lambda *a: seen.append(a))
+        # required: false: the dependent starts all the same, the dependency marked skipped
+        assert [(r.name, r.status) for r in p.containers(all=True)] == [("sick-db-1", "running"),
+                                                                         ("sick-opt-1", "running")]
+        assert ("Container", "db", "Skipped") in seen
     finally:
         p.down()
     assert engine.containers.list(all=True) == []
