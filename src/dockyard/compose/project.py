@@ -439,13 +439,15 @@ class ComposeProject:
             if dep not in self.services:
                 continue
             condition = spec.get("condition") or "service_started"
+            waiting = self._service_containers(dep)
             try:
-                for record in self._service_containers(dep):
+                for record in waiting:
                     self._wait_condition(record, condition, progress, timeout)
             except ProjectError:
                 if spec.get("required", True):
                     raise
-                progress("Container", dep, "Skipped")   # required: false: a failed dependency is not fatal
+                for record in waiting:   # required: false: a failed dependency is not fatal
+                    progress("Container", record.name, "Skipped")
 
     def _wait_condition(self, record: "ContainerRecord", condition: str, progress: Progress,
                         timeout: float | None) -> None:

@@ -226,7 +226,7 @@ def test_unhealthy_dependency_fails_and_dependent_is_not_created(engine: Engine,
         # required: false: the dependent starts all the same, the dependency marked skipped
         assert [(r.name, r.status) for r in p.containers(all=True)] == [("sick-db-1", "running"),
                                                                          ("sick-opt-1", "running")]
-        assert ("Container", "db", "Skipped") in seen
+        assert ("Container", "sick-db-1", "Skipped") in seen
     finally:
         p.down()
     assert engine.containers.list(all=True) == []
