@@ -388,3 +388,28 @@ def test_down_stops_a_step_at_once_dependents_first(engine: Engine, tmp_path: Pa
     assert 3.5 < elapsed < 7, elapsed   # two steps of 2 s (web's three at once, then db), not 8 s
     stopped = {name: at for at, name, state in seen if state == "Stopped"}
     assert max(stopped[f"slow-web-{n}"] for n in (1, 2, 3)) < stopped["slow-db-1"]
+
+
+def test_force_recreate_and_no_recreate(engine: Engine, tmp_path: Path) -> None:
+    model = _model("flags", {"one": _svc("exec sleep 1000", environment={"V": "1"})})
+    p = ComposeProject(engine, StandIn(model, str(tmp_path)))
+    try:
+        p.up()
+        first = _ids(p)["flags-one-1"]
+        p.up(force_recreate=True)   # unchanged, recreated all the same
+        second = _ids(p)["flags-one-1"]
+        assert second != first
+        changed = copy.deepcopy(model)
+        changed["services"]["one"]["environment"] = {"V": "2"}
+        p = ComposeProject(engine, StandIn(changed, str(tmp_path)))
+        p.up(no_recreate=True)   # changed, kept all the same
+        assert _ids(p)["flags-one-1"] == second
+        p.up(no_start=True)      # recreated, not started
+        third = engine.containers.get("flags-one-1")
+        assert third.id != second and third.status == "created"
+        assert "V=2" in third.container_config["Env"]
+        p.start()
+        assert engine.containers.get("flags-one-1").status == "running"
+    finally:
+        p.down()
+    assert engine.containers.list(all=True) == []
