@@ -506,3 +506,13 @@ def test_memory_alone_caps_memory_and_swap_at_twice(dy: Dockyard, docker: docker
         assert dy.cli("update", "-m", "48m", "mem2x").returncode == 0
     finally:
         docker.run("rm", "-f", "mem2x")
+
+
+def test_a_missing_working_dir_is_made_even_in_a_read_only_rootfs(rt: Dockyard) -> None:
+    # Docker makes it in the container's layer before the start; the runtime's chdir could not
+    # in a read-only rootfs (Docker Compose's read_only + working_dir services need it)
+    assert _out(rt, "--network", "none", "--read-only", "-w", "/srv/app", "busybox", "pwd") == "/srv/app\n"
+    assert "A /srv" in rt.cli("run", "--name", "madewd", "--network", "none", "-w", "/srv", "busybox",
+                               "true", check=True).stdout + rt.cli("diff", "madewd", check=True).stdout
+    refused = rt.cli("run", "--rm", "--network", "none", "-w", "/etc/passwd", "busybox", "pwd")
+    assert refused.returncode == 125 and "/etc/passwd" in refused.stderr and "Traceback" not in refused.stderr

@@ -44,6 +44,7 @@ def prepare(containers: "Containers", record: "ContainerRecord") -> "dict[str, A
     if not chain or not engine.layers.has(chain):
         raise BundleError(f"the image of container {cid[:12]} ({record.image}) is gone")
     target = rootfs.mount(engine.layers.lowerdirs(chain), cdir, volatile=bool(host.get("AutoRemove")))
+    _make_working_dir(target, conf.get("WorkingDir") or "")
     oci_mounts = []
     inodes = {}
     for m in record.config.get("Mounts") or []:
@@ -100,6 +101,22 @@ def prepare(containers: "Containers", record: "ContainerRecord") -> "dict[str, A
                                "options": ["rbind", "ro", "rprivate"]})
         spec["process"]["args"] = [INIT_PATH, "--", *spec["process"]["args"]]
     return spec
+
+
+def _make_working_dir(rootfs: str, workdir: str) -> None:
+    """Docker creates a missing working directory in the container's own layer before it starts
+    (so ``--read-only -w /new`` works, where the runtime's chdir would find nothing to create it in)."""
+    if workdir in ("", "/") or not workdir.startswith("/"):
+        return
+    from dockyard import saferoot
+
+    root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.close(saferoot.mkdirs(root_fd, workdir))
+    except OSError as e:
+        raise BundleError(f"cannot create the working directory {workdir}: {e.strerror}") from None
+    finally:
+        os.close(root_fd)
 
 
 def host_options(containers: "Containers", host: "dict[str, Any]", cdir: str) -> "dict[str, Any]":

@@ -229,16 +229,24 @@ def normalise(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dic
     for net, settings in ((networking.get("EndpointsConfig") or {}) if isinstance(networking, dict) else {}).items():
         endpoint: dict[str, Any] = {}
         for key, value in (settings or {}).items():
-            if _empty(value):
+            if _empty(value) or key == "IPAddress":
                 continue
             if key not in ENDPOINT_SUPPORTED:
                 raise RequestError(f"NetworkingConfig.EndpointsConfig.{net}.{key} is not supported by dockyard")
             endpoint[key] = value
         ipam = endpoint.get("IPAMConfig") or {}
+        address = (settings or {}).get("IPAddress")
+        if address and not ipam.get("IPv4Address"):
+            # Docker Compose v2 sends ipv4_address as IPAddress beside IPAMConfig.IPv4Address;
+            # alone, it is the address asked for (as dockerd 25+ reads it)
+            ipam = {**ipam, "IPv4Address": address}
+        elif address and address != ipam.get("IPv4Address"):
+            raise RequestError(f"NetworkingConfig.EndpointsConfig.{net}: IPAddress {address} and "
+                               f"IPAMConfig.IPv4Address {ipam['IPv4Address']} differ")
         for key, value in ipam.items():
             if key != "IPv4Address" and not _empty(value):
                 raise RequestError(f"NetworkingConfig.EndpointsConfig.{net}.IPAMConfig.{key} is not supported "
-                                       "by dockyard")
+                                   "by dockyard")
         if ipam.get("IPv4Address"):
             endpoint["IPAMConfig"] = {"IPv4Address": ipam["IPv4Address"]}
         else:
