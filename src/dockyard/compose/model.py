@@ -257,7 +257,7 @@ def _check_consistency(tree: dict[str, Any], services: dict[str, Any], loader: _
     def fail(name: str, message: str, *where: Any) -> ComposeError:
         return loader.fail(("services", name) + where, message)
 
-    defined = {kind: tree.get(kind) or {} for kind in ("networks", "volumes", "secrets", "configs")}
+    defined = {kind: tree.get(kind) or {} for kind in ("networks", "volumes", "secrets", "configs", "models")}
     for name, service in services.items():
         if not service.get("image") and "build" not in service and "provider" not in service:
             raise fail(name, f'service "{name}" has neither an image nor a build context specified')
@@ -289,6 +289,9 @@ def _check_consistency(tree: dict[str, Any], services: dict[str, Any], loader: _
             for ref in service.get(kind) or []:
                 if ref.get("source") not in defined[kind]:
                     raise fail(name, f'service "{name}" refers to undefined {kind[:-1]} {ref.get("source")}', kind)
+        for model in service.get("models") or {}:
+            if model not in defined["models"]:
+                raise fail(name, f'service "{name}" refers to undefined model {model}', "models")
         _check_resources(name, service, fail)
     for name, secret in defined["secrets"].items():
         if secret and not secret.get("external") and not secret.get("file") and not secret.get("environment"):
@@ -375,8 +378,9 @@ def _project_model(tree: dict[str, Any], services: dict[str, Any]) -> dict[str, 
     """The model Docker Compose v2 prints: enabled services, the resources they use."""
     used_networks: set[str] = set()
     used_volumes: set[str] = set()
-    used = {"secrets": set(), "configs": set()}
+    used: dict[str, set[str]] = {"secrets": set(), "configs": set(), "models": set()}
     for service in services.values():
+        used["models"].update(service.get("models") or {})
         used_networks.update(service.get("networks") or {})
         for volume in service.get("volumes") or []:
             if volume.get("type") == "volume" and volume.get("source"):
@@ -387,7 +391,7 @@ def _project_model(tree: dict[str, Any], services: dict[str, Any]) -> dict[str, 
             used["secrets"].add(ref.get("source"))
     model: dict[str, Any] = {"name": tree["name"], "services": {n: services[n] for n in sorted(services)}}
     for kind, keep in (("networks", used_networks), ("volumes", used_volumes),
-                       ("secrets", used["secrets"]), ("configs", used["configs"])):
+                       ("secrets", used["secrets"]), ("configs", used["configs"]), ("models", used["models"])):
         items = {k: v for k, v in sorted((tree.get(kind) or {}).items()) if k in keep}
         if items:
             model[kind] = items
@@ -398,9 +402,12 @@ def _project_model(tree: dict[str, Any], services: dict[str, Any]) -> dict[str, 
     for service in shaped["services"].values():
         service.setdefault("command", None)
         service.setdefault("entrypoint", None)
-        if "deploy" in service:
-            service["deploy"].setdefault("resources", {})
-            service["deploy"].setdefault("placement", {})
+        if "deploy" in service:   # Go structs, not pointers: JSON always has them, in struct order
+            deploy = service["deploy"]
+            deploy.setdefault("resources", {})
+            deploy.setdefault("placement", {})
+            rank = {k: i for i, k in enumerate(norm.ORDERS["services.*.deploy"])}
+            service["deploy"] = {k: deploy[k] for k in sorted(deploy, key=lambda k: (rank.get(k, 99), k))}
     for name, network in (shaped.get("networks") or {}).items():
         network.setdefault("ipam", {})  # a Go struct, not a pointer: JSON always has it
         rank = {k: i for i, k in enumerate(norm.ORDERS["networks.*"])}
@@ -433,6 +440,9 @@ def _yaml_view(model: dict[str, Any]) -> dict[str, Any]:
         for key in ("command", "entrypoint"):
             if service.get(key) is None:
                 service.pop(key, None)
+        for trigger in (service.get("develop") or {}).get("watch") or []:
+            if trigger.get("exec") == {"command": None}:   # JSON's always-present struct, omitted in YAML
+                del trigger["exec"]
         deploy = service.get("deploy")
         if deploy:
             for key in ("resources", "placement"):
@@ -449,6 +459,7 @@ def _yaml_view(model: dict[str, Any]) -> dict[str, Any]:
 
 def _json_view(model: dict[str, Any]) -> dict[str, Any]:
     view = copy.deepcopy(model)
+    view.pop("models", None)   # v2 (2.40) prints top-level models in YAML only
     for name, service in view["services"].items():
         view["services"][name] = {k: v for k, v in service.items() if not k.startswith("x-")}
     return {k: view[k] for k in sorted(view)}

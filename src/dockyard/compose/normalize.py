@@ -382,6 +382,10 @@ def resolve_paths(tree: Tree, base: str) -> Tree:
                 env_file["path"] = _abs(env_file["path"], base)
         if isinstance(service.get("label_file"), list):
             service["label_file"] = [_abs(p, base) for p in service["label_file"]]
+        develop = service.get("develop")
+        for trigger in (develop.get("watch") or []) if isinstance(develop, dict) else []:
+            if isinstance(trigger, dict) and isinstance(trigger.get("path"), str):
+                trigger["path"] = _abs(trigger["path"], base)
         extends = service.get("extends")
         if isinstance(extends, dict) and isinstance(extends.get("file"), str):
             extends["file"] = _abs(extends["file"], base)
@@ -661,11 +665,17 @@ ORDERS: dict[str, list[str]] = {
     "services.*.configs.*": "source target uid gid mode".split(),
     "services.*.ulimits.*": "single soft hard".split(),
     "services.*.extends": "file service".split(),
+    "services.*.build.secrets.*": "source target uid gid mode".split(),
+    "services.*.build.ulimits.*": "single soft hard".split(),
+    "services.*.develop.watch.*": "path action target exec include ignore initial_sync".split(),
+    "services.*.develop.watch.*.exec": "command user privileged working_dir environment".split(),
     "networks.*": ("name driver driver_opts ipam external internal attachable labels enable_ipv4 "
                    "enable_ipv6").split(),
     "networks.*.ipam": "driver config options".split(),
     "networks.*.ipam.config.*": "subnet gateway ip_range aux_addresses".split(),
     "volumes.*": "name driver driver_opts external labels".split(),
+    "models.*": "name model context_size runtime_flags".split(),
+    "services.*.models.*": "endpoint_var model_var".split(),
     "secrets.*": "name file environment content external labels driver driver_opts template_driver".split(),
     "configs.*": "name file environment content external labels driver driver_opts template_driver".split(),
 }
@@ -732,9 +742,18 @@ def _service_value(path: Path, value: Any) -> Any:
                     host, _, ip = entry.partition(":")
                 out.append(f"{host}={ip}")
         return sorted(out, key=lambda e: e.partition("=")[0])
-    if (matches(path, "services.*.secrets.*.mode") or matches(path, "services.*.configs.*.mode")) and isinstance(
-        value, int
-    ):
+    if matches(path, "services.*.develop.watch.*") and isinstance(value, dict):
+        # types.Trigger: its Exec struct is always marshalled in JSON ({"command": null})
+        exec_ = dict(value.get("exec") or {})
+        exec_.setdefault("command", None)
+        return {**value, "exec": exec_}
+    if matches(path, "services.*.develop.watch.*.exec.command") and isinstance(value, str):
+        return shlex.split(value)
+    if (matches(path, "services.*.develop.watch.*.include") or matches(path, "services.*.develop.watch.*.ignore")) \
+            and isinstance(value, str):
+        return [value]
+    if (matches(path, "services.*.secrets.*.mode") or matches(path, "services.*.configs.*.mode")
+            or matches(path, "services.*.build.secrets.*.mode")) and isinstance(value, int):
         return f"0{value:o}"
     if matches(path, "services.*.tmpfs") or matches(path, "services.*.dns_search") or matches(
         path, "services.*.build.cache_from"
@@ -757,13 +776,14 @@ def _is_empty(value: Any) -> bool:
     return value is None or value is False or value == "" or value == 0 and not isinstance(value, bool) or value == [] or value == {}
 
 
-_KEEP_NULL = ("services.*.networks.*", "services.*.environment.*")
+_KEEP_NULL = ("services.*.networks.*", "services.*.environment.*", "services.*.models.*")
 # Go pointers (*bool, *int): false and 0 are printed when set
 _KEEP_ZERO = ("services.*.attach", "services.*.init", "services.*.scale", "services.*.deploy.replicas",
               "services.*.healthcheck.retries", "networks.*.enable_ipv4", "networks.*.enable_ipv6",
               "services.*.deploy.restart_policy.max_attempts", "services.*.deploy.update_config.parallelism",
               "services.*.deploy.rollback_config.parallelism")
-_KEEP_EMPTY = ("services.*.command", "services.*.entrypoint", "services.*.volumes.*.volume", "services.*.volumes.*.bind", "services.*.depends_on.*.required",
+_KEEP_EMPTY = ("services.*.develop.watch.*.exec", "services.*.develop.watch.*.exec.command",
+               "services.*.command", "services.*.entrypoint", "services.*.volumes.*.volume", "services.*.volumes.*.bind", "services.*.depends_on.*.required",
                "services.*.environment.*", "services.*.labels.*", "services.*.build.args.*",
                "services.*.logging.options.*", "services.*.sysctls.*", "x-*")
 

@@ -21,7 +21,7 @@ from collections import Counter
 
 import pytest
 
-from dockyard.compose.model import LoadOptions, list_images, list_profiles, list_volumes, load, render, service_order
+from dockyard.compose.model import ComposeError, LoadOptions, list_images, list_profiles, list_volumes, load, render, service_order
 from dockyard.testing import composev2
 
 pytestmark = pytest.mark.skipif(not composev2.available(), reason=composev2.skip_reason())
@@ -249,3 +249,99 @@ def test_env_for_points_v2_at_one_engine_only(tmp_path) -> None:  # noqa: ANN001
     # and v2 takes them: `version` needs no daemon, `ls` asks the one named
     ls = composev2.run(["ls"], env=composev2.env_for(f"unix://{tmp_path}/none.sock", base))
     assert ls.returncode != 0 and f"{tmp_path}/none.sock" in ls.stderr
+
+
+# Projects written here for attributes the fixtures do not use, found by running the
+# compose-spec's documentation examples through both tools (all its examples that v2 accepts
+# are printed alike but blkio_config's).
+MORE = {
+    "build-secrets-ulimits": """\
+services:
+  frontend:
+    build:
+      context: .
+      secrets:
+        - source: cert
+          target: server.pem
+          uid: "103"
+          gid: "103"
+          mode: 0440
+        - token
+      ulimits:
+        nproc: 65535
+        nofile: {hard: 40000, soft: 20000}
+secrets:
+  cert: {external: true}
+  token: {environment: TOKEN}
+""",
+    "develop-watch": """\
+services:
+  web:
+    image: example/web
+    build: ./web
+    develop:
+      watch:
+        - path: ./web/html
+          initial_sync: true
+          action: sync
+          ignore: [node_modules/]
+          target: /var/www
+        - include: "*.go"
+          path: ./src
+          action: rebuild
+        - target: /etc/config/
+          action: sync+exec
+          path: ./etc/config
+          exec: {command: app reload --now, user: root}
+""",
+    "deploy-endpoint-mode": """\
+services:
+  frontend:
+    image: example/webapp
+    ports: ["8080:80"]
+    deploy: {endpoint_mode: vip, replicas: 2, mode: replicated}
+""",
+    "models": """\
+services:
+  a:
+    image: app
+    models: [m1]
+  b:
+    image: app
+    models:
+      m2: {model_var: MV, endpoint_var: EV}
+models:
+  m1: {x-note: 1, runtime_flags: ["--a", "b"], context_size: 1024, model: ai/smollm2, name: custom}
+  m2: {model: ai/other}
+  unused: {model: ai/unused}
+""",
+}
+
+
+@pytest.mark.parametrize("name", sorted(MORE))
+@pytest.mark.parametrize("fmt", ["yaml", "json"])
+def test_more_attributes_equal_v2(name: str, fmt: str, tmp_path) -> None:  # noqa: ANN001
+    directory = tmp_path / name
+    directory.mkdir()
+    (directory / "compose.yaml").write_text(MORE[name])
+    _assert_v2_prints(render(_load(str(directory)), fmt), str(directory), ["config", "--format", fmt])
+
+
+@pytest.mark.xfail(reason="blkio_config: v2 orders weight, weight_device, device_read_bps ..., prints rates as "
+                          "strings of bytes, and in JSON capitalises the entries' keys (Path, Rate, Weight); "
+                          "dockyard's model keeps them as written (convert.py reads them)", strict=False)
+def test_blkio_config_equals_v2(tmp_path) -> None:  # noqa: ANN001
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  foo:\n    image: busybox\n    blkio_config:\n      device_read_bps:\n"
+        "        - {path: /dev/sdb, rate: 12mb}\n      weight: 300\n      weight_device:\n"
+        "        - {path: /dev/sda, weight: 400}\n")
+    for fmt in ("yaml", "json"):
+        _assert_v2_prints(render(_load(str(tmp_path)), fmt), str(tmp_path), ["config", "--format", fmt])
+
+
+def test_an_undefined_model_is_refused_as_v2_refuses_it(tmp_path) -> None:  # noqa: ANN001
+    (tmp_path / "compose.yaml").write_text("services:\n  a:\n    image: app\n    models: [nope]\n")
+    v2 = composev2.run(["config"], cwd=tmp_path, env=ENVIRON)
+    assert v2.returncode == 1 and 'service "a" refers to undefined model nope' in v2.stderr
+    with pytest.raises(ComposeError, match=r'compose.yaml:\d+: service "a" refers to undefined model nope'):
+        _load(str(tmp_path))
