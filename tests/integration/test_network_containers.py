@@ -360,7 +360,7 @@ def test_bad_input_gets_one_line_and_nothing_half_made(dy: Dockyard) -> None:
     assert unknown.returncode == 125 and "network nowhere not found" in unknown.stderr
     bad_name = dy.cli("network", "create", "bad name")
     assert bad_name.returncode == 1 and "invalid network name" in bad_name.stderr
-    bad_alias = dy.cli("run", "--rm", "--network", "one", "--network-alias", "my_db", "busybox", "true")
+    bad_alias = dy.cli("run", "--rm", "--network", "one", "--network-alias", "-db", "busybox", "true")
     assert bad_alias.returncode == 125 and "not a valid DNS name" in bad_alias.stderr
     for mode in ("none", "bridge"):
         alias = dy.cli("run", "--rm", "--network", mode, "--network-alias", "db", "busybox", "true")

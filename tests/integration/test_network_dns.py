@@ -272,10 +272,11 @@ def lab(dockyard_root: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DnsLab
 def test_names_short_id_alias_and_case(lab: DnsLab) -> None:
     gw = lab.network("front")
     prefix = gw.rsplit(".", 1)[0]
-    cid = lab.container("web", {"front": (f"{prefix}.2", ["www", "Site"])})
+    cid = lab.container("web", {"front": (f"{prefix}.2", ["www", "Site", "my_app-web-1"])})
     lab.start(gw)
     # (Not the full ID: 64 characters, over DNS's 63-byte label limit: no client can ask.)
-    for name in ("web", "WEB", "Web.", cid[:12], cid[:12].upper(), "www", "site", "SITE", "web.front"):
+    for name in ("web", "WEB", "Web.", cid[:12], cid[:12].upper(), "www", "site", "SITE", "web.front",
+                 "my_app-web-1"):
         reply = query(gw, name)
         assert reply.header.rcode == RCODE.NOERROR, name
         assert reply.header.aa == 1, name

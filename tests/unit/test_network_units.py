@@ -28,9 +28,9 @@ def test_cidr_arithmetic() -> None:
 
 
 def test_dns_names() -> None:
-    for good in ("db", "my-db", "db.example", "a1"):
+    for good in ("db", "my-db", "db.example", "a1", "my_db", "my_app-web-1", "_svc"):
         assert ipam.check_dns_name(good) == good
-    for bad in ("-db", "db-", "my_db", "db..x", "x" * 64, "ü"):
+    for bad in ("-db", "db-", "my db", "db..x", "x" * 64, "ü"):
         with pytest.raises(DockyardError, match="not a valid DNS name"):
             ipam.check_dns_name(bad)
 

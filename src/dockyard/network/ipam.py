@@ -109,12 +109,14 @@ def check_mac(mac: str) -> str:
 
 
 def check_dns_name(name: str) -> str:
-    """A name the DNS responder can answer: dot-separated labels of letters, digits and
-    inner hyphens, 63 bytes each (RFC 1123)."""
+    """A name the DNS responder can answer: dot-separated labels of letters, digits,
+    underscores and inner hyphens, 63 bytes each (RFC 1123, plus the underscore dockerd's
+    resolver answers too: Docker Compose names containers ``my_app-web-1``)."""
     labels = name.split(".")
     for label in labels:
-        if not (0 < len(label) <= 63 and label[0].isalnum() and label[-1].isalnum()
-                and all(c.isalnum() or c == "-" for c in label) and label.isascii()):
+        if not (0 < len(label) <= 63 and label[0] != "-" and label[-1] != "-"
+                and all(c.isalnum() or c in "-_" for c in label) and label.isascii()):
             raise InvalidAddress(f"invalid network alias \"{name}\": not a valid DNS name "
-                                 "(letters, digits and inner hyphens, dot-separated, 63 characters a label)")
+                                 "(letters, digits, underscores and inner hyphens, dot-separated, "
+                                 "63 characters a label)")
     return name

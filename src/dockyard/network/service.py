@@ -305,12 +305,15 @@ class Networks:
         from dockyard.network import dnsd, firewall
 
         dnsd.stop(self.engine.settings.runroot)
-        bridges = [n for n in self.store.all() if n.driver == "bridge"]
-        owners = list(self.store.all_ports())
-        firewall.reset([n.bridge for n in bridges], owners)
         from dockyard.network import rtnl
 
         with rtnl.Netlink() as nl:
+            # the default bridge's name is picked before its link exists, so another root may
+            # have made a link of that name meanwhile: only a link with this root's gateway (or
+            # none yet) is ours to delete, with its rules
+            bridges = [n for n in self.store.all() if n.driver == "bridge" and _ours(nl, n)]
+            owners = list(self.store.all_ports())
+            firewall.reset([n.bridge for n in bridges], owners)
             for net in bridges:
                 nl.delete_link(net.bridge)
         return [n.bridge for n in bridges]
@@ -564,6 +567,11 @@ def _host_routes() -> "list[str]":
 
     with rtnl.Netlink() as nl:
         return [r for r in nl.routes() if not r.endswith("/0")]
+
+
+def _ours(nl: "Any", net: Network) -> bool:
+    held = [cidr.split("/")[0] for _, cidr in nl.addresses(net.bridge)]
+    return not held or net.gateway in held
 
 
 def _free_bridge_name(wanted: str, ours: "list[str]") -> str:
