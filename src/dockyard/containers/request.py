@@ -231,6 +231,10 @@ def normalise(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dic
         for key, value in (settings or {}).items():
             if _empty(value) or key == "IPAddress":
                 continue
+            if key == "Links":   # Docker Compose v2 sends a service's links per endpoint: the engine's are HostConfig's
+                host["Links"] = list(host.get("Links") or []) + [link for link in value
+                                                                 if link not in (host.get("Links") or [])]
+                continue
             if key not in ENDPOINT_SUPPORTED:
                 raise RequestError(f"NetworkingConfig.EndpointsConfig.{net}.{key} is not supported by dockyard")
             endpoint[key] = value

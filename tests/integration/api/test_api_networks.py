@@ -216,3 +216,24 @@ def test_prune_removes_unused_user_networks_only(api, run_cli, oracle) -> None:
         assert "used" in names and "bridge" in names and "kept" not in names
     finally:
         run_cli("rm", "-f", "user")
+
+
+def test_docker_compose_v2s_endpoint_fields_are_taken(api, run_cli) -> None:
+    """Docker Compose v2 sends a service's ipv4_address as EndpointsConfig.IPAddress too, and its
+    links per endpoint: the address is the one given, the link's alias reaches the linked container."""
+    import docker as docker_py
+
+    client = docker_py.APIClient(base_url=api.url, version="1.41")
+    run_cli("network", "create", "--subnet", "10.231.7.0/24", "v2net", check=True)
+    run_cli("run", "-d", "--name", "target", "--network", "v2net", "busybox", "sleep", "60", check=True)
+    endpoint = {"IPAMConfig": {"IPv4Address": "10.231.7.50"}, "IPAddress": "10.231.7.50",
+                "Links": ["target:db"], "Aliases": ["web_app"]}
+    created = client.create_container("busybox", ["sh", "-c", "ping -c1 -W2 db >/dev/null && hostname -i"],
+                                      name="linker", host_config=client.create_host_config(network_mode="v2net"),
+                                      networking_config={"EndpointsConfig": {"v2net": endpoint}})
+    client.start(created["Id"])
+    assert client.wait(created["Id"], timeout=30)["StatusCode"] == 0, client.logs(created["Id"])
+    assert client.logs(created["Id"]).decode().split() == ["10.231.7.50"]
+    assert client.inspect_container("linker")["HostConfig"]["Links"] == ["/target:/linker/db"]
+    run_cli("rm", "-f", "linker", "target", check=True)
+    run_cli("network", "rm", "v2net", check=True)
