@@ -649,7 +649,7 @@ class ComposeProject:
                            if m.get("Type") == "volume" and m.get("Anonymous")}
                 self._stop_remove(record, timeout, progress)
                 progress("Container", record.name, "Recreate")
-                record = self._create(name, number, replace=record.id, inherit=inherit, progress=progress)
+                record = self._create(name, number, replace=f"{name}-{number}", inherit=inherit, progress=progress)
                 progress("Container", record.name, "Recreated")
                 changed = True
                 if not no_start:

@@ -278,9 +278,6 @@ def test_a_changed_service_is_recreated_alone_by_either_tool(project: Project, e
     assert _ids(engine) == again
 
 
-@pytest.mark.xfail(reason="dockyard writes the replaced container's ID in com.docker.compose.replace; "
-                          "Docker Compose v2.40 writes `service-number` (convergence.go recreateContainer)",
-                   strict=False)
 def test_the_replace_label_is_v2s(project: Project, engine: Engine) -> None:
     project.dockyard("up", "-d", "--no-deps", "client")
     project.write(mode="two")
@@ -486,9 +483,6 @@ def test_many_service_attributes_hash_alike_both_ways(api: Any, run_cli: RunCli,
     _nothing_left(engine)
 
 
-@pytest.mark.xfail(reason="POST /containers/create answers 400 'NetworkingConfig.EndpointsConfig.<net>.IPAddress "
-                          "is not supported by dockyard': v2 sends IPAddress (= ipv4_address) beside "
-                          "IPAMConfig.IPv4Address; dockerd ignores it (containers/request.py)", strict=False)
 def test_v2_ipv4_address(api: Any, tmp_path: Path, engine: Engine) -> None:
     directory = tmp_path / "fixed"
     directory.mkdir()
@@ -505,9 +499,6 @@ def test_v2_ipv4_address(api: Any, tmp_path: Path, engine: Engine) -> None:
         composev2.run(["down", "-t", "0"], cwd=directory, env=env)
 
 
-@pytest.mark.xfail(reason="the engine does not create a missing working_dir in a read_only container "
-                          "('chdir /srv: Read-only file system'); Docker creates it at create time in the "
-                          "writable layer (same with `dockyard run --read-only -w /srv`)", strict=False)
 def test_v2_read_only_with_a_new_working_dir(api: Any, tmp_path: Path) -> None:
     directory = tmp_path / "ro"
     directory.mkdir()
