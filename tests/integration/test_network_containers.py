@@ -151,6 +151,24 @@ def test_user_network_names_aliases_and_isolation(rt: Dockyard) -> None:
     assert wait_for(lambda: rt.cli("exec", "app", "nslookup", "db").returncode != 0, timeout=5)
 
 
+def test_a_hostname_is_a_name_on_user_networks(dy: Dockyard) -> None:
+    """dockerd adds a container's own hostname (other than its name) to its user networks'
+    aliases, after the short ID: compose's `hostname: mainhost` is reachable by it."""
+    dy.cli("network", "create", "hn", check=True)
+    dy.cli("run", "-d", "--name", "named", "--hostname", "mainhost", "--network", "hn", "--network-alias", "al",
+           "busybox", "sleep", "60", check=True)
+    inspected = _inspect(dy, "named")
+    assert inspected["NetworkSettings"]["Networks"]["hn"]["Aliases"] == ["al", inspected["Id"][:12], "mainhost"]
+    assert dy.cli("run", "--rm", "--network", "hn", "busybox", "ping", "-c1", "-W2", "mainhost").returncode == 0
+    dy.cli("run", "-d", "--name", "plain", "--network", "hn", "busybox", "sleep", "60", check=True)
+    plain = _inspect(dy, "plain")
+    assert plain["NetworkSettings"]["Networks"]["hn"]["Aliases"] == [plain["Id"][:12]]
+    dy.cli("network", "connect", "bridge", "named", check=True)
+    assert _inspect(dy, "named")["NetworkSettings"]["Networks"]["bridge"]["Aliases"] is None
+    dy.cli("rm", "-f", "named", "plain", check=True)
+    dy.cli("network", "rm", "hn", check=True)
+
+
 def test_link_gives_hosts_entry_and_environment(rt: Dockyard) -> None:
     rt.cli("run", "-d", "--name", "db1", "--expose", "3306", "-e", "MARIADB_DATABASE=db", "busybox", "sleep", "60",
            check=True)

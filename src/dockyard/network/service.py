@@ -342,7 +342,7 @@ class Networks:
         """Allocate (or find) the container's endpoints on its networks, primary first."""
         out = []
         for net, conf in self.wanted(record):
-            aliases = list(conf.get("Aliases") or [])
+            aliases = with_hostname(record, net, list(conf.get("Aliases") or []))
             address = ((conf.get("IPAMConfig") or {}).get("IPv4Address")) or ""
             mac = conf.get("MacAddress") or ""
             out.append((net, self.store.allocate(net, record.id, aliases, address, mac)))
@@ -399,7 +399,7 @@ class Networks:
         if record.status in ("running", "paused"):
             from dockyard.network import attach, rtnl
 
-            ep = self.store.allocate(net, record.id, aliases, ip)
+            ep = self.store.allocate(net, record.id, with_hostname(record, net, list(aliases)), ip)
             try:
                 self.ensure_bridge(net)
                 rtnl.attach_veth(attach.netns_path(self.engine.settings.runroot, record.id),
@@ -519,8 +519,7 @@ class Networks:
             networks[net.name if net is not None else name] = {
                 "IPAMConfig": conf.get("IPAMConfig"), "Links": None,   # Docker keeps links in HostConfig
                 # Docker lists the short ID among a user network's aliases (its DNS answers it).
-                "Aliases": ((ep.aliases if ep else list(conf.get("Aliases") or []))
-                            + ([record.id[:12]] if net is not None and net.name not in BUILTIN else [])) or None,
+                "Aliases": _inspect_aliases(record, net, ep.aliases if ep else list(conf.get("Aliases") or [])),
                 "MacAddress": ep.mac if live else "",
                 "NetworkID": net.id if net is not None else "", "EndpointID": ep.id if live else "",
                 "Gateway": net.gateway if live else "", "IPAddress": ep.address if live else "",
@@ -567,6 +566,31 @@ def _host_routes() -> "list[str]":
 
     with rtnl.Netlink() as nl:
         return [r for r in nl.routes() if not r.endswith("/0")]
+
+
+def _extra_hostname(record: "ContainerRecord", net: "Network | None") -> str:
+    """The container's own hostname, where dockerd adds it to a user network's aliases: set,
+    and other than its name and short ID."""
+    if net is None or net.name in BUILTIN:
+        return ""
+    hostname = record.container_config.get("Hostname") or ""
+    return hostname if hostname not in ("", record.name, record.id[:12]) else ""
+
+
+def with_hostname(record: "ContainerRecord", net: "Network", aliases: "list[str]") -> "list[str]":
+    """The endpoint's DNS aliases: those asked for, then the hostname (dockerd answers a
+    container's ``--hostname``/compose ``hostname:`` on its user networks)."""
+    extra = _extra_hostname(record, net)
+    return aliases + [extra] if extra and extra not in aliases else aliases
+
+
+def _inspect_aliases(record: "ContainerRecord", net: "Network | None", aliases: "list[str]") -> "list[str] | None":
+    """Docker's order: the aliases asked for, the short ID, the hostname (user networks only)."""
+    if net is None or net.name in BUILTIN:
+        return list(aliases) or None
+    extra = _extra_hostname(record, net)
+    asked = [a for a in aliases if a != extra or not extra]
+    return asked + [record.id[:12]] + ([extra] if extra else [])
 
 
 def _ours(nl: "Any", net: Network) -> bool:
