@@ -640,3 +640,58 @@ async def auth(request: web.Request) -> web.Response:
     except AuthenticationError as e:
         raise http.ApiError(401, e.message) from None
     return http.json_response({"IdentityToken": "", "Status": "Login Succeeded"})
+
+
+# ---------------------------------------------------------------- commit
+
+# Config fields of a commit body the image takes, as the Dockerfile instruction `--change` gives
+# (the engine's commit applies changes); the rest of a container config means nothing to an image.
+_COMMIT_IGNORED = ("Hostname", "Domainname", "AttachStdin", "AttachStdout", "AttachStderr", "Tty", "OpenStdin",
+                   "StdinOnce", "Image", "NetworkDisabled", "MacAddress", "ArgsEscaped")
+
+
+def commit_changes(config: Any) -> list[str]:
+    """A commit body's Config (docker-py's ``conf``, Docker Compose v2's) as ``--change`` lines."""
+    if config is None:
+        return []
+    if not isinstance(config, dict):
+        raise http.bad_request("invalid commit config: expected an object")
+    changes: list[str] = []
+    for key, value in config.items():
+        if value in (None, "", [], {}, False, 0) or key in _COMMIT_IGNORED:
+            continue
+        if key in ("Cmd", "Entrypoint", "Shell"):
+            words = [value] if isinstance(value, str) else value
+            if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+                raise http.bad_request(f"invalid commit config: {key} must be a list of strings")
+            changes.append(f"{key.upper()} {json.dumps(words)}")
+        elif key == "Env" and isinstance(value, list):
+            changes += [f"ENV {item}" if "=" in item else f"ENV {item}=" for item in value if isinstance(item, str)]
+        elif key == "Labels" and isinstance(value, dict):
+            changes += [f"LABEL {json.dumps(k)}={json.dumps(str(v))}" for k, v in value.items()]
+        elif key == "ExposedPorts" and isinstance(value, dict):
+            changes += [f"EXPOSE {port}" for port in value]
+        elif key == "Volumes" and isinstance(value, dict):
+            changes.append(f"VOLUME {json.dumps(list(value))}")
+        elif key in ("WorkingDir", "User", "StopSignal") and isinstance(value, str):
+            changes.append({"WorkingDir": "WORKDIR", "User": "USER", "StopSignal": "STOPSIGNAL"}[key] + " " + value)
+        else:
+            raise http.bad_request(f"commit config field {key} is not supported by dockyard")
+    return changes
+
+
+@routes.post("/commit")
+async def commit(request: web.Request) -> web.Response:
+    """``docker commit``: the container's changes as a new image, named ``repo:tag`` if given."""
+    container = request.query.get("container", "")
+    if not container:
+        raise http.bad_request("No container given to commit")   # dockerd answers this for an empty name
+    repo, tag_ = request.query.get("repo", ""), request.query.get("tag", "")
+    reference = (f"{repo}:{tag_}" if tag_ else repo) or None
+    changes = request.query.getall("changes", []) + commit_changes(await http.json_body(request, required=False)
+                                                                    or None)
+    comment, author = request.query.get("comment", ""), request.query.get("author", "")
+    pause = http.query_bool(request, "pause", default=True)
+    image = await http.call(request, lambda engine: engine.containers.commit(
+        container, reference, changes, comment, author, pause))
+    return http.json_response({"Id": image.id}, status=201)

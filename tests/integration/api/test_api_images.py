@@ -524,3 +524,26 @@ def test_registry_lab_through_the_api_with_dockyards_registry(api) -> None:
             assert json.load(r) == {"repositories": ["nginx"]}
         with urllib.request.urlopen(f"{registry.url}/v2/nginx/tags/list", timeout=10) as r:
             assert json.load(r) == {"name": "nginx", "tags": ["alpine"]}
+
+
+def test_commit_through_the_api_as_dockerd(api, docker, run_cli) -> None:
+    """`docker commit` (the docker CLI, Docker Compose v2 and docker-py call POST /commit)."""
+    run_cli("run", "--name", "box", "--network", "none", "busybox", "sh", "-c", "echo made > /made", check=True)
+    out = ok(api.docker("commit", "-c", "ENV A=1", "-m", "the message", "-a", "me", "box", "committed:1"), api)
+    assert ID.fullmatch(out.strip())
+    image = json.loads(ok(api.docker("image", "inspect", "committed:1")))[0]
+    assert (image["Comment"], image["Author"], image["Id"]) == ("the message", "me", out.strip())
+    assert "A=1" in image["Config"]["Env"]
+    assert ok(api.docker("run", "--rm", "--network", "none", "committed:1", "cat", "/made")) == "made\n"
+    # docker-py's conf (a container config) is applied as --change would
+    import docker as docker_py
+
+    client = docker_py.APIClient(base_url=api.url, version="1.41")
+    made = client.commit("box", repository="committed", tag="2", conf={"Cmd": ["cat", "/made"], "Env": ["B=2"],
+                                                                       "Labels": {"k": "v"}})
+    assert ok(api.docker("run", "--rm", "--network", "none", "committed:2")) == "made\n"
+    inspected = client.inspect_image(made["Id"])
+    assert "B=2" in inspected["Config"]["Env"] and inspected["Config"]["Labels"] == {"k": "v"}
+    # errors in dockerd's words
+    ours, theirs = api.docker("commit", "nope", "x:1"), docker.run("commit", "nope", "x:1")
+    assert (ours.returncode, ours.stderr) == (theirs.returncode, theirs.stderr)

@@ -513,9 +513,6 @@ def test_v2_read_only_with_a_new_working_dir(api: Any, tmp_path: Path) -> None:
         composev2.run(["down", "-t", "0"], cwd=directory, env=env)
 
 
-@pytest.mark.xfail(reason="POST /commit?container=&repo=&tag=... answers 404 'page not found': the Engine API "
-                          "service has no commit route (the engine has images.commit); `docker commit` needs it too",
-                   strict=False)
 def test_v2_commit(project: Project, engine: Engine) -> None:
     project.v2("up", "-d", "--no-deps", "worker")
     project.v2("commit", "worker", "committed-worker:1")
@@ -548,9 +545,6 @@ def _hostnames(api: Any, tmp_path: Path) -> tuple[Path, dict[str, str]]:
     return directory, composev2.env_for(api)
 
 
-@pytest.mark.xfail(reason="a container's hostname is no DNS name on its networks: dockerd adds Config.Hostname "
-                          "to the endpoint's aliases (daemon updateNetworkConfig) beside the short ID",
-                   strict=False)
 def test_a_hostname_resolves_on_the_network(api: Any, tmp_path: Path) -> None:
     directory, env = _hostnames(api, tmp_path)
     try:
