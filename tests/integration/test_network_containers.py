@@ -160,6 +160,9 @@ def test_a_hostname_is_a_name_on_user_networks(dy: Dockyard) -> None:
     inspected = _inspect(dy, "named")
     assert inspected["NetworkSettings"]["Networks"]["hn"]["Aliases"] == ["al", inspected["Id"][:12], "mainhost"]
     assert dy.cli("run", "--rm", "--network", "hn", "busybox", "ping", "-c1", "-W2", "mainhost").returncode == 0
+    # joining its network namespace gives its hostname too, as dockerd does
+    assert dy.cli("run", "--rm", "--network", "container:named", "busybox", "sh", "-c", "hostname; cat /etc/hostname",
+                  check=True).stdout == "mainhost\nmainhost\n"
     dy.cli("run", "-d", "--name", "plain", "--network", "hn", "busybox", "sleep", "60", check=True)
     plain = _inspect(dy, "plain")
     assert plain["NetworkSettings"]["Networks"]["hn"]["Aliases"] == [plain["Id"][:12]]

@@ -61,6 +61,11 @@ def prepare(containers: "Containers", record: "ContainerRecord") -> "dict[str, A
         oci_mounts.append(mounts_mod.to_oci(m))
     mode = host.get("NetworkMode") or "default"
     hostname = conf.get("Hostname") or (os.uname().nodename if "host" in (mode, host.get("UTSMode")) else cid[:12])
+    if mode.startswith("container:"):
+        # dockerd gives a container joining another's network that one's hostname (and files)
+        donor = containers.find(mode.partition(":")[2])
+        if donor is not None:
+            hostname = donor.container_config.get("Hostname") or donor.id[:12]
     extra = host_options(containers, host, cdir)   # before the network: a missing device or donor fails first
     attachment = network.attach(engine, record, hostname)
     try:

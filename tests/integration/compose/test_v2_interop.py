@@ -554,9 +554,6 @@ def test_a_hostname_resolves_on_the_network(api: Any, tmp_path: Path) -> None:
         composev2.run(["down", "-t", "0"], cwd=directory, env=env)
 
 
-@pytest.mark.xfail(reason="network_mode service:x / container:x: dockerd gives the joining container the "
-                          "hostname of the one it joins (it shares its /etc/hostname); dockyard gives its own ID",
-                   strict=False)
 def test_network_mode_service_shares_the_hostname(api: Any, tmp_path: Path) -> None:
     directory, env = _hostnames(api, tmp_path)
     try:
