@@ -343,9 +343,6 @@ def set_defaults(tree: Tree) -> Tree:
             if isinstance(port, dict):
                 port.setdefault("protocol", "tcp")
                 port.setdefault("mode", "ingress")
-        for volume in service.get("volumes") or []:
-            if isinstance(volume, dict) and isinstance(volume.get("bind"), dict):
-                volume["bind"].setdefault("create_host_path", True)
     return tree
 
 
