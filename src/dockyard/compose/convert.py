@@ -357,9 +357,9 @@ def _endpoint(service_name: str, container_name: str, conf: Mapping[str, Any] | 
 
 
 def _dns_names(aliases: list[str], warnings: list[str]) -> list[str]:
-    """The aliases the engine's DNS takes (RFC 1123 names); the others are left out with a
-    warning: dockerd takes any alias, so a project or service name with ``_`` would otherwise
-    fail the whole ``up`` (the container's own name still resolves: the engine answers it)."""
+    """The aliases the engine's DNS takes (RFC 1123 names and underscores); the others are left
+    out with a warning: dockerd takes any alias, so an odd name would otherwise fail the whole
+    ``up`` (the container's own name still resolves: the engine answers it)."""
     from dockyard.errors import DockyardError
     from dockyard.network.ipam import check_dns_name
 
