@@ -709,7 +709,7 @@ class ComposeProject:
                         continue
                     progress("Container", current.name, "Healthy")
                 else:
-                    progress("Container", current.name, "Running")
+                    progress("Container", current.name, "Healthy")   # as v2 words it, health check or not
             pending = left
             if pending:
                 if deadline is not None and time.monotonic() > deadline:
@@ -880,7 +880,7 @@ class ComposeProject:
         progress = progress or _quiet
         records = self._targets(services)
         if not records:
-            raise ProjectError("no containers to start")
+            raise ProjectError(f"no container found for project \"{self.name}\": not found")
         for record in reversed(self._in_stop_order(records)):
             if record.status in ("exited", "created"):
                 if self.project is not None and _service_of(record) in self.services and not _is_oneoff(record):

@@ -76,7 +76,8 @@ volumes:
         progress = up.stderr.splitlines()
         for line in (" Network clitest_default  Created", " Volume clitest_data  Created",
                      " Container clitest-db-1  Started", " Container clitest-web-1  Started",
-                     " Container clitest-web-1  Healthy"):
+                     " Container clitest-web-1  Healthy",
+                     " Container clitest-db-1  Healthy"):   # v2's word in --wait, with or without a health check
             assert line in progress, up.stderr
         assert progress.index(" Container clitest-db-1  Started") < progress.index(" Container clitest-web-1  Started")
 
@@ -212,6 +213,8 @@ def test_verbs_by_project_name_without_a_file(dy: Run, tmp_path: Path) -> None:
     finally:
         ok(dy("compose", "-p", "named", "down", cwd=elsewhere))
     assert ok(dy("ps", "-aq")).stdout == ""
+    gone = dy("compose", "-p", "named", "start", cwd=elsewhere)
+    assert (gone.returncode, gone.stderr) == (1, 'Error: no container found for project "named": not found\n')
 
 
 @pytest.mark.parametrize("text, where, what", [
