@@ -4,12 +4,13 @@
    registry, nginx:alpine, mariadb:10 and wordpress:5 built from Debian packages.
 2. Lab 1 (examples/registry/lab.sh): a registry in a container on port 5000; nginx:alpine tagged,
    pushed, removed and pulled back; the catalog and tags with curl.
-3. Lab 2 (examples/wordpress/lab.sh): MariaDB, WordPress and Nginx, the site published on
-   http://127.0.0.1/. With DEMO_VARIANT=compose the same three come up as one compose project,
-   `dockyard compose -f examples/wordpress/compose.yaml up -d --wait` (mariadb health-gated).
+3. Lab 2: MariaDB, WordPress and Nginx, the site published on http://127.0.0.1/, as one compose
+   project: `dockyard compose -f examples/wordpress/compose.yaml up -d --wait` (mariadb
+   health-gated). DEMO_VARIANT=ip|network|link runs the lesson's plain-command walk-through
+   instead (examples/wordpress/lab.sh, wiring the containers that way).
 
-Settings from the environment: HTTP_PORT (80), REGISTRY_PORT (5000), DEMO_VARIANT (ip, network,
-link: how lab.sh wires the WordPress containers; compose: the compose project),
+Settings from the environment: HTTP_PORT (80), REGISTRY_PORT (5000), DEMO_VARIANT (compose, the
+default; ip, network, link: how lab.sh wires the WordPress containers),
 DOCKYARD_ROOT (dockyard's own default), and DOCKYARD_RUNTIME (pyrunc, crun or runc).
 `make demo-down` (this script with --down) removes the labs' containers, networks and volumes
 (the compose project's too); the images and the build cache stay, so the next `make demo`
@@ -97,7 +98,7 @@ def main() -> int:
     started = time.monotonic()
     http_port = os.environ.get("HTTP_PORT", "80")
     registry_port = os.environ.get("REGISTRY_PORT", "5000")
-    variant = os.environ.get("DEMO_VARIANT", "ip")
+    variant = os.environ.get("DEMO_VARIANT", "compose")
     root = os.environ.get("DOCKYARD_ROOT")
     if root:
         print(f"dockyard root for this demo: {root}")

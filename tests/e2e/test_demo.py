@@ -29,11 +29,15 @@ def test_demo_up_and_down(lab_env: dict[str, str]) -> None:
         assert "ok: pulled it back" in out and "ok: the catalog lists nginx" in out
         assert f"ok: Nginx on port {http_port} proxies to WordPress" in out
         assert f"WordPress:  http://127.0.0.1:{http_port}/" in out
+        # lab 2 is the compose project by default, mariadb health-gated
+        assert "dockyard compose -f examples/wordpress/compose.yaml up -d --wait" in out
+        assert " Container wordpress-mariadb-1  Healthy" in result.stderr
         with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/", timeout=30) as resp:
             assert "<title>WordPress &rsaquo; Installation</title>" in resp.read().decode()
         names = subprocess.run([dockyard, "ps", "--format", "{{.Names}}"], env=env, capture_output=True,
                                text=True).stdout.split()
-        if sorted(names) != ["db", "ng", "registry", "wp"]:  # say why a container is gone
+        if sorted(names) != ["registry", "wordpress-mariadb-1", "wordpress-nginx-1",
+                             "wordpress-wordpress-1"]:  # say why a container is gone
             every = subprocess.run([dockyard, "ps", "-a", "--format", "{{.Names}}: {{.Status}}"], env=env,
                                    capture_output=True, text=True).stdout
             logs = subprocess.run([dockyard, "logs", "--tail", "30", "registry"], env=env, capture_output=True,
@@ -49,4 +53,4 @@ def test_demo_up_and_down(lab_env: dict[str, str]) -> None:
     left = subprocess.run([dockyard, "ps", "-a", "--format", "{{.Names}}"], env=env, capture_output=True, text=True)
     assert left.stdout.split() == []
     volumes = subprocess.run([dockyard, "volume", "ls", "-q"], env=env, capture_output=True, text=True).stdout.split()
-    assert "wp-db" not in volumes and "registry-data" not in volumes
+    assert "wordpress_db" not in volumes and "registry-data" not in volumes
