@@ -232,6 +232,11 @@ class Netlink:
 
     def link_index(self, name: str) -> int | None:
         """The index of link ``name`` in this socket's namespace; None if there is none."""
+        state = self.link_state(name)
+        return state[0] if state is not None else None
+
+    def link_state(self, name: str) -> "tuple[int, bool] | None":
+        """(index, administratively up) of link ``name``; None if there is none."""
         try:
             body = _IFINFO.pack(AF_UNSPEC, 0, 0, 0, 0) + _attr(IFLA_IFNAME, _name(name)) \
                 + _attr(IFLA_EXT_MASK, _U32.pack(RTEXT_FILTER_SKIP_STATS))
@@ -245,7 +250,8 @@ class Netlink:
             raise
         for mtype, reply in replies:
             if mtype == RTM_NEWLINK:
-                return _IFINFO.unpack_from(reply)[2]
+                _, _, index, flags, _ = _IFINFO.unpack_from(reply)
+                return index, bool(flags & IFF_UP)
         return None
 
     def _index(self, name: str, what: str) -> int:

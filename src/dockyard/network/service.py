@@ -84,7 +84,10 @@ class Networks:
                     raise NetworkError("could not find an available, non-overlapping IPv4 address pool "
                                        "among the defaults to assign to the network")
                 net.subnet, net.gateway = subnet, ipam.to_str(ipam.parse_cidr(subnet)[0] + 1)
-            net.bridge = _free_bridge_name(settings.bridge_name, [n.bridge for n in existing])
+            ours = [n.bridge for n in existing]
+            net.bridge = _free_bridge_name(settings.bridge_name, ours)
+            if net.bridge not in ours:
+                _reserve_bridge(net.bridge)
 
         try:
             self.store.add_checked(net, check)
@@ -230,17 +233,19 @@ class Networks:
         (first use, or after a reboot wiped it)."""
         from dockyard.network import rtnl
 
-        with rtnl.Netlink() as nl:
-            if nl.link_index(net.bridge) is not None:
-                return
-            try:
-                nl.create_bridge(net.bridge)
-            except OSError as e:
-                import errno
+        import errno
 
-                if e.errno != errno.EEXIST:
-                    raise NetworkError(f"failed to create bridge {net.bridge}: {e.strerror or e}") from None
-            nl.add_address(net.bridge, f"{net.gateway}/{ipam.prefix_of(net.subnet)}")
+        with rtnl.Netlink() as nl:
+            state = nl.link_state(net.bridge)
+            if state is not None and state[1]:
+                return   # made and up (a reserved name is a link still down: configured here)
+            if state is None:
+                try:
+                    nl.create_bridge(net.bridge)
+                except OSError as e:
+                    if e.errno != errno.EEXIST:
+                        raise NetworkError(f"failed to create bridge {net.bridge}: {e.strerror or e}") from None
+            nl.add_address(net.bridge, f"{net.gateway}/{ipam.prefix_of(net.subnet)}")   # EEXIST is fine
             nl.set_up(net.bridge)
         self._rules(net)
         if net.dns:
@@ -596,6 +601,22 @@ def _inspect_aliases(record: "ContainerRecord", net: "Network | None", aliases: 
 def _ours(nl: "Any", net: Network) -> bool:
     held = [cidr.split("/")[0] for _, cidr in nl.addresses(net.bridge)]
     return not held or net.gateway in held
+
+
+def _reserve_bridge(name: str) -> None:
+    """Make the default bridge's link (down, no address) as its name is recorded: another root
+    picking a name meanwhile sees it taken. Before, two roots could record one name and share,
+    then delete, one link."""
+    import errno
+
+    from dockyard.network import rtnl
+
+    with rtnl.Netlink() as nl:
+        try:
+            nl.create_bridge(name)
+        except OSError as e:
+            if e.errno != errno.EEXIST:
+                raise NetworkError(f"failed to create bridge {name}: {e.strerror or e}") from None
 
 
 def _free_bridge_name(wanted: str, ours: "list[str]") -> str:
