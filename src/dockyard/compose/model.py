@@ -53,6 +53,7 @@ class Project:
     disabled: dict[str, Any]
     environment: dict[str, str]
     profiles: list[str] = field(default_factory=list)   # every profile named in the files
+    positions: Positions | None = None   # file:line of each node, for errors found later (a port clash)
 
 
 class _Loader:
@@ -206,6 +207,7 @@ def _load(opts: LoadOptions, loader: _Loader, docs: list[cfiles.YamlDoc], name: 
         disabled=disabled,
         environment=environment,
         profiles=all_profiles,
+        positions=loader.positions,
     )
 
 

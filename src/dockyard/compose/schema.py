@@ -29,14 +29,19 @@ def _validator() -> Any:
     return jsonschema.Draft7Validator(schema)
 
 
+def _extra_keys(error: Any) -> list[str]:
+    """The keys an additionalProperties error is about."""
+    extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+    if error.schema.get("patternProperties"):
+        import re
+
+        extra = [k for k in extra if not any(re.search(p, k) for p in error.schema["patternProperties"])]
+    return extra
+
+
 def _describe(error: Any) -> str:
     if error.validator == "additionalProperties":
-        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-        if error.schema.get("patternProperties"):
-            import re
-
-            extra = [k for k in extra if not any(re.search(p, k) for p in error.schema["patternProperties"])]
-        names = ", ".join(f"'{k}'" for k in extra)
+        names = ", ".join(f"'{k}'" for k in _extra_keys(error))
         return f"additional properties {names} not allowed"
     if error.validator == "type" and error.validator_value == "null":
         return "must be a null"
@@ -107,4 +112,6 @@ def validate(tree: dict[str, Any], fail: Callable[[Path, str], ComposeError] | N
     path: Path = tuple(error.absolute_path)
     where = format_path(path)
     message = f"{where} {_describe(error)}" if where else _describe(error)
+    if error.validator == "additionalProperties" and _extra_keys(error):
+        path = path + (_extra_keys(error)[0],)   # file:line of the unknown key, not of its mapping
     raise (fail(path, message) if fail else ComposeError(message))

@@ -219,7 +219,9 @@ def test_verbs_by_project_name_without_a_file(dy: Run, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("text, where, what", [
     ("services:\n  web:\n    image: busybox\n    ports: 80\n", "compose.yaml:4", "services.web.ports"),
-    ("services:\n  web:\n    image: busybox\n    colour: blue\n", "compose.yaml:2", "'colour' not allowed"),
+    ("services:\n  web:\n    image: busybox\n    colour: blue\n", "compose.yaml:4", "'colour' not allowed"),
+    ("services:\n  a:\n    image: busybox\n    ports: ['18181:80']\n  b:\n    image: busybox\n"
+     "    ports: ['18182:80', '18181:81']\n", "compose.yaml:7", "port is already allocated"),
     ("services:\n  web:\n    image: busybox\n    command: ${NEEDED:?set NEEDED}\n", "compose.yaml:4", "set NEEDED"),
     ("services:\n  a:\n    image: busybox\n    depends_on: [b]\n  b:\n    image: busybox\n    depends_on: [a]\n",
      "compose.yaml:", "depends_on"),

@@ -26,7 +26,7 @@ def _error(tmp_path, text: str, **kw) -> str:
 
 def test_unknown_key(tmp_path) -> None:
     msg = _error(tmp_path, "services:\n  web:\n    image: nginx\n    foo: 1\n")
-    assert msg == f"{tmp_path}/compose.yaml:2: services.web additional properties 'foo' not allowed"
+    assert msg == f"{tmp_path}/compose.yaml:4: services.web additional properties 'foo' not allowed"
 
 
 def test_wrong_type_names_the_item(tmp_path) -> None:
