@@ -144,9 +144,9 @@ def _exec_detached(containers: "Containers", record: "ContainerRecord", command:
         linux.prctl(PR_SET_CHILD_SUBREAPER, 1)
         runtime.exec(record.id, command, stdio=stdio, detach=True, **options)   # errors: the CLI's as ever
         _wait_in_background(EARLY_WAITER_ANSWER, {"code": 0}, done)
-    if runtime.name == "pyrunc":   # what its exec runs, loaded once here rather than in a forked copy
-        import dockyard.runtime.pyrunc.cli  # noqa: F401
-        import dockyard.runtime.pyrunc.execute  # noqa: F401
+    from dockyard.runtime import adapter
+
+    adapter.preload_exec(runtime.name)   # what its exec runs, loaded once here rather than in a forked copy
     r, w = os.pipe2(os.O_CLOEXEC)
     first = os.fork()
     if first == 0:

@@ -146,3 +146,11 @@ def preload(name: str = DEFAULT_RUNTIME) -> "Callable[[], None]":
     from dockyard.runtime.pyrunc import inprocess
 
     return inprocess.preload()
+
+
+def preload_exec(name: str) -> None:
+    """Load what an exec through runtime ``name`` runs, before a process forks copies of itself
+    to run it (the detached exec's waiter): loaded once, not in each copy."""
+    if name == "pyrunc":
+        import dockyard.runtime.pyrunc.cli  # noqa: F401
+        import dockyard.runtime.pyrunc.execute  # noqa: F401
