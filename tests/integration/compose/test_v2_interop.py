@@ -141,10 +141,13 @@ def _labels(engine: Engine, name: str) -> dict[str, str]:
 
 def _ps_rows(stdout: str) -> list[dict[str, Any]]:
     """`compose ps --format json`: one object a line (v2.21+); Labels a comma-joined string,
-    compared as a mapping (the order is Go's map order)."""
+    compared as a mapping, Networks and Mounts as sorted lists (the order is Go's map order)."""
     rows = [json.loads(line) for line in stdout.splitlines() if line.strip()]
     for row in rows:
         row["Labels"] = dict(item.split("=", 1) for item in row["Labels"].split(",") if item)
+        for key in ("Networks", "Mounts"):   # comma-joined from Go maps too: any order
+            if isinstance(row.get(key), str):
+                row[key] = sorted(item for item in row[key].split(",") if item)
     return sorted(rows, key=lambda row: row["Name"])
 
 
