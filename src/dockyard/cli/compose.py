@@ -490,11 +490,7 @@ class LogPrinter:
                 except queue.Empty:
                     continue
                 remaining.discard(record.id)
-                current = self.p.engine.containers.find(record.id)
-                exit_code = current.exit_code if current is not None and current.exit_code is not None else 0
-                with self.lock:
-                    sys.stdout.write(f"{_short_name(self.p, record)} exited with code {exit_code}\n")
-                    sys.stdout.flush()
+                exit_code = self._report_exit(record)
                 if exit_code_from and _service_of(record) == exit_code_from:
                     code = exit_code
                 if abort:
@@ -515,14 +511,19 @@ class LogPrinter:
         for record in records:
             if record.id not in remaining:
                 continue
-            current = self.p.engine.containers.find(record.id)
-            exit_code = current.exit_code if current is not None and current.exit_code is not None else 0
-            with self.lock:
-                sys.stdout.write(f"{_short_name(self.p, record)} exited with code {exit_code}\n")
-                sys.stdout.flush()
+            exit_code = self._report_exit(record)
             if exit_code_from and _service_of(record) == exit_code_from:
                 code = exit_code
         return code
+
+    def _report_exit(self, record: "ContainerRecord") -> int:
+        """Print v2's `name exited with code N` for a container that ended; its code."""
+        current = self.p.engine.containers.find(record.id)
+        exit_code = current.exit_code if current is not None and current.exit_code is not None else 0
+        with self.lock:
+            sys.stdout.write(f"{_short_name(self.p, record)} exited with code {exit_code}\n")
+            sys.stdout.flush()
+        return exit_code
 
     def _watch(self, records: Sequence["ContainerRecord"], exited: Any) -> None:
         """Containers attached to nothing (``--no-attach``): their exit, seen by polling."""

@@ -745,22 +745,10 @@ class ComposeProject:
             images.add((_service_of(record), record.image))
             self._stop_remove(record, timeout, progress, volumes=volumes, stop=False)
         for net in self.engine.networks.list(filters=L.project_filter(self.name)):
-            progress("Network", net.name, "Removing")
-            try:
-                self.engine.networks.remove(net.id)
-            except DockyardError as e:
-                progress("Network", net.name, f"Error: {e.message}")
-                continue
-            progress("Network", net.name, "Removed")
+            _remove_reported("Network", net.name, lambda: self.engine.networks.remove(net.id), progress)
         if volumes:
             for volume in self.engine.volumes.list(filters=L.project_filter(self.name)):
-                progress("Volume", volume.name, "Removing")
-                try:
-                    self.engine.volumes.remove(volume.name)
-                except DockyardError as e:
-                    progress("Volume", volume.name, f"Error: {e.message}")
-                    continue
-                progress("Volume", volume.name, "Removed")
+                _remove_reported("Volume", volume.name, lambda: self.engine.volumes.remove(volume.name), progress)
         if rmi:
             self._remove_images(rmi, images, progress)
 
@@ -1103,3 +1091,15 @@ def list_projects(engine: "Engine", all: bool = False) -> list[dict[str, str]]:
         status = ", ".join(f"{s}({n})" for s, n in sorted(states.items()))
         out.append({"Name": name, "Status": status, "ConfigFiles": projects[name]["files"]})
     return out
+
+
+def _remove_reported(kind: str, name: str, remove: Callable[[], Any], progress: Progress) -> None:
+    """``down``'s removal of a network or volume, each step reported as Docker Compose v2 does; a
+    refusal (still in use elsewhere) is reported and the rest goes on."""
+    progress(kind, name, "Removing")
+    try:
+        remove()
+    except DockyardError as e:
+        progress(kind, name, f"Error: {e.message}")
+        return
+    progress(kind, name, "Removed")

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import pytest
 
-from dockyard import config
 from dockyard.compose.convert import UnsupportedError
 from dockyard.compose.model import LoadOptions, load
 from dockyard.compose.project import ComposeProject
@@ -54,16 +53,6 @@ services:
         target: /cache
         tmpfs: {size: 65536}
 """
-
-
-@pytest.fixture
-def engine(dockyard_root: Path, busybox_tar: Path) -> Iterator[Engine]:
-    engine = Engine(config.load())
-    engine.images.import_(str(busybox_tar), "busybox", ['CMD ["sh"]'])
-    try:
-        yield engine
-    finally:
-        engine.close()
 
 
 def test_service_keys_reach_the_container(engine: Engine, tmp_path: Path,

@@ -7,11 +7,10 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import pytest
 
-from dockyard import config
 from dockyard.compose import labels as L
 from dockyard.compose.model import LoadOptions, load
 from dockyard.compose.project import ComposeProject, list_projects
@@ -63,16 +62,6 @@ RUN echo "$GREETING from the build" > /greeting
 RUN --mount=type=secret,id=token --mount=type=secret,id=fromenv cat /run/secrets/token /run/secrets/fromenv > /seen
 CMD ["sleep", "1000"]
 """
-
-
-@pytest.fixture
-def engine(dockyard_root: Path, busybox_tar: Path) -> Iterator[Engine]:
-    engine = Engine(config.load())
-    engine.images.import_(str(busybox_tar), "busybox", ['CMD ["sh"]'])
-    try:
-        yield engine
-    finally:
-        engine.close()
 
 
 def _project(directory: Path, **environ: str) -> object:

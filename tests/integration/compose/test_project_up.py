@@ -13,11 +13,10 @@ import json
 import os
 import subprocess
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 
-from dockyard import config
 from dockyard.compose import labels as L
 from dockyard.compose.project import ComposeProject, ProjectError, list_projects
 from dockyard.engine import Engine
@@ -41,16 +40,6 @@ class StandIn:
 def _svc(command: str, **more: Any) -> dict[str, Any]:
     return {"image": "busybox", "command": ["sh", "-c", command], "stop_signal": "SIGKILL",
             "networks": {"default": None}, **more}
-
-
-@pytest.fixture
-def engine(dockyard_root: Path, busybox_tar: Path) -> Iterator[Engine]:
-    engine = Engine(config.load())
-    engine.images.import_(str(busybox_tar), "busybox", ['CMD ["sh"]'])
-    try:
-        yield engine
-    finally:
-        engine.close()
 
 
 def _model(name: str, services: dict[str, Any], volumes: dict[str, Any] | None = None) -> dict[str, Any]:
