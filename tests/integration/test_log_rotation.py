@@ -28,7 +28,7 @@ def logs(dy: Dockyard, name: str) -> list[str]:
     return dy.cli("logs", name, check=True).stdout.splitlines()
 
 
-def check_rotated(shown: list[str], files: list[Path], max_size: int, max_file: int) -> None:
+def check_rotated(shown: list[str], files: list[Path], max_size: int, max_file: int, slack: int = 0) -> None:
     """What Docker's json-file leaves after BURST: the newest lines, in order, ending at line 300;
     every file but the current one at max-size or just past it (rotated once it reached it, by
     less than a record of 77-79 bytes: how many records fill a file depends on how many
@@ -40,7 +40,7 @@ def check_rotated(shown: list[str], files: list[Path], max_size: int, max_file: 
         size = f.stat().st_size
         assert size < max_size + 80, (f.name, size)
         if f not in current:
-            assert size >= max_size, (f.name, size)
+            assert size >= max_size - slack, (f.name, size)
     per_file = (max_size // 77 + 1)
     assert len(shown) <= max_file * per_file
 
@@ -120,7 +120,7 @@ def test_logs_shows_as_many_lines_as_docker(docker: dockerd.PrivateDockerd, dy: 
         their_path = Path(docker.cli("inspect", "-f", "{{.LogPath}}", cid).strip())
         their_files = sorted(their_path.parent.glob(their_path.name + "*"))
         # Docker 20.10 keeps a rotated-out '.1' with max-file 1 that its logs never reads
-        check_rotated(theirs, their_files if max_file > 1 else their_files[:1], size, max_file)
+        check_rotated(theirs, their_files if max_file > 1 else their_files[:1], size, max_file, slack=80)   # dockerd 20.10 once rotated a 1 KiB file at 1023 bytes
         # both rotated the same number of times, give or take the last file's turn
         assert abs(len(ours) - len(theirs)) <= size // 77 + 1
     finally:
