@@ -472,6 +472,34 @@ def test_bip_setting_places_the_default_bridge(dy: Dockyard, tmp_path: Path, bus
         engine.close()
 
 
+def test_a_deleted_roots_bridge_reservation_is_reclaimed(tmp_path: Path) -> None:
+    """A root records its default bridge's name with a down link named after it (another root
+    sees the name taken). The root deleted without `system reset` leaves that link; the next
+    root picking a name deletes it and takes the name, as it would a free one."""
+    import shutil
+
+    from tests.integration.test_containers_harness import Dockyard as Root
+
+    first, second = Root(tmp_path / "first"), Root(tmp_path / "second")
+    for root in (first, second):
+        root.root.mkdir(parents=True)
+        (root.root / "settings.json").write_text(json.dumps({"bridge": "dyreclaim0"}))
+    try:
+        first.cli("network", "ls", check=True)
+        shown = subprocess.run(["ip", "link", "show", "dyreclaim0"], capture_output=True, text=True).stdout
+        assert f"alias dockyard root {first.root}" in shown and ",UP" not in shown
+        shutil.rmtree(first.root)
+        second.cli("network", "ls", check=True)
+        shown = subprocess.run(["ip", "link", "show", "dyreclaim0"], capture_output=True, text=True).stdout
+        assert f"alias dockyard root {second.root}" in shown
+        assert not _links_named("dyreclaim1")
+        second.cli("system", "reset", "--force", check=True)
+        assert not _links_named("dyreclaim0")
+    finally:
+        for name in ("dyreclaim0", "dyreclaim1"):
+            subprocess.run(["ip", "link", "del", name], capture_output=True)
+
+
 def test_shim_killed_leaves_nothing_the_next_command_keeps(dy: Dockyard) -> None:
     port = _free_port()
     cid = dy.cli("run", "-d", "--name", "orphan", "-p", f"127.0.0.1:{port}:80", "busybox", "sleep", "60",

@@ -48,6 +48,7 @@ RTM_NEWROUTE, RTM_GETROUTE = 24, 26
 IFLA_ADDRESS = 1
 IFLA_IFNAME = 3
 IFLA_MASTER = 10
+IFLA_IFALIAS = 20
 IFLA_LINKINFO = 18
 IFLA_NET_NS_FD = 28
 IFLA_EXT_MASK = 29
@@ -270,6 +271,27 @@ class Netlink:
 
     def link_names(self) -> list[str]:
         return [name for _, name in self.links()]
+
+    def link_aliases(self) -> "dict[str, tuple[bool, str]]":
+        """name -> (administratively up, alias) of every link in this socket's namespace."""
+        body = _IFINFO.pack(AF_UNSPEC, 0, 0, 0, 0) + _attr(IFLA_EXT_MASK, _U32.pack(RTEXT_FILTER_SKIP_STATS))
+        found = {}
+        for mtype, reply in self._dump(RTM_GETLINK, body, "list links"):
+            if mtype == RTM_NEWLINK:
+                attrs = _attrs(reply, 16)
+                name = attrs.get(IFLA_IFNAME, b"").rstrip(b"\0").decode(errors="replace")
+                alias = attrs.get(IFLA_IFALIAS, b"").rstrip(b"\0").decode(errors="replace")
+                found[name] = (bool(_IFINFO.unpack_from(reply)[3] & IFF_UP), alias)
+        return found
+
+    def set_alias(self, name: str, alias: str) -> None:
+        """The link's free-text alias (``ip link show`` prints it): who made the link."""
+        data = alias.encode()
+        if len(data) > 255:   # IFALIASZ - 1
+            raise _invalid(f"link alias longer than 255 bytes: {alias!r}")
+        body = _IFINFO.pack(AF_UNSPEC, 0, 0, 0, 0) + _attr(IFLA_IFNAME, _name(name)) \
+            + _attr(IFLA_IFALIAS, data + b"\0")
+        self._request(RTM_NEWLINK, 0, body, f"set alias of {name}")
 
     def _newlink(self, name: str, what: str, *, create: str = "", up: bool = False, master: int = 0,
                  mac: str | None = None, info_data: bytes = b"") -> None:

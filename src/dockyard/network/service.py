@@ -87,7 +87,7 @@ class Networks:
             ours = [n.bridge for n in existing]
             net.bridge = _free_bridge_name(settings.bridge_name, ours)
             if net.bridge not in ours:
-                _reserve_bridge(net.bridge)
+                _reserve_bridge(net.bridge, settings.root)
 
         try:
             self.store.add_checked(net, check)
@@ -321,6 +321,11 @@ class Networks:
             firewall.reset([n.bridge for n in bridges], owners)
             for net in bridges:
                 nl.delete_link(net.bridge)
+            # a reservation this root made but never recorded (killed between the two)
+            mine = _owner_alias(self.engine.settings.root)
+            for name, (up, alias) in nl.link_aliases().items():
+                if alias == mine and not up:
+                    nl.delete_link(name)
         return [n.bridge for n in bridges]
 
     # ------------------------------------------------------------------ containers
@@ -603,10 +608,18 @@ def _ours(nl: "Any", net: Network) -> bool:
     return not held or net.gateway in held
 
 
-def _reserve_bridge(name: str) -> None:
+_ALIAS_PREFIX = "dockyard root "
+
+
+def _owner_alias(root: str) -> str:
+    return _ALIAS_PREFIX + os.path.abspath(root)
+
+
+def _reserve_bridge(name: str, root: str) -> None:
     """Make the default bridge's link (down, no address) as its name is recorded: another root
     picking a name meanwhile sees it taken. Before, two roots could record one name and share,
-    then delete, one link."""
+    then delete, one link. The link's alias names the root, so that a reservation whose root
+    was deleted without ``system reset`` is reclaimed (``_free_bridge_name``)."""
     import errno
 
     from dockyard.network import rtnl
@@ -617,20 +630,27 @@ def _reserve_bridge(name: str) -> None:
         except OSError as e:
             if e.errno != errno.EEXIST:
                 raise NetworkError(f"failed to create bridge {name}: {e.strerror or e}") from None
+        nl.set_alias(name, _owner_alias(root))
 
 
 def _free_bridge_name(wanted: str, ours: "list[str]") -> str:
     """``wanted``, unless a device of that name exists that no network of this root made
-    (another root's, another tool's): then the next number."""
+    (another root's, another tool's): then the next number. A reservation left by a root
+    that no longer exists is deleted and its name reused."""
     from dockyard.network import rtnl
 
     with rtnl.Netlink() as nl:
-        names = set(nl.link_names())
-    if wanted not in names or wanted in ours:
+        links = nl.link_aliases()
+        for name, (up, alias) in list(links.items()):
+            if not up and alias.startswith(_ALIAS_PREFIX) \
+                    and not os.path.isdir(alias[len(_ALIAS_PREFIX):]) and name not in ours:
+                nl.delete_link(name)
+                del links[name]
+    if wanted not in links or wanted in ours:
         return wanted
     stem = wanted.rstrip("0123456789")
     n = 1
-    while f"{stem}{n}" in names or f"{stem}{n}" in ours:
+    while f"{stem}{n}" in links or f"{stem}{n}" in ours:
         n += 1
     return f"{stem}{n}"
 
