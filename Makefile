@@ -11,8 +11,9 @@ BIN_DIR ?= /usr/local/bin
 # Debian packages the tests, the demo and the benchmarks use as peers and oracles.
 # debootstrap makes the labs' debian:bookworm; chromium is the e2e tests' browser.
 # docker.io is the oracle of the side-by-side tests (a private dockerd each test starts and stops)
-# and, with docker-compose 1.29, a client of dockyard's Engine API service.
-APT_PACKAGES = python3-venv busybox-static skopeo docker-registry umoci crun runc podman libseccomp2 curl openssl iptables iproute2 debootstrap chromium docker.io docker-compose
+# and, with docker-compose 1.29, a client of dockyard's Engine API service. containerd's ctr pulls
+# from dockyard's registry; nginx balances registry replicas.
+APT_PACKAGES = python3-venv busybox-static skopeo docker-registry umoci crun runc podman libseccomp2 curl openssl iptables iproute2 debootstrap chromium docker.io docker-compose containerd nginx
 BENCH_APT_PACKAGES = podman podman-compose crun runc wrk dnsperf buildah debootstrap
 PYTEST_ARGS ?=
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from dockyard.containers.manager import Containers
     from dockyard.images.service import Images
     from dockyard.network.service import Networks
+    from dockyard.pods.service import Pods
     from dockyard.store.content import ContentStore
     from dockyard.store.images import ImageStore
     from dockyard.store.layers import LayerStore
@@ -78,6 +79,12 @@ class Engine:
         from dockyard.volumes import Volumes
 
         return Volumes(self)
+
+    @cached_property
+    def pods(self) -> "Pods":
+        from dockyard.pods.service import Pods
+
+        return Pods(self)
 
     def close(self) -> None:
         if "db" in self.__dict__:
