@@ -122,6 +122,8 @@ def _create_options(f: Callable) -> Callable:
         click.option("--health-retries", type=int, help="Consecutive failures needed to report unhealthy."),
         click.option("--health-start-period", metavar="DURATION", help="Start period for the container to initialize before starting health-retries countdown (ms|s|m|h) (default 0s)."),
         click.option("--no-healthcheck", is_flag=True, help="Disable any container-specified HEALTHCHECK."),
+        # pods (pods/service.py): the container joins the pod's namespaces
+        click.option("--pod", metavar="POD", help="Run the container in an existing pod (name or ID)."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -293,12 +295,13 @@ def unpause(containers_: tuple[str, ...]) -> None:
 @click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
 @click.option("-q", "--quiet", is_flag=True, help="Only display container IDs.")
 @click.option("-s", "--size", is_flag=True, help="Display total file sizes.")
+@click.option("--pod", is_flag=True, help="Print the ID and name of the pod the containers are associated with.")
 def ps(all_: bool, filters: tuple[str, ...], format_: str | None, last: int, latest: bool, no_trunc: bool,
-       quiet: bool, size: bool) -> None:
+       quiet: bool, size: bool, pod: bool) -> None:
     """List containers."""
     from dockyard.cli import ops
 
-    ops.ps(_engine(), all_, filters, format_, last, latest, no_trunc, quiet, size=size)
+    ops.ps(_engine(), all_, filters, format_, last, latest, no_trunc, quiet, size=size, pod=pod)
 
 
 # ---- logs ---------------------------------------------------------------------------------
@@ -460,7 +463,10 @@ def prune(filters: tuple[str, ...], force: bool) -> None:
 
     if not force and not confirm(PRUNE_WARNING):
         return
-    removed, freed = _engine().containers.prune(parse_filters(filters))
+    wanted = parse_filters(filters)
+    # a pod's infra goes with its pod (pod rm / pod prune), never alone: podman's prune skips it too
+    wanted["label!"] = [*wanted.get("label!", []), "io.dockyard.pod.infra=true"]
+    removed, freed = _engine().containers.prune(wanted)
     out = ""
     if removed:
         out = "Deleted Containers:\n" + "".join(r + "\n" for r in removed) + "\n"

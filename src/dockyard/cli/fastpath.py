@@ -57,6 +57,7 @@ SPEC_NAMES = ("run", "create", "exec", "ps", "build", "stop", "rm", "logs")
 def _build_specs() -> None:
     global CREATE_OPTIONS, SPECS
     CREATE_OPTIONS = [
+        _o("--pod", "pod"),   # handed to click (see parse): pods stay off the plain run's path
         _o("--name", "name"), _o("-e --env", "env", MULTI), _o("--env-file", "env_file", MULTI),
         _o("-w --workdir", "workdir"), _o("-u --user", "user"), _o("--entrypoint", "entrypoint"),
         _o("-h --hostname", "hostname"), _o("-l --label", "labels", MULTI), _o("--label-file", "label_file", MULTI),
@@ -103,7 +104,8 @@ def _build_specs() -> None:
                       _o("-w --workdir", "workdir"), _o("--privileged", "privileged", FLAG)], interspersed=False),
         "ps": Spec([_o("-a --all", "all_", FLAG), _o("-f --filter", "filters", MULTI), _o("--format", "format_"),
                     _o("-n --last", "last", INT, -1), _o("-l --latest", "latest", FLAG), _o("--no-trunc", "no_trunc", FLAG),
-                    _o("-q --quiet", "quiet", FLAG), _o("-s --size", "size", FLAG)], interspersed=True),
+                    _o("-q --quiet", "quiet", FLAG), _o("-s --size", "size", FLAG), _o("--pod", "pod", FLAG)],
+                   interspersed=True),
         "build": Spec([_o("-t --tag", "tags", MULTI), _o("-f --file", "dockerfile"), _o("--build-arg", "build_args", MULTI),
                        _o("--target", "target"), _o("--no-cache", "no_cache", FLAG), _o("--pull", "pull", FLAG),
                        _o("--network", "network", STR, "default"), _o("--label", "labels", MULTI),
@@ -221,6 +223,8 @@ def parse(args: "list[str]") -> "Callable[[], None] | None":
     try:
         values, positionals = parse_args(__getattr__("SPECS")[name], args[1:])
     except Fallback:
+        return None
+    if values.get("pod"):   # run/create/ps --pod: click's path
         return None
     if name == "run":
         if not positionals:

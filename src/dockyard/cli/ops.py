@@ -265,6 +265,8 @@ def create_container(engine: Any, kw: dict[str, Any], image: str, command: Seque
     from dockyard.errors import DockyardError, NotFoundError
 
     config, host = build_create(kw, image, command)
+    if kw.get("pod"):
+        _join_pod(engine, kw, config, host)
     cidfile = kw.get("cidfile")
     if cidfile and os.path.exists(cidfile):
         raise DockyardError(f"container ID file found, make sure the other container isn't running or delete "
@@ -301,6 +303,30 @@ def create_container(engine: Any, kw: dict[str, Any], image: str, command: Seque
             raise DockyardError(f"failed to create the container ID file: open {cidfile}: "
                                 f"{(e.strerror or str(e)).lower()}", exit_code=125) from None
     return record
+
+
+def _join_pod(engine: Any, kw: dict[str, Any], config: dict[str, Any], host: dict[str, Any]) -> None:
+    """``--pod P``: the member's namespace modes and label (engine.pods.member_fields); podman's
+    refusals of what only the pod may set."""
+    from dockyard.errors import DockyardError, NotFoundError
+
+    if kw.get("publish") or kw.get("publish_all"):
+        raise DockyardError("invalid config provided: published or exposed ports must be defined when the pod is "
+                            "created: network cannot be configured when it is shared with a pod", exit_code=125)
+    try:
+        fields = engine.pods.member_fields(kw["pod"])
+    except NotFoundError as e:
+        e.exit_code = 125
+        raise
+    modes = fields["HostConfig"]
+    if kw.get("network") and "NetworkMode" in modes:
+        raise DockyardError("invalid config provided: networks must be defined when the pod is created: network "
+                            "cannot be configured when it is shared with a pod", exit_code=125)
+    if kw.get("hostname") and "UTSMode" in modes:
+        raise DockyardError("invalid config provided: cannot set hostname when joining the pod UTS namespace",
+                            exit_code=125)
+    host.update(modes)
+    config["Labels"] = {**(config.get("Labels") or {}), **fields["Labels"]}
 
 
 def _platform(value: str | None) -> Any:
@@ -364,6 +390,8 @@ def run(engine: Any, image: str, command: Sequence[str], detach: bool, sig_proxy
 
             keys = attach.parse_detach_keys(detach_keys)
         record = create_container(engine, kw, image, command)
+        if kw.get("pod"):
+            engine.pods.start_infra(kw["pod"])   # the namespaces it joins must exist first
     except BaseException:
         shim.cancel()
         raise
@@ -462,7 +490,15 @@ def rm(engine: Any, force: bool, volumes: bool, names: Sequence[str]) -> None:
 
     def one(name: str) -> None:
         try:
-            containers.remove(name, force=force, volumes=volumes)
+            record = containers.get(name)
+            labels = record.container_config.get("Labels") or {}
+            if labels.get("io.dockyard.pod.infra") == "true":   # pods/service.py's INFRA_LABEL: podman's refusal
+                from dockyard.errors import ConflictError
+
+                raise ConflictError(f"container {record.id} is the infra container of pod "
+                                    f"{labels.get('io.dockyard.pod', '')} and cannot be removed without removing "
+                                    "the pod", exit_code=125)
+            containers.remove(record.id, force=force, volumes=volumes)
         except NotFoundError as e:
             if force:
                 return
@@ -593,8 +629,20 @@ def _template_fields(template: str) -> "frozenset[str] | None":
     return frozenset(re.findall(r"\.([A-Za-z_][A-Za-z0-9_]*)", template))
 
 
+def _pod_columns(engine: Any, records: Sequence["ContainerRecord"], rows: list[dict[str, str]], trunc: bool) -> None:
+    """``ps --pod``: podman's POD ID and PODNAME of each row ('' for a container in no pod)."""
+    from dockyard.containers.store import summaries
+    from dockyard.pods.service import POD_LABEL, pods_by_id
+
+    pod_ids = [(s.get("Labels") or {}).get(POD_LABEL, "") for s in summaries(records)]
+    names = pods_by_id(engine, pod_ids)
+    for row, pod_id in zip(rows, pod_ids):
+        row["Pod"] = pod_id[:12] if trunc else pod_id
+        row["PodName"] = names.get(pod_id, "")
+
+
 def ps(engine: Any, all_: bool, filters: Sequence[str], format_: str | None, last: int, latest: bool,
-       no_trunc: bool, quiet: bool, size: bool = False) -> None:
+       no_trunc: bool, quiet: bool, size: bool = False, pod: bool = False) -> None:
     from dockyard.cli import formatting as fmt
 
     from dockyard.cli.common import parse_filters
@@ -621,7 +669,12 @@ def ps(engine: Any, all_: bool, filters: Sequence[str], format_: str | None, las
         return
     if size and template == PS_TABLE:
         template += "\t{{.Size}}"
-    rows = ps_rows(records, trunc=not no_trunc, published=published, sizes=sizes, fields=_template_fields(template))
+    rows = ps_rows(records, trunc=not no_trunc, published=published, sizes=sizes,
+                   fields=None if pod else _template_fields(template))
+    if pod:
+        _pod_columns(engine, records, rows, trunc=not no_trunc)
+        if template == PS_TABLE:
+            template += "\t{{.Pod}}\t{{.PodName}}"
     if template == PS_TABLE:   # what render_rows makes of it, without running a template per row
         text = "CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tPORTS\tNAMES\n" + "".join(
             f'{r["ID"]}\t{r["Image"]}\t{r["Command"]}\t{r["RunningFor"]}\t{r["Status"]}\t{r["Ports"]}\t{r["Names"]}\n'
@@ -629,8 +682,9 @@ def ps(engine: Any, all_: bool, filters: Sequence[str], format_: str | None, las
         _write(fmt.tabulate([line.split("\t") for line in text.split("\n")[:-1]]))
         return
     # docker ps first runs --format on an empty container: its errors come even with no containers
-    probe = dict.fromkeys(PS_HEADERS, "") | {"Label": lambda name: ""} if format_ else None
-    _write(fmt.render_rows(template, rows, PS_HEADERS, probe=probe))
+    headers = {**PS_HEADERS, "Pod": "POD ID", "PodName": "PODNAME"} if pod else PS_HEADERS
+    probe = dict.fromkeys(headers, "") | {"Label": lambda name: ""} if format_ else None
+    _write(fmt.render_rows(template, rows, headers, probe=probe))
 
 
 # ---- logs ---------------------------------------------------------------------------------

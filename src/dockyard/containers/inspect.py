@@ -270,6 +270,11 @@ def inspect_container(containers: "Containers", r: ContainerRecord, size: bool =
         "HostConfig": host_config(r.host_config),
         "GraphDriver": _graph_driver(containers, r, cdir),
     }
+    pod = (r.container_config.get("Labels") or {}).get("io.dockyard.pod")   # pods/service.py's POD_LABEL
+    if pod:   # podman's top-level "Pod" (after the image), only for a container in a pod: Docker has none
+        items = list(result.items())
+        at = [k for k, _ in items].index("Image") + 1
+        result = dict(items[:at] + [("Pod", pod)] + items[at:])
     if size:
         result.update(container_sizes(containers, r))
     result.update({

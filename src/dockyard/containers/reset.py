@@ -30,6 +30,8 @@ def _mounts_below(path: Path) -> list[str]:
 
 def system_reset(engine: "Engine") -> Iterator[str]:
     """Containers (their processes, shims, mounts, cgroups), volumes, images, state."""
+    for pod in engine.pods.reset():   # first: no pod row may outlive its infra container
+        yield f"Deleted pod: {pod}"
     for cid in engine.containers.reset():
         yield f"Deleted container: {cid}"
     from dockyard.build.builder import reset as reset_builds
