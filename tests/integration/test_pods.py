@@ -1,0 +1,230 @@
+"""Pods as a user sees them (podman 4.3's commands and words): members share the infra's network
+namespace (one address, ``localhost`` between them, one hostname), the PID namespace when asked,
+ports published on the pod; the pod verbs, ``ps --pod``, ``inspect``'s Pod; podman's refusals;
+and nothing left behind (containers, network namespaces, firewall rules)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.integration.test_containers_harness import (  # noqa: F401 - fixtures
+    Dockyard, dockyard_env, dy, rt, wait_for)
+from tests.integration.test_runtime_harness import cgroup_parent  # noqa: F401 - crun's hugetlb fix
+
+pytestmark = pytest.mark.integration
+
+HTTPD = "mkdir -p /www && echo hello-pod > /www/index.html && exec httpd -f -p 8080 -h /www"
+
+
+@pytest.fixture
+def pods(dy: Dockyard) -> Iterator[Dockyard]:  # noqa: F811
+    """``dy`` with every pod removed after the test (before ``dy`` removes the containers)."""
+    try:
+        yield dy
+    finally:
+        engine = dy.engine()
+        try:
+            engine.pods.reset()
+        finally:
+            engine.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.read().decode()
+    except OSError:
+        return None
+
+
+def _ok(dy: Dockyard, *args: str) -> str:  # noqa: F811
+    return dy.cli(*args, check=True).stdout
+
+
+def _eth0(text: str) -> str:
+    return re.search(r"inet (\d+\.\d+\.\d+\.\d+)/\d+ .*eth0", text).group(1)
+
+
+def _rules_mentioning(text: str) -> list[str]:
+    out = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if text in line]
+
+
+def test_members_share_one_network_namespace_and_hostname(rt: Dockyard) -> None:  # noqa: F811
+    dy = rt
+    pod_id = _ok(dy, "pod", "create", "--name", "web").strip()
+    try:
+        assert re.fullmatch(r"[0-9a-f]{64}", pod_id)
+        server = _ok(dy, "run", "-d", "--name", "srv", "--pod", "web", "busybox", "sh", "-c", HTTPD).strip()
+
+        def fetch() -> str | None:
+            got = dy.cli("run", "--rm", "--pod", "web", "busybox", "wget", "-qO-", "http://localhost:8080/")
+            return got.stdout if got.returncode == 0 else None
+
+        assert wait_for(fetch, timeout=10) == "hello-pod\n"
+        inside = _ok(dy, "exec", "srv", "ip", "-4", "addr")
+        other = _ok(dy, "run", "--rm", "--pod", "web", "busybox", "ip", "-4", "addr")
+        assert _eth0(inside) == _eth0(other)   # one address: the infra's
+        assert _ok(dy, "exec", "srv", "hostname") == "web\n"   # podman: the pod's name
+        assert _ok(dy, "run", "--rm", "--pod", "web", "busybox", "hostname") == "web\n"
+        # without --share pid each member has its own PID namespace: the server is its PID 1
+        assert "httpd" not in _ok(dy, "run", "--rm", "--pod", "web", "busybox", "ps")
+        # inspect shows the pod (podman's top-level "Pod"); ps --pod its ID and name
+        inspected = json.loads(_ok(dy, "inspect", "srv"))[0]
+        assert inspected["Pod"] == pod_id
+        assert list(inspected)[list(inspected).index("Image") + 1] == "Pod"
+        lines = _ok(dy, "ps", "--pod").splitlines()
+        assert lines[0].split()[-3:] == ["POD", "ID", "PODNAME"]
+        rows = {line.split()[-3]: line.split()[-2:] for line in lines[1:]}
+        assert rows == {"srv": [pod_id[:12], "web"], f"{pod_id[:12]}-infra": [pod_id[:12], "web"]}
+        assert server.startswith(_ok(dy, "ps", "-q", "--filter", "name=srv").strip())
+        plain = _ok(dy, "ps").splitlines()[0]
+        assert "POD" not in plain
+    finally:
+        dy.cli("pod", "rm", "-f", "web")
+
+
+def test_share_pid_shows_each_others_processes(pods: Dockyard) -> None:
+    dy = pods
+    _ok(dy, "pod", "create", "--name", "pids", "--share", "net,pid")
+    _ok(dy, "run", "-d", "--pod", "pids", "busybox", "sleep", "1001")
+    seen = _ok(dy, "run", "--rm", "--pod", "pids", "busybox", "ps")
+    assert "sleep 1001" in seen and "/pause" in seen
+    assert re.search(r"^\s*1\s+\S+\s+/pause", seen, re.M)   # the infra is the namespace's init
+    inspected = json.loads(_ok(dy, "pod", "inspect", "pids"))
+    assert inspected["SharedNamespaces"] == ["net", "pid"]
+
+
+def test_ports_are_published_on_the_pod(pods: Dockyard) -> None:
+    dy = pods
+    port = _free_port()
+    _ok(dy, "pod", "create", "--name", "pub", "-p", f"{port}:8080")
+    _ok(dy, "run", "-d", "--pod", "pub", "busybox", "sh", "-c", HTTPD)
+    assert wait_for(lambda: _get(f"http://127.0.0.1:{port}/"), timeout=10) == "hello-pod\n"
+    assert json.loads(_ok(dy, "pod", "inspect", "pub"))["InfraConfig"]["PortBindings"] == {
+        "8080/tcp": [{"HostIp": "", "HostPort": str(port)}]}
+    # a member may not publish: podman's refusal
+    refused = dy.cli("run", "-d", "--pod", "pub", "-p", f"{_free_port()}:80", "busybox", "true")
+    assert refused.returncode == 125
+    assert refused.stderr == ("Error: invalid config provided: published or exposed ports must be defined when "
+                              "the pod is created: network cannot be configured when it is shared with a pod\n")
+    assert _rules_mentioning(f"--dport {port}")
+    _ok(dy, "pod", "rm", "-f", "pub")
+    # nothing left: containers, network namespaces, rules, the pod
+    assert _ok(dy, "ps", "-aq") == ""
+    assert _ok(dy, "pod", "ps", "-q") == ""
+    netns = Path(dy.runroot) / "netns"
+    assert not netns.exists() or os.listdir(netns) == []
+    assert _rules_mentioning(f"--dport {port}") == []
+    assert _get(f"http://127.0.0.1:{port}/") is None
+
+
+def test_pod_lifecycle_ps_and_inspect(pods: Dockyard) -> None:
+    dy = pods
+    pod_id = _ok(dy, "pod", "create", "--share", "net,pid,ipc,uts", "--label", "tier=front", "life").strip()
+    infra = f"{pod_id[:12]}-infra"
+    lines = _ok(dy, "pod", "ps").splitlines()
+    assert re.split(r"\s{2,}", lines[0]) == ["POD ID", "NAME", "STATUS", "CREATED", "INFRA ID", "# OF CONTAINERS"]
+    row = re.split(r"\s{2,}", lines[1])
+    assert row[:3] == [pod_id[:12], "life", "Created"] and row[5] == "1"
+    inspected = json.loads(_ok(dy, "pod", "inspect", "life"))
+    assert list(inspected)[:6] == ["Id", "Name", "Created", "ExitPolicy", "State", "Hostname"]
+    assert {"InfraContainerID", "InfraConfig", "SharedNamespaces", "NumContainers", "Containers"} <= set(inspected)
+    assert inspected["Labels"] == {"tier": "front"} and inspected["State"] == "Created"
+    assert inspected["Containers"] == [{"Id": inspected["InfraContainerID"], "Name": infra, "State": "created"}]
+    member = _ok(dy, "create", "--pod", "life", "--name", "m1", "busybox", "sh", "-c",
+                 "echo started-m1; exec sleep 1000").strip()
+
+    def status() -> str:
+        return _ok(dy, "pod", "ps", "--filter", "name=^life$", "--format", "{{.Status}} {{.NumberOfContainers}}")
+
+    assert status() == "Created 2\n"
+    assert _ok(dy, "pod", "start", "life") == pod_id + "\n"
+    assert status() == "Running 2\n"
+    assert json.loads(_ok(dy, "pod", "inspect", "life"))["State"] == "Running"
+    top = _ok(dy, "pod", "top", "life")
+    assert "/pause" in top and "sleep 1000" in top
+    assert wait_for(lambda: _ok(dy, "pod", "logs", "life") == f"{member[:12]} started-m1\n", timeout=5)
+    assert _ok(dy, "pod", "stop", "life") == pod_id + "\n"
+    assert status() == "Exited 2\n"
+    _ok(dy, "pod", "restart", "life")
+    assert status() == "Running 2\n"
+    _ok(dy, "pod", "kill", "life")
+    assert status() == "Exited 2\n"
+    _ok(dy, "pod", "start", "life")
+    assert json.loads(_ok(dy, "inspect", "m1"))[0]["State"]["Running"]
+    assert _ok(dy, "pod", "exists", "life") == ""
+    assert dy.cli("pod", "exists", "nosuch").returncode == 1
+    # quiet and filtered listings; json
+    assert _ok(dy, "pod", "ps", "-q") == pod_id + "\n"
+    assert _ok(dy, "pod", "ps", "-q", "--filter", "name=nomatch") == ""
+    listed = json.loads(_ok(dy, "pod", "ps", "--format", "json"))
+    assert [p["Id"] for p in listed] == [pod_id] and listed[0]["Status"] == "Running"
+    assert {c["Names"] for c in listed[0]["Containers"]} == {infra, "m1"}
+    assert _ok(dy, "pod", "ps", "--no-trunc", "--format", "{{.ID}} {{.InfraID}}").split() == [
+        pod_id, inspected["InfraContainerID"]]
+    # prune leaves a running pod alone, removes a stopped one with its containers
+    assert _ok(dy, "pod", "prune", "-f") == ""
+    _ok(dy, "pod", "stop", "life")
+    assert _ok(dy, "pod", "prune", "-f") == pod_id + "\n"
+    assert dy.cli("inspect", member).returncode != 0
+    assert _ok(dy, "ps", "-aq") == ""
+
+
+def test_refusals_in_podmans_words(pods: Dockyard) -> None:
+    dy = pods
+    pod_id = _ok(dy, "pod", "create", "--name", "busy").strip()
+    member = _ok(dy, "run", "-d", "--pod", "busy", "busybox", "sleep", "1000").strip()
+    infra = json.loads(_ok(dy, "pod", "inspect", "busy"))["InfraContainerID"]
+    got = dy.cli("pod", "rm", "busy")
+    assert got.returncode == 125
+    assert got.stderr == (f"Error: removing container {member} from pod {pod_id}: cannot remove container "
+                          f"{member} as it is running - running or paused containers cannot be removed without "
+                          "force: container state improper\n")
+    got = dy.cli("rm", "-f", infra)
+    assert got.returncode == 125
+    assert got.stderr == (f"Error: container {infra} is the infra container of pod {pod_id} and cannot be "
+                          "removed without removing the pod\n")
+    got = dy.cli("run", "--rm", "--pod", "nosuch", "busybox", "true")
+    assert (got.returncode, got.stderr) == (125, "Error: no pod with name or ID nosuch found: no such pod\n")
+    got = dy.cli("pod", "create", "--name", "busy")
+    assert (got.returncode, got.stderr) == (125, 'Error: adding pod to state: name "busy" is in use: pod already '
+                                                 "exists\n")
+    got = dy.cli("pod", "create", "--name", "bad name")
+    assert got.returncode == 125 and "names must match [a-zA-Z0-9][a-zA-Z0-9_.-]*" in got.stderr
+    got = dy.cli("pod", "rm", "nosuch")
+    assert (got.returncode, got.stderr) == (1, "Error: no pod with name or ID nosuch found: no such pod\n")
+    got = dy.cli("pod", "inspect", "nosuch")
+    assert (got.returncode, got.stderr) == (125, "Error: inspecting object: no such pod nosuch\n")
+    got = dy.cli("pod", "create", "--share", "net,bogus")
+    assert got.returncode == 125 and "invalid kernel namespace to share: bogus" in got.stderr
+    # container prune leaves the (stopped) infra to its pod
+    _ok(dy, "pod", "stop", "-t", "0", "busy")
+    _ok(dy, "container", "prune", "-f")
+    assert json.loads(_ok(dy, "pod", "inspect", "busy"))["InfraContainerID"] == infra
+    assert json.loads(_ok(dy, "inspect", infra))[0]["Id"] == infra
+    assert _ok(dy, "pod", "rm", "busy") == pod_id + "\n"
+    assert _ok(dy, "ps", "-aq") == ""
+
+
+def test_system_reset_removes_pods(run_cli) -> None:  # noqa: ANN001 - a root of its own: reset wipes it
+    pod_id = run_cli("pod", "create", "--name", "gone", check=True).stdout.strip()
+    out = run_cli("system", "reset", "--force", check=True).stdout
+    assert out.splitlines()[0] == f"Deleted pod: {pod_id}"
+    assert run_cli("pod", "ps", "-q", check=True).stdout == ""
+    assert run_cli("ps", "-aq", check=True).stdout == ""
