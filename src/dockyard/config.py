@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 from dockyard.records import field, record
@@ -47,7 +46,10 @@ def load(root: str | os.PathLike | None = None, runroot: str | os.PathLike | Non
     settings = Settings(root=root_path, runroot=runroot_path)
     try:
         with open(settings.settings_file) as f:
-            data = json.loads(f.read())
+            text = f.read()
+        import json  # here: a root without settings.json (most) does not load json (and its re)
+
+        data = json.loads(text)
     except FileNotFoundError:
         data = {}
     except (OSError, ValueError) as e:

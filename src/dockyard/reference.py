@@ -15,16 +15,22 @@ Normalization follows Docker: without a domain the name lives on Docker Hub
 domain only if it contains "." or ":", is exactly "localhost", or has an
 uppercase letter (Hub paths are lowercase, so that cannot be a path).
 
-This module is on the hot path of every CLI command: it imports only ``re``
-(and ``records``, not ``dataclasses``) (the digest check is imported when a digest shows up).
+This module is on the hot path of every CLI command: it imports only ``records`` (not
+``dataclasses``); the digest check is imported when an unusual digest shows up. The common
+shapes are checked with string methods; a part they cannot vouch for goes to the grammar's
+regular expressions, compiled (and ``re`` with its ``enum``, ~5 ms) only then. So the fast
+checks may only say "valid" where the regex would: anything else, errors included, is decided
+by the regex.
 """
 
 from __future__ import annotations
 
-import re
-
 from dockyard.errors import InvalidDigestError, InvalidReferenceError
 from dockyard.records import record, replace
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import re
 
 DEFAULT_DOMAIN = "docker.io"
 LEGACY_DEFAULT_DOMAIN = "index.docker.io"
@@ -33,14 +39,17 @@ OFFICIAL_PREFIX = "library/"
 DEFAULT_TAG = "latest"
 NAME_MAX = 255  # of the whole normalized name, domain included
 
-_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
+_COMPONENT_RE = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _DOMAIN_LABEL = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_DOMAIN = re.compile(
-    rf"(?:{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?"
-)
+_DOMAIN_RE = rf"(?:{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?"
 # \w would also take non-ASCII letters in Python; Docker's tags are ASCII.
-_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-_IMAGE_ID = re.compile(r"[a-f0-9]{64}")
+_TAG_RE = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+_PATTERNS: dict[str, "re.Pattern[str]"] = {}
+
+_LOWER_DIGITS = "abcdefghijklmnopqrstuvwxyz0123456789"
+_ALNUM = _LOWER_DIGITS + "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_TAG_CHARS = _ALNUM + "_.-"
+_HEX = "0123456789abcdef"
 
 _TAG_RULE = "up to 128 characters among letters, digits, '_', '.' and '-', not starting with '.' or '-'"
 _COMPONENT_RULE = "lowercase letters and digits, separated by single '.', '_' or '__', or runs of '-'"
@@ -102,7 +111,7 @@ class Reference:
 
     def with_tag(self, tag: str) -> Reference:
         """The same name with ``tag`` (a digest, if any, is kept, as Docker's WithTag does)."""
-        if not _TAG.fullmatch(tag):
+        if not _tag_ok(tag):
             raise _error(f"{self.repository}:{tag}", f"invalid tag {_q(tag)} ({_TAG_RULE})")
         return replace(self, tag=tag)
 
@@ -117,7 +126,7 @@ def parse(value: str, *, default_tag: bool = True) -> Reference:
     and ``default_tag`` is true. Raises InvalidReferenceError saying what is wrong."""
     if not value:
         raise _error(value, "empty reference")
-    if _IMAGE_ID.fullmatch(value):
+    if len(value) == 64 and not value.strip(_HEX):
         # Docker refuses these as names so that they cannot shadow image IDs.
         raise _error(value, "a 64-character hex string is an image ID, not a repository name")
 
@@ -129,7 +138,7 @@ def parse(value: str, *, default_tag: bool = True) -> Reference:
     i = rest.rfind(":")
     if i > rest.rfind("/"):
         name, colon, tag = rest[:i], ":", rest[i + 1:]
-        if not _TAG.fullmatch(tag):
+        if not _tag_ok(tag):
             raise _error(value, f"invalid tag {_q(tag)} ({_TAG_RULE})")
 
     domain, path = _split_domain(value, name)
@@ -154,7 +163,7 @@ def _split_domain(value: str, name: str) -> tuple[str, str]:
     first, slash, remainder = name.partition("/")
     if slash and (first == "localhost" or "." in first or ":" in first or first.lower() != first):
         domain, path = first, remainder
-        if not _DOMAIN.fullmatch(domain):
+        if not _domain_ok(domain):
             raise _error(value, f"invalid registry domain {_q(domain)}")
         if domain == LEGACY_DEFAULT_DOMAIN:
             domain = DEFAULT_DOMAIN
@@ -168,7 +177,7 @@ def _split_domain(value: str, name: str) -> tuple[str, str]:
     for component in path.split("/"):
         if not component:
             raise _error(value, "repository name has an empty path component")
-        if not _COMPONENT.fullmatch(component):
+        if not _component_ok(component):
             raise _error(value, f"invalid repository name component {_q(component)} ({_COMPONENT_RULE})")
     length = len(domain) + 1 + len(path)
     if length > NAME_MAX:
@@ -177,9 +186,72 @@ def _split_domain(value: str, name: str) -> tuple[str, str]:
 
 
 def _check_digest(value: str, digest: str) -> None:
-    from dockyard.digest import validate  # imported lazily: hashlib is not free
+    if digest[:7] == "sha256:" and len(digest) == 71 and not digest[7:].strip(_HEX):
+        return  # the usual digest, valid as digest.validate would find it
+    from dockyard.digest import validate  # imported lazily: it loads re
 
     try:
         validate(digest)
     except InvalidDigestError as e:
         raise _error(value, f"invalid digest {_q(digest)}: {e.message.rsplit(': ', 1)[-1]}") from None
+
+
+# ---- the grammar's checks: string methods for the usual shapes, else the regex -------------
+
+
+def _fullmatch(name: str, pattern: str, text: str) -> bool:
+    compiled = _PATTERNS.get(name)
+    if compiled is None:
+        import re  # here: only an unusual name pays for re
+
+        compiled = _PATTERNS[name] = re.compile(pattern)
+    return compiled.fullmatch(text) is not None
+
+
+def _fast_tag(tag: str) -> bool:
+    """[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}, exactly."""
+    return 0 < len(tag) <= 128 and tag[0] not in ".-" and not tag.strip(_TAG_CHARS)
+
+
+def _fast_component(component: str) -> bool:
+    """[a-z0-9]+ ((.|_|__|-+) [a-z0-9]+)*: runs of lowercase letters and digits with one
+    separator run between each two, that run ".", "_", "__" or only "-"."""
+    if not component.strip(_LOWER_DIGITS):
+        return bool(component)   # letters and digits only: the usual component
+    if component[0] not in _LOWER_DIGITS or component[-1] not in _LOWER_DIGITS:
+        return False
+    run = ""
+    for ch in component:
+        if ch in _LOWER_DIGITS:
+            if run and run not in (".", "_", "__") and run.strip("-"):
+                return False
+            run = ""
+        elif ch in "._-":
+            run += ch
+        else:
+            return False
+    return True
+
+
+def _fast_domain(domain: str) -> bool:
+    """host[:port] with a host of dot-separated labels (letters, digits, inner "-"). [IPv6]
+    and anything else go to the regex."""
+    host, colon, port = domain.partition(":")
+    if colon and (not port or not port.isdigit() or not port.isascii()):
+        return False
+    for label in host.split("."):
+        if not label or label[0] == "-" or label[-1] == "-" or label.strip(_ALNUM + "-"):
+            return False
+    return True
+
+
+def _tag_ok(tag: str) -> bool:
+    return _fast_tag(tag) or _fullmatch("tag", _TAG_RE, tag)
+
+
+def _component_ok(component: str) -> bool:
+    return _fast_component(component) or _fullmatch("component", _COMPONENT_RE, component)
+
+
+def _domain_ok(domain: str) -> bool:
+    return _fast_domain(domain) or _fullmatch("domain", _DOMAIN_RE, domain)

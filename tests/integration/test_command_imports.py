@@ -58,3 +58,25 @@ def test_the_guard_sees_click_when_a_command_needs_it(prepared: Dockyard) -> Non
     """The guard can fail: a command that takes the click path shows click in its list."""
     modules = _modules(prepared, "-m", "dockyard", "volume", "ls", "--help")
     assert "click" in modules
+
+
+def test_images_loads_neither_re_nor_json(dy: Dockyard, busybox_tar) -> None:  # noqa: F811, ANN001
+    """``images`` (the table and ``-q``) in a root with several images, tags on several
+    registries, digest-free dangling ones and no settings.json: no re (with its enum, ~5 ms)
+    and no json. The fallbacks (filters, --format) may load them; these two must not."""
+    names = ["impimg-a:v1", "impimg-a:latest", "registry.example.com:5000/team/impimg-b:1.0", "localhost/impimg_c"]
+    made: list[str] = []
+    try:
+        for i in range(2):   # untagged: dangling rows
+            made.append(dy.cli("import", "-c", f"LABEL imp={i}", str(busybox_tar), check=True).stdout.strip())
+        for name in names:
+            dy.cli("tag", "busybox", name, check=True)
+        assert "registry.example.com:5000/team/impimg-b" in dy.cli("images", check=True).stdout
+        bare = _modules(dy, "-c", "pass")
+        for args in (["images"], ["images", "-q"], ["image", "ls"]):
+            loaded = _modules(dy, "-m", "dockyard", *args) - bare
+            assert not loaded & {"re", "json", "enum"}, (args, sorted(loaded & {"re", "json", "enum"}))
+        # the guard can fail: a reference filter takes the regex path
+        assert "re" in _modules(dy, "-m", "dockyard", "images", "--filter", "reference=impimg-*")
+    finally:
+        dy.cli("rmi", *names, *made)

@@ -12,8 +12,6 @@ image uses any more, then the blobs no image needs any more.
 
 from __future__ import annotations
 
-import json
-import re
 import time
 
 from dockyard import reference as references
@@ -21,8 +19,11 @@ from dockyard.errors import ConflictError, DockyardError, InvalidReferenceError,
 from dockyard.records import field
 from dockyard.records import record as dataclass  # not dataclasses: ~10 ms of start-up (records.py)
 
+# Neither json nor re at the top (re and its enum cost ~5 ms): the listing needs neither, and
+# the paths that do (filters, rmi's conflict message) import them.
 TYPE_CHECKING = False  # typing costs every image listing ~3 ms of start-up
 if TYPE_CHECKING:
+    import re
     from typing import Any, BinaryIO, Iterable, Mapping, Sequence
 
     from dockyard.engine import Engine
@@ -236,6 +237,8 @@ class Images:
             if not force and single:
                 users = self.containers_using(image.id)
                 if users:
+                    import json
+
                     raise ConflictError(
                         f"conflict: unable to remove repository reference {json.dumps(name)} (must force) - container "
                         f"{users[0][0][:12]} is using its referenced image {image.short_id}")
@@ -565,6 +568,17 @@ def _summary(row: Any) -> ImageSummary:
 
 
 def _created(value: str | None) -> float | None:
+    """timefmt.parse_timestamp, without its re for the shape configs carry: ``...T..:..:..[.f]Z``."""
+    if value and len(value) >= 20 and value[-1] == "Z" and value[10] == "T" and not value[0].isspace():
+        head, dot, fraction = value[:-1].partition(".")
+        if len(head) == 19 and (not dot or (fraction.isdigit() and fraction.isascii())):
+            from datetime import datetime  # the listing's sqlite3 has loaded it already
+
+            text = head + ("." + fraction[:6].ljust(6, "0") if dot else "") + "+00:00"  # as parse_timestamp
+            try:
+                return datetime.fromisoformat(text).timestamp()
+            except ValueError:
+                return None
     from dockyard.timefmt import parse_timestamp
 
     return parse_timestamp(value)
@@ -579,7 +593,8 @@ def _as_reference(name: str, default_tag: bool = True) -> "Reference | None":
 
 def _is_id_prefix(image_id: str, name: str) -> bool:
     """Did the user name the image by (a prefix of) its ID? Then rmi deletes, not untags."""
-    return bool(re.fullmatch(r"(sha256:)?[0-9a-f]+", name)) and (
+    digits = name[7:] if name.startswith("sha256:") else name   # (sha256:)?[0-9a-f]+
+    return bool(digits) and not digits.strip("0123456789abcdef") and (
         image_id.startswith(name) or image_id.startswith("sha256:" + name))
 
 
@@ -636,6 +651,8 @@ def _until(values: list[str] | None) -> float | None:
         return time.time() - parse_duration(value)
     except ValueError:
         pass
+    import re
+
     if re.fullmatch(r"\d+(\.\d+)?", value):
         return float(value)
     from dockyard.timefmt import parse_timestamp
@@ -665,7 +682,7 @@ def _labels_match(labels: Mapping[str, str], wanted: list[str]) -> bool:
 def _matches_any(patterns: list[str], familiar: str) -> bool:
     """Docker's reference.FamiliarMatch: the glob against ``name:tag`` (or ``name@digest``),
     then against the bare familiar name."""
-    name = re.split(r"[@]", familiar, maxsplit=1)[0]
+    name = familiar.partition("@")[0]
     if "@" not in familiar:
         slash = name.rfind("/")
         colon = name.rfind(":")
@@ -682,6 +699,8 @@ def _glob(pattern: str) -> "re.Pattern[str]":
     cached = _GLOB_CACHE.get(pattern)
     if cached is not None:
         return cached
+    import re  # here: only a reference filter needs it
+
     out, i, n = [], 0, len(pattern)
     while i < n:
         c = pattern[i]
