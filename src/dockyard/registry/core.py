@@ -9,7 +9,7 @@ from dockyard.registry.auth import Authorizer, from_settings
 from dockyard.registry.index import Index, ObjectIndex, SqliteIndex
 from dockyard.registry.settings import Settings
 from dockyard.registry.storage import PathNotFound, StorageDriver, open_driver
-from dockyard.registry.uploads import UPLOADS, UploadManager, blob_path
+from dockyard.registry.uploads import UPLOADS, SharedUploads, UploadManager, blob_path
 
 INDEX_FILE = "index.db"
 
@@ -50,12 +50,16 @@ class Registry:
             else:
                 index = ObjectIndex(self.driver)
         self.index = index
-        self.uploads = UploadManager(self.driver, self.index)
+        # On the filesystem one process owns the root: sessions in memory, hashed as they
+        # arrive. On S3 several replicas share the bucket: sessions in it, for any of them.
+        self.uploads: UploadManager | SharedUploads = (
+            UploadManager(self.driver, self.index) if self.driver.name == "filesystem"
+            else SharedUploads(self.driver, self.index))
         self.manifests = ManifestCache()
 
     async def start(self) -> None:
         # Staged bytes of a previous run's sessions can never be finished: drop them.
-        # (S3 replicas share the bucket, so there this is left to a lifecycle rule.)
+        # (S3 replicas share the bucket: there sessions go on; ``expire`` removes idle ones.)
         if self.driver.name == "filesystem":
             try:
                 await self.driver.delete(UPLOADS)

@@ -11,12 +11,12 @@ from dockyard.registry import auth
 from dockyard.registry.errors import APIError
 from dockyard.registry.handlers.common import empty, registry
 from dockyard.registry.names import NAME_RE, check_digest
-from dockyard.registry.uploads import Upload, blob_path
+from dockyard.registry.uploads import SharedUpload, Upload, blob_path, range_error
 
 _CONTENT_RANGE = re.compile(r"^(?:bytes )?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
 
 
-def _session_headers(name: str, up: Upload) -> dict[str, str]:
+def _session_headers(name: str, up: Upload | SharedUpload) -> dict[str, str]:
     return {"Location": f"/v2/{name}/blobs/uploads/{up.id}", "Range": up.range, "Docker-Upload-UUID": up.id}
 
 
@@ -55,14 +55,14 @@ async def start_upload(request: web.Request, name: str) -> web.StreamResponse:
     return _created(name, digest)
 
 
-async def _check_length(request: web.Request, got: int, reg, up: Upload) -> None:
+async def _check_length(request: web.Request, got: int, reg, up: Upload | SharedUpload) -> None:
     declared = request.headers.get("Content-Length")
     if declared is not None and declared.isdigit() and int(declared) != got:
         await reg.uploads.cancel(up)
         raise APIError("SIZE_INVALID", {"declared": int(declared), "received": got})
 
 
-def _check_range(request: web.Request, up: Upload) -> None:
+def _check_range(request: web.Request, up: Upload | SharedUpload) -> None:
     """A chunk must start where the upload stands (416 otherwise)."""
     header = request.headers.get("Content-Range")
     if not header:
@@ -72,29 +72,23 @@ def _check_range(request: web.Request, up: Upload) -> None:
         raise APIError("BLOB_UPLOAD_INVALID", {"Content-Range": header}, message="malformed Content-Range")
     start, end = int(m.group(1)), int(m.group(2))
     if start != up.offset or end < start:
-        raise APIError("RANGE_INVALID", {"Content-Range": header, "offset": up.offset}, status=416,
-                       headers={"Range": up.range, "Location": f"/v2/{up.repo}/blobs/uploads/{up.id}",
-                                "Docker-Upload-UUID": up.id})
+        raise range_error(up, header)
 
 
 async def patch_upload(request: web.Request, name: str, upload_id: str) -> web.StreamResponse:
     reg = registry(request)
-    up = reg.uploads.get(name, upload_id)
+    up = await reg.uploads.get(name, upload_id)
     async with up.lock:
         _check_range(request, up)
-        before = up.offset
-        await reg.uploads.append(up, request.content.iter_any())
         declared = request.headers.get("Content-Length")
-        if request.headers.get("Content-Range") and declared and declared.isdigit() \
-                and int(declared) != up.offset - before:
-            up.broken = True
-            raise APIError("SIZE_INVALID", {"declared": int(declared), "received": up.offset - before})
+        expect = int(declared) if request.headers.get("Content-Range") and declared and declared.isdigit() else None
+        await reg.uploads.append(up, request.content.iter_any(), expect)
     return empty(202, _session_headers(name, up))
 
 
 async def put_upload(request: web.Request, name: str, upload_id: str) -> web.StreamResponse:
     reg = registry(request)
-    up = reg.uploads.get(name, upload_id)
+    up = await reg.uploads.get(name, upload_id)
     digest = request.query.get("digest")
     if not digest:
         raise APIError("DIGEST_INVALID", message="the final PUT needs ?digest=")
@@ -103,6 +97,10 @@ async def put_upload(request: web.Request, name: str, upload_id: str) -> web.Str
         _check_range(request, up)
         try:
             await reg.uploads.append(up, request.content.iter_any())
+        except APIError as e:
+            if e.status != 416:  # 416: another request moved a shared session on; it stays
+                await reg.uploads.cancel(up)
+            raise
         except BaseException:
             await reg.uploads.cancel(up)
             raise
@@ -111,12 +109,12 @@ async def put_upload(request: web.Request, name: str, upload_id: str) -> web.Str
 
 
 async def get_upload(request: web.Request, name: str, upload_id: str) -> web.StreamResponse:
-    up = registry(request).uploads.get(name, upload_id)
+    up = await registry(request).uploads.get(name, upload_id)
     return empty(204, _session_headers(name, up))
 
 
 async def delete_upload(request: web.Request, name: str, upload_id: str) -> web.StreamResponse:
     reg = registry(request)
-    up = reg.uploads.get(name, upload_id, allow_broken=True)
+    up = await reg.uploads.get(name, upload_id, allow_broken=True)
     await reg.uploads.cancel(up)
     return empty(204)

@@ -22,9 +22,24 @@ def _missing(e: Exception) -> bool:
     return code in ("404", "NoSuchKey", "NotFound", "NoSuchUpload")
 
 
+def _precondition_failed(e: Exception) -> bool:
+    code = getattr(e, "response", {}).get("Error", {}).get("Code", "")
+    return code in ("412", "PreconditionFailed", "ConditionalRequestConflict")
+
+
+class PathExists(Exception):
+    """An exclusive write lost: another writer created the object first."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.path = path
+
+
 class S3Writer(Writer):
-    def __init__(self, driver: "S3Driver", key: str) -> None:
+    def __init__(self, driver: "S3Driver", key: str, exclusive: bool = False) -> None:
         self.driver, self.key = driver, key
+        # exclusive: commit with If-None-Match: * (S3's atomic create), PathExists if taken.
+        self.condition: dict[str, str] = {"IfNoneMatch": "*"} if exclusive else {}
         self.buf = bytearray()
         self.upload_id: str | None = None
         self.parts: list[dict[str, Any]] = []
@@ -49,15 +64,21 @@ class S3Writer(Writer):
 
     async def commit(self) -> None:
         d = self.driver
-        if self.upload_id is None:  # small: one PUT
-            await d._call("put_object", Bucket=d.bucket, Key=self.key, Body=bytes(self.buf))
-            self.buf = bytearray()
-            return
-        if self.buf:
-            await self._upload_part(bytes(self.buf))
-            self.buf = bytearray()
-        await d._call("complete_multipart_upload", Bucket=d.bucket, Key=self.key, UploadId=self.upload_id,
-                      MultipartUpload={"Parts": self.parts})
+        try:
+            if self.upload_id is None:  # small: one PUT
+                await d._call("put_object", Bucket=d.bucket, Key=self.key, Body=bytes(self.buf), **self.condition)
+                self.buf = bytearray()
+                return
+            if self.buf:
+                await self._upload_part(bytes(self.buf))
+                self.buf = bytearray()
+            await d._call("complete_multipart_upload", Bucket=d.bucket, Key=self.key, UploadId=self.upload_id,
+                          MultipartUpload={"Parts": self.parts}, **self.condition)
+        except Exception as e:  # noqa: BLE001
+            if self.condition and _precondition_failed(e):
+                await self.cancel()
+                raise PathExists(self.key[len(d.prefix):]) from None
+            raise
 
     async def cancel(self) -> None:
         self.buf = bytearray()
@@ -121,8 +142,8 @@ class S3Driver(StorageDriver):
         finally:
             body.close()
 
-    async def writer(self, path: str) -> Writer:
-        return S3Writer(self, self._key(path))
+    async def writer(self, path: str, exclusive: bool = False) -> Writer:
+        return S3Writer(self, self._key(path), exclusive)
 
     async def stat(self, path: str) -> Stat | None:
         try:
@@ -164,6 +185,26 @@ class S3Driver(StorageDriver):
             if not r.get("IsTruncated"):
                 return out
             kwargs["ContinuationToken"] = r["NextContinuationToken"]
+
+    async def abort_multipart_uploads(self, prefix: str, older_than: float) -> int:
+        """Abort multipart uploads under ``prefix`` started before ``older_than`` (epoch
+        seconds): what a replica killed mid-write leaves behind. Returns how many."""
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self._key(prefix) + "/"}
+        aborted = 0
+        while True:
+            r = await self._call("list_multipart_uploads", **kwargs)
+            for u in r.get("Uploads", []):
+                if u["Initiated"].timestamp() < older_than:
+                    try:
+                        await self._call("abort_multipart_upload", Bucket=self.bucket, Key=u["Key"],
+                                         UploadId=u["UploadId"])
+                        aborted += 1
+                    except Exception as e:  # noqa: BLE001 - another replica aborted it first
+                        if not _missing(e):
+                            raise
+            if not r.get("IsTruncated"):
+                return aborted
+            kwargs["KeyMarker"], kwargs["UploadIdMarker"] = r["NextKeyMarker"], r["NextUploadIdMarker"]
 
     async def move(self, src: str, dst: str) -> None:
         source = {"Bucket": self.bucket, "Key": self._key(src)}
