@@ -128,7 +128,9 @@ class Pods:
         if (publish or network) and "net" not in share:
             raise PodError("you must share network namespace to set network options (publish, network)")
         if name:
-            if not names.VALID_NAME.match(name) or name.startswith("/"):
+            import re
+
+            if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", name):   # podman's rule (one character will do)
                 raise PodError("running pod create option: names must match [a-zA-Z0-9][a-zA-Z0-9_.-]*: "
                                "invalid argument")
         else:
