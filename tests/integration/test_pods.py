@@ -238,3 +238,37 @@ def test_system_reset_removes_pods(run_cli) -> None:  # noqa: ANN001 - a root of
         f"Deleted pod: {i}" for i in ids}
     assert run_cli("pod", "ps", "-q", check=True).stdout == ""
     assert run_cli("ps", "-aq", check=True).stdout == ""
+
+
+def test_engine_surface_makes_members_as_run_does(pods: Dockyard) -> None:
+    """What kube play and the API use: create, member_fields into a create body, start, members
+    (the infra aside), inspect, remove (the containers' IDs)."""
+    from dockyard.containers.request import normalise
+    from dockyard.pods.service import INFRA_LABEL, POD_LABEL
+
+    engine = pods.engine()
+    try:
+        pod = engine.pods.create(name="api", labels={"app": "x"}, share=("net", "pid"))
+        assert engine.pods.get("api") == engine.pods.get(pod.id[:12]) == pod
+        fields = engine.pods.member_fields("api")
+        assert fields == {"HostConfig": {"NetworkMode": f"container:{pod.infra_id}",
+                                         "PidMode": f"container:{pod.infra_id}"},
+                          "Labels": {POD_LABEL: pod.id}}
+        body = {"Image": "busybox", "Cmd": ["sleep", "1000"], "Labels": {"mine": "1", **fields["Labels"]},
+                "HostConfig": fields["HostConfig"]}
+        config, host, networking, _ = normalise(body)
+        member = engine.containers.create(config, host, "api-m", networking)
+        assert [r.id for r in engine.pods.members("api")] == [member.id]
+        infra = engine.containers.get(pod.infra_id)
+        assert infra.container_config["Labels"] == {POD_LABEL: pod.id, INFRA_LABEL: "true"}
+        assert infra.name == f"{pod.id[:12]}-infra"
+        engine.pods.start("api")
+        assert engine.containers.get(member.id).status == "running"
+        assert [p.id for p in engine.pods.list({"label": ["app=x"], "status": ["running"]})] == [pod.id]
+        assert engine.pods.inspect("api")["NumContainers"] == 2
+        with pytest.raises(Exception, match="cannot remove container .* as it is running"):
+            engine.pods.remove("api")
+        assert sorted(engine.pods.remove("api", force=True)) == sorted([member.id, pod.infra_id])
+        assert engine.pods.find("api") is None and engine.containers.list(all=True) == []
+    finally:
+        engine.close()

@@ -205,11 +205,13 @@ class Pods:
     # ------------------------------------------------------------------ members
 
     def members(self, name: str) -> "list[ContainerRecord]":
-        """The pod's containers, its infra included, oldest first."""
+        """The pod's own containers, oldest first; not its infra (``infra_id``), which holds
+        the namespaces and runs no workload."""
         pod = self.get(name)
-        return self._members(pod)
+        return [r for r in self._members(pod) if r.id != pod.infra_id]
 
     def _members(self, pod: PodRecord) -> "list[ContainerRecord]":
+        """Every container of the pod, the infra first, then the others oldest first."""
         found = self.engine.containers.list(all=True, filters={"label": [f"{POD_LABEL}={pod.id}"]})
         return sorted(found, key=lambda r: (r.id != pod.infra_id, r.created))
 
