@@ -11,10 +11,23 @@
   catalog       GET /v2/_catalog?n=1000 with 1000 repositories (median ms), and tags/list
   rss           idle RSS after start-up, peak RSS over the whole run (VmHWM)
 
+  replicas      (issue 17) the parallel pulls again, against one dockyard replica and
+                against --replicas replicas behind a private nginx (round-robin, no
+                buffering), all serving one storage: aggregate MiB/s, failures, and the
+                CPU seconds of each replica and of nginx, so the scaling on a machine
+                with more cores can be read off (here the 64 curl clients, nginx and
+                the replicas share two cores). Storage: one filesystem root shared by
+                the replicas (pulls only read it: blobs by pread, the index by sqlite
+                WAL readers), or with --replica-storage s3 moto's S3 server (which
+                then bounds the throughput: it is one Python process).
+
 Targets (issue 3): push/pull >= 1.0x distribution; parallel pulls with 0 failures,
->= 1.0x aggregate and <= 0.25x peak RSS; catalog >= 10x faster.
-Traffic goes only to 127.0.0.1. Usage: .venv/bin/python bench/registry.py [--quick] [--only pull]
-(``--only pull``: push each image once, then time only interleaved pulls; for iteration.)
+>= 1.0x aggregate and <= 0.25x peak RSS; catalog >= 10x faster. Issue 17: three
+replicas through nginx >= one replica's aggregate, 0 failures.
+Traffic goes only to 127.0.0.1. Usage: .venv/bin/python bench/registry.py [--quick]
+[--only pull|replicas] [--replicas 3]
+(``--only pull``: push each image once, then time only interleaved pulls; for iteration;
+``--only replicas``: only the replica rows.)
 """
 
 from __future__ import annotations
@@ -123,8 +136,9 @@ def push_pull(servers: dict, layouts: dict[str, Path], work: Path, runs: int, pu
     return results
 
 
-def parallel_pulls(srv, clients: int) -> dict:
-    """``clients`` curl processes, each fetching all of image B over one connection."""
+def parallel_pulls(srv, clients: int, cpu_pids: dict[str, list[int]] | None = None) -> dict:
+    """``clients`` curl processes, each fetching all of image B over one connection.
+    ``cpu_pids``: name -> processes whose CPU seconds over the run are reported (``cpu``)."""
     base = f"{srv.url}/v2/bench/b-0"
     conn = http.client.HTTPConnection(srv.address.split(":")[0], int(srv.address.split(":")[1]))
     conn.request("GET", "/v2/bench/b-0/manifests/latest",
@@ -137,12 +151,15 @@ def parallel_pulls(srv, clients: int) -> dict:
            "-w", "%{http_code} %{size_download}\\n"]
     for u in urls:
         cmd += ["-o", "/dev/null", u]
+    cpu_pids = cpu_pids or {}
+    cpu_before = {n: sum(map(cpu_seconds, pids)) for n, pids in cpu_pids.items()}
     with RssSampler(srv.proc.pid) as sampler:
         t = time.perf_counter()
         procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
                  for _ in range(clients)]
         outs = [p.communicate()[0] for p in procs]
         elapsed = time.perf_counter() - t
+    cpu = {n: sum(map(cpu_seconds, pids)) - cpu_before[n] for n, pids in cpu_pids.items()}
     failures, total = 0, 0
     for p, out in zip(procs, outs):
         lines = out.split()
@@ -150,7 +167,86 @@ def parallel_pulls(srv, clients: int) -> dict:
         ok = p.returncode == 0 and len(codes) == len(urls) and all(c == "200" for c in codes)
         failures += 0 if ok and sum(sizes[1:]) == expected else 1
         total += sum(sizes)
-    return {"mibs": total / MiB / elapsed, "failures": failures, "peak_rss": sampler.peak, "seconds": elapsed}
+    return {"mibs": total / MiB / elapsed, "failures": failures, "peak_rss": sampler.peak, "seconds": elapsed,
+            "cpu": cpu}
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (nginx's workers)."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+REPLICA_HEADER = ("", "one replica", "one + nginx", "{n} replicas + nginx", "ratio (vs one, vs one + nginx)",
+                  "target")
+
+
+def replica_rows(work: Path, layout_b: Path, clients: int, replicas: int, runs: int, storage: str) -> list[tuple]:
+    """Parallel pulls of B from one replica (direct, and through nginx) and from ``replicas``
+    behind nginx, on one storage, interleaved ``runs`` times; the median run of each, with
+    the CPU seconds of every process that served it."""
+    from dockyard.testing.nginx import Nginx
+    from dockyard.testing.s3 import MotoS3
+
+    s3 = MotoS3().start() if storage == "s3" else None
+    config: dict = {"fsync": False}
+    if s3 is not None:
+        config.update(storage="s3", s3=s3.s3_config("bench-replicas"))
+    root = work / "replica-root"  # one root for every replica (filesystem storage)
+    servers = [DockyardRegistry(config, root=root) for _ in range(replicas)]
+    balancers: list = []
+    try:
+        servers[0].start()
+        push_oci_layout(layout_b, f"{servers[0].address}/bench/b-0:latest")
+        for srv in servers[1:]:
+            srv.start()
+        workers = os.cpu_count() or 2
+        lb1 = Nginx([servers[0].address], workers=workers).start()
+        balancers.append(lb1)
+        lbn = Nginx([srv.address for srv in servers], workers=workers).start()
+        balancers.append(lbn)
+        pids = {f"replica {i + 1}": [srv.proc.pid] for i, srv in enumerate(servers)}
+        if s3 is not None:
+            pids["moto"] = [s3.proc.pid]
+        setups = {  # what serves, and the processes whose CPU it costs
+            "one": (servers[0], {k: v for k, v in pids.items() if k in ("replica 1", "moto")}),
+            "one+nginx": (lb1, {**{k: v for k, v in pids.items() if k in ("replica 1", "moto")},
+                                "nginx": [lb1.proc.pid, *children(lb1.proc.pid)]}),
+            "many": (lbn, {**pids, "nginx": [lbn.proc.pid, *children(lbn.proc.pid)]}),
+        }
+        results: dict[str, list[dict]] = {k: [] for k in setups}
+        for _ in range(runs):  # interleaved: noise hits all alike
+            for name, (srv, cpu_pids) in setups.items():
+                results[name].append(parallel_pulls(srv, clients, cpu_pids))
+    finally:
+        for proc in [*balancers, *servers]:
+            proc.stop()
+        if s3 is not None:
+            s3.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    med = {k: sorted(v, key=lambda r: r["mibs"])[len(v) // 2] for k, v in results.items()}
+    failed = {k: sum(r["failures"] for r in v) for k, v in results.items()}
+    o, o1, m = med["one"], med["one+nginx"], med["many"]
+
+    def cell(r: dict, key: str) -> str:
+        return f"{r['cpu'][key]:.2f} s" if key in r["cpu"] else "-"
+
+    rows = [(f"{clients} parallel pulls of B ({storage})", f"{o['mibs']:.0f} MiB/s, {failed['one']} failed",
+             f"{o1['mibs']:.0f} MiB/s, {failed['one+nginx']} failed", f"{m['mibs']:.0f} MiB/s, {failed['many']} failed",
+             f"{m['mibs'] / o['mibs']:.2f}x, {m['mibs'] / o1['mibs']:.2f}x", "≥ 1.0x, 0 failed"),
+            ("  wall seconds (median run)", f"{o['seconds']:.2f} s", f"{o1['seconds']:.2f} s", f"{m['seconds']:.2f} s",
+             "", "")]
+    for key in m["cpu"]:
+        rows.append((f"  CPU seconds, {key}", cell(o, key), cell(o1, key), cell(m, key), "", ""))
+    for label, keys in (("replicas", ("replica",)), ("nginx", ("nginx",))):
+        per = []
+        for r in (o, o1, m):
+            spent = sum(v for k, v in r["cpu"].items() if k.startswith(keys))
+            per.append(f"{spent / (r['mibs'] * r['seconds'] / 1024):.2f} s" if spent else "-")
+        rows.append((f"  CPU s per GiB served, {label}", *per, "", ""))
+    return rows
 
 
 def make_repos(srv, count: int) -> None:
@@ -204,7 +300,10 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--clients", type=int, default=64)
     ap.add_argument("--repos", type=int, default=1000)
-    ap.add_argument("--only", choices=["pull"], help="only the pull rows (each image pushed once, untimed)")
+    ap.add_argument("--only", choices=["pull", "replicas"],
+                    help="only the pull rows (each image pushed once, untimed), or only the replica rows")
+    ap.add_argument("--replicas", type=int, default=3, help="replicas behind nginx in the replica rows")
+    ap.add_argument("--replica-storage", choices=["filesystem", "s3"], default="filesystem")
     args = ap.parse_args()
     size_a, layers_b, layer_b, runs = (256 * MiB, 30, 4 * MiB, args.runs)
     if args.quick:
@@ -215,6 +314,11 @@ def main() -> None:
     try:
         print(f"building images in {work} ...", file=sys.stderr)
         layouts = build(work, size_a, layers_b, layer_b)
+        if args.only == "replicas":
+            print("replicas ...", file=sys.stderr)
+            print_table(replica_rows(work, layouts["B"], args.clients, args.replicas, runs, args.replica_storage),
+                        tuple(h.format(n=args.replicas) for h in REPLICA_HEADER))
+            return
         servers["distribution"] = DistributionRegistry().start()
         servers["dockyard"] = DockyardRegistry({"fsync": True}).start()
         time.sleep(1)
@@ -235,6 +339,10 @@ def main() -> None:
             cat[n] = median_ms(s, f"/v2/_catalog?n={args.repos}", 21)
             tags[n] = median_ms(s, f"/v2/catalog/r{args.repos // 2:04d}/tags/list", 21)
         hwm = {n: rss_kib(s.proc.pid, "VmHWM") for n, s in servers.items()}
+        for s in servers.values():
+            s.stop()  # out of the way of the replica rows
+        print("replicas ...", file=sys.stderr)
+        replicas = replica_rows(work, layouts["B"], args.clients, args.replicas, runs, args.replica_storage)
     finally:
         for s in servers.values():
             s.stop()
@@ -256,6 +364,8 @@ def main() -> None:
     rows.append(("peak RSS (whole run, VmHWM)", f"{hwm['distribution'] / 1024:.1f} MiB",
                  f"{hwm['dockyard'] / 1024:.1f} MiB", f"{hwm['dockyard'] / hwm['distribution']:.2f}x", ""))
     print_table(rows)
+    print()
+    print_table(replicas, tuple(h.format(n=args.replicas) for h in REPLICA_HEADER))
 
 
 def push_pull_rows(pp: dict, sizes: dict[str, int], ops: tuple[str, ...]) -> list[tuple]:
@@ -280,9 +390,8 @@ def _medians(runs: list[tuple[float, float]]) -> tuple[float, float]:
     return statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs)
 
 
-def print_table(rows: list[tuple]) -> None:
-    header = ("", "distribution 2.8", "dockyard", "ratio", "target")
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(5)]
+def print_table(rows: list[tuple], header: tuple = ("", "distribution 2.8", "dockyard", "ratio", "target")) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, tuple("-" * w for w in widths), *rows]:
         print(" | ".join(str(c).ljust(w) for c, w in zip(r, widths)))
 
