@@ -26,6 +26,7 @@ NODE_PORTS = range(30000, 32768)
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 NUMBER_LABEL = "com.docker.compose.container-number"
+DEPENDS_LABEL = "com.docker.compose.depends_on"
 _ANONYMOUS = re.compile(r"^[0-9a-f]{64}$")
 
 Member = tuple[dict[str, Any], dict[str, Any]]   # (container inspect, image Config)
@@ -85,6 +86,12 @@ def _path_kind(path: str) -> str:
 
 def _container_name(inspect: dict[str, Any]) -> str:
     return (inspect.get("Name") or "").lstrip("/") or inspect["Id"][:12]
+
+
+def _member_name(inspect: dict[str, Any]) -> str:
+    """A compose container is its service (``wordpress``, not ``lab-wordpress-1``), else its name."""
+    labels = (inspect.get("Config") or {}).get("Labels") or {}
+    return labels.get(SERVICE_LABEL) or _container_name(inspect)
 
 
 def _env(config: dict[str, Any], image: dict[str, Any]) -> list[dict[str, str]]:
@@ -262,7 +269,7 @@ def pod_spec(members: Sequence[Member], warn: Callable[[str], None],
     """(the PodSpec of these members, the PersistentVolumeClaims it needs)."""
     volumes = Volumes(path_kind)
     names: set[str] = set()
-    containers = [container(inspect, image, volumes, unique(dns1123(_container_name(inspect)), names), warn)
+    containers = [container(inspect, image, volumes, unique(dns1123(_member_name(inspect)), names), warn)
                   for inspect, image in members]
     policy = ((members[0][0].get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name") or "no"
     spec: dict[str, Any] = {"restartPolicy": RESTART.get(policy, "Never"), "containers": containers}
@@ -361,6 +368,26 @@ def _pod_members(engine: "Engine", typed: str) -> tuple[str, list[Member]] | Non
     return pod.name, members
 
 
+def _dependency_order(by_service: dict[str, list[Any]]) -> list[str]:
+    """Services after those they depend on (the depends_on label), else by name: a cluster
+    starts them in any order, but kube play starts them in the file's (nginx resolves its
+    upstream's name when it starts)."""
+    depends = {name: [d.split(":")[0] for d in (_labels(records[0]).get(DEPENDS_LABEL) or "").split(",") if d]
+               for name, records in by_service.items()}
+    out: list[str] = []
+
+    def visit(name: str, seen: frozenset[str]) -> None:
+        if name in out or name in seen or name not in depends:
+            return
+        for dep in sorted(depends[name]):
+            visit(dep, seen | {name})
+        out.append(name)
+
+    for name in sorted(depends):
+        visit(name, frozenset())
+    return out
+
+
 def _labels(record: Any) -> dict[str, str]:
     return record.container_config.get("Labels") or {}
 
@@ -392,7 +419,8 @@ def generate(engine: "Engine", targets: Sequence[str], kind: str = "pod", with_s
             if _labels(r).get("com.docker.compose.oneoff") == "True":
                 continue
             by_service.setdefault(_labels(r).get(SERVICE_LABEL) or r.name, []).append(r)
-        for service_name, records in sorted(by_service.items()):
+        for service_name in _dependency_order(by_service):
+            records = by_service[service_name]
             groups.append((service_name, [_member(engine, records[0].id)], len(records)))
     if containers:
         first = _container_name(containers[0][0])
