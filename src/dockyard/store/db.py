@@ -187,21 +187,6 @@ MIGRATIONS: list[str] = [
             ELSE json('[]') END
     );
     """,
-    # 6 -> 7: pods (podman's): a name, the namespaces its members share, the infra container that
-    # holds them and the options the infra got (publish, network, hostname) as JSON. Members are
-    # containers labelled with the pod's ID (io.dockyard.pod), so no table of members.
-    """
-    CREATE TABLE pods (
-        id TEXT PRIMARY KEY,                 -- 64 hex
-        name TEXT NOT NULL UNIQUE,
-        created REAL NOT NULL,
-        labels TEXT NOT NULL DEFAULT '{}',
-        share TEXT NOT NULL DEFAULT '[]',    -- JSON: of net, ipc, uts, pid
-        infra_id TEXT NOT NULL DEFAULT '',   -- the infra container ('' while being made)
-        hostname TEXT NOT NULL DEFAULT '',
-        options TEXT NOT NULL DEFAULT '{}'   -- JSON: Publish (as typed), Network
-    );
-    """,
 ]
 
 DB_NAME = "dockyard.db"
