@@ -209,6 +209,10 @@ def test_refusals_in_podmans_words(pods: Dockyard) -> None:
     assert got.returncode == 125 and "names must match [a-zA-Z0-9][a-zA-Z0-9_.-]*" in got.stderr
     got = dy.cli("pod", "rm", "nosuch")
     assert (got.returncode, got.stderr) == (1, "Error: no pod with name or ID nosuch found: no such pod\n")
+    assert dy.cli("pod", "rm", "-f", "nosuch").returncode == 0
+    for verb in ("start", "stop", "top"):
+        got = dy.cli("pod", verb, "nosuch")
+        assert (got.returncode, got.stderr) == (125, "Error: no pod with name or ID nosuch found: no such pod\n")
     got = dy.cli("pod", "inspect", "nosuch")
     assert (got.returncode, got.stderr) == (125, "Error: inspecting object: no such pod nosuch\n")
     got = dy.cli("pod", "create", "--share", "net,bogus")

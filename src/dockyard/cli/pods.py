@@ -40,7 +40,8 @@ def _each(names: Sequence[str], action: Callable[[str], "PodRecord | Any"]) -> N
     for name in names:
         try:
             pod = action(name)
-            _write(f"{pod.id}\n")
+            if pod is not None:
+                _write(f"{pod.id}\n")
         except DockyardError as e:
             if failed is not None:
                 click.echo(f"Error: {failed}", err=True)
@@ -209,16 +210,18 @@ def rm(force: bool, names: tuple[str, ...]) -> None:
 
     pods = _pods()
 
-    def one(name: str) -> "PodRecord":
-        record = pods.get(name)
+    def one(name: str) -> "PodRecord | None":
+        try:
+            record = pods.get(name)
+        except NotFoundError as e:
+            if force:   # podman: rm -f of a pod that is not there is no error
+                return None
+            e.exit_code = 1
+            raise
         pods.remove(record.id, force=force)
         return record
 
-    try:
-        _each(names, one)
-    except NotFoundError:
-        if not force:
-            raise
+    _each(names, one)
 
 
 @pod.command()

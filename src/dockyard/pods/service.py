@@ -53,7 +53,9 @@ class PodError(DockyardError):
 
 
 class NoSuchPod(NotFoundError):
-    pass
+    """podman's exit code for it is 125 (``pod rm``'s alone is 1: the CLI says so)."""
+
+    exit_code = 125
 
 
 @records.record
