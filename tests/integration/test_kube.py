@@ -151,7 +151,7 @@ def test_play_pod_configmap_secret_claim_service_and_down(dy: Run, tmp_path: Pat
     played = dy("kube", "play", str(path), check=True)
     lines = played.stdout.split()
     assert lines[0] == "Pod:" and lines[2] == "Containers:" and len(lines) == 5
-    assert lines[1] == lines[3]   # the pod is the container holding its namespaces
+    assert json.loads(dy("pod", "inspect", "web", check=True).stdout)["Id"] == lines[1]
     assert dy("exec", "web-httpd", "sh", "-c", "echo $GREETING/$PASSWORD", check=True).stdout == \
         "hello from a configmap/s3cr3t\n"
     assert dy("exec", "web-httpd", "cat", "/www/index.html", "/creds/password", check=True).stdout == \
@@ -173,14 +173,14 @@ def test_play_pod_configmap_secret_claim_service_and_down(dy: Run, tmp_path: Pat
 
 def test_replace_and_kube_down(dy: Run, tmp_path: Path) -> None:
     path = play_file(tmp_path, free_port(), free_port())
-    first = dy("kube", "play", "--no-start", str(path), check=True).stdout.split()[1]
+    first = dy("kube", "play", "--no-start", str(path), check=True).stdout.split()[3]
     state = json.loads(dy("inspect", first, check=True).stdout)[0]["State"]["Status"]
     assert state == "created"
-    second = dy("kube", "play", "--replace", str(path), check=True).stdout.split()[1]
+    second = dy("kube", "play", "--replace", str(path), check=True).stdout.split()[3]
     assert second != first
     assert json.loads(dy("inspect", second, check=True).stdout)[0]["State"]["Running"] is True
     ids = dy("ps", "-aq", "--no-trunc", check=True).stdout.split()
-    assert len(ids) == 2 and second in ids and first not in ids
+    assert len(ids) == 3 and second in ids and first not in ids   # the pod's infra and its two members
     dy("kube", "down", str(path), check=True)
     assert leftovers(dy) == ("", "", [])
 
@@ -261,3 +261,27 @@ def test_round_trip_of_a_container(dy: Run, tmp_path: Path) -> None:
     assert dy("exec", "site-pod-site", "sh", "-c", "echo $MSG", check=True).stdout == "hi\n"
     dy("kube", "play", "--down", str(path), check=True)
     assert leftovers(dy) == ("", "", [])
+
+
+def test_round_trip_of_a_pod(dy: Run, tmp_path: Path) -> None:
+    """generate a pod's YAML (its published port on its member), remove the pod, play the YAML:
+    the site answers again from a pod of that name; down removes it."""
+    port = free_port()
+    dy("pod", "create", "--name", "rt", "-p", f"{port}:80", check=True)
+    dy("run", "-d", "--pod", "rt", "--name", "rt-web", "busybox", "httpd", "-f", "-p", "80", "-h", "/etc",
+       check=True)
+    assert "root:" in get(f"http://127.0.0.1:{port}/passwd")
+    generated = dy("kube", "generate", "rt", check=True).stdout
+    (pod,) = validated(generated)
+    assert pod["metadata"]["name"] == "rt"
+    (c,) = pod["spec"]["containers"]
+    assert c["name"] == "rt-web" and {"containerPort": 80, "protocol": "TCP", "hostPort": port} in c["ports"]
+    path = tmp_path / "rt.yaml"
+    path.write_text(generated)
+    dy("pod", "rm", "-f", "rt", check=True)
+    dy("kube", "play", str(path), check=True)
+    assert "root:" in get(f"http://127.0.0.1:{port}/passwd")
+    assert dy("pod", "ps", "--format", "{{.Name}}", check=True).stdout.split() == ["rt"]
+    dy("kube", "play", "--down", str(path), check=True)
+    assert leftovers(dy) == ("", "", [])
+    assert dy("pod", "ps", "-q", check=True).stdout == ""

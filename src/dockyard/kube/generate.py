@@ -9,6 +9,7 @@ are made DNS-1123 labels.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import shlex
@@ -354,17 +355,26 @@ def _member(engine: "Engine", typed: str) -> Member:
 
 
 def _pod_members(engine: "Engine", typed: str) -> tuple[str, list[Member]] | None:
-    """A pod's name and members (its infra process is no container), or None if no such pod."""
+    """A pod's name and members, or None if there is no such pod. The pod's published ports
+    are its infra's: they go on its first member, as podman writes them."""
+    from dockyard.errors import NotFoundError
+
     try:
-        pods = engine.pods
-        pod = pods.get(typed)
-    except (ImportError, AttributeError):   # the pods service is not built into this engine
+        pod = engine.pods.get(typed)
+    except NotFoundError:
         return None
-    except Exception as e:  # noqa: BLE001 - the pods service's not-found, whatever its class
-        if getattr(e, "exit_code", None) is None:
-            raise
-        return None
-    members = [_member(engine, record.id) for record in pods.members(pod.name)]
+    members = [_member(engine, record.id) for record in engine.pods.members(pod.name)]
+    if members and pod.infra_id:
+        infra = engine.containers.inspect(pod.infra_id)
+        first = copy.deepcopy(members[0][0])
+        bindings = (infra.get("HostConfig") or {}).get("PortBindings") or {}
+        first.setdefault("HostConfig", {})["PortBindings"] = {**(first["HostConfig"].get("PortBindings") or {}),
+                                                              **bindings}
+        exposed = (infra.get("Config") or {}).get("ExposedPorts") or {}
+        first.setdefault("Config", {})["ExposedPorts"] = {**(first["Config"].get("ExposedPorts") or {}), **exposed}
+        if pod.hostname:
+            first["Config"]["Hostname"] = pod.hostname
+        members[0] = (first, members[0][1])
     return pod.name, members
 
 

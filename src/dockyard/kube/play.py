@@ -428,7 +428,7 @@ class Made:
     """What a play made so far: removed again if a later step fails."""
 
     def __init__(self) -> None:
-        self.containers: list[str] = []
+        self.pods: list[str] = []
         self.volumes: list[str] = []
         self.network = ""
 
@@ -449,6 +449,8 @@ def _check_free(engine: "Engine", plan: Plan) -> None:
 
     taken = {r.name for r in engine.containers.list(all=True)}
     for pod in plan.pods:
+        if engine.pods.find(pod.name) is not None:
+            raise KubeError(f"pod {pod.name} exists: `kube play --replace` or `kube down` first")
         for cname, _body in pod.containers:
             full = f"{pod.name}-{cname}"
             check_name(full)
@@ -508,43 +510,51 @@ def _create(engine: "Engine", body: dict[str, Any], name: str) -> str:
     return engine.containers.create(config, host, name, networking).id
 
 
-def _make_pod(engine: "Engine", pod: PodPlan, label: str, made: Made) -> list[str]:
-    """The pod's containers: the first holds the pod's network, IPC and UTS namespaces (its
-    addresses, DNS names and published ports); the others join them, so they share
-    ``localhost`` as a Kubernetes pod's containers do."""
+def _alias(engine: "Engine", infra_id: str, aliases: Sequence[str]) -> None:
+    """The pod's DNS names (its name, its Deployment's, its Services') on the infra's endpoint,
+    recorded before its first start as ``network connect`` records them. engine.pods.create
+    takes no aliases (yet): this is the one place kube reaches into a container's record."""
+    from dockyard.network import ipam
+
+    for alias in aliases:
+        ipam.check_dns_name(alias)
+    record = engine.containers.get(infra_id)
+    config = dict(record.config)
+    networking = dict(config.get("NetworkingConfig") or {})
+    endpoints = dict(networking.get("EndpointsConfig") or {})
+    endpoints[NETWORK] = {**(endpoints.get(NETWORK) or {}), "Aliases": list(aliases)}
+    networking["EndpointsConfig"] = endpoints
+    config["NetworkingConfig"] = networking
+    engine.containers.store.update(record.id, config=config)
+
+
+def _publish(entry: tuple[int, int, str, str]) -> str:
+    host_port, container_port, proto, ip = entry
+    return (f"{ip}:" if ip else "") + f"{host_port}:{container_port}/{proto}"
+
+
+def _make_pod(engine: "Engine", pod: PodPlan, label: str, made: Made) -> tuple[str, list[str]]:
+    """The pod (engine.pods: its infra holds the network, IPC and UTS namespaces, the DNS names
+    and the published ports) and its members, made through the engine's create path with the
+    fields a member of that pod needs. (pod id, member ids)."""
+    record = engine.pods.create(name=pod.name, publish=[_publish(p) for p in pod.publish], network=NETWORK,
+                                labels=_labels(label, pod.name), hostname=pod.hostname)
+    made.pods.append(record.name)
+    _alias(engine, record.infra_id, pod.aliases)
+    fields = engine.pods.member_fields(record)
     ids: list[str] = []
-    for index, (cname, body) in enumerate(pod.containers):
-        body = {**body, "HostConfig": dict(body["HostConfig"]),
-                "Labels": {**(body.get("Labels") or {}), **_labels(label, pod.name)}}
-        if index == 0:
-            body["Hostname"] = pod.hostname
-            body["HostConfig"].update(NetworkMode=NETWORK, IpcMode="shareable")
-            body["HostConfig"]["PortBindings"] = _bindings(pod.publish)
-            exposed = dict(body.get("ExposedPorts") or {})
-            exposed.update({f"{c}/{proto}": {} for _h, c, proto, _ip in pod.publish})
-            body["ExposedPorts"] = exposed
-            body["NetworkingConfig"] = {"EndpointsConfig": {NETWORK: {"Aliases": list(pod.aliases)}}}
-        else:
-            holder = f"container:{ids[0]}"
-            body["HostConfig"].update(NetworkMode=holder, IpcMode=holder)
-            body.pop("ExposedPorts", None)
-        cid = _create(engine, body, f"{pod.name}-{cname}")
-        made.containers.append(cid)
-        ids.append(cid)
-    return ids
-
-
-def _bindings(publish: Sequence[tuple[int, int, str, str]]) -> dict[str, list[dict[str, str]]]:
-    out: dict[str, list[dict[str, str]]] = {}
-    for host_port, container_port, proto, ip in publish:
-        out.setdefault(f"{container_port}/{proto}", []).append({"HostIp": ip, "HostPort": str(host_port)})
-    return out
+    for cname, body in pod.containers:
+        body = {**body, "HostConfig": {**body["HostConfig"], **fields["HostConfig"]},
+                "Labels": {**(body.get("Labels") or {}), **_labels(label, pod.name), **fields["Labels"]}}
+        body.pop("ExposedPorts", None)   # the infra's: a member has no network of its own
+        ids.append(_create(engine, body, f"{pod.name}-{cname}"))
+    return record.id, ids
 
 
 def play(engine: "Engine", plan: Plan, label: str, start: bool = True) -> list[tuple[str, list[str]]]:
-    """Make the plan's pods (and start them unless ``start`` is false): [(pod id, container
-    ids)]. The pod's id is that of the container holding its namespaces. If any step fails,
-    everything made so far is removed and the error raised."""
+    """Make the plan's pods (and start them, in the file's order, unless ``start`` is false):
+    [(pod id, container ids)]. If any step fails, everything made so far is removed and the
+    error raised."""
     _ensure_images(engine, plan)
     _check_free(engine, plan)
     made = Made()
@@ -553,12 +563,10 @@ def play(engine: "Engine", plan: Plan, label: str, start: bool = True) -> list[t
         _ensure_network(engine, made)
         for pod in plan.pods:
             _pod_volumes(engine, pod, label, made)
-            ids = _make_pod(engine, pod, label, made)
-            out.append((ids[0], ids))
+            out.append(_make_pod(engine, pod, label, made))
         if start:
-            for _pod, ids in out:
-                for cid in ids:
-                    engine.containers.start_and_wait(cid)
+            for pod in plan.pods:
+                engine.pods.start(pod.name)
     except BaseException:
         _undo(engine, made)
         raise
@@ -566,9 +574,9 @@ def play(engine: "Engine", plan: Plan, label: str, start: bool = True) -> list[t
 
 
 def _undo(engine: "Engine", made: Made) -> None:
-    for cid in reversed(made.containers):
+    for name in reversed(made.pods):
         try:
-            engine.containers.remove(cid, force=True)
+            engine.pods.remove(name, force=True)
         except Exception:  # noqa: BLE001 - the undo goes on; the error raised is the play's own
             pass
     for volume in made.volumes:
@@ -584,19 +592,16 @@ def _undo(engine: "Engine", made: Made) -> None:
 
 
 def down(engine: "Engine", plan: Plan) -> list[str]:
-    """Remove the containers of the plan's pods and the volumes a play made for them (claims
-    too, when play created them); the pods' network when no container uses it any more.
-    Returns the pods removed (the names of those that had containers)."""
+    """Remove the plan's pods that a play made (members and infra), the volumes it made for
+    them (claims too, when play created them), and the pods' network when no container uses
+    it any more. Returns the names of the pods removed, in reverse order of the file."""
     removed: list[str] = []
+    for pod in reversed(plan.pods):
+        record = engine.pods.find(pod.name)
+        if record is not None and LABEL_FILE in record.labels:
+            engine.pods.remove(record.name, force=True)
+            removed.append(record.name)
     pods = {pod.name for pod in plan.pods}
-    records = engine.containers.list(all=True, filters={"label": [LABEL_POD]})
-    mine = [r for r in records if _label(r, LABEL_POD) in pods]
-    # members first, then the holders of the pods' namespaces
-    holders = {r.id for r in mine if not str(r.host_config.get("NetworkMode", "")).startswith("container:")}
-    for record in sorted(mine, key=lambda r: r.id in holders):
-        engine.containers.remove(record.id, force=True)
-        if _label(record, LABEL_POD) not in removed:
-            removed.append(_label(record, LABEL_POD))
     claims = {source for pod in plan.pods for what, source, kind in pod.volumes.values()
               if what == "volume" and kind == "pvc"}
     for volume in engine.volumes.list(filters={"label": [LABEL_KIND]}):
@@ -608,10 +613,6 @@ def down(engine: "Engine", plan: Plan) -> list[str]:
     except Exception:  # noqa: BLE001 - a network still used or already gone stays as it is
         pass
     return removed
-
-
-def _label(record: Any, key: str) -> str:
-    return (record.container_config.get("Labels") or {}).get(key, "")
 
 
 def read(source: str, stdin: Callable[[], str]) -> tuple[list[dict[str, Any]], str]:
