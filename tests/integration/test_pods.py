@@ -101,13 +101,14 @@ def test_members_share_one_network_namespace_and_hostname(rt: Dockyard) -> None:
 
 def test_share_pid_shows_each_others_processes(pods: Dockyard) -> None:
     dy = pods
-    _ok(dy, "pod", "create", "--name", "pids", "--share", "net,pid")
+    _ok(dy, "pod", "create", "--name", "pids", "--share", "net,pid,uts", "--hostname", "pidhost")
     _ok(dy, "run", "-d", "--pod", "pids", "busybox", "sleep", "1001")
     seen = _ok(dy, "run", "--rm", "--pod", "pids", "busybox", "ps")
     assert "sleep 1001" in seen and "/pause" in seen
     assert re.search(r"^\s*1\s+\S+\s+/pause", seen, re.M)   # the infra is the namespace's init
     inspected = json.loads(_ok(dy, "pod", "inspect", "pids"))
-    assert inspected["SharedNamespaces"] == ["net", "pid"]
+    assert inspected["SharedNamespaces"] == ["net", "pid", "uts"] and inspected["Hostname"] == "pidhost"
+    assert _ok(dy, "run", "--rm", "--pod", "pids", "busybox", "hostname") == "pidhost\n"
 
 
 def test_ports_are_published_on_the_pod(pods: Dockyard) -> None:

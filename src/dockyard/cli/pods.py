@@ -85,8 +85,9 @@ def _ps_rows(pods: "Pods", found: "list[PodRecord]", trunc: bool) -> list[dict[s
     from dockyard.containers.inspect import nano_time
 
     rows = []
+    of = pods.containers_of(found)
     for p in found:
-        members = pods._members(p)
+        members = of[p.id]
         rows.append({
             "ID": p.id[:12] if trunc else p.id, "Id": p.id, "Name": p.name, "Status": pods.status(p, members),
             "Created": fmt.time_ago(p.created), "CreatedAt": nano_time(p.created),
@@ -260,7 +261,7 @@ def logs(follow: bool, tail: str, timestamps: bool, container: str | None, name:
 
     pods = _pods()
     record = pods.get(name)
-    members = [r for r in pods._members(record) if r.id != record.infra_id]
+    members = pods.members(record.id)
     if container:
         wanted = common.engine().containers.get(container)
         if wanted.id not in {r.id for r in members}:

@@ -226,6 +226,23 @@ class Pods:
         pod = self.get(name)
         return [r for r in self._members(pod) if r.id != pod.infra_id]
 
+    def containers_of(self, pods: "Sequence[PodRecord]") -> "dict[str, list[ContainerRecord]]":
+        """{pod id: every container of it, the infra first} for many pods, from one listing
+        (``pod ps`` of many pods)."""
+        wanted = {p.id: p for p in pods}
+        out: dict[str, list[ContainerRecord]] = {p.id: [] for p in pods}
+        for r in self.engine.containers.list(all=True, filters={"label": [POD_LABEL]}):
+            pod_id = self.pod_of(r)
+            if pod_id in out:
+                out[pod_id].append(r)
+        for pod_id, found in out.items():
+            found.sort(key=lambda r, infra=wanted[pod_id].infra_id: (r.id != infra, r.created))
+        return out
+
+    def all_containers(self, pod: PodRecord) -> "list[ContainerRecord]":
+        """Every container of the pod, the infra first, then the others oldest first."""
+        return self._members(pod)
+
     def _members(self, pod: PodRecord) -> "list[ContainerRecord]":
         """Every container of the pod, the infra first, then the others oldest first."""
         found = self.engine.containers.list(all=True, filters={"label": [f"{POD_LABEL}={pod.id}"]})
