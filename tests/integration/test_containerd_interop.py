@@ -5,9 +5,13 @@ and a multi-platform list made with ``dockyard manifest``, resolved to the right
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tarfile
+import tempfile
+import time
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -182,3 +186,31 @@ def test_multi_platform_index(containerd, registry: DockyardRegistry, run_cli: R
         assert config["architecture"] == "arm64" and config["config"]["Labels"]["marker"] == "for-arm64"
     finally:
         containerd.ctr("images", "rm", index, check=False)
+
+
+def test_crashed_run_leftovers_are_cleaned(tmp_path: Path) -> None:
+    """A dir a crashed run left (its containerd dead, a shim alive, a mount inside) goes on the next start."""
+    stale = Path(tempfile.mkdtemp(prefix=containerd_helper.DIR_PREFIX, dir=tmp_path))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (stale / containerd_helper.PID_FILE).write_text(str(dead.pid))
+    (stale / "snapshot").mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(stale / "snapshot")], check=True)
+    # a "shim": a process naming the dead daemon's socket on its command line
+    shim = subprocess.Popen(["sh", "-c", "sleep 300; true", str(stale / "c.sock")], start_new_session=True)
+    try:
+        cmdline = Path(f"/proc/{shim.pid}/cmdline")
+        deadline = time.monotonic() + 5
+        while str(stale).encode() not in cmdline.read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.01)  # until the fork has exec'd sh
+        containerd_helper.clean_stale(tmp_path)
+        assert shim.wait(timeout=10) == -9
+        assert not stale.exists()
+        assert str(stale) not in Path("/proc/self/mountinfo").read_text()
+    finally:
+        try:
+            os.killpg(shim.pid, signal.SIGKILL)  # its sleep too
+        except ProcessLookupError:
+            pass
+        shim.wait()
+        subprocess.run(["umount", "-l", str(stale / "snapshot")], stderr=subprocess.DEVNULL, check=False)
