@@ -158,8 +158,10 @@ def test_pod_lifecycle_ps_and_inspect(pods: Dockyard) -> None:
     assert _ok(dy, "pod", "start", "life") == pod_id + "\n"
     assert status() == "Running 2\n"
     assert json.loads(_ok(dy, "pod", "inspect", "life"))["State"] == "Running"
-    top = _ok(dy, "pod", "top", "life")
-    assert "/pause" in top and "sleep 1000" in top
+    top = [re.split(r"\s{2,}", line) for line in _ok(dy, "pod", "top", "life").splitlines()]
+    assert top[0] == ["USER", "PID", "PPID", "%CPU", "ELAPSED", "TTY", "TIME", "COMMAND"]   # podman's
+    assert top[1][:3] == ["0", "1", "0"] and top[1][-1] == "/pause "   # the infra: PID 1 of the shared namespace
+    assert [row[-1] for row in top[2:]] == ["sleep 1000 "]
     assert wait_for(lambda: _ok(dy, "pod", "logs", "life") == f"{member[:12]} started-m1\n", timeout=5)
     assert _ok(dy, "pod", "stop", "life") == pod_id + "\n"
     assert status() == "Exited 2\n"
@@ -277,3 +279,10 @@ def test_engine_surface_makes_members_as_run_does(pods: Dockyard) -> None:
         assert engine.pods.find("api") is None and engine.containers.list(all=True) == []
     finally:
         engine.close()
+
+
+def test_go_durations_as_podman_prints_them() -> None:
+    from dockyard.pods.top import go_duration
+
+    assert [go_duration(x) for x in (0, 1.982744711, 0.35, 62.5, 3600, 0.000001, 7322.1)] == [
+        "0s", "1.982744711s", "350ms", "1m2.5s", "1h0m0s", "1µs", "2h2m2.1s"]

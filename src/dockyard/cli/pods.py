@@ -244,7 +244,7 @@ def top(name: str, ps_args: tuple[str, ...]) -> None:
     from dockyard.cli import formatting as fmt
 
     header, rows = _pods().top(name, ps_args)
-    _write(fmt.tabulate([header, *rows]))
+    _write(fmt.tabulate([header, *rows], minwidth=12, padding=2))
 
 
 @pod.command()

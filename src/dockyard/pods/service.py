@@ -410,13 +410,23 @@ class Pods:
         return out
 
     def top(self, name: str, ps_args: "Sequence[str]" = ()) -> tuple[list[str], list[list[str]]]:
-        """``ps`` of every running container of the pod: (header, rows)."""
+        """The processes of every running container of the pod, the infra's first: (header, rows);
+        podman's columns (pods/top.py), or ``ps`` with ``ps_args`` as container ``top`` runs it."""
         pod = self.get(name)
         running = [r for r in self._members(pod) if r.status in ("running", "paused")]
         if not running:
             raise PodError(f"pod {pod.id} is not running")
         header: list[str] = []
         rows: list[list[str]] = []
+        if not ps_args:   # podman's own columns, PIDs as the containers see them
+            from dockyard.pods import top as tops
+
+            for r in running:
+                try:
+                    rows += tops.rows(list(self.engine.containers.runtime_of(r).ps(r.id)))
+                except DockyardError:
+                    continue   # it stopped meanwhile
+            return tops.HEADER, rows
         for r in running:
             try:
                 header, got = self.engine.containers.top(r.id, list(ps_args))
