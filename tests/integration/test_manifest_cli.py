@@ -166,3 +166,22 @@ def test_errors_as_docker(registry: DockyardRegistry, images: dict[str, str], ru
     for run in (run_cli, docker):
         assert run("manifest", "rm", name).returncode == 0
     same(run_cli("manifest", "rm", name), docker("manifest", "rm", name))
+
+
+def test_local_image_member_is_uploaded(registry: DockyardRegistry, images: dict[str, str], run_cli: RunCli,
+                                        busybox_tar: Path) -> None:
+    """Beyond Docker: a member the registry lacks but the local store holds is uploaded by push."""
+    a = registry.address
+    local = f"{a}/mf/local:riscv"
+    run_cli("import", "--platform", "linux/riscv64", "--change", "LABEL arch=riscv64", busybox_tar, local, check=True)
+    target = f"{a}/mf/withlocal:1"
+    run_cli("manifest", "create", target, images["amd64"], local, check=True)
+    listed = json.loads(run_cli("manifest", "inspect", target, check=True).stdout)
+    assert [m["platform"]["architecture"] for m in listed["manifests"]] == ["amd64", "riscv64"]
+    pushed = run_cli("manifest", "push", target, check=True).stdout.splitlines()
+    assert len(pushed) == 3 and pushed[-1].startswith("sha256:")
+    config = json.loads(skopeo("inspect", "--config", "--raw", "--tls-verify=false", "--override-arch", "riscv64",
+                               f"docker://{target}").stdout)
+    assert config["architecture"] == "riscv64" and config["config"]["Labels"] == {"arch": "riscv64"}
+    # the local image's own tag was never pushed
+    assert skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{local}", check=False).returncode != 0

@@ -52,18 +52,26 @@ def manifest() -> None:
 @click.argument("manifests", metavar="MANIFEST [MANIFEST...]", nargs=-1, required=True)
 def create(amend: bool, insecure: bool, manifest_list: str, manifests: tuple[str, ...]) -> None:
     """Create a local manifest list for annotating and pushing to a registry."""
-    from dockyard.distribution.manifests import fetch_member
-    from dockyard.errors import DockyardError
+    from dockyard.distribution.manifests import fetch_member, local_member
+    from dockyard.errors import DockyardError, NotFoundError
 
     target = _ref(manifest_list, f"error parsing name for manifest list {manifest_list}: ")
     store = _store()
     if store.exists(str(target)) and not amend:
         raise DockyardError("refusing to amend an existing manifest list with no --amend flag")
-    settings = common.engine().settings
+    engine = common.engine()
     for value in manifests:
         member = _ref(value)
         # A member created before keeps what annotate gave it (Docker's getManifest).
-        entry = store.get(str(target), str(member)) or fetch_member(settings, member, insecure=insecure)
+        entry = store.get(str(target), str(member))
+        if entry is None:
+            try:
+                entry = fetch_member(engine.settings, member, insecure=insecure)
+            except NotFoundError:
+                # not in the registry: a local image of that name will do (push uploads its blobs)
+                entry = local_member(engine, member)
+                if entry is None:
+                    raise
         store.save(str(target), str(member), entry)
     click.echo(f"Created manifest list {target}")
 
@@ -158,7 +166,8 @@ def push(purge: bool, insecure: bool, manifest_list: str) -> None:
     target = _ref(manifest_list)
     store = _store()
     entries = store.get_list(str(target))
-    digest = push_list(common.engine().settings, target, entries, insecure=insecure, say=click.echo)
+    engine = common.engine()
+    digest = push_list(engine.settings, target, entries, insecure=insecure, say=click.echo, content=engine.content)
     click.echo(digest)
     if purge:
         store.remove(str(target))

@@ -1,10 +1,11 @@
 """The registry side of ``dockyard manifest``, as ``docker manifest`` does it:
 
 - ``fetch_member``: a manifest's descriptor and platform (from its config blob), for ``create``;
+  ``local_member``: the same from a local image the registry does not have yet;
 - ``inspect_remote``: a manifest or a list as the registry holds it, for ``inspect``;
 - ``push_list``: members living in other repositories of the registry get their blobs
-  mounted into the list's repository and their manifests put there by digest; then the
-  list itself goes up under its tag.
+  mounted into the list's repository (local members: uploaded) and their manifests put
+  there by digest; then the list itself goes up under its tag.
 
 Built on ``RegistryClient`` (auth, TLS, insecure registries, error mapping).
 """
@@ -26,6 +27,8 @@ from dockyard.oci import mediatypes as mt
 
 if TYPE_CHECKING:
     from dockyard.config import Settings
+    from dockyard.engine import Engine
+    from dockyard.store.content import ContentStore
     from dockyard.reference import Reference
 
 
@@ -71,10 +74,16 @@ async def _platform(client: RegistryClient, path: str, manifest: dict[str, Any])
         data = await resp.content.read(mt.MAX_CONFIG_SIZE + 1)
     if len(data) > mt.MAX_CONFIG_SIZE:
         raise ManifestError(f"config {config_digest} is over the {mt.MAX_CONFIG_SIZE} byte limit")
+    return _platform_of(data, config_digest)
+
+
+def _platform_of(data: bytes, config_digest: str) -> dict[str, Any]:
     try:
         config = json.loads(data)
     except ValueError:
         raise ManifestError(f"config {config_digest} is not JSON") from None
+    if not isinstance(config, dict):
+        raise ManifestError(f"config {config_digest} is not a JSON object")
     platform: dict[str, Any] = {"architecture": config.get("architecture", ""), "os": config.get("os", "")}
     for key in ("os.version", "os.features", "variant"):
         if config.get(key):
@@ -104,6 +113,20 @@ def fetch_member(settings: "Settings", ref: "Reference", *, insecure: bool = Fal
             return _entry(str(ref), raw, media_type, digest, await _platform(client, ref.path, json.loads(raw)))
 
     return asyncio.run(run())
+
+
+def local_member(engine: "Engine", ref: "Reference") -> Entry | None:
+    """The entry for a local image of that name (not pushed yet: ``push_list`` uploads its blobs),
+    or None if there is none."""
+    image = engine.image_store.find(str(ref))
+    if image is None:
+        return None
+    if image.manifest_media_type in mt.INDEXES:
+        raise DockyardError(f"{ref} is a manifest list")
+    raw = engine.content.read_bytes(image.manifest_digest, limit=mt.MAX_MANIFEST_SIZE)
+    config_digest = json.loads(raw)["config"]["digest"]
+    platform = _platform_of(engine.content.read_bytes(config_digest, limit=mt.MAX_CONFIG_SIZE), config_digest)
+    return _entry(str(ref), raw, image.manifest_media_type, image.manifest_digest, platform)
 
 
 def inspect_remote(settings: "Settings", ref: "Reference", *, insecure: bool = False,
@@ -139,8 +162,12 @@ def _blobs(entry: Entry) -> list[str]:
 
 
 def push_list(settings: "Settings", target: "Reference", entries: list[Entry], *, insecure: bool = False,
-              say: Callable[[str], None] = print) -> str:
-    """Push a local list to ``target``; returns the list's digest. ``say`` gets Docker's lines."""
+              say: Callable[[str], None] = print, content: "ContentStore | None" = None) -> str:
+    """Push a local list to ``target``; returns the list's digest. ``say`` gets Docker's lines.
+
+    Each member's blobs must end up in the target repository: already there, mounted from the
+    member's repository, or (a local image never pushed) uploaded from ``content``. A member
+    manifest the repository lacks is put there by digest, its bytes unchanged."""
     from dockyard import reference
 
     doc, media_type = build_list(entries)
@@ -153,20 +180,13 @@ def push_list(settings: "Settings", target: "Reference", entries: list[Entry], *
 
     async def run() -> str:
         async with _client(settings, target.registry_host, insecure) as client:
-            push_scope = f"repository:{target.path}:pull,push"
             for member, entry in members:
-                if member.path == target.path:
-                    continue  # already in the repository the list goes to
-                for blob in _blobs(entry):
-                    scopes = [push_scope, f"repository:{member.path}:pull"]
-                    mounted, location = await with_retries(lambda: client.start_upload(
-                        target.path, scopes, mount=blob, mount_from=member.path))
-                    if not mounted:
-                        if location is not None:
-                            await _cancel(client, location, scopes)
-                        raise DockyardError(f"error mounting {member.repository}@{blob} to {target}")
-                raw = base64.b64decode(entry["Raw"])
                 member_digest = entry["Descriptor"]["digest"]
+                if member.path == target.path and await _has_manifest(client, target.path, member_digest):
+                    continue  # Docker's case: nothing to copy
+                for blob in _blobs(entry):
+                    await _ensure_blob(client, target, member, blob, content)
+                raw = base64.b64decode(entry["Raw"])
                 stored = await with_retries(lambda: client.put_manifest(
                     target.path, member_digest, raw, entry["Descriptor"]["mediaType"]))
                 say(f"Pushed ref {target.repository}@{member_digest} with digest: {stored or member_digest}")
@@ -174,6 +194,44 @@ def push_list(settings: "Settings", target: "Reference", entries: list[Entry], *
             return stored or digests.of_bytes(data)
 
     return asyncio.run(run())
+
+
+async def _has_manifest(client: RegistryClient, path: str, digest: str) -> bool:
+    async with client.request("HEAD", client.url(f"{path}/manifests/{digest}"),
+                              scopes=[f"repository:{path}:pull"], headers={"Accept": mt.MANIFEST_ACCEPT},
+                              ok=(200, 404), what=f"HEAD manifest {digest}") as resp:
+        return resp.status == 200
+
+
+async def _ensure_blob(client: RegistryClient, target: "Reference", member: "Reference", blob: str,
+                       content: "ContentStore | None") -> None:
+    """Get ``blob`` into the target repository: there already, mounted, or uploaded from local content."""
+    scopes = [f"repository:{target.path}:pull,push"]
+    if await with_retries(lambda: client.blob_exists(target.path, blob, scopes)):
+        return
+    location = None
+    if member.path != target.path:
+        mount_scopes = [*scopes, f"repository:{member.path}:pull"]
+        mounted, location = await with_retries(lambda: client.start_upload(
+            target.path, mount_scopes, mount=blob, mount_from=member.path))
+        if mounted:
+            return
+    if content is None or not content.has(blob):
+        if location is not None:
+            await _cancel(client, location, scopes)
+        raise DockyardError(f"error mounting {member.repository}@{blob} to {target}")
+    if location is None:
+        _, location = await with_retries(lambda: client.start_upload(target.path, scopes))
+    path = content.path(blob)
+    size = path.stat().st_size
+    await client.finish_upload(location, scopes, blob, size, body=lambda: _chunks(path))
+
+
+async def _chunks(path: Any) -> Any:
+    """A local blob as a request body, read as it is sent."""
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            yield chunk
 
 
 async def _cancel(client: RegistryClient, location: Any, scopes: list[str]) -> None:
