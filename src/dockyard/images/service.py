@@ -137,8 +137,7 @@ class Images:
         labels = filters.get("label", [])
 
         out = []
-        for row in self._rows():
-            summary = _summary(row)
+        for summary in self._summaries():
             if patterns:
                 summary.repo_tags = [t for t in summary.repo_tags if _matches_any(patterns, t)]
                 summary.repo_digests = [d for d in summary.repo_digests if _matches_any(patterns, d)]
@@ -160,7 +159,7 @@ class Images:
             out.append(summary)
         return out
 
-    def _rows(self) -> list[Any]:
+    def _summaries(self) -> list[ImageSummary]:
         sql = (
             "SELECT i.id, i.created, i.size,"
             " (SELECT group_concat(t.name, char(10)) FROM tags t WHERE t.image_id = i.id) AS tags,"
@@ -168,9 +167,9 @@ class Images:
             "    FROM repo_digests r WHERE r.image_id = i.id) AS digests"
             " FROM images i"
         )
-        rows = self.engine.db.execute(sql).fetchall()
+        summaries = [_summary(row) for row in self.engine.db.execute(sql)]
         # Docker sorts by creation time, newest first; the ID breaks ties stably.
-        return sorted(rows, key=lambda r: (_created(r["created"]) or 0, r["id"]), reverse=True)
+        return sorted(summaries, key=lambda s: (s.created or 0, s.id), reverse=True)
 
     def _filter_time(self, values: list[str] | None, key: str) -> float | None:
         if not values:
