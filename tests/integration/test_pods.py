@@ -281,6 +281,25 @@ def test_engine_surface_makes_members_as_run_does(pods: Dockyard) -> None:
         engine.close()
 
 
+def test_pod_aliases_answer_on_its_network(pods: Dockyard) -> None:
+    """engine.pods.create(aliases=...): more DNS names of the pod on a user network (kube play's
+    Services), answered for every member."""
+    dy = pods
+    _ok(dy, "network", "create", "podnet")
+    engine = dy.engine()
+    try:
+        engine.pods.create(name="named", network="podnet", aliases=["svc-a", "svc-b"])
+    finally:
+        engine.close()
+    _ok(dy, "run", "-d", "--pod", "named", "busybox", "sh", "-c", HTTPD)
+    for name in ("svc-a", "svc-b", "named"):   # the pod's name too: its infra's hostname
+        got = wait_for(lambda n=name: dy.cli("run", "--rm", "--network", "podnet", "busybox", "wget", "-qO-",
+                                             f"http://{n}:8080/").stdout, timeout=10)
+        assert got == "hello-pod\n", name
+    got = dy.cli("pod", "create", "--share", "ipc", "--network", "podnet")
+    assert got.returncode == 125 and "you must share network namespace" in got.stderr
+
+
 def test_go_durations_as_podman_prints_them() -> None:
     from dockyard.pods.top import go_duration
 

@@ -136,12 +136,13 @@ class Pods:
 
     def create(self, name: str | None = None, publish: "Sequence[str]" = (), network: str | None = None,
                share: "Sequence[str]" = DEFAULT_SHARE, labels: "Mapping[str, str] | None" = None,
-               hostname: str | None = None) -> PodRecord:
-        """podman's ``pod create``: the row, then its infra container (created, not started)."""
+               hostname: str | None = None, aliases: "Sequence[str]" = ()) -> PodRecord:
+        """podman's ``pod create``: the row, then its infra container (created, not started).
+        ``aliases``: more DNS names of the pod on ``network`` (a user network), besides its infra's."""
         from dockyard.containers import names
 
         share = parse_share(share)
-        if (publish or network) and "net" not in share:
+        if (publish or network or aliases) and "net" not in share:
             raise PodError("you must share network namespace to set network options (publish, network)")
         if name:
             import re
@@ -169,7 +170,7 @@ class Pods:
         except sqlite3.IntegrityError:
             raise PodError(f'adding pod to state: name "{name}" is in use: pod already exists') from None
         try:
-            infra = self._create_infra(pod, image, exposed, bindings, network)
+            infra = self._create_infra(pod, image, exposed, bindings, network, aliases)
         except BaseException:
             self.db.execute("DELETE FROM pods WHERE id = ?", (pod.id,))
             raise
@@ -178,7 +179,7 @@ class Pods:
         return pod
 
     def _create_infra(self, pod: PodRecord, image: str, exposed: dict, bindings: dict,
-                      network: str | None) -> "ContainerRecord":
+                      network: str | None, aliases: "Sequence[str]" = ()) -> "ContainerRecord":
         from dockyard.containers.request import normalise
 
         body: dict[str, Any] = {
@@ -190,6 +191,8 @@ class Pods:
         }
         if exposed:
             body["ExposedPorts"] = exposed
+        if aliases:
+            body["NetworkingConfig"] = {"EndpointsConfig": {network or "bridge": {"Aliases": list(aliases)}}}
         config, host, networking, _ = normalise(body)
         return self.engine.containers.create(config, host, f"{pod.id[:12]}-infra", networking)
 
