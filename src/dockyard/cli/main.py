@@ -68,6 +68,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "completion": ("dockyard.cli.completion:completion", "Print a shell completion script (bash, zsh, fish)"),
     "events": ("dockyard.cli.events:events", "Get real time events from the server"),
     "compose": ("dockyard.cli.compose:compose", "Define and run multi-container applications (compose-spec)"),
+    "pod": ("dockyard.cli.pods:pod", "Manage pods (containers sharing namespaces)"),
+    "kube": ("dockyard.cli.kube:kube", "Generate Kubernetes YAML from containers, pods and projects; play it"),
+    "manifest": ("dockyard.cli.manifest:manifest", "Manage multi-platform image indexes (manifest lists)"),
 }
 
 
