@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -60,7 +61,7 @@ def test_the_guard_sees_click_when_a_command_needs_it(prepared: Dockyard) -> Non
     assert "click" in modules
 
 
-def test_images_loads_neither_re_nor_json(dy: Dockyard, busybox_tar) -> None:  # noqa: F811, ANN001
+def test_images_loads_neither_re_nor_json(dy: Dockyard, busybox_tar: Path) -> None:  # noqa: F811
     """``images`` (the table and ``-q``) in a root with several images, tags on several
     registries, digest-free dangling ones and no settings.json: no re (with its enum, ~5 ms)
     and no json. The fallbacks (filters, --format) may load them; these two must not."""
