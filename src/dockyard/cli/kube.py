@@ -31,9 +31,8 @@ def generate(service: bool, kind: str, filename: str | None, names: tuple[str, .
 
     text = dump(gen.generate(current_engine(), names, kind, service, _warn))
     if filename:
-        with open(filename, "w", encoding="utf-8") as f:
+        with open(filename, "w", encoding="utf-8") as f:   # podman prints nothing then
             f.write(text)
-        click.echo(filename)
     else:
         click.echo(text, nl=False)
 

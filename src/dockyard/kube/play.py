@@ -273,7 +273,10 @@ def _volume(pod: PodPlan, volume: Mapping[str, Any], where: str, plan: Plan) -> 
         for item in spec.get("items") or [{"key": k, "path": k} for k in data]:
             if item.get("key") not in data:
                 raise KubeError(f"{where}: {source} {ref} has no key {item.get('key')!r}")
-            files[item.get("path") or item["key"]] = data[item["key"]]
+            path = str(item.get("path") or item["key"])
+            if path.startswith("/") or ".." in path.split("/"):   # Kubernetes' rule: inside the volume
+                raise KubeError(f"{where}: {source} path {path!r} must be relative, without '..'")
+            files[path] = data[item["key"]]
         pod.volumes[name] = ("volume", own, source.lower())
         pod.files[name] = files
     else:

@@ -139,6 +139,9 @@ def test_unsupported_kinds_and_fields_are_listed() -> None:
     ("kind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: a, image: b, env: [{name: X, valueFrom: "
      "{secretKeyRef: {name: s, key: k}}}]}]}\n", "Secret 's' is not in the file"),
     ("kind: Secret\nmetadata: {name: s}\ndata: {k: '%%%'}\n", "data.k is not base64"),
+    ("kind: ConfigMap\nmetadata: {name: c}\ndata: {k: v}\n---\nkind: Pod\nmetadata: {name: p}\nspec: {volumes: "
+     "[{name: v, configMap: {name: c, items: [{key: k, path: ../../etc/x}]}}], containers: [{name: a, image: b}]}\n",
+     "path '../../etc/x' must be relative, without '..'"),
     ("a: [", "invalid YAML"),
 ])
 def test_documents_that_cannot_run(text: str, message: str) -> None:
