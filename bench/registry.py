@@ -249,6 +249,68 @@ def replica_rows(work: Path, layout_b: Path, clients: int, replicas: int, runs: 
     return rows
 
 
+def index_rows(work: Path, layout_b: Path, replicas: int, repos: int) -> list[tuple]:
+    """The index in the bucket (ObjectIndex) as replicas see it, on moto's S3 server behind
+    nginx: push of B, tags/list and _catalog latency asked of each replica, a manifest PUT,
+    and the S3 requests each costs (counted in moto's request log). moto answers a request
+    in ~1 ms on loopback; S3 itself takes ~10-30 ms, so the request counts carry over."""
+    from dockyard.testing.nginx import Nginx
+    from dockyard.testing.s3 import MotoS3
+
+    def s3_requests() -> int:
+        return s3.logs().count(' HTTP/1.1" ')
+
+    s3 = MotoS3().start()
+    servers = [DockyardRegistry({"storage": "s3", "s3": s3.s3_config("bench-index")}) for _ in range(replicas)]
+    lb = None
+    try:
+        for srv in servers:
+            srv.start()
+        lb = Nginx([srv.address for srv in servers]).start()
+        before, t = s3_requests(), time.perf_counter()
+        push_oci_layout(layout_b, f"{lb.address}/bench/b-0:latest")
+        push_s, push_req = time.perf_counter() - t, s3_requests() - before
+        before, t = s3_requests(), time.perf_counter()
+        make_repos(lb, repos)
+        seed_ms, seed_req = (time.perf_counter() - t) * 1000 / repos, (s3_requests() - before) / repos
+        cat = statistics.median(median_ms(srv, f"/v2/_catalog?n={repos}", 11) for srv in servers)
+        tags = statistics.median(median_ms(srv, f"/v2/catalog/r{repos // 2:04d}/tags/list", 11) for srv in servers)
+        conn = http.client.HTTPConnection(*lb.address.split(":"))
+        accept = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
+        conn.request("GET", "/v2/bench/b-0/manifests/latest", headers=accept)
+        manifest = conn.getresponse().read()
+        times, before = [], s3_requests()
+        for i in range(11):
+            t = time.perf_counter()
+            conn.request("PUT", f"/v2/bench/b-0/manifests/t{i}", body=manifest,
+                         headers={"Content-Type": accept["Accept"]})
+            r = conn.getresponse()
+            r.read()
+            assert r.status == 201, r.status
+            times.append((time.perf_counter() - t) * 1000)
+        put_ms, put_req = statistics.median(times), (s3_requests() - before) / 11
+        # Read-after-write across replicas: every replica lists the 11 new tags at once.
+        for srv in servers:
+            c = http.client.HTTPConnection(*srv.address.split(":"))
+            c.request("GET", "/v2/bench/b-0/tags/list")
+            listed = json.loads(c.getresponse().read())["tags"]
+            assert {f"t{i}" for i in range(11)} <= set(listed), listed
+            c.close()
+        conn.close()
+    finally:
+        for proc in [lb, *servers, s3]:
+            if proc is not None:
+                proc.stop()
+    size_b = layout_bytes(layout_b) / MiB
+    return [(f"push B through nginx ({size_b:.0f} MiB)", f"{push_s:.2f} s ({size_b / push_s:.0f} MiB/s)",
+             f"{push_req} S3 requests"),
+            ("mount + manifest PUT per new repository", f"{seed_ms:.1f} ms", f"{seed_req:.1f} S3 requests"),
+            (f"_catalog?n={repos} ({repos} repos), each replica", f"{cat:.2f} ms", "1 LIST"),
+            ("tags/list, each replica", f"{tags:.2f} ms", "1 LIST"),
+            (f"manifest PUT, {len(json.loads(manifest)['layers'])} layers, new tag", f"{put_ms:.1f} ms",
+             f"{put_req:.1f} S3 requests")]
+
+
 def make_repos(srv, count: int) -> None:
     """``count`` repositories with one tag each (a mounted blob and a manifest: 2 requests)."""
     host, port = srv.address.split(":")
@@ -300,7 +362,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--clients", type=int, default=64)
     ap.add_argument("--repos", type=int, default=1000)
-    ap.add_argument("--only", choices=["pull", "replicas"],
+    ap.add_argument("--only", choices=["pull", "replicas", "index"],
                     help="only the pull rows (each image pushed once, untimed), or only the replica rows")
     ap.add_argument("--replicas", type=int, default=3, help="replicas behind nginx in the replica rows")
     ap.add_argument("--replica-storage", choices=["filesystem", "s3"], default="filesystem")
@@ -314,6 +376,11 @@ def main() -> None:
     try:
         print(f"building images in {work} ...", file=sys.stderr)
         layouts = build(work, size_a, layers_b, layer_b)
+        if args.only == "index":
+            print("index on S3 ...", file=sys.stderr)
+            print_table(index_rows(work, layouts["B"], args.replicas, args.repos),
+                        ("ObjectIndex on moto S3", f"{args.replicas} replicas", "cost"))
+            return
         if args.only == "replicas":
             print("replicas ...", file=sys.stderr)
             print_table(replica_rows(work, layouts["B"], args.clients, args.replicas, runs, args.replica_storage),
