@@ -111,6 +111,18 @@ def test_share_pid_shows_each_others_processes(pods: Dockyard) -> None:
     assert _ok(dy, "run", "--rm", "--pod", "pids", "busybox", "hostname") == "pidhost\n"
 
 
+def test_share_uts_joins_the_infras_namespace(pods: Dockyard) -> None:
+    """Sharing uts is sharing the namespace, not copying a name: a hostname one member sets is
+    the one every member sees, without sharing the network."""
+    dy = pods
+    _ok(dy, "pod", "create", "--name", "utsonly", "--share", "uts", "--hostname", "before")
+    _ok(dy, "run", "-d", "--pod", "utsonly", "--name", "utsa", "busybox", "sleep", "1002")
+    assert _ok(dy, "exec", "utsa", "hostname") == "before\n"
+    _ok(dy, "run", "--rm", "--pod", "utsonly", "--cap-add", "SYS_ADMIN", "busybox", "hostname", "after")
+    assert _ok(dy, "exec", "utsa", "hostname") == "after\n"
+    assert _ok(dy, "run", "--rm", "--pod", "utsonly", "busybox", "hostname") == "after\n"
+
+
 def test_ports_are_published_on_the_pod(pods: Dockyard) -> None:
     dy = pods
     port = _free_port()

@@ -157,8 +157,11 @@ def host_options(containers: "Containers", host: "dict[str, Any]", cdir: str) ->
         namespaces["pid"] = "host"
     elif pid.startswith("container:"):
         namespaces["pid"] = f"/proc/{_running_donor(containers, pid.partition(':')[2], 'PID').pid}/ns/pid"
-    if host.get("UTSMode") == "host":
+    uts = host.get("UTSMode") or ""
+    if uts == "host":
         namespaces["uts"] = "host"
+    elif uts.startswith("container:"):   # a pod's members share its infra's
+        namespaces["uts"] = f"/proc/{_running_donor(containers, uts.partition(':')[2], 'UTS').pid}/ns/uts"
     if host.get("CgroupnsMode") == "host":
         namespaces["cgroup"] = "host"
     out["namespaces"] = namespaces

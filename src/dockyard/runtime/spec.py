@@ -177,8 +177,10 @@ def build(image_config: dict[str, Any], rootfs: str | os.PathLike, options: RunO
         "mounts": _shm(default_mounts(options.shm_size), options) + _user_mounts(options),
         "linux": linux,
     }
-    if options.namespaces.get("uts") == "host":
-        del spec["hostname"]   # the host's own: runtimes refuse a hostname without a UTS namespace
+    if options.namespaces.get("uts"):
+        # the host's own, or a joined namespace's (a pod's): runtimes refuse a hostname without a
+        # UTS namespace of the container's own, and setting one would rename the donor's
+        del spec["hostname"]
     if options.annotations:
         spec["annotations"] = dict(options.annotations)
     return spec
