@@ -115,6 +115,7 @@ def test_create_annotate_inspect_push_as_docker(registry: DockyardRegistry, imag
     # from the registry (no local list by that name): the same for both
     run_cli("manifest", "rm", ours, check=True)
     same(run_cli("manifest", "inspect", ours), docker("manifest", "inspect", "--insecure", ours))
+    same(run_cli("manifest", "inspect", "-v", ours), docker("manifest", "inspect", "-v", "--insecure", ours))
     same(run_cli("manifest", "inspect", images["amd64"]), docker("manifest", "inspect", "--insecure", images["amd64"]))
     same(run_cli("manifest", "inspect", "-v", images["amd64"]),
          docker("manifest", "inspect", "-v", "--insecure", images["amd64"]))

@@ -133,6 +133,8 @@ class PrivateContainerd(ServerProcess):
     def configure(self) -> None:
         assert self.dir is not None
         d = self.dir
+        if len(f"{self.socket}.ttrpc") >= 104:  # sun_path is 108 bytes with the terminator
+            raise RuntimeError(f"socket path {self.socket} too long for a unix socket: use a shorter TMPDIR")
         config = f"""version = 2
 root = "{d}/root"
 state = "{d}/state"
