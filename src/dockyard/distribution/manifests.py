@@ -219,6 +219,8 @@ async def _ensure_blob(client: RegistryClient, target: "Reference", member: "Ref
     if content is None or not content.has(blob):
         if location is not None:
             await _cancel(client, location, scopes)
+        if member.path == target.path:
+            raise NotFoundError(f"blob {blob} of {member} is neither in {target.repository} nor stored locally")
         raise DockyardError(f"error mounting {member.repository}@{blob} to {target}")
     if location is None:
         _, location = await with_retries(lambda: client.start_upload(target.path, scopes))
