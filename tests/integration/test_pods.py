@@ -293,6 +293,29 @@ def test_engine_surface_makes_members_as_run_does(pods: Dockyard) -> None:
         engine.close()
 
 
+def test_the_engine_keeps_a_pods_infra_for_every_front_end(pods: Dockyard) -> None:
+    """The rules live in the engine, so the API and compose get them as the CLI does: the infra
+    is not removed alone nor pruned; a member started alone brings its infra up first."""
+    from dockyard.errors import ConflictError
+
+    _ok(pods, "pod", "create", "--name", "kept")
+    member = _ok(pods, "create", "--pod", "kept", "busybox", "sleep", "1003").strip()
+    engine = pods.engine()
+    try:
+        pod = engine.pods.get("kept")
+        with pytest.raises(ConflictError, match="is the infra container of pod"):
+            engine.containers.remove(pod.infra_id)
+        assert engine.containers.get(pod.infra_id).status == "created"
+        removed, _ = engine.containers.prune()
+        assert removed == [member]   # the stopped member goes, the stopped infra stays
+        member = _ok(pods, "create", "--pod", "kept", "busybox", "sleep", "1003").strip()
+        engine.containers.start_and_wait(member)
+        assert engine.containers.get(pod.infra_id).status == "running"
+        engine.pods.remove("kept", force=True)
+    finally:
+        engine.close()
+
+
 def test_pod_aliases_answer_on_its_network(pods: Dockyard) -> None:
     """engine.pods.create(aliases=...): more DNS names of the pod on a user network (kube play's
     Services), answered for every member."""

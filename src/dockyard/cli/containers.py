@@ -163,15 +163,6 @@ def run(image: str, command: tuple[str, ...], detach: bool, sig_proxy: bool, **k
 # ---- start / stop / kill / restart / rm / wait / rename / pause ---------------------------
 
 
-def _pod_infra_first(name: str) -> None:
-    """A pod's member joins its infra's namespaces: start the infra first when it is down (podman's
-    order). Pods are imported only for a container labelled as a member (pods/service.py's labels)."""
-    record = _engine().containers.find(name)
-    labels = (record.container_config.get("Labels") or {}) if record is not None else {}
-    if labels.get("io.dockyard.pod") and labels.get("io.dockyard.pod.infra") != "true":
-        _engine().pods.start_infra(labels["io.dockyard.pod"])
-
-
 @click.command()
 @click.option("-a", "--attach", is_flag=True, help="Attach STDOUT/STDERR and forward signals.")
 @click.option("-i", "--interactive", is_flag=True, help="Attach container's STDIN.")
@@ -188,7 +179,6 @@ def start(attach: bool, interactive: bool, detach_keys: str | None, containers_:
         from dockyard.containers import attach as attaching
 
         keys = attaching.parse_detach_keys(detach_keys)
-        _pod_infra_first(containers_[0])
         record = containers.get(containers_[0])
         tty = bool(record.container_config.get("Tty"))
         handle = containers.start(record.id, attach_first=True, tty_size=attaching.terminal_size() if tty else None)
@@ -207,7 +197,6 @@ def start(attach: bool, interactive: bool, detach_keys: str | None, containers_:
 
     def one(name: str) -> None:
         try:
-            _pod_infra_first(name)
             containers.start_and_wait(name)
         except DockyardError as e:
             raise DockyardError(f"{e}\nError: failed to start containers: {name}",
@@ -244,7 +233,6 @@ def restart(timeout: int | None, containers_: tuple[str, ...]) -> None:
     containers = _engine().containers
 
     def one(name: str) -> None:
-        _pod_infra_first(name)
         containers.restart(name, timeout)
 
     _each(containers_, one)
@@ -479,10 +467,7 @@ def prune(filters: tuple[str, ...], force: bool) -> None:
 
     if not force and not confirm(PRUNE_WARNING):
         return
-    wanted = parse_filters(filters)
-    # a pod's infra goes with its pod (pod rm / pod prune), never alone: podman's prune skips it too
-    wanted["label!"] = [*wanted.get("label!", []), "io.dockyard.pod.infra=true"]
-    removed, freed = _engine().containers.prune(wanted)
+    removed, freed = _engine().containers.prune(parse_filters(filters))
     out = ""
     if removed:
         out = "Deleted Containers:\n" + "".join(r + "\n" for r in removed) + "\n"

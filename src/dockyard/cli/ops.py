@@ -390,8 +390,6 @@ def run(engine: Any, image: str, command: Sequence[str], detach: bool, sig_proxy
 
             keys = attach.parse_detach_keys(detach_keys)
         record = create_container(engine, kw, image, command)
-        if kw.get("pod"):
-            engine.pods.start_infra(kw["pod"])   # the namespaces it joins must exist first
     except BaseException:
         shim.cancel()
         raise
@@ -490,15 +488,7 @@ def rm(engine: Any, force: bool, volumes: bool, names: Sequence[str]) -> None:
 
     def one(name: str) -> None:
         try:
-            record = containers.get(name)
-            labels = record.container_config.get("Labels") or {}
-            if labels.get("io.dockyard.pod.infra") == "true":   # pods/service.py's INFRA_LABEL: podman's refusal
-                from dockyard.errors import ConflictError
-
-                raise ConflictError(f"container {record.id} is the infra container of pod "
-                                    f"{labels.get('io.dockyard.pod', '')} and cannot be removed without removing "
-                                    "the pod", exit_code=125)
-            containers.remove(record.id, force=force, volumes=volumes)
+            containers.remove(name, force=force, volumes=volumes)
         except NotFoundError as e:
             if force:
                 return

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from dockyard.runtime.cgroupfs import CgroupPaths
 
 DEFAULT_STOP_TIMEOUT = 10
+POD_LABEL = "io.dockyard.pod"               # a pod's infra and members: the pod's ID (pods/service.py)
+POD_INFRA_LABEL = "io.dockyard.pod.infra"   # the infra only: "true"
 DEFAULT_RUNTIME = "pyrunc"  # dockyard.runtime.adapter.DEFAULT_RUNTIME (not imported: run's start-up)
 SHIM_DIED = "the container's shim (dockyard monitor, pid {pid}) died; the container was stopped"
 LIST_FILTERS = frozenset({"status", "name", "label", "ancestor", "id", "exited", "before", "since", "health",
@@ -299,6 +301,11 @@ class Containers:
                 if shim is not None:
                     shim.cancel()
                 return None
+            labels = record.container_config.get("Labels") or {}
+            if labels.get(POD_LABEL) and labels.get(POD_INFRA_LABEL) != "true":
+                # a pod member joins its infra's namespaces: the infra runs first (podman's order);
+                # pods are imported only for a member
+                self.engine.pods.start_infra(labels[POD_LABEL])
             return self._launch(record, attach_first, tty_size, shim, attach_event)
         except BaseException:
             if shim is not None and shim.process.returncode is None and not shim.process.stdin.closed:
@@ -559,8 +566,14 @@ class Containers:
 
     # ------------------------------------------------------------------ remove, prune, rename
 
-    def remove(self, typed: str, force: bool = False, volumes: bool = False) -> str:
+    def remove(self, typed: str, force: bool = False, volumes: bool = False, with_pod: bool = False) -> str:
+        """Remove a container. A pod's infra goes only with its pod (``with_pod``: the pods
+        service removing it), as podman refuses it; for every front end alike."""
         record = self.get(typed)
+        labels = record.container_config.get("Labels") or {}
+        if labels.get(POD_INFRA_LABEL) == "true" and not with_pod:
+            raise ConflictError(f"container {record.id} is the infra container of pod {labels.get(POD_LABEL, '')} "
+                                "and cannot be removed without removing the pod", exit_code=125)
         if record.status in ACTIVE:
             if not force:
                 if record.status == PAUSED:
@@ -630,6 +643,8 @@ class Containers:
                 continue
             if any(_matches(self, record, {"label": [v]}) for v in not_labels):
                 continue
+            if (record.container_config.get("Labels") or {}).get(POD_INFRA_LABEL) == "true":
+                continue   # a pod's infra goes with its pod (pod rm / pod prune), as podman's prune skips it
             freed += tree_size(os.path.join(self.container_dir(record.id), "upper"))
             self.remove(record.id)
             removed.append(record.id)

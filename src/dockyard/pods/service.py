@@ -13,6 +13,7 @@ import os
 import time
 
 from dockyard import records
+from dockyard.containers.manager import POD_INFRA_LABEL as INFRA_LABEL, POD_LABEL
 from dockyard.errors import ConflictError, DockyardError, NotFoundError
 
 TYPE_CHECKING = False
@@ -22,8 +23,6 @@ if TYPE_CHECKING:
     from dockyard.containers.store import ContainerRecord
     from dockyard.engine import Engine
 
-POD_LABEL = "io.dockyard.pod"              # on the infra and every member: the pod's ID
-INFRA_LABEL = "io.dockyard.pod.infra"      # on the infra only: "true"
 NAMESPACES = ("cgroup", "ipc", "net", "pid", "uts")
 SHARABLE = ("ipc", "net", "pid", "uts")     # what a member can join (container: modes)
 DEFAULT_SHARE = ("ipc", "net", "uts")
@@ -381,7 +380,7 @@ class Pods:
         removed = []
         for r in sorted(members, key=lambda r: r.id == pod.infra_id):   # the infra last
             try:
-                removed.append(self.engine.containers.remove(r.id, force=True))
+                removed.append(self.engine.containers.remove(r.id, force=True, with_pod=True))
             except NotFoundError:
                 continue
         self.db.execute("DELETE FROM pods WHERE id = ?", (pod.id,))
