@@ -3,6 +3,7 @@ no daemon for these verbs): same output, same list bytes (so the same digest), s
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -15,7 +16,7 @@ from typing import Callable, Iterator
 import pytest
 
 from dockyard.testing.images import skopeo
-from dockyard.testing.registry import DockyardRegistry
+from dockyard.testing.registry import DockyardRegistry, bcrypt_htpasswd_line
 from tests.conftest import _unmount_below
 
 DOCKER = "/usr/bin/docker"
@@ -186,3 +187,24 @@ def test_local_image_member_is_uploaded(registry: DockyardRegistry, images: dict
     assert config["architecture"] == "riscv64" and config["config"]["Labels"] == {"arch": "riscv64"}
     # the local image's own tag was never pushed
     assert skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{local}", check=False).returncode != 0
+
+
+def test_credentials_from_login(run_cli: RunCli, busybox_tar: Path, tmp_path: Path) -> None:
+    """Lists go to and come from a registry with htpasswd auth with the credentials `login` stored."""
+    htpasswd = tmp_path / "htpasswd"
+    htpasswd.write_text(bcrypt_htpasswd_line("lister", "pa55") + "\n")
+    with DockyardRegistry({"auth": {"htpasswd": str(htpasswd)}}) as reg:
+        image, target = f"{reg.address}/auth/app:1", f"{reg.address}/auth/app:list"
+        run_cli("import", busybox_tar, image, check=True)
+        # nothing stored yet: the registry refuses, create says so in one line
+        refused = run_cli("manifest", "create", target, image)
+        assert refused.returncode == 1 and refused.stderr.startswith("Error: ") and "authentication required" in \
+            refused.stderr and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        run_cli("login", "-u", "lister", "--password-stdin", reg.address, input="pa55\n", check=True)
+        run_cli("manifest", "create", target, image, check=True)  # a local member: not pushed yet
+        digest = run_cli("manifest", "push", target, check=True).stdout.splitlines()[-1]
+        run_cli("manifest", "rm", target, check=True)
+        remote = json.loads(run_cli("manifest", "inspect", target, check=True).stdout)
+        assert [m["platform"]["os"] for m in remote["manifests"]] == ["linux"]
+        raw = skopeo("inspect", "--raw", "--tls-verify=false", "--creds", "lister:pa55", f"docker://{target}").stdout
+        assert hashlib.sha256(raw.encode()).hexdigest() == digest.removeprefix("sha256:")
