@@ -65,7 +65,8 @@ def cluster() -> Iterator[Cluster]:
         try:
             for r in replicas:
                 r.start()
-            with Nginx([r.address for r in replicas], fail_timeout=1) as lb:
+            # One worker: its round-robin order is the only one, so consecutive requests rotate.
+            with Nginx([r.address for r in replicas], workers=1, fail_timeout=1) as lb:
                 yield Cluster(s3, replicas, lb)
         finally:
             for r in replicas:
