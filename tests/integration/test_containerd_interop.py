@@ -107,7 +107,8 @@ def tls_ca(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def tls_registry(tls_ca: dict[str, Path], registry: DockyardRegistry) -> Iterator[DockyardRegistry]:
     """HTTPS (the private CA's certificate) with htpasswd auth, serving the plain registry's storage:
-    dockyard pushes over plain HTTP, containerd pulls over TLS with credentials (see the xfail below)."""
+    dockyard pushes over plain HTTP, containerd pulls over TLS with credentials; dockyard's own
+    push over TLS with credentials is tested on its own below."""
     htpasswd = tls_ca["dir"] / "htpasswd"
     htpasswd.write_text(bcrypt_htpasswd_line(USER, PASSWORD) + "\n")
     with DockyardRegistry({"auth": {"htpasswd": str(htpasswd), "realm": "dockyard-test"}}, root=registry.root,
@@ -151,8 +152,6 @@ def test_https_with_ca_and_htpasswd(containerd, registry: DockyardRegistry, tls_
         containerd.ctr("images", "rm", image, check=False)
 
 
-@pytest.mark.xfail(strict=True, reason="distribution/client.py: after the insecure-registry upgrade to TLS, "
-                   "the request retried after a 401 goes to the old http:// URL (server closed the connection)")
 def test_dockyard_push_over_tls_with_auth(tls_registry: DockyardRegistry, run_cli: RunCli, busybox_tar: Path,
                                           tmp_path: Path) -> None:
     run_cli("login", "-u", USER, "--password-stdin", tls_registry.address, input=PASSWORD + "\n", check=True)

@@ -153,6 +153,8 @@ class RegistryClient:
         retried_auth = False
         redirects = 0
         while True:
+            if self._skip_verify and url.scheme == "http" and url.authority == self.base.authority:
+                url = url.with_scheme("https")   # upgraded to TLS (_upgrade): this request goes there too
             same_origin = url.origin() == self.base.origin()
             hdrs = dict(headers)
             sent = None
