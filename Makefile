@@ -37,6 +37,9 @@ deps:
 	@# setuptools' start-up hook (a .pth that installs an import finder for distutils) costs every
 	@# dockyard command ~4 ms; nothing here imports distutils, and pip builds in isolation anyway.
 	rm -f $(VENV)/lib/python3*/site-packages/distutils-precedence.pth
+	@# pip's launcher imports re (with enum, ~4-5 ms of every command) only to strip Windows suffixes
+	@# from argv[0]: ours does without.
+	printf '#!%s\nimport sys\nfrom dockyard.cli.main import main\nif __name__ == "__main__":\n    sys.exit(main())\n' '$(PYTHON)' > $(VENV)/bin/dockyard
 
 # `dockyard` on PATH, for the labs' commands.
 install: deps
