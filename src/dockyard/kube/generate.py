@@ -321,7 +321,9 @@ def service(name: str, spec: dict[str, Any], warn: Callable[[str], None]) -> dic
     if not ports:
         warn(f"service {name}: no container port: no Service generated")
         return None
-    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "labels": {"app": name}},
+    # a Service's name is a DNS-1035 label: a letter first
+    svc_name = name if name[0].isalpha() else f"svc-{name}"[:63].rstrip("-")
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": svc_name, "labels": {"app": name}},
             "spec": {"selector": {"app": name}, "type": "NodePort" if published else "ClusterIP", "ports": ports}}
 
 

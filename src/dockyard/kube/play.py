@@ -31,7 +31,10 @@ KINDS = ("Pod", "Deployment", "ConfigMap", "Secret", "PersistentVolumeClaim", "S
 POD_SPEC = {"containers", "volumes", "restartPolicy", "hostname", "terminationGracePeriodSeconds"}
 CONTAINER = {"name", "image", "command", "args", "env", "envFrom", "ports", "volumeMounts", "resources",
              "securityContext", "livenessProbe", "workingDir", "tty", "stdin", "imagePullPolicy"}
-METADATA = {"name", "labels", "annotations", "namespace"}
+# what the cluster (or podman) records about an object: read back, it asks for nothing
+METADATA = {"name", "labels", "annotations", "namespace", "creationTimestamp", "uid", "resourceVersion", "generation"}
+# pod fields whose false is what play does anyway (no service account token, no service env)
+FALSE_ONLY = ("automountServiceAccountToken", "enableServiceLinks")
 RESTART = {"Always": "always", "OnFailure": "on-failure", "Never": "no"}
 
 
@@ -206,7 +209,7 @@ def _pod(name: str, labels: Mapping[str, str], spec: Mapping[str, Any], where: s
     pod = PodPlan(name, labels)
     if alias and alias not in pod.aliases:
         pod.aliases.append(alias)
-    _unknown(f"{where}: spec", spec, POD_SPEC, plan.warnings)
+    _unknown(f"{where}: spec", spec, POD_SPEC | {k for k in FALSE_ONLY if spec.get(k) is False}, plan.warnings)
     if spec.get("hostname"):
         pod.hostname = dns1123(str(spec["hostname"]))
     restart = spec.get("restartPolicy") or "Always"
@@ -568,12 +571,47 @@ def play(engine: "Engine", plan: Plan, label: str, start: bool = True) -> list[t
             _pod_volumes(engine, pod, label, made)
             out.append(_make_pod(engine, pod, label, made))
         if start:
-            for pod in plan.pods:
-                engine.pods.start(pod.name)
+            # every pod's infra first (its DNS names are then answered), then the members, the
+            # pods side by side: a member resolving another pod's name at start finds it
+            names = [pod.name for pod in plan.pods]
+            _at_once(engine, names, lambda e, name: e.pods.start_infra(name))
+            _at_once(engine, names, lambda e, name: e.pods.start(name))
     except BaseException:
         _undo(engine, made)
         raise
     return out
+
+
+def _at_once(engine: "Engine", items: Sequence[str], action: Callable[["Engine", str], Any]) -> None:
+    """``action(engine, item)`` for every item at the same time, each thread on an engine of
+    its own (its own state DB connection, as compose does); the first error is raised once all
+    are done."""
+    if len(items) <= 1:
+        for item in items:
+            action(engine, item)
+        return
+    import threading
+
+    from dockyard.engine import Engine
+
+    errors: list[BaseException] = []
+
+    def run(item: str) -> None:
+        own = Engine(engine.settings)
+        try:
+            action(own, item)
+        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
+            errors.append(e)
+        finally:
+            own.close()
+
+    threads = [threading.Thread(target=run, args=(item,), name="kube") for item in items]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
 
 
 def _undo(engine: "Engine", made: Made) -> None:
@@ -602,8 +640,8 @@ def down(engine: "Engine", plan: Plan) -> list[str]:
     for pod in reversed(plan.pods):
         record = engine.pods.find(pod.name)
         if record is not None and LABEL_FILE in record.labels:
-            engine.pods.remove(record.name, force=True)
             removed.append(record.name)
+    _at_once(engine, removed, lambda e, name: e.pods.remove(name, force=True))
     pods = {pod.name for pod in plan.pods}
     claims = {source for pod in plan.pods for what, source, kind in pod.volumes.values()
               if what == "volume" and kind == "pvc"}

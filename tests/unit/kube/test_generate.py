@@ -158,3 +158,8 @@ def test_compose_volume_names_keep_their_own_name() -> None:
                                          ("a" * 70, "a" * 63), ("__", "x")])
 def test_dns1123(name: str, label: str) -> None:
     assert dns1123(name) == label
+
+
+def test_a_service_name_starts_with_a_letter() -> None:
+    docs, _ = generated([(WEB, IMAGE)], service=True, name="1web")
+    assert docs[-1]["metadata"]["name"] == "svc-1web" and docs[-1]["spec"]["selector"] == {"app": "1web"}

@@ -149,3 +149,19 @@ def test_documents_that_cannot_run(text: str, message: str) -> None:
         play.parse(load(text, "t"))
     assert message in info.value.message
     assert info.value.exit_code == 125
+
+
+def test_what_podman_records_is_read_without_warnings() -> None:
+    text = """
+apiVersion: v1
+kind: Pod
+metadata: {name: web-pod, creationTimestamp: "2026-12-05T06:11:44Z", labels: {app: web-pod},
+           annotations: {io.podman.annotations.init/web: "FALSE"}}
+spec:
+  automountServiceAccountToken: false
+  enableServiceLinks: false
+  containers: [{name: web, image: busybox, command: [httpd, -f]}]
+"""
+    assert play.parse(load(text, "t")).warnings == []
+    warned = play.parse(load(text.replace("enableServiceLinks: false", "enableServiceLinks: true"), "t")).warnings
+    assert warned == ["Pod web-pod: spec: field enableServiceLinks is not supported"]
