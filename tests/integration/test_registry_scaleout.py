@@ -126,6 +126,18 @@ def test_a_wrong_digest_is_refused_after_parts_from_several_replicas(cluster: Cl
     assert lb.request("GET", f"/v2/scale/wrong/blobs/{sha(b'c' * 2000)}").status == 404
 
 
+def test_the_final_put_carries_the_last_chunk(cluster: Cluster) -> None:
+    data = os.urandom(MiB + 77)
+    first, second = cluster.replicas[0], cluster.replicas[1]
+    location = Client(first.url).request("POST", "/v2/scale/last/blobs/uploads/").headers["location"]
+    assert _patch(first.url, location, data[:MiB], 0)[0] == 202
+    r = Client(second.url).request("PUT", f"{location}?digest={sha(data)}", data[MiB:],
+                                   {"Content-Range": f"{MiB}-{len(data) - 1}"})
+    assert r.status == 201, r
+    r = Client(cluster.replicas[2].url).request("GET", f"/v2/scale/last/blobs/{sha(data)}")
+    assert (r.status, sha(r.body)) == (200, sha(data))
+
+
 def test_two_patches_at_one_offset_one_wins(cluster: Cluster) -> None:
     a, b = cluster.replicas[0], cluster.replicas[1]
     location = Client(a.url).request("POST", "/v2/scale/race/blobs/uploads/").headers["location"]
