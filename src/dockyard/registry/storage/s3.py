@@ -3,7 +3,11 @@
 boto3 blocks, so every call runs in the default thread pool. Large objects are
 written as multipart uploads of PART_SIZE parts (bounded memory: one part per
 writer); ``move`` is a server-side copy (multipart above 5 GiB, done by boto3's
-managed copy) plus a delete.
+managed copy) plus a delete. ``writer(path, exclusive=True)`` commits with
+``If-None-Match: *`` (S3's atomic create, on the PUT or on CompleteMultipartUpload) and
+raises PathExists if the object is already there: what lets replicas share upload
+sessions (registry/uploads.py). An S3 clone that ignores the condition lets the last
+writer win; the final digest check still refuses the blob then.
 """
 
 from __future__ import annotations
@@ -86,7 +90,7 @@ class S3Writer(Writer):
             d = self.driver
             try:
                 await d._call("abort_multipart_upload", Bucket=d.bucket, Key=self.key, UploadId=self.upload_id)
-            except Exception:  # noqa: BLE001 - best effort; a lifecycle rule reaps the rest
+            except Exception:  # noqa: BLE001 - best effort; abort_multipart_uploads reaps the rest
                 pass
             self.upload_id = None
 
