@@ -126,6 +126,18 @@ def test_a_wrong_digest_is_refused_after_parts_from_several_replicas(cluster: Cl
     assert lb.request("GET", f"/v2/scale/wrong/blobs/{sha(b'c' * 2000)}").status == 404
 
 
+def test_monolithic_upload(cluster: Cluster) -> None:
+    lb = Client(cluster.lb.url)
+    data = os.urandom(300_000)
+    r = lb.request("POST", f"/v2/scale/mono/blobs/uploads/?digest={sha(b'other')}", data)
+    assert (r.status, r.error_code) == (400, "DIGEST_INVALID")
+    assert lb.request("GET", f"/v2/scale/mono/blobs/{sha(b'other')}").status == 404
+    assert lb.request("POST", f"/v2/scale/mono/blobs/uploads/?digest={sha(data)}", data).status == 201
+    for replica in cluster.replicas:
+        r = Client(replica.url).request("GET", f"/v2/scale/mono/blobs/{sha(data)}")
+        assert (r.status, r.body == data) == (200, True)
+
+
 def test_the_final_put_carries_the_last_chunk(cluster: Cluster) -> None:
     data = os.urandom(MiB + 77)
     first, second = cluster.replicas[0], cluster.replicas[1]

@@ -134,6 +134,20 @@ class UploadManager:
             raise APIError("SIZE_INVALID", {"declared": expect, "received": added})
         return added
 
+    async def monolithic(self, repo: str, body: AsyncIterator[bytes], expected: str, declared: int | None) -> int:
+        """A whole blob in one request (POST ?digest=): a session of one append."""
+        up = await self.start(repo)
+        async with up.lock:
+            try:
+                await self.append(up, body)
+            except BaseException:
+                await self.cancel(up)
+                raise
+            if declared is not None and declared != up.offset:
+                await self.cancel(up)
+                raise APIError("SIZE_INVALID", {"declared": declared, "received": up.offset})
+            return await self.finish(up, expected)
+
     async def finish(self, up: Upload, expected: str) -> int:
         """Verify the content against ``expected`` and move it into place; returns its size."""
         self.sessions.pop(up.id, None)
@@ -322,6 +336,35 @@ class SharedUploads:
             await self.driver.put(f"{UPLOADS}/{up.id}/sums/{_part_name(start)}-{hasher.hexdigest()}", b"")
         except Exception:  # noqa: BLE001 - without it the PUT reads the part back: slower, still right
             pass
+        return size
+
+    async def monolithic(self, repo: str, body: AsyncIterator[bytes], expected: str, declared: int | None) -> int:
+        """A whole blob in one request (POST ?digest=): no session objects at all. The body
+        streams to the blob's own path, hashed on the way, and is committed (atomically, as
+        any writer) only when digest and length match."""
+        algorithm = digests.algorithm_of(expected)
+        writer = await self.driver.writer(blob_path(expected))
+        h = digests.new_hasher(algorithm)
+        loop = asyncio.get_running_loop()
+        size = 0
+
+        async def sink(chunk: bytes) -> None:
+            nonlocal size
+            await asyncio.gather(loop.run_in_executor(None, h.update, chunk), writer.write(chunk))
+            size += len(chunk)
+
+        try:
+            await _pipeline(body, sink)
+            if declared is not None and declared != size:
+                raise APIError("SIZE_INVALID", {"declared": declared, "received": size})
+            actual = f"{algorithm}:{h.hexdigest()}"
+            if actual != expected:
+                raise APIError("DIGEST_INVALID", {"expected": expected, "actual": actual})
+            await self.index.link_blob(repo, expected, size)  # before the blob lands (see gc.py)
+            await writer.commit()
+        except BaseException:
+            await writer.cancel()
+            raise
         return size
 
     async def finish(self, up: SharedUpload, expected: str) -> int:

@@ -40,26 +40,15 @@ async def start_upload(request: web.Request, name: str) -> web.StreamResponse:
         return empty(202, _session_headers(name, up))
 
     digest = request.query.get("digest")
-    up = await reg.uploads.start(name)
     if digest is None:
+        up = await reg.uploads.start(name)
         return empty(202, _session_headers(name, up))
     check_digest(digest)
-    async with up.lock:  # monolithic: the whole blob in this request
-        try:
-            await reg.uploads.append(up, request.content.iter_any())
-        except BaseException:
-            await reg.uploads.cancel(up)
-            raise
-        await _check_length(request, up.offset, reg, up)
-        await reg.uploads.finish(up, digest)
-    return _created(name, digest)
-
-
-async def _check_length(request: web.Request, got: int, reg, up: Upload | SharedUpload) -> None:
     declared = request.headers.get("Content-Length")
-    if declared is not None and declared.isdigit() and int(declared) != got:
-        await reg.uploads.cancel(up)
-        raise APIError("SIZE_INVALID", {"declared": int(declared), "received": got})
+    # Monolithic: the whole blob in this request.
+    await reg.uploads.monolithic(name, request.content.iter_any(), digest,
+                                 int(declared) if declared is not None and declared.isdigit() else None)
+    return _created(name, digest)
 
 
 def _check_range(request: web.Request, up: Upload | SharedUpload) -> None:
