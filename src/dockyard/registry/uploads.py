@@ -23,7 +23,7 @@ from dockyard import digest as digests
 from dockyard.registry.errors import APIError
 from dockyard.registry.index import Index
 from dockyard.registry.storage import CHUNK, PathNotFound, Stat, StorageDriver, Writer
-from dockyard.registry.storage.s3 import PathExists  # no boto3 at import: the driver loads it
+from dockyard.registry.storage.s3 import PathExists, S3Driver  # no boto3 at import: the driver loads it
 
 UPLOADS = "uploads"
 SESSION_TTL = 3600.0  # an upload idle this long is abandoned
@@ -259,7 +259,8 @@ class SharedUploads:
     replica runs (deleting is idempotent).
     """
 
-    def __init__(self, driver: StorageDriver, index: Index) -> None:
+    def __init__(self, driver: S3Driver, index: Index) -> None:
+        # S3's own verbs: exclusive writes, listings with sizes, multipart clean-up.
         self.driver = driver
         self.index = index
 
