@@ -516,24 +516,6 @@ def _create(engine: "Engine", body: dict[str, Any], name: str) -> str:
     return engine.containers.create(config, host, name, networking).id
 
 
-def _alias(engine: "Engine", infra_id: str, aliases: Sequence[str]) -> None:
-    """The pod's DNS names (its name, its Deployment's, its Services') on the infra's endpoint,
-    recorded before its first start as ``network connect`` records them. engine.pods.create
-    takes no aliases (yet): this is the one place kube reaches into a container's record."""
-    from dockyard.network import ipam
-
-    for alias in aliases:
-        ipam.check_dns_name(alias)
-    record = engine.containers.get(infra_id)
-    config = dict(record.config)
-    networking = dict(config.get("NetworkingConfig") or {})
-    endpoints = dict(networking.get("EndpointsConfig") or {})
-    endpoints[NETWORK] = {**(endpoints.get(NETWORK) or {}), "Aliases": list(aliases)}
-    networking["EndpointsConfig"] = endpoints
-    config["NetworkingConfig"] = networking
-    engine.containers.store.update(record.id, config=config)
-
-
 def _publish(entry: tuple[int, int, str, str]) -> str:
     host_port, container_port, proto, ip = entry
     return (f"{ip}:" if ip else "") + f"{host_port}:{container_port}/{proto}"
@@ -543,10 +525,13 @@ def _make_pod(engine: "Engine", pod: PodPlan, label: str, made: Made) -> tuple[s
     """The pod (engine.pods: its infra holds the network, IPC and UTS namespaces, the DNS names
     and the published ports) and its members, made through the engine's create path with the
     fields a member of that pod needs. (pod id, member ids)."""
+    from dockyard.network import ipam
+
+    for alias in pod.aliases:
+        ipam.check_dns_name(alias)
     record = engine.pods.create(name=pod.name, publish=[_publish(p) for p in pod.publish], network=NETWORK,
-                                labels=_labels(label, pod.name), hostname=pod.hostname)
+                                labels=_labels(label, pod.name), hostname=pod.hostname, aliases=pod.aliases)
     made.pods.append(record.name)
-    _alias(engine, record.infra_id, pod.aliases)
     fields = engine.pods.member_fields(record)
     ids: list[str] = []
     for cname, body in pod.containers:
