@@ -13,6 +13,7 @@ from dockyard import config
 TYPE_CHECKING = False  # importing typing costs ~20 ms of every command's start-up
 if TYPE_CHECKING:
     import sqlite3
+    from typing import Callable, Sequence, TypeVar
 
     from dockyard.containers.manager import Containers
     from dockyard.images.service import Images
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from dockyard.store.images import ImageStore
     from dockyard.store.layers import LayerStore
     from dockyard.volumes import Volumes
+
+    T = TypeVar("T")
 
 
 class Engine:
@@ -89,3 +92,33 @@ class Engine:
     def close(self) -> None:
         if "db" in self.__dict__:
             self.db.close()
+
+
+def at_once(engine: Engine, items: "Sequence[T]", action: "Callable[[Engine, T], object]") -> None:
+    """``action(an engine, item)`` for every item at the same time, each thread on an Engine of
+    its own (sqlite connections are per thread); the first error is raised once all are done.
+    One item runs in the caller's thread on ``engine``. Compose and kube play start containers so."""
+    if len(items) <= 1:
+        for item in items:
+            action(engine, item)
+        return
+    import threading
+
+    errors: list[BaseException] = []
+
+    def run(item: "T") -> None:
+        own = Engine(engine.settings)
+        try:
+            action(own, item)
+        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
+            errors.append(e)
+        finally:
+            own.close()
+
+    threads = [threading.Thread(target=run, args=(item,), name="at-once") for item in items]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]

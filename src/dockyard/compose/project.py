@@ -816,35 +816,18 @@ class ComposeProject:
 
     def _at_once(self, items: Sequence[Any], action: Callable[["ComposeProject", Any], None]) -> None:
         """``action(project, item)`` for every item at the same time, each thread with a
-        ComposeProject on an engine of its own (its own state DB connection); the first error is
-        raised once all are done."""
-        if len(items) <= 1:
-            for item in items:
+        ComposeProject on an engine of its own (engine.at_once)."""
+        from dockyard.engine import at_once
+
+        def run(engine: "Engine", item: Any) -> None:
+            if engine is self.engine:
                 action(self, item)
-            return
-        import threading
-
-        from dockyard.engine import Engine
-
-        errors: list[BaseException] = []
-
-        def run(item: Any) -> None:
-            clone = ComposeProject(Engine(self.engine.settings), self.project)
+                return
+            clone = ComposeProject(engine, self.project)
             clone.name = self.name
-            try:
-                action(clone, item)
-            except BaseException as e:   # noqa: BLE001 - handed to the caller's thread
-                errors.append(e)
-            finally:
-                clone.engine.close()
+            action(clone, item)
 
-        threads = [threading.Thread(target=run, args=(item,), name="compose") for item in items]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
-            raise errors[0]
+        at_once(self.engine, items, run)
 
     def _in_stop_order(self, records: Sequence["ContainerRecord"]) -> list["ContainerRecord"]:
         """Dependents before their dependencies when the model is known; one-offs first."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
+from dockyard.engine import at_once
 from dockyard.kube.model import (LABEL_FILE, LABEL_KIND, LABEL_POD, NETWORK, KubeError, dns1123,
                                  parse_quantity)
 
@@ -559,44 +560,12 @@ def play(engine: "Engine", plan: Plan, label: str, start: bool = True) -> list[t
             # every pod's infra first (its DNS names are then answered), then the members, the
             # pods side by side: a member resolving another pod's name at start finds it
             names = [pod.name for pod in plan.pods]
-            _at_once(engine, names, lambda e, name: e.pods.start_infra(name))
-            _at_once(engine, names, lambda e, name: e.pods.start(name))
+            at_once(engine, names, lambda e, name: e.pods.start_infra(name))
+            at_once(engine, names, lambda e, name: e.pods.start(name))
     except BaseException:
         _undo(engine, made)
         raise
     return out
-
-
-def _at_once(engine: "Engine", items: Sequence[str], action: Callable[["Engine", str], Any]) -> None:
-    """``action(engine, item)`` for every item at the same time, each thread on an engine of
-    its own (its own state DB connection, as compose does); the first error is raised once all
-    are done."""
-    if len(items) <= 1:
-        for item in items:
-            action(engine, item)
-        return
-    import threading
-
-    from dockyard.engine import Engine
-
-    errors: list[BaseException] = []
-
-    def run(item: str) -> None:
-        own = Engine(engine.settings)
-        try:
-            action(own, item)
-        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
-            errors.append(e)
-        finally:
-            own.close()
-
-    threads = [threading.Thread(target=run, args=(item,), name="kube") for item in items]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
 
 
 def _undo(engine: "Engine", made: Made) -> None:
@@ -626,7 +595,7 @@ def down(engine: "Engine", plan: Plan) -> list[str]:
         record = engine.pods.find(pod.name)
         if record is not None and LABEL_FILE in record.labels:
             removed.append(record.name)
-    _at_once(engine, removed, lambda e, name: e.pods.remove(name, force=True))
+    at_once(engine, removed, lambda e, name: e.pods.remove(name, force=True))
     pods = {pod.name for pod in plan.pods}
     claims = {source for pod in plan.pods for what, source, kind in pod.volumes.values()
               if what == "volume" and kind == "pvc"}
