@@ -29,7 +29,8 @@ RUNC_DIFFERS: dict[str, Callable[[Any], Any]] = {
     # (they are /dev/null either way): compare mount points only.
     "mounts-True": lambda table: [row[0] for row in table],
     # bind-mounted host nodes carry the host's dates, and runc adds no /dev/core link.
-    "devices": lambda text: sorted(line.split()[0] + " " + line.split()[3] for line in text.splitlines()[:-2]
+    # A line is "MODE MAJOR, MINOR HH:MM NAME": mode and name (the time differs across a minute's turn).
+    "devices": lambda text: sorted(line.split()[0] + " " + line.split()[-1] for line in text.splitlines()[:-2]
                                    if line.startswith("c") and len(line.split()) > 3),
 }
 
