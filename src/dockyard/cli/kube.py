@@ -47,6 +47,21 @@ def _play(source: str, down: bool, replace: bool, start: bool) -> None:
         for warning in getattr(e, "warnings", ()):
             _warn(warning)
         raise
+    if start and not down:
+        from dockyard.containers import spawn
+
+        # every pod's infra and members: their shims forked now, before SQLite is loaded
+        spawn.fork_spares(sum(len(pod.containers) + 1 for pod in plan.pods))
+    try:
+        _play_plan(plan, label, down, replace, start)
+    finally:
+        if start and not down:
+            spawn.cancel_spares()
+
+
+def _play_plan(plan: "kplay.Plan", label: str, down: bool, replace: bool, start: bool) -> None:
+    from dockyard.kube import play as kplay
+
     engine = current_engine()
     if down or replace:
         removed = kplay.down(engine, plan)
