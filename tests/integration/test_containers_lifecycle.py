@@ -117,6 +117,23 @@ def test_names_ids_and_conflicts(dy: Dockyard) -> None:
     assert name.startswith("/") and "_" in name
 
 
+def test_a_generated_name_taken_meanwhile_gives_another(dy: Dockyard, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two creates at once may draw the same free name (8 concurrent API creates once did);
+    the one that finds it taken when it writes its row draws again, as Docker does."""
+    from dockyard.containers import names
+
+    taken = dy.cli("create", "--name", "drawn_twice", "busybox", "true", check=True).stdout.strip()
+    draws = iter(["drawn_twice", "drawn_second"])   # as if the first draw had been free when made
+    monkeypatch.setattr(names, "random_name", lambda used=(): next(draws))
+    engine = dy.engine()
+    try:
+        record = engine.containers.create({"Image": "busybox", "Cmd": ["true"]}, {})
+        assert record.name == "drawn_second"
+        assert engine.containers.get("drawn_twice").id == taken
+    finally:
+        engine.close()
+
+
 def test_ps_filters_formats_and_inspect_shape(dy: Dockyard) -> None:
     dy.cli("run", "-d", "--name", "web-1", "-l", "tier=web", "busybox", "sleep", "30", check=True)
     dy.cli("run", "--name", "done-1", "busybox", "true", check=True)

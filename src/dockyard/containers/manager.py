@@ -159,14 +159,27 @@ class Containers:
                networking_config: dict[str, Any] | None = None) -> ContainerRecord:
         """Docker's ContainerCreate: ``config``, ``host_config`` and ``networking_config`` in
         the API's shape."""
+        if name:
+            return self._create(config, host_config, names.check_name(name), networking_config)
+        from dockyard.containers.store import NameConflict
+
+        for attempt in range(5):
+            # a generated name is checked against those taken, but a create running meanwhile
+            # may take it first (8 at once through the API did): then another name, as Docker
+            generated = names.random_name(n for _, n in self.store.ids_and_names())
+            try:
+                return self._create(config, host_config, generated, networking_config)
+            except NameConflict:
+                if attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _create(self, config: dict[str, Any], host_config: dict[str, Any], name: str,
+                networking_config: dict[str, Any] | None) -> ContainerRecord:
         image = self.engine.image_store.lookup(config["Image"])
         image_conf = (self.engine.image_store.config(image).get("config") or {})
         merged = _merge_config(config, image_conf)
         cid = names.new_id()
-        if name:
-            name = names.check_name(name)
-        else:
-            name = names.random_name(n for _, n in self.store.ids_and_names())
         host_config = dict(host_config)
         host_config.setdefault("NetworkMode", "default")
         host_config.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})

@@ -90,8 +90,12 @@ class ContainerRecord:
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
 
+class NameConflict(ConflictError):
+    """The name is another container's (a generated one: the create picks another)."""
+
+
 def name_conflict(name: str, holder: str) -> ConflictError:
-    return ConflictError(
+    return NameConflict(
         f'Conflict. The container name "/{name}" is already in use by container "{holder}". '
         "You have to remove (or rename) that container to be able to reuse that name.", exit_code=125)
 
