@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import time
 
+from dockyard.containers.top import _boot_time   # container top's: the same /proc/stat btime
+
 HEADER = ["USER", "PID", "PPID", "%CPU", "ELAPSED", "TTY", "TIME", "COMMAND"]
 
 
@@ -105,12 +107,3 @@ def _tty(tty_nr: int) -> str:
         return "?"
     major, minor = os.major(tty_nr), os.minor(tty_nr)
     return f"pts/{(major - 136) * 256 + minor}" if 136 <= major <= 143 else "?"
-
-
-def _boot_time() -> float:
-    with open("/proc/stat") as f:
-        for line in f:
-            if line.startswith("btime "):
-                return float(line.split()[1])
-    with open("/proc/uptime") as f:
-        return time.time() - float(f.read().split()[0])
