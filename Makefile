@@ -12,8 +12,8 @@ BIN_DIR ?= /usr/local/bin
 # debootstrap makes the labs' debian:bookworm; chromium is the e2e tests' browser.
 # docker.io is the oracle of the side-by-side tests (a private dockerd each test starts and stops)
 # and, with docker-compose 1.29, a client of dockyard's Engine API service. containerd's ctr pulls
-# from dockyard's registry; nginx balances registry replicas.
-APT_PACKAGES = python3-venv busybox-static skopeo docker-registry umoci crun runc podman libseccomp2 curl openssl iptables iproute2 debootstrap chromium docker.io docker-compose containerd nginx
+# from dockyard's registry; nginx and haproxy balance registry replicas.
+APT_PACKAGES = python3-venv busybox-static skopeo docker-registry umoci crun runc podman libseccomp2 curl openssl iptables iproute2 debootstrap chromium docker.io docker-compose containerd nginx haproxy
 BENCH_APT_PACKAGES = podman podman-compose crun runc wrk dnsperf buildah debootstrap
 PYTEST_ARGS ?=
 

@@ -11,21 +11,24 @@
   catalog       GET /v2/_catalog?n=1000 with 1000 repositories (median ms), and tags/list
   rss           idle RSS after start-up, peak RSS over the whole run (VmHWM)
 
-  replicas      (issue 17) the parallel pulls again, against one dockyard replica and
-                against --replicas replicas behind a private nginx (round-robin, no
-                buffering), all serving one storage: aggregate MiB/s, failures, and the
-                CPU seconds of each replica and of nginx, so the scaling on a machine
-                with more cores can be read off (here the 64 curl clients, nginx and
-                the replicas share two cores). Storage: one filesystem root shared by
-                the replicas (pulls only read it: blobs by pread, the index by sqlite
-                WAL readers), or with --replica-storage s3 moto's S3 server (which
-                then bounds the throughput: it is one Python process).
+  replicas      (issue 17) the parallel pulls again, against one dockyard replica
+                directly, and through each load balancer (--balancer: Debian's nginx,
+                HAProxy, or both; round-robin per request, no buffering) in front of
+                one replica and of --replicas replicas, all serving one storage:
+                aggregate MiB/s, failures, and the CPU seconds of each replica and of
+                the balancer, so the scaling on a machine with more cores can be read
+                off (here the 64 curl clients, the balancer and the replicas share two
+                cores). nginx copies every body byte through its buffers; HAProxy
+                splices it (pipe to socket in the kernel). Storage: one filesystem root
+                shared by the replicas (pulls only read it: blobs by pread, the index by
+                sqlite WAL readers), or with --replica-storage s3 moto's S3 server
+                (which then bounds the throughput: it is one Python process).
 
 Targets (issue 3): push/pull >= 1.0x distribution; parallel pulls with 0 failures,
 >= 1.0x aggregate and <= 0.25x peak RSS; catalog >= 10x faster. Issue 17: three
-replicas through nginx >= one replica's aggregate, 0 failures.
+replicas through a balancer >= one replica's aggregate, 0 failures.
 Traffic goes only to 127.0.0.1. Usage: .venv/bin/python bench/registry.py [--quick]
-[--only pull|replicas] [--replicas 3]
+[--only pull|replicas|index] [--replicas 3] [--balancer nginx|haproxy|both]
 (``--only pull``: push each image once, then time only interleaved pulls; for iteration;
 ``--only replicas``: only the replica rows.)
 """
@@ -179,73 +182,98 @@ def children(pid: int) -> list[int]:
     return out
 
 
-REPLICA_HEADER = ("", "one replica", "one + nginx", "{n} replicas + nginx", "ratio (vs one, vs one + nginx)",
-                  "target")
+BALANCERS = ("nginx", "haproxy")
 
 
-def replica_rows(work: Path, layout_b: Path, clients: int, replicas: int, runs: int, storage: str) -> list[tuple]:
-    """Parallel pulls of B from one replica (direct, and through nginx) and from ``replicas``
-    behind nginx, on one storage, interleaved ``runs`` times; the median run of each, with
-    the CPU seconds of every process that served it."""
+def replica_header(replicas: int, balancers: tuple[str, ...]) -> tuple[str, ...]:
+    cols = ["", "one replica"]
+    for lb in balancers:
+        cols += [f"one + {lb}", f"{replicas} replicas + {lb}", "ratio (vs one, vs one + LB)"]
+    return (*cols, "target")
+
+
+def replica_rows(work: Path, layout_b: Path, clients: int, replicas: int, runs: int, storage: str,
+                 balancers: tuple[str, ...] = BALANCERS) -> list[tuple]:
+    """Parallel pulls of B from one replica (direct, and through each load balancer) and
+    from ``replicas`` behind each balancer, on one storage, interleaved ``runs`` times; the
+    median run of each, with the CPU seconds of every process that served it."""
+    from dockyard.testing.haproxy import HAProxy
     from dockyard.testing.nginx import Nginx
     from dockyard.testing.s3 import MotoS3
 
+    kinds = {"nginx": Nginx, "haproxy": HAProxy}
     s3 = MotoS3().start() if storage == "s3" else None
     config: dict = {"fsync": False}
     if s3 is not None:
         config.update(storage="s3", s3=s3.s3_config("bench-replicas"))
     root = work / "replica-root"  # one root for every replica (filesystem storage)
     servers = [DockyardRegistry(config, root=root) for _ in range(replicas)]
-    balancers: list = []
+    started: list = []
     try:
         servers[0].start()
         push_oci_layout(layout_b, f"{servers[0].address}/bench/b-0:latest")
         for srv in servers[1:]:
             srv.start()
         workers = os.cpu_count() or 2
-        lb1 = Nginx([servers[0].address], workers=workers).start()
-        balancers.append(lb1)
-        lbn = Nginx([srv.address for srv in servers], workers=workers).start()
-        balancers.append(lbn)
         pids = {f"replica {i + 1}": [srv.proc.pid] for i, srv in enumerate(servers)}
         if s3 is not None:
             pids["moto"] = [s3.proc.pid]
-        setups = {  # what serves, and the processes whose CPU it costs
-            "one": (servers[0], {k: v for k, v in pids.items() if k in ("replica 1", "moto")}),
-            "one+nginx": (lb1, {**{k: v for k, v in pids.items() if k in ("replica 1", "moto")},
-                                "nginx": [lb1.proc.pid, *children(lb1.proc.pid)]}),
-            "many": (lbn, {**pids, "nginx": [lbn.proc.pid, *children(lbn.proc.pid)]}),
-        }
+        first = {k: v for k, v in pids.items() if k in ("replica 1", "moto")}
+        setups = {"one": (servers[0], first)}  # what serves, and the processes whose CPU it costs
+        for name in balancers:
+            lb1 = kinds[name]([servers[0].address], workers=workers).start()
+            started.append(lb1)
+            lbn = kinds[name]([srv.address for srv in servers], workers=workers).start()
+            started.append(lbn)
+            setups[f"one+{name}"] = (lb1, {**first, name: [lb1.proc.pid, *children(lb1.proc.pid)]})
+            setups[f"many+{name}"] = (lbn, {**pids, name: [lbn.proc.pid, *children(lbn.proc.pid)]})
         results: dict[str, list[dict]] = {k: [] for k in setups}
         for _ in range(runs):  # interleaved: noise hits all alike
             for name, (srv, cpu_pids) in setups.items():
                 results[name].append(parallel_pulls(srv, clients, cpu_pids))
     finally:
-        for proc in [*balancers, *servers]:
+        for proc in [*started, *servers]:
             proc.stop()
         if s3 is not None:
             s3.stop()
         shutil.rmtree(root, ignore_errors=True)
     med = {k: sorted(v, key=lambda r: r["mibs"])[len(v) // 2] for k, v in results.items()}
     failed = {k: sum(r["failures"] for r in v) for k, v in results.items()}
-    o, o1, m = med["one"], med["one+nginx"], med["many"]
+    o = med["one"]
+    order = ["one"]
+    for name in balancers:
+        order += [f"one+{name}", f"many+{name}", None]  # None: the ratio column
 
-    def cell(r: dict, key: str) -> str:
-        return f"{r['cpu'][key]:.2f} s" if key in r["cpu"] else "-"
+    def cells(fn) -> list[str]:
+        out = []
+        for i, key in enumerate(order):
+            if key is None:
+                m, o1 = med[order[i - 1]], med[order[i - 2]]
+                out.append(fn(None, m, o1))
+            else:
+                out.append(fn(key, med[key], None))
+        return out
 
-    rows = [(f"{clients} parallel pulls of B ({storage})", f"{o['mibs']:.0f} MiB/s, {failed['one']} failed",
-             f"{o1['mibs']:.0f} MiB/s, {failed['one+nginx']} failed", f"{m['mibs']:.0f} MiB/s, {failed['many']} failed",
-             f"{m['mibs'] / o['mibs']:.2f}x, {m['mibs'] / o1['mibs']:.2f}x", "≥ 1.0x, 0 failed"),
-            ("  wall seconds (median run)", f"{o['seconds']:.2f} s", f"{o1['seconds']:.2f} s", f"{m['seconds']:.2f} s",
-             "", "")]
-    for key in m["cpu"]:
-        rows.append((f"  CPU seconds, {key}", cell(o, key), cell(o1, key), cell(m, key), "", ""))
-    for label, keys in (("replicas", ("replica",)), ("nginx", ("nginx",))):
-        per = []
-        for r in (o, o1, m):
-            spent = sum(v for k, v in r["cpu"].items() if k.startswith(keys))
-            per.append(f"{spent / (r['mibs'] * r['seconds'] / 1024):.2f} s" if spent else "-")
-        rows.append((f"  CPU s per GiB served, {label}", *per, "", ""))
+    def throughput(key, r, o1):
+        if key is None:
+            return f"{r['mibs'] / o['mibs']:.2f}x, {r['mibs'] / o1['mibs']:.2f}x"
+        return f"{r['mibs']:.0f} MiB/s, {failed[key]} failed"
+
+    rows = [(f"{clients} parallel pulls of B ({storage})", *cells(throughput), "≥ 1.0x, 0 failed"),
+            ("  wall seconds (median run)",
+             *cells(lambda k, r, _: "" if k is None else f"{r['seconds']:.2f} s"), "")]
+    keys = list(dict.fromkeys(k for r in med.values() for k in r["cpu"]))
+    for cpu_key in keys:
+        rows.append((f"  CPU seconds, {cpu_key}",
+                     *cells(lambda k, r, _: "" if k is None else (f"{r['cpu'][cpu_key]:.2f} s" if cpu_key in r["cpu"]
+                                                                   else "-")), ""))
+    for label, prefixes in (("replicas", ("replica",)), ("load balancer", balancers)):
+        def per_gib(k, r, _):
+            if k is None:
+                return ""
+            spent = sum(v for c, v in r["cpu"].items() if c.startswith(prefixes))
+            return f"{spent / (r['mibs'] * r['seconds'] / 1024):.2f} s" if spent else "-"
+        rows.append((f"  CPU s per GiB served, {label}", *cells(per_gib), ""))
     return rows
 
 
@@ -366,7 +394,10 @@ def main() -> None:
                     help="only the pull rows (each image pushed once, untimed), or only the replica rows")
     ap.add_argument("--replicas", type=int, default=3, help="replicas behind nginx in the replica rows")
     ap.add_argument("--replica-storage", choices=["filesystem", "s3"], default="filesystem")
+    ap.add_argument("--balancer", choices=[*BALANCERS, "both"], default="both",
+                    help="the load balancer(s) in front of the replicas")
     args = ap.parse_args()
+    balancers = BALANCERS if args.balancer == "both" else (args.balancer,)
     size_a, layers_b, layer_b, runs = (256 * MiB, 30, 4 * MiB, args.runs)
     if args.quick:
         size_a, layers_b, layer_b, runs = (16 * MiB, 5, 1 * MiB, 1)
@@ -383,8 +414,8 @@ def main() -> None:
             return
         if args.only == "replicas":
             print("replicas ...", file=sys.stderr)
-            print_table(replica_rows(work, layouts["B"], args.clients, args.replicas, runs, args.replica_storage),
-                        tuple(h.format(n=args.replicas) for h in REPLICA_HEADER))
+            print_table(replica_rows(work, layouts["B"], args.clients, args.replicas, runs, args.replica_storage,
+                                     balancers), replica_header(args.replicas, balancers))
             return
         servers["distribution"] = DistributionRegistry().start()
         servers["dockyard"] = DockyardRegistry({"fsync": True}).start()
@@ -409,7 +440,8 @@ def main() -> None:
         for s in servers.values():
             s.stop()  # out of the way of the replica rows
         print("replicas ...", file=sys.stderr)
-        replicas = replica_rows(work, layouts["B"], args.clients, args.replicas, runs, args.replica_storage)
+        replicas = replica_rows(work, layouts["B"], args.clients, args.replicas, runs, args.replica_storage,
+                                balancers)
     finally:
         for s in servers.values():
             s.stop()
@@ -432,7 +464,7 @@ def main() -> None:
                  f"{hwm['dockyard'] / 1024:.1f} MiB", f"{hwm['dockyard'] / hwm['distribution']:.2f}x", ""))
     print_table(rows)
     print()
-    print_table(replicas, tuple(h.format(n=args.replicas) for h in REPLICA_HEADER))
+    print_table(replicas, replica_header(args.replicas, balancers))
 
 
 def push_pull_rows(pp: dict, sizes: dict[str, int], ops: tuple[str, ...]) -> list[tuple]:

@@ -26,6 +26,7 @@ from dockyard.registry.index import ObjectIndex
 from dockyard.registry.storage.s3 import S3Driver
 from dockyard.registry.uploads import UPLOADS, SharedUploads
 from dockyard.testing.client import Client
+from dockyard.testing.haproxy import HAProxy
 from dockyard.testing.images import ImageSpec, SkopeoError, random_layer_tar, skopeo, write_oci_layout
 from dockyard.testing.nginx import Nginx
 from dockyard.testing.registry import DockyardRegistry
@@ -86,7 +87,17 @@ def _patch(url: str, location: str, chunk: bytes, start: int) -> tuple[int, dict
 
 
 def test_chunked_upload_lands_on_every_replica(cluster: Cluster) -> None:
-    lb = Client(cluster.lb.url)
+    _chunked_upload_across_replicas(cluster, cluster.lb.url)
+
+
+def test_chunked_upload_lands_on_every_replica_behind_haproxy(cluster: Cluster) -> None:
+    """The other balancer the issue names: HAProxy, splicing bodies, round-robin per request."""
+    with HAProxy([r.address for r in cluster.replicas], workers=1, fail_timeout=1) as lb:
+        _chunked_upload_across_replicas(cluster, lb.url)
+
+
+def _chunked_upload_across_replicas(cluster: Cluster, lb_url: str) -> None:
+    lb = Client(lb_url)
     data = os.urandom(5 * MiB + 123)
     digest = sha(data)
     r = lb.request("POST", "/v2/scale/chunked/blobs/uploads/")
@@ -95,7 +106,7 @@ def test_chunked_upload_lands_on_every_replica(cluster: Cluster) -> None:
     offset = 0
     while offset < len(data):
         chunk = data[offset:offset + MiB]
-        status, headers = _patch(cluster.lb.url, location, chunk, offset)
+        status, headers = _patch(lb_url, location, chunk, offset)
         assert status == 202, headers
         offset += len(chunk)
         assert headers["range"] == f"0-{offset - 1}"
@@ -106,7 +117,7 @@ def test_chunked_upload_lands_on_every_replica(cluster: Cluster) -> None:
         r = Client(replica.url).request("GET", location)
         assert (r.status, r.headers["range"]) == (204, f"0-{len(data) - 1}")
     # A chunk that does not start at the shared offset: 416 with the offset, from any replica.
-    status, headers = _patch(cluster.lb.url, location, b"x", 0)
+    status, headers = _patch(lb_url, location, b"x", 0)
     assert (status, headers["range"]) == (416, f"0-{len(data) - 1}")
     r = lb.request("PUT", f"{location}?digest={digest}")
     assert r.status == 201, r

@@ -1,0 +1,100 @@
+"""A private HAProxy (Debian's) on a free port of 127.0.0.1, load-balancing round-robin over
+upstreams, request by request: the other load balancer in front of registry replicas.
+
+    with HAProxy(["127.0.0.1:5001", "127.0.0.1:5002"]) as lb:
+        ...  # lb.url; each response names the replica in ``X-Upstream``
+
+Same contract as ``testing.nginx.Nginx``: streaming both ways, no body size limit,
+keep-alive to the upstreams, the client's Host passed on, no sticky sessions; a request
+that cannot connect to a dead upstream is sent to the next one, a request in flight on
+a killed upstream fails (502), as in production.
+
+Why it is here beside nginx: HAProxy moves response bodies with splice(2), pipe to
+socket inside the kernel, where nginx reads every byte into its buffers and writes it
+out again. For blob pulls that copy is what a load balancer costs (measured in
+bench/registry.py).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from dockyard.testing.servers import ServerProcess, http_status
+
+BINARY = "haproxy"
+
+CONF = """\
+global
+    maxconn 4096
+    nbthread {threads}
+    # Fewer splice calls per byte: a pipe of 64 KiB took ~30 KiB per call.
+    tune.pipesize 1048576
+    pidfile {dir}/haproxy.pid
+    log stderr format raw local0 warning
+
+defaults
+    mode http
+    log global
+    timeout connect 2s
+    timeout client 300s
+    timeout server 300s
+    # Bodies move pipe to socket in the kernel (splice), never through HAProxy's buffers.
+    option splice-request
+    option splice-response
+    # A connection refused by a dead upstream is retried on another one (redispatch).
+    retries 2
+    option redispatch 1
+    http-reuse always
+
+frontend front
+    bind 127.0.0.1:{port}
+    default_backend replicas
+
+backend replicas
+    balance roundrobin
+    # An upstream that refused a connection sits out fail_timeout seconds (nginx's max_fails=1).
+    default-server observe layer4 error-limit 1 on-error mark-down check inter {fail_ms}ms rise 1 fall 1
+    http-response set-header X-Upstream %[srv_name]
+{servers}
+"""
+
+
+class HAProxy(ServerProcess):
+    """HAProxy in front of ``upstreams`` (``host:port`` each), round-robin per request."""
+
+    name = "haproxy"
+    dir_prefix = "dockyard-haproxy-"
+    log_name = "haproxy.log"
+    start_timeout = 10.0
+
+    def __init__(self, upstreams: list[str], *, workers: int | None = None, binary: str | None = None,
+                 fail_timeout: float = 2.0) -> None:
+        super().__init__()
+        self.upstreams = list(upstreams)
+        self.workers = workers or max(1, min(os.cpu_count() or 1, 4))
+        self.fail_timeout = fail_timeout
+        self.binary = binary or shutil.which(BINARY) or f"/usr/sbin/{BINARY}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"
+
+    def check(self) -> None:
+        if not os.access(self.binary, os.X_OK):
+            raise FileNotFoundError(f"{self.binary} not found: apt-get install haproxy")
+
+    def configure(self) -> None:
+        assert self.dir is not None
+        # Named by address, so X-Upstream reads like nginx's $upstream_addr.
+        servers = "\n".join(f"    server {u} {u}" for u in self.upstreams)
+        conf = CONF.format(threads=self.workers, dir=self.dir, port=self.port, servers=servers,
+                           fail_ms=max(100, int(self.fail_timeout * 1000)))
+        (self.dir / "haproxy.cfg").write_text(conf)
+
+    def command(self) -> list[str]:
+        assert self.dir is not None
+        return [self.binary, "-f", str(self.dir / "haproxy.cfg"), "-db"]
+
+    def ready(self) -> bool:
+        return http_status(self.port, "/healthz") == 200
