@@ -327,6 +327,18 @@ class Containers:
 
     def _launch(self, record: ContainerRecord, attach_first: bool, tty_size: tuple[int, int] | None,
                 shim: "SpawnedShim | None", attach_event: bool = True) -> StartHandle:
+        # The shim first: a fresh one's start-up, or a spare's warm-up, overlaps the bundle's
+        # preparation. One made here is cancelled if the launch fails before its orders.
+        spawned = shim if shim is not None else self.spawn_shim()
+        try:
+            return self._launch_with(record, attach_first, tty_size, spawned, attach_event)
+        except BaseException:
+            if shim is None and not spawned.process.stdin.closed:
+                spawned.cancel()
+            raise
+
+    def _launch_with(self, record: ContainerRecord, attach_first: bool, tty_size: tuple[int, int] | None,
+                     spawned: SpawnedShim, attach_event: bool) -> StartHandle:
         cid = record.id
         if attach_first and attach_event:  # Docker's order: a client attaches, then the container starts (or fails to)
             self.event("attach", record)
@@ -379,7 +391,6 @@ class Containers:
         }
         with open(os.path.join(shim_dir, "shim.json"), "w") as f:
             f.write(json.dumps(cfg))  # for the record: what the shim was told
-        spawned = shim if shim is not None else self.spawn_shim()
         # One statement: the config with the bind inodes, the shim to watch, a clean slate. The
         # previous shim's start time goes: until the new shim writes its own, a reader that checks
         # the new PID against the old start time would take the new shim for dead and stop the

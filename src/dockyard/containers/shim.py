@@ -872,14 +872,20 @@ def main() -> None:
     """``shim READY_FD``: orders (the config JSON) come on stdin; EOF without them means
     the container was never created, and the shim leaves quietly."""
     ready_fd = int(sys.argv[1])
+    data = b""
+    if sys.argv[2:3] == ["--spare"]:
+        # forked ahead (spawn.fork_spares): idle until handed out, which its first byte says
+        data = sys.stdin.buffer.read(1)
+        if not data:
+            return
     # Load what a launch needs and let the runtime warm up (for pyrunc: the cgroup lock,
     # see warmup.py) while the CLI is still preparing the container, not after the orders.
     warmed = adapter.preload()
     try:
-        data = sys.stdin.buffer.read()
+        data += sys.stdin.buffer.read()
     finally:
         warmed()  # the orders are here: not a moment's wait for the warm-up
-    if not data:
+    if not data.strip():
         return
     cfg = json.loads(data)
     log = os.open(os.path.join(os.path.dirname(cfg["socket"]), "shim.log"),

@@ -37,6 +37,15 @@ class SpawnedShim:
         self.process = process
         self.ready = ready    # read end of its ready pipe
 
+    def wake(self) -> None:
+        """Tell a spare its orders are near: it warms the runtime up now (a spare that did so
+        from its fork on would spend the whole wait on it). One space: JSON allows it first."""
+        try:
+            self.process.stdin.write(b" ")
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            pass
+
     def cancel(self) -> None:
         try:
             self.process.stdin.close()  # EOF: the shim leaves without doing anything
@@ -63,11 +72,17 @@ _spares: "list[SpawnedShim]" = []
 def fork_spares(count: int) -> None:
     """Fork ``count`` shims now, while this process has not loaded SQLite, for the container
     starts to come (kube play starts a dozen at once: forks cost ~1 ms where a fresh
-    interpreter costs ~30 ms of CPU each). ``cancel_spares`` releases those left unused."""
+    interpreter costs ~30 ms of CPU each). The shim's modules are loaded here first, once,
+    not in each spare; a spare waits idle until ``spawn_shim`` hands it out. ``cancel_spares``
+    releases those left unused."""
     if "sqlite3" in sys.modules:
         return
+    from dockyard.containers import shim  # noqa: F401 - what every spare runs
+    from dockyard.runtime import adapter
+
+    adapter.load()
     for _ in range(count):
-        _spares.append(_fork())
+        _spares.append(_fork(spare=True))
 
 
 def cancel_spares() -> None:
@@ -79,9 +94,12 @@ def spawn_shim() -> SpawnedShim:
     """Start a shim that waits for its orders on stdin: a spare forked ahead, or forked from
     this process while that is safe (see ``_fork``), else a fresh interpreter."""
     try:
-        return _spares.pop()
+        spare = _spares.pop()
     except IndexError:
         pass
+    else:
+        spare.wake()
+        return spare
     if "sqlite3" not in sys.modules:
         return _fork()
     read_fd, write_fd = os.pipe()
@@ -104,7 +122,7 @@ def spawn_shim() -> SpawnedShim:
     return SpawnedShim(ShimProcess(pid, orders_w), read_fd)
 
 
-def _fork() -> SpawnedShim:
+def _fork(spare: bool = False) -> SpawnedShim:
     """The shim as a fork of this process, which has loaded little yet (``run``'s fast path
     calls this first thing): a new interpreter's start-up and the shim's first imports
     (~30 ms) would otherwise be the longest step of ``run``, and the shim's memory is what a
@@ -116,13 +134,13 @@ def _fork() -> SpawnedShim:
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:
-        _become_shim(read_fd, write_fd, orders_r, orders_w)   # never returns
+        _become_shim(read_fd, write_fd, orders_r, orders_w, spare)   # never returns
     os.close(write_fd)
     os.close(orders_r)
     return SpawnedShim(ShimProcess(pid, orders_w), read_fd)
 
 
-def _become_shim(read_fd: int, write_fd: int, orders_r: int, orders_w: int) -> None:
+def _become_shim(read_fd: int, write_fd: int, orders_r: int, orders_w: int, spare: bool) -> None:
     code = 1
     try:
         os.setsid()   # its own session: a ^C at the CLI's terminal is not for the shim
@@ -143,7 +161,7 @@ def _become_shim(read_fd: int, write_fd: int, orders_r: int, orders_w: int) -> N
         # away must be an EPIPE, not the shim's death).
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
-        sys.argv = ["dockyard-shim", str(write_fd)]
+        sys.argv = ["dockyard-shim", str(write_fd), *(["--spare"] if spare else [])]
         from dockyard.containers.shim import main
 
         main()

@@ -148,6 +148,14 @@ def preload(name: str = DEFAULT_RUNTIME) -> "Callable[[], None]":
     return inprocess.preload()
 
 
+def load(name: str = DEFAULT_RUNTIME) -> None:
+    """Import what launching a container with ``name`` needs, without the warm-up."""
+    if name == "pyrunc":
+        from dockyard.runtime.pyrunc import inprocess
+
+        inprocess.load()
+
+
 def preload_exec(name: str) -> None:
     """Load what an exec through runtime ``name`` runs, before a process forks copies of itself
     to run it (the detached exec's waiter): loaded once, not in each copy."""
