@@ -52,6 +52,12 @@ def assert_spec_matches(command: "click.Command", spec: fastpath.Spec) -> None:
             if not param.multiple and not param.is_flag:
                 default = None if repr(param.default).endswith("UNSET") else param.default
                 assert spec.defaults[dest] == default, opt
+            if param.is_flag:   # an unset flag default is off
+                assert spec.defaults[dest] == (not repr(param.default).endswith("UNSET") and bool(param.default)), opt
+        for opt in param.secondary_opts:   # --no-x of a --x/--no-x pair
+            dest, kind, _choices = spec.names[opt]
+            assert (dest, kind) == (param.name, fastpath.OFF), opt
+            seen.add(opt)
     assert seen == set(spec.names)
     assert spec.interspersed == command.context_settings.get("allow_interspersed_args", True)
 

@@ -20,6 +20,10 @@ TABLES = {"container": groups.CONTAINER_COMMANDS, "image": groups.IMAGE_COMMANDS
 
 def click_command(path: str) -> click.Command:
     words = path.split()
+    if words[0] == "kube":
+        from dockyard.cli.kube import kube
+
+        return kube.commands[words[1]]
     table = TABLES[words[0]] if len(words) == 2 else COMMANDS
     module, _, attr = table[words[-1]][0].partition(":")
     return getattr(importlib.import_module(module), attr)
@@ -39,6 +43,8 @@ def test_tables_match_click(path: str) -> None:
     ["inspect", "a", "-f", "{{.Id}}", "--type=container", "b"], ["container", "inspect", "-sf", "x", "a"],
     ["volume", "ls", "-q", "--filter", "name=a", "-f", "driver=local"], ["network", "ls", "--no-trunc"],
     ["top", "c", "-eo", "pid"], ["images", "-aq", "--filter", "dangling=true", "x"], ["history", "--human=0", "x"], ["port", "c", "80/tcp"], ["image", "rm", "-f", "a", "b"], ["tag", "a", "b"],
+    ["kube", "play", "f.yaml"], ["kube", "play", "--no-start", "-", "--replace"], ["kube", "play", "--down", "--start", "f"],
+    ["kube", "play", "--no-start", "--start", "f"], ["kube", "down", "f.yaml"],
 ])
 def test_parse_matches_click(args: list[str]) -> None:
     words = 2 if args[0] in fastviews.GROUPS else 1
@@ -56,6 +62,8 @@ def test_parse_matches_click(args: list[str]) -> None:
 @pytest.mark.parametrize("args", [
     ["inspect"], ["inspect", "--type", "bogus", "a"], ["volume", "ls", "x"], ["tag", "a"], ["port", "a", "b", "c"],
     ["top", "--help"], ["rmi", "--bogus", "a"], ["volume"], ["image", "inspect", "--", "a"],
+    ["kube", "play"], ["kube", "play", "a", "b"], ["kube", "play", "--start=1", "f"], ["kube", "generate", "c"],
+    ["kube", "down", "--help", "f"], ["kube"],
 ])
 def test_falls_back_to_click(args: list[str]) -> None:
     assert fastpath.parse(args) is None

@@ -285,3 +285,47 @@ def test_round_trip_of_a_pod(dy: Run, tmp_path: Path) -> None:
     dy("kube", "play", "--down", str(path), check=True)
     assert leftovers(dy) == ("", "", [])
     assert dy("pod", "ps", "-q", check=True).stdout == ""
+
+
+def test_both_cli_paths_print_the_same(dy: Run, tmp_path: Path) -> None:
+    """``kube play`` and ``kube down`` run on the click-free fast path (cli/fastviews.py);
+    click's path (DOCKYARD_NO_FASTPATH) prints and exits the same, warnings, errors and all."""
+    import re
+
+    text = """
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: ing}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: same}
+spec:
+  containers: [{name: main, image: busybox, command: [sleep, "600"], readinessProbe: {exec: {command: ["true"]}}}]
+"""
+    (tmp_path / "pod.yaml").write_text(text)
+    slow = {"DOCKYARD_NO_FASTPATH": "1"}
+
+    def both(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        results = []
+        for env in (None, slow):
+            if args[1] == "down" and "nosuch" not in args[-1]:   # something to take down
+                dy("kube", "play", "--no-start", args[-1], check=True)
+            results.append(dy(*args, input=input, env=env))
+            if args[1] == "play" and results[-1].returncode == 0:
+                dy("kube", "down", args[-1], input=input, check=True)
+        fast, clicked = results
+        ids = re.compile(r"\b[0-9a-f]{64}\b")
+        seen = [(r.returncode, ids.sub("ID", r.stdout), r.stderr) for r in (fast, clicked)]
+        assert seen[0] == seen[1], seen
+        return fast
+
+    played = both("kube", "play", "--no-start", str(tmp_path / "pod.yaml"))
+    assert played.returncode == 0 and played.stdout.startswith("Pod:\n") and played.stdout.endswith("\n\n")
+    assert "Warning: kind Ingress (ing) is not supported\n" in played.stderr
+    down = both("kube", "down", str(tmp_path / "pod.yaml"))
+    assert down.stdout == "Pods stopped:\nsame\nPods removed:\nsame\n"
+    assert both("kube", "play", "-", input=text.split("---")[0]).returncode == 125
+    assert both("kube", "play", str(tmp_path / "nosuch.yaml")).returncode == 125
+    assert both("kube", "down", str(tmp_path / "nosuch.yaml")).returncode == 125
+    assert leftovers(dy) == ("", "", [])

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 # kinds of option
 FLAG, STR, INT, BOOL, MULTI = "flag", "str", "int", "bool", "multi"
+OFF = "off"   # the second half of a ``--x/--no-x`` flag: sets its dest False
 BOOL_STATES = {"1": True, "0": False, "yes": True, "no": False, "true": True, "false": False, "on": True,
                "off": False, "t": True, "f": False, "y": True, "n": False, "": False}   # click's BoolParamType
 
@@ -40,7 +41,12 @@ class Spec:
                 kind, choices = STR, kind
             for name in names:
                 self.names[name] = (dest, kind, choices)
-            self.defaults[dest] = () if kind == MULTI else False if kind == FLAG else default
+            if kind == MULTI:
+                self.defaults[dest] = ()
+            elif kind in (FLAG, OFF):   # a flag pair's default is given on both halves
+                self.defaults[dest] = bool(default)
+            else:
+                self.defaults[dest] = default
         self.interspersed = interspersed
 
 
@@ -156,8 +162,8 @@ def parse_args(spec: Spec, args: "list[str]") -> "tuple[dict[str, Any], list[str
     rest = list(args)
 
     def store(dest: str, kind: str, choices: "Any", text: "str | None") -> None:
-        if kind == FLAG:
-            values[dest] = True
+        if kind in (FLAG, OFF):
+            values[dest] = kind == FLAG
         elif kind == MULTI:
             multi.setdefault(dest, []).append(text)  # type: ignore[arg-type]
         else:
@@ -174,7 +180,7 @@ def parse_args(spec: Spec, args: "list[str]") -> "tuple[dict[str, Any], list[str
                 if option is None:
                     raise Fallback
                 dest, kind, choices = option
-                if kind == FLAG:
+                if kind in (FLAG, OFF):
                     if eq:
                         raise Fallback  # "does not take a value"
                     store(dest, kind, choices, None)
@@ -191,7 +197,7 @@ def parse_args(spec: Spec, args: "list[str]") -> "tuple[dict[str, Any], list[str
                 if option is None:
                     raise Fallback
                 dest, kind, choices = option
-                if kind == FLAG:
+                if kind in (FLAG, OFF):
                     store(dest, kind, choices, None)
                     continue
                 if i + 1 < len(arg):

@@ -8,7 +8,7 @@ click commands.
 
 from __future__ import annotations
 
-from dockyard.cli.fastpath import BOOL, FLAG, MULTI, Fallback, Spec, _o, parse_args
+from dockyard.cli.fastpath import BOOL, FLAG, MULTI, OFF, Fallback, Spec, _o, parse_args
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -43,10 +43,13 @@ VIEWS: "dict[str, tuple[Spec, tuple[int, int | None], str]]" = {
     "stats": (Spec([_o("-a --all", "all_", FLAG), _o("--no-stream", "no_stream", FLAG),
                     _o("--no-trunc", "no_trunc", FLAG), _o("--format", "format_")], True), (0, None), "stats"),
     "rmi": (Spec([_o("-f --force", "force", FLAG), _o("--no-prune", "no_prune", FLAG)], True), (1, None), "rmi"),
+    "kube play": (Spec([_o("--down", "down", FLAG), _o("--replace", "replace", FLAG), _o("--start", "start", FLAG, True),
+                        _o("--no-start", "start", OFF, True)], True), (1, 1), "kube_play"),
+    "kube down": (Spec([], True), (1, 1), "kube_down"),
 }
 ALIASES = {"system info": "info", "system events": "events", "image ls": "images", "image list": "images", "image history": "history", "container stats": "stats", "container top": "top", "container port": "port", "image tag": "tag", "image rm": "rmi",
            "image remove": "rmi", "volume list": "volume ls", "network list": "network ls"}
-GROUPS = ("container", "image", "volume", "network", "system")
+GROUPS = ("container", "image", "volume", "network", "system", "kube")
 
 
 def parse(args: "list[str]") -> "Callable[[], None] | None":
@@ -158,3 +161,15 @@ def _stats(v: "dict[str, Any]", names: "list[str]") -> None:
 
 def _rmi(v: "dict[str, Any]", names: "list[str]") -> None:
     _quick().rmi(_engine(), v["force"], v["no_prune"], names)
+
+
+def _kube_play(v: "dict[str, Any]", args: "list[str]") -> None:
+    from dockyard.cli import kubeops
+
+    kubeops.play(_engine, args[0], v["down"], v["replace"], v["start"])
+
+
+def _kube_down(v: "dict[str, Any]", args: "list[str]") -> None:
+    from dockyard.cli import kubeops
+
+    kubeops.play(_engine, args[0], True, False, True)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from dockyard.cli.common import engine as current_engine
@@ -38,42 +36,9 @@ def generate(service: bool, kind: str, filename: str | None, names: tuple[str, .
 
 
 def _play(source: str, down: bool, replace: bool, start: bool) -> None:
-    from dockyard.kube import play as kplay
+    from dockyard.cli import kubeops
 
-    documents, label = kplay.read(source, sys.stdin.read)
-    try:
-        plan = kplay.parse(documents)
-    except kplay.KubeError as e:
-        for warning in getattr(e, "warnings", ()):
-            _warn(warning)
-        raise
-    if start and not down:
-        from dockyard.containers import spawn
-
-        # every pod's infra and members: their shims forked now, before SQLite is loaded
-        spawn.fork_spares(sum(len(pod.containers) + 1 for pod in plan.pods))
-    try:
-        _play_plan(plan, label, down, replace, start)
-    finally:
-        if start and not down:
-            spawn.cancel_spares()
-
-
-def _play_plan(plan: "kplay.Plan", label: str, down: bool, replace: bool, start: bool) -> None:
-    from dockyard.kube import play as kplay
-
-    engine = current_engine()
-    if down or replace:
-        removed = kplay.down(engine, plan)
-        if down:
-            if removed:
-                click.echo("Pods stopped:\n" + "".join(f"{p}\n" for p in removed), nl=False)
-                click.echo("Pods removed:\n" + "".join(f"{p}\n" for p in removed), nl=False)
-            return
-    for warning in plan.warnings:
-        _warn(warning)
-    for pod_id, ids in kplay.play(engine, plan, label, start=start):
-        click.echo(f"Pod:\n{pod_id}\nContainers:\n" + "".join(f"{cid}\n" for cid in ids))
+    kubeops.play(current_engine, source, down, replace, start)
 
 
 @kube.command()
