@@ -22,7 +22,9 @@
                 splices it (pipe to socket in the kernel). Storage: one filesystem root
                 shared by the replicas (pulls only read it: blobs by pread, the index by
                 sqlite WAL readers), or with --replica-storage s3 moto's S3 server
-                (which then bounds the throughput: it is one Python process).
+                (which then bounds the throughput: it is one Python process). A
+                column with no balancer, the clients taking turns at the replicas
+                themselves, shows the most any balancer could reach on this machine.
 
 Targets (issue 3): push/pull >= 1.0x distribution; parallel pulls with 0 failures,
 >= 1.0x aggregate and <= 0.25x peak RSS; catalog >= 10x faster. Issue 17: three
@@ -139,27 +141,35 @@ def push_pull(servers: dict, layouts: dict[str, Path], work: Path, runs: int, pu
     return results
 
 
-def parallel_pulls(srv, clients: int, cpu_pids: dict[str, list[int]] | None = None) -> dict:
+def parallel_pulls(srv, clients: int, cpu_pids: dict[str, list[int]] | None = None,
+                   spread: list[str] | None = None) -> dict:
     """``clients`` curl processes, each fetching all of image B over one connection.
-    ``cpu_pids``: name -> processes whose CPU seconds over the run are reported (``cpu``)."""
-    base = f"{srv.url}/v2/bench/b-0"
+    ``cpu_pids``: name -> processes whose CPU seconds over the run are reported (``cpu``).
+    ``spread``: server addresses the clients take turns at, request by request, with no
+    balancer between (what a perfect, free balancer would do)."""
+    addresses = spread or [srv.address]
     conn = http.client.HTTPConnection(srv.address.split(":")[0], int(srv.address.split(":")[1]))
     conn.request("GET", "/v2/bench/b-0/manifests/latest",
                  headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
     manifest = json.loads(conn.getresponse().read())
     conn.close()
-    urls = [f"{base}/manifests/latest"] + [f"{base}/blobs/{d['digest']}" for d in [manifest["config"], *manifest["layers"]]]
+    paths = ["/v2/bench/b-0/manifests/latest"] + [f"/v2/bench/b-0/blobs/{d['digest']}"
+                                                   for d in [manifest["config"], *manifest["layers"]]]
     expected = sum(d["size"] for d in [manifest["config"], *manifest["layers"]])
-    cmd = ["curl", "-s", "--fail", "-H", "Accept: application/vnd.oci.image.manifest.v1+json",
-           "-w", "%{http_code} %{size_download}\\n"]
-    for u in urls:
-        cmd += ["-o", "/dev/null", u]
+
+    def command(client: int) -> list[str]:
+        cmd = ["curl", "-s", "--fail", "-H", "Accept: application/vnd.oci.image.manifest.v1+json",
+               "-w", "%{http_code} %{size_download}\\n"]
+        for i, path in enumerate(paths):
+            cmd += ["-o", "/dev/null", f"http://{addresses[(client + i) % len(addresses)]}{path}"]
+        return cmd
+
     cpu_pids = cpu_pids or {}
     cpu_before = {n: sum(map(cpu_seconds, pids)) for n, pids in cpu_pids.items()}
     with RssSampler(srv.proc.pid) as sampler:
         t = time.perf_counter()
-        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-                 for _ in range(clients)]
+        procs = [subprocess.Popen(command(c), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                 for c in range(clients)]
         outs = [p.communicate()[0] for p in procs]
         elapsed = time.perf_counter() - t
     cpu = {n: sum(map(cpu_seconds, pids)) - cpu_before[n] for n, pids in cpu_pids.items()}
@@ -167,7 +177,7 @@ def parallel_pulls(srv, clients: int, cpu_pids: dict[str, list[int]] | None = No
     for p, out in zip(procs, outs):
         lines = out.split()
         codes, sizes = lines[0::2], [int(x) for x in lines[1::2]]
-        ok = p.returncode == 0 and len(codes) == len(urls) and all(c == "200" for c in codes)
+        ok = p.returncode == 0 and len(codes) == len(paths) and all(c == "200" for c in codes)
         failures += 0 if ok and sum(sizes[1:]) == expected else 1
         total += sum(sizes)
     return {"mibs": total / MiB / elapsed, "failures": failures, "peak_rss": sampler.peak, "seconds": elapsed,
@@ -186,7 +196,7 @@ BALANCERS = ("nginx", "haproxy")
 
 
 def replica_header(replicas: int, balancers: tuple[str, ...]) -> tuple[str, ...]:
-    cols = ["", "one replica"]
+    cols = ["", "one replica", f"{replicas} replicas, no balancer"]
     for lb in balancers:
         cols += [f"one + {lb}", f"{replicas} replicas + {lb}", "ratio (vs one, vs one + LB)"]
     return (*cols, "target")
@@ -219,18 +229,20 @@ def replica_rows(work: Path, layout_b: Path, clients: int, replicas: int, runs: 
         if s3 is not None:
             pids["moto"] = [s3.proc.pid]
         first = {k: v for k, v in pids.items() if k in ("replica 1", "moto")}
-        setups = {"one": (servers[0], first)}  # what serves, and the processes whose CPU it costs
+        # what serves, and the processes whose CPU it costs; "spread": the clients take turns at
+        # the replicas themselves, no balancer: the most any balancer could reach here
+        setups = {"one": (servers[0], first, None), "spread": (servers[0], pids, [srv.address for srv in servers])}
         for name in balancers:
             lb1 = kinds[name]([servers[0].address], workers=workers).start()
             started.append(lb1)
             lbn = kinds[name]([srv.address for srv in servers], workers=workers).start()
             started.append(lbn)
-            setups[f"one+{name}"] = (lb1, {**first, name: [lb1.proc.pid, *children(lb1.proc.pid)]})
-            setups[f"many+{name}"] = (lbn, {**pids, name: [lbn.proc.pid, *children(lbn.proc.pid)]})
+            setups[f"one+{name}"] = (lb1, {**first, name: [lb1.proc.pid, *children(lb1.proc.pid)]}, None)
+            setups[f"many+{name}"] = (lbn, {**pids, name: [lbn.proc.pid, *children(lbn.proc.pid)]}, None)
         results: dict[str, list[dict]] = {k: [] for k in setups}
         for _ in range(runs):  # interleaved: noise hits all alike
-            for name, (srv, cpu_pids) in setups.items():
-                results[name].append(parallel_pulls(srv, clients, cpu_pids))
+            for name, (srv, cpu_pids, spread) in setups.items():
+                results[name].append(parallel_pulls(srv, clients, cpu_pids, spread))
     finally:
         for proc in [*started, *servers]:
             proc.stop()
@@ -240,7 +252,7 @@ def replica_rows(work: Path, layout_b: Path, clients: int, replicas: int, runs: 
     med = {k: sorted(v, key=lambda r: r["mibs"])[len(v) // 2] for k, v in results.items()}
     failed = {k: sum(r["failures"] for r in v) for k, v in results.items()}
     o = med["one"]
-    order = ["one"]
+    order = ["one", "spread"]
     for name in balancers:
         order += [f"one+{name}", f"many+{name}", None]  # None: the ratio column
 
@@ -257,6 +269,8 @@ def replica_rows(work: Path, layout_b: Path, clients: int, replicas: int, runs: 
     def throughput(key, r, o1):
         if key is None:
             return f"{r['mibs'] / o['mibs']:.2f}x, {r['mibs'] / o1['mibs']:.2f}x"
+        if key == "spread":
+            return f"{r['mibs']:.0f} MiB/s ({r['mibs'] / o['mibs']:.2f}x), {failed[key]} failed"
         return f"{r['mibs']:.0f} MiB/s, {failed[key]} failed"
 
     rows = [(f"{clients} parallel pulls of B ({storage})", *cells(throughput), "≥ 1.0x, 0 failed"),
