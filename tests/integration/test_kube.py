@@ -329,3 +329,33 @@ spec:
     assert both("kube", "play", str(tmp_path / "nosuch.yaml")).returncode == 125
     assert both("kube", "down", str(tmp_path / "nosuch.yaml")).returncode == 125
     assert leftovers(dy) == ("", "", [])
+
+
+def test_a_node_port_service_without_a_node_port_gets_one_of_the_range(dy: Run, tmp_path: Path) -> None:
+    """As a cluster does: a NodePort Service port without ``nodePort`` is published on a free
+    port of 30000-32767, which ``port`` shows and which answers."""
+    text = """
+apiVersion: v1
+kind: Pod
+metadata: {name: auto, labels: {app: auto}}
+spec:
+  containers: [{name: httpd, image: busybox, command: [sh, -c, "echo auto > /i.html; httpd -f -p 8080 -h /"],
+                ports: [{containerPort: 8080}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: autosvc}
+spec:
+  type: NodePort
+  selector: {app: auto}
+  ports: [{port: 80, targetPort: 8080}]
+"""
+    played = dy("kube", "play", "-", input=text, check=True)
+    assert "nodePort" not in played.stderr
+    infra = json.loads(dy("pod", "inspect", "auto", check=True).stdout)["InfraContainerID"]
+    mapping = dy("port", infra, "8080/tcp", check=True).stdout.split()
+    host_port = int(mapping[0].rsplit(":", 1)[1])
+    assert 30000 <= host_port <= 32767
+    assert get(f"http://127.0.0.1:{host_port}/i.html") == "auto\n"
+    dy("kube", "down", "-", input=text, check=True)
+    assert leftovers(dy) == ("", "", [])

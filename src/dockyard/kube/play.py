@@ -4,7 +4,8 @@
 (a Deployment's replicas are pods ``<deployment>-pod-<n>``), each container as a Docker-shaped
 create body, the volumes they need (PersistentVolumeClaims as named volumes; ConfigMaps,
 Secrets and emptyDirs as volumes of the pod filled with their files), the ports to publish
-(hostPorts, and NodePorts of the Services selecting the pod) and the DNS names of each pod on
+(hostPorts, and NodePorts of the Services selecting the pod: a port without a nodePort takes
+the first free one of 30000-32767 when the pod starts) and the DNS names of each pod on
 the pods' network (its name and its Services' names). A field or kind it cannot honour is
 listed in the plan's warnings, never dropped silently; a document that cannot run at all is a
 KubeError before anything is made.
@@ -37,6 +38,7 @@ METADATA = {"name", "labels", "annotations", "namespace", "creationTimestamp", "
 # pod fields whose false is what play does anyway (no service account token, no service env)
 FALSE_ONLY = ("automountServiceAccountToken", "enableServiceLinks")
 RESTART = {"Always": "always", "OnFailure": "on-failure", "Never": "no"}
+NODE_PORT_RANGE = "30000-32767"   # Kubernetes' default service-node-port-range, as a publish range
 
 
 class Plan:
@@ -61,7 +63,8 @@ class PodPlan:
         self.volumes: dict[str, tuple[str, str, str]] = {}
         # files for the pod's own volumes: volume name -> {relative path: bytes}
         self.files: dict[str, dict[str, bytes]] = {}
-        self.publish: list[tuple[int, int, str, str]] = []       # (host port, container port, proto, host ip)
+        # (host port, container port, proto, host ip); host port NODE_PORT_RANGE: the first free one of the range
+        self.publish: list[tuple[int | str, int, str, str]] = []
         self.aliases: list[str] = [name]
 
 
@@ -159,9 +162,8 @@ def _service(name: str, spec: Mapping[str, Any], warnings: list[str]) -> dict[st
     ports = []
     for i, port in enumerate(spec.get("ports") or []):
         _unknown(f"{where}.ports[{i}]", port, {"name", "port", "targetPort", "nodePort", "protocol"}, warnings)
-        node = port.get("nodePort")
-        if kind in ("NodePort", "LoadBalancer") and not node:
-            warnings.append(f"{where}.ports[{i}]: no nodePort: port {port.get('port')} is not published")
+        # without a nodePort, Kubernetes takes a free one of its range: so do we, at the start
+        node = port.get("nodePort") or NODE_PORT_RANGE
         ports.append({"port": port.get("port"), "target": port.get("targetPort", port.get("port")),
                       "node": node if kind in ("NodePort", "LoadBalancer") else None,
                       "protocol": (port.get("protocol") or "TCP").lower()})
@@ -186,10 +188,11 @@ def _apply_services(plan: Plan) -> None:
             if target is None:
                 plan.warnings.append(f"Service {svc['name']}: targetPort {port['target']} names no container port")
                 continue
-            if any(p.publish and (port["node"], port["protocol"]) in {(h, pr) for h, _c, pr, _i in p.publish}
-                   for p in plan.pods):
+            if port["node"] != NODE_PORT_RANGE and any(
+                    (port["node"], port["protocol"]) in {(h, pr) for h, _c, pr, _i in p.publish} for p in plan.pods):
                 continue
-            chosen[0].publish.append((int(port["node"]), target, port["protocol"], ""))
+            node = port["node"] if port["node"] == NODE_PORT_RANGE else int(port["node"])
+            chosen[0].publish.append((node, target, port["protocol"], ""))
             if len(chosen) > 1:
                 plan.warnings.append(f"Service {svc['name']}: node port {port['node']} is published on "
                                      f"{chosen[0].name} only (no load balancing between pods)")
@@ -517,7 +520,7 @@ def _create(engine: "Engine", body: dict[str, Any], name: str) -> str:
     return engine.containers.create(config, host, name, networking).id
 
 
-def _publish(entry: tuple[int, int, str, str]) -> str:
+def _publish(entry: tuple[int | str, int, str, str]) -> str:
     host_port, container_port, proto, ip = entry
     return (f"{ip}:" if ip else "") + f"{host_port}:{container_port}/{proto}"
 
