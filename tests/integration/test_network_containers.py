@@ -500,6 +500,43 @@ def test_a_deleted_roots_bridge_reservation_is_reclaimed(tmp_path: Path) -> None
             subprocess.run(["ip", "link", "del", name], capture_output=True)
 
 
+def test_a_deleted_roots_user_bridges_are_reclaimed(tmp_path: Path) -> None:
+    """A root deleted without `system reset` leaves its user networks' bridges up, with their
+    addresses (routes that keep their subnets from new networks) and firewall rules. The next
+    `network create` or `network prune` of any root deletes them, rules and all; a bridge that
+    still has a port (a container of the vanished root runs on) is left alone."""
+    import shutil
+
+    from tests.integration.test_containers_harness import Dockyard as Root
+
+    gone, other = Root(tmp_path / "gone"), Root(tmp_path / "other")
+    for root in (gone, other):
+        root.root.mkdir(parents=True)
+    try:
+        for name in ("dyorphan1", "dyorphan2"):
+            gone.cli("network", "create", "-o", f"com.docker.network.bridge.name={name}", name, check=True)
+            assert ",UP" in subprocess.run(["ip", "link", "show", name], capture_output=True, text=True).stdout
+            assert _rules_mentioning(f"dockyard:net:{name}")
+        # a port on dyorphan2, as a still-running container of the deleted root would hold
+        subprocess.run(["ip", "link", "add", "dyorphanv0", "type", "veth", "peer", "name", "dyorphanv1"], check=True)
+        subprocess.run(["ip", "link", "set", "dyorphanv0", "master", "dyorphan2"], check=True)
+        shutil.rmtree(gone.root)
+        other.cli("network", "create", "fresh", check=True)
+        assert not _links_named("dyorphan1") and not _rules_mentioning("dockyard:net:dyorphan1")
+        assert _links_named("dyorphan2") and _rules_mentioning("dockyard:net:dyorphan2")
+        subprocess.run(["ip", "link", "del", "dyorphanv0"], check=True)
+        other.cli("network", "prune", "-f", check=True)
+        assert not _links_named("dyorphan2") and not _rules_mentioning("dockyard:net:dyorphan2")
+        other.cli("system", "reset", "--force", check=True)
+    finally:
+        for name in ("dyorphanv0", "dyorphan1", "dyorphan2"):
+            subprocess.run(["ip", "link", "del", name], capture_output=True)
+        from dockyard.network import firewall
+
+        for name in ("dyorphan1", "dyorphan2"):
+            firewall.remove_network(name)
+
+
 def test_shim_killed_leaves_nothing_the_next_command_keeps(dy: Dockyard) -> None:
     port = _free_port()
     cid = dy.cli("run", "-d", "--name", "orphan", "-p", f"127.0.0.1:{port}:80", "busybox", "sleep", "60",

@@ -284,6 +284,18 @@ class Netlink:
                 found[name] = (bool(_IFINFO.unpack_from(reply)[3] & IFF_UP), alias)
         return found
 
+    def link_masters(self) -> "dict[str, int]":
+        """name -> index of the bridge it is a port of, for every enslaved link."""
+        body = _IFINFO.pack(AF_UNSPEC, 0, 0, 0, 0) + _attr(IFLA_EXT_MASK, _U32.pack(RTEXT_FILTER_SKIP_STATS))
+        found = {}
+        for mtype, reply in self._dump(RTM_GETLINK, body, "list links"):
+            if mtype == RTM_NEWLINK:
+                attrs = _attrs(reply, 16)
+                if IFLA_MASTER in attrs:
+                    name = attrs.get(IFLA_IFNAME, b"").rstrip(b"\0").decode(errors="replace")
+                    found[name] = _U32.unpack(attrs[IFLA_MASTER][:4])[0]
+        return found
+
     def set_alias(self, name: str, alias: str) -> None:
         """The link's free-text alias (``ip link show`` prints it): who made the link."""
         data = alias.encode()

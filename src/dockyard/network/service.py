@@ -179,6 +179,8 @@ class Networks:
                                        "the defaults to assign to the network")
                 net.subnet, net.gateway = pool, ipam.to_str(ipam.parse_cidr(pool)[0] + 1)
 
+        # a vanished root's bridges hold subnets (their routes) and names: freed first
+        reclaim_orphans([n.bridge for n in self.store.all()])
         self.default_bridge()   # first: the default bridge takes 172.17.0.0/16 before any user network
         self.store.add_checked(net, check)
         try:
@@ -224,6 +226,7 @@ class Networks:
             except DockyardError:
                 continue
             removed.append(net.name)
+        reclaim_orphans([n.bridge for n in self.store.all()])   # what vanished roots left
         return removed
 
     # ------------------------------------------------------------------ bridges and rules
@@ -247,6 +250,7 @@ class Networks:
                         raise NetworkError(f"failed to create bridge {net.bridge}: {e.strerror or e}") from None
             nl.add_address(net.bridge, f"{net.gateway}/{ipam.prefix_of(net.subnet)}")   # EEXIST is fine
             nl.set_up(net.bridge)
+            nl.set_alias(net.bridge, _owner_alias(self.engine.settings.root))   # see reclaim_orphans
         self._rules(net)
         if net.dns:
             from dockyard.network import dnsd
@@ -633,19 +637,39 @@ def _reserve_bridge(name: str, root: str) -> None:
         nl.set_alias(name, _owner_alias(root))
 
 
+def reclaim_orphans(ours: "list[str]") -> list[str]:
+    """Delete the bridges, and their firewall rules, of roots that no longer exist: a root
+    removed without ``system reset`` leaves its bridges up and its rules in place. A bridge's
+    alias names its root (``_owner_alias``); one that still has ports (a container of the
+    vanished root still runs) is left alone. Returns the names deleted."""
+    from dockyard.network import firewall, rtnl
+
+    deleted = []
+    with rtnl.Netlink() as nl:
+        orphans = [name for name, (_up, alias) in nl.link_aliases().items()
+                   if alias.startswith(_ALIAS_PREFIX) and name not in ours
+                   and not os.path.isdir(alias[len(_ALIAS_PREFIX):])]
+        if not orphans:
+            return deleted
+        in_use = set(nl.link_masters().values())
+        for name in orphans:
+            if nl.link_index(name) in in_use:
+                continue
+            firewall.remove_network(name)
+            nl.delete_link(name)
+            deleted.append(name)
+    return deleted
+
+
 def _free_bridge_name(wanted: str, ours: "list[str]") -> str:
     """``wanted``, unless a device of that name exists that no network of this root made
-    (another root's, another tool's): then the next number. A reservation left by a root
-    that no longer exists is deleted and its name reused."""
+    (another root's, another tool's): then the next number. The bridges of a root that no
+    longer exists are deleted first (``reclaim_orphans``) and their names reused."""
     from dockyard.network import rtnl
 
+    reclaim_orphans(ours)
     with rtnl.Netlink() as nl:
         links = nl.link_aliases()
-        for name, (up, alias) in list(links.items()):
-            if not up and alias.startswith(_ALIAS_PREFIX) \
-                    and not os.path.isdir(alias[len(_ALIAS_PREFIX):]) and name not in ours:
-                nl.delete_link(name)
-                del links[name]
     if wanted not in links or wanted in ours:
         return wanted
     stem = wanted.rstrip("0123456789")
