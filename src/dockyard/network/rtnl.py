@@ -263,38 +263,33 @@ class Netlink:
 
     def links(self) -> "Iterator[tuple[int, str]]":
         """(index, name) of every link in this socket's namespace."""
-        body = _IFINFO.pack(AF_UNSPEC, 0, 0, 0, 0) + _attr(IFLA_EXT_MASK, _U32.pack(RTEXT_FILTER_SKIP_STATS))
-        for mtype, reply in self._dump(RTM_GETLINK, body, "list links"):
-            if mtype == RTM_NEWLINK:
-                name = _attrs(reply, 16).get(IFLA_IFNAME, b"")
-                yield _IFINFO.unpack_from(reply)[2], name.rstrip(b"\0").decode(errors="replace")
+        for reply, attrs in self._link_dump():
+            yield _IFINFO.unpack_from(reply)[2], attrs.get(IFLA_IFNAME, b"").rstrip(b"\0").decode(errors="replace")
 
     def link_names(self) -> list[str]:
         return [name for _, name in self.links()]
 
-    def link_aliases(self) -> "dict[str, tuple[bool, str]]":
-        """name -> (administratively up, alias) of every link in this socket's namespace."""
+    def _link_dump(self) -> "Iterator[tuple[bytes, dict[int, bytes]]]":
+        """(ifinfomsg reply, its attributes) of every link in this socket's namespace."""
         body = _IFINFO.pack(AF_UNSPEC, 0, 0, 0, 0) + _attr(IFLA_EXT_MASK, _U32.pack(RTEXT_FILTER_SKIP_STATS))
-        found = {}
         for mtype, reply in self._dump(RTM_GETLINK, body, "list links"):
             if mtype == RTM_NEWLINK:
-                attrs = _attrs(reply, 16)
-                name = attrs.get(IFLA_IFNAME, b"").rstrip(b"\0").decode(errors="replace")
-                alias = attrs.get(IFLA_IFALIAS, b"").rstrip(b"\0").decode(errors="replace")
-                found[name] = (bool(_IFINFO.unpack_from(reply)[3] & IFF_UP), alias)
+                yield reply, _attrs(reply, 16)
+
+    def link_aliases(self) -> "dict[str, tuple[bool, str]]":
+        """name -> (administratively up, alias) of every link in this socket's namespace."""
+        found = {}
+        for reply, attrs in self._link_dump():
+            name = attrs.get(IFLA_IFNAME, b"").rstrip(b"\0").decode(errors="replace")
+            alias = attrs.get(IFLA_IFALIAS, b"").rstrip(b"\0").decode(errors="replace")
+            found[name] = (bool(_IFINFO.unpack_from(reply)[3] & IFF_UP), alias)
         return found
 
     def link_masters(self) -> "dict[str, int]":
         """name -> index of the bridge it is a port of, for every enslaved link."""
-        body = _IFINFO.pack(AF_UNSPEC, 0, 0, 0, 0) + _attr(IFLA_EXT_MASK, _U32.pack(RTEXT_FILTER_SKIP_STATS))
-        found = {}
-        for mtype, reply in self._dump(RTM_GETLINK, body, "list links"):
-            if mtype == RTM_NEWLINK:
-                attrs = _attrs(reply, 16)
-                if IFLA_MASTER in attrs:
-                    name = attrs.get(IFLA_IFNAME, b"").rstrip(b"\0").decode(errors="replace")
-                    found[name] = _U32.unpack(attrs[IFLA_MASTER][:4])[0]
-        return found
+        return {attrs.get(IFLA_IFNAME, b"").rstrip(b"\0").decode(errors="replace"):
+                _U32.unpack(attrs[IFLA_MASTER][:4])[0]
+                for _reply, attrs in self._link_dump() if IFLA_MASTER in attrs}
 
     def set_alias(self, name: str, alias: str) -> None:
         """The link's free-text alias (``ip link show`` prints it): who made the link."""

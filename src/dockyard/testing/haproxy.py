@@ -17,12 +17,7 @@ bench/registry.py).
 
 from __future__ import annotations
 
-import os
-import shutil
-
-from dockyard.testing.servers import ServerProcess, http_status
-
-BINARY = "haproxy"
+from dockyard.testing.servers import Balancer
 
 CONF = """\
 global
@@ -60,29 +55,14 @@ backend replicas
 """
 
 
-class HAProxy(ServerProcess):
+class HAProxy(Balancer):
     """HAProxy in front of ``upstreams`` (``host:port`` each), round-robin per request."""
 
+    binary_name = "haproxy"
     name = "haproxy"
     dir_prefix = "dockyard-haproxy-"
     log_name = "haproxy.log"
     start_timeout = 10.0
-
-    def __init__(self, upstreams: list[str], *, workers: int | None = None, binary: str | None = None,
-                 fail_timeout: float = 2.0) -> None:
-        super().__init__()
-        self.upstreams = list(upstreams)
-        self.workers = workers or max(1, min(os.cpu_count() or 1, 4))
-        self.fail_timeout = fail_timeout
-        self.binary = binary or shutil.which(BINARY) or f"/usr/sbin/{BINARY}"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.address}"
-
-    def check(self) -> None:
-        if not os.access(self.binary, os.X_OK):
-            raise FileNotFoundError(f"{self.binary} not found: apt-get install haproxy")
 
     def configure(self) -> None:
         assert self.dir is not None
@@ -95,6 +75,3 @@ class HAProxy(ServerProcess):
     def command(self) -> list[str]:
         assert self.dir is not None
         return [self.binary, "-f", str(self.dir / "haproxy.cfg"), "-db"]
-
-    def ready(self) -> bool:
-        return http_status(self.port, "/healthz") == 200

@@ -13,12 +13,7 @@ it would in production.
 
 from __future__ import annotations
 
-import os
-import shutil
-
-from dockyard.testing.servers import ServerProcess, http_status
-
-BINARY = "nginx"
+from dockyard.testing.servers import Balancer
 
 CONF = """\
 user root;
@@ -64,29 +59,14 @@ http {{
 """
 
 
-class Nginx(ServerProcess):
+class Nginx(Balancer):
     """nginx in front of ``upstreams`` (``host:port`` each), round-robin."""
 
+    binary_name = "nginx"
     name = "nginx"
     dir_prefix = "dockyard-nginx-"
     log_name = "nginx.log"
     start_timeout = 10.0
-
-    def __init__(self, upstreams: list[str], *, workers: int | None = None, binary: str | None = None,
-                 fail_timeout: float = 2.0) -> None:
-        super().__init__()
-        self.upstreams = list(upstreams)
-        self.workers = workers or max(1, min(os.cpu_count() or 1, 4))
-        self.fail_timeout = fail_timeout
-        self.binary = binary or shutil.which(BINARY) or f"/usr/sbin/{BINARY}"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.address}"
-
-    def check(self) -> None:
-        if not os.access(self.binary, os.X_OK):
-            raise FileNotFoundError(f"{self.binary} not found: apt-get install nginx")
 
     def configure(self) -> None:
         assert self.dir is not None
@@ -101,6 +81,3 @@ class Nginx(ServerProcess):
         assert self.dir is not None
         return [self.binary, "-p", str(self.dir), "-c", str(self.dir / "nginx.conf"), "-e", "stderr",
                 "-g", "daemon off;"]
-
-    def ready(self) -> bool:
-        return http_status(self.port, "/healthz") == 200

@@ -192,3 +192,29 @@ class ServerProcess:
         terminate(self.proc)
         self.proc = None
         return False
+
+
+class Balancer(ServerProcess):
+    """A load balancer (a Debian binary) on a free port of 127.0.0.1, round-robin over
+    ``upstreams`` (``host:port`` each): ``testing.nginx`` and ``testing.haproxy``."""
+
+    binary_name = ""   # the executable, looked up on PATH
+
+    def __init__(self, upstreams: list[str], *, workers: int | None = None, binary: str | None = None,
+                 fail_timeout: float = 2.0) -> None:
+        super().__init__()
+        self.upstreams = list(upstreams)
+        self.workers = workers or max(1, min(os.cpu_count() or 1, 4))
+        self.fail_timeout = fail_timeout   # seconds an upstream that refused a connection sits out
+        self.binary = binary or shutil.which(self.binary_name) or f"/usr/sbin/{self.binary_name}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"
+
+    def check(self) -> None:
+        if not os.access(self.binary, os.X_OK):
+            raise FileNotFoundError(f"{self.binary} not found: apt-get install {self.binary_name}")
+
+    def ready(self) -> bool:
+        return http_status(self.port, "/healthz") == 200
