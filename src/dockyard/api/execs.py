@@ -415,9 +415,15 @@ class ExecRun:
                 # detached from a terminal (ctrl-p ctrl-q, or the client went): the process runs
                 # on, as in dockerd; what it writes meanwhile is read and dropped
                 self.loop.create_task(self._linger(self.record.master))
+            elif self.outputs and not self.exited.done():
+                # the client went: stdin ends (EOF), and, as dockerd does, what the process still
+                # writes is read and dropped until it ends. Closing our read ends instead killed
+                # a `cat` that had not yet started with SIGPIPE (busybox cat's first splice to a
+                # pipe without a reader), where dockerd's cat sees EOF and exits 0.
+                self._close_stdin()
+                self.loop.create_task(self._linger_pipes())
             else:
-                # the process's pipes go with the client (EPIPE, EOF); its thread records its end
-                self._close_ours()
+                self._close_ours()   # its thread records its end
 
     async def _linger(self, master: int) -> None:
         def drop() -> None:
@@ -432,6 +438,26 @@ class ExecRun:
 
         self.loop.remove_reader(master)
         self.loop.add_reader(master, drop)
+        try:
+            await self.exited
+        finally:
+            self._close_ours()
+
+    async def _linger_pipes(self) -> None:
+        def drop(fd: int) -> None:
+            try:
+                if os.read(fd, 65536):
+                    return
+            except BlockingIOError:
+                return
+            except OSError:
+                pass
+            self.loop.remove_reader(fd)
+
+        for fd in self.outputs:
+            if fd in self.ours:
+                self.loop.remove_reader(fd)
+                self.loop.add_reader(fd, drop, fd)
         try:
             await self.exited
         finally:

@@ -177,7 +177,12 @@ def test_exec_it_detach_leaves_the_process_running(api, box) -> None:
         time.sleep(0.3)
 
 
-def test_exec_clients_that_hang_up_leave_no_fd_and_no_process(api, box) -> None:
+@pytest.mark.parametrize("started_first", [True, False], ids=["running", "hung-up-at-once"])
+def test_exec_clients_that_hang_up_leave_no_fd_and_no_process(api, box, started_first: bool) -> None:
+    """Twenty ``exec -i cat`` clients hang up: every cat sees its stdin end and exits 0, as with
+    dockerd, also one whose client went before it started (its output pipe is still read:
+    busybox cat's first splice to a pipe without a reader died of SIGPIPE, exit 141), and the
+    service keeps no descriptor of theirs."""
     import socket
 
     from tests.integration.api.test_api_streams import _fds
@@ -200,8 +205,9 @@ def test_exec_clients_that_hang_up_leave_no_fd_and_no_process(api, box) -> None:
                      + body)
         assert sock.recv(12) == b"HTTP/1.1 101"
         socks.append(sock)
-    time.sleep(0.5)
-    assert all(client.exec_inspect(i)["Running"] for i in ids)
+    if started_first:
+        time.sleep(0.5)
+        assert all(client.exec_inspect(i)["Running"] for i in ids)
     for sock in socks:
         sock.close()
     deadline = time.monotonic() + 30
@@ -214,3 +220,30 @@ def test_exec_clients_that_hang_up_leave_no_fd_and_no_process(api, box) -> None:
         assert time.monotonic() < deadline, (before, _fds(pid))
         time.sleep(0.3)
     assert "cat" not in api.docker("top", box).stdout.split()
+
+
+def test_a_process_whose_client_hung_up_runs_on_and_its_output_is_dropped(api, box) -> None:
+    """As with dockerd: the exec's process outlives its client; what it writes afterwards is
+    read and dropped (no SIGPIPE), and its exit code is its own."""
+    import socket
+
+    import docker as docker_py
+
+    client = docker_py.APIClient(base_url=api.url, version="1.41")
+    exec_id = client.exec_create(box, ["sh", "-c", "sleep 1; seq 1 100000; exit 3"], stdin=True)["Id"]
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(30)
+    sock.connect(str(api.socket))
+    body = b'{"Detach": false, "Tty": false}'
+    sock.sendall(f"POST /v1.41/exec/{exec_id}/start HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\n"
+                 f"Upgrade: tcp\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+    assert sock.recv(12) == b"HTTP/1.1 101"
+    sock.close()
+    time.sleep(0.3)
+    assert client.exec_inspect(exec_id)["Running"] is True   # still in its sleep
+    deadline = time.monotonic() + 30
+    while client.exec_inspect(exec_id)["Running"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert client.exec_inspect(exec_id)["ExitCode"] == 3
+    client.close()
