@@ -72,7 +72,7 @@ sys.path.insert(0, str(BENCH))
 
 from net import HostNet, NetDocker, _interrupted, _ours_to_keep  # noqa: E402  bench/net.py: dockerd, host state
 from run import (  # noqa: E402  bench/run.py: the engines, helpers
-    DOCKER, DOCKERD, ROOT, Dockyard, Podman, _hugetlb_fix, _hugetlb_undo, _mounts_below, sh)
+    DOCKER, DOCKERD, ROOT, Dockyard, Podman, _hugetlb_fix, close_all, remove_base, sh)
 
 from dockyard.testing.debian import base_tarball  # noqa: E402
 
@@ -441,16 +441,8 @@ def main() -> int:
         print(f"benchmark failed: {e}" if not isinstance(e, KeyboardInterrupt) else "interrupted", file=sys.stderr)
         failed = True
     finally:
-        for b in builders:
-            try:
-                b.close()
-            except Exception as ex:  # noqa: BLE001
-                print(f"{b.label}: clean-up failed: {ex}", file=sys.stderr)
-        if mounted:
-            _hugetlb_undo()
-        for point in _mounts_below(base):
-            subprocess.run(["umount", "-l", point], check=False)
-        shutil.rmtree(base, ignore_errors=True)
+        close_all(builders, label="label")
+        remove_base(base, mounted)
         left = host.restore()
         # Rules and chains tagged dockyard are left alone (bench/net.py's rule): another dockyard
         # root, a test running meanwhile, may have added them; dockyard's own went with its reset.

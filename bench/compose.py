@@ -209,21 +209,7 @@ class PodmanComposeSide(Side):
     def __init__(self, base: Path, tar: Path, file: Path) -> None:
         self.base = base / "podman"
         self.base.mkdir()
-        conf = self.base / "containers.conf"
-        # Its own root and network config (nothing in /etc/containers), cgroupfs (no systemd
-        # here), the ulimits this host allows (shared/MACHINE.md).
-        conf.write_text(f"""[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-[network]
-network_backend = "netavark"
-network_config_dir = "{self.base / 'networks'}"
-""")
-        self.env = {**os.environ, "CONTAINERS_CONF": str(conf)}
-        self.flags = ["--root", str(self.base / "root"), "--runroot", str(self.base / "run"),
-                      "--tmpdir", str(self.base / "tmp")]
+        self.env, self.flags = runbench.private_podman(self.base)
         self.compose = [PODMAN_COMPOSE, "--podman-args", " ".join(self.flags), "-p", PROJECT, "-f", str(file)]
         _check(self.podman("import", "--change", 'CMD ["sh"]', str(tar), "busybox"), self.env)
 
@@ -381,23 +367,9 @@ def main() -> int:
         print(f"benchmark failed: {e}", file=sys.stderr)
         failed = True
     finally:
-        for side in reversed(sides):
-            try:
-                side.close()
-            except Exception as ex:  # noqa: BLE001 - the next one still closes
-                print(f"{side.name}: clean-up failed: {ex}", file=sys.stderr)
-        if mounted:
-            runbench._hugetlb_undo()
-        for point in runbench._mounts_below(base):
-            subprocess.run(["umount", "-l", point], check=False)
-        shutil.rmtree(base, ignore_errors=True)
-        left = host.restore()
-        if left:
-            print("host network state NOT as it was:", file=sys.stderr)
-            for line in left:
-                print(f"  {line}", file=sys.stderr)
-        else:
-            print("host network state restored (links, iptables, ip6tables, sysctls as before)")
+        runbench.close_all(list(reversed(sides)))
+        runbench.remove_base(base, mounted)
+        host.restore_and_report()
 
     medians = {name: {op: statistics.median(ts) if ts else None for op, ts in ops.items()}
                for name, ops in times.items()}

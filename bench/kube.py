@@ -46,7 +46,7 @@ sys.path.insert(0, str(BENCH))
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 from net import HostNet, _interrupted  # noqa: E402  (bench/net.py: the host's network state)
-from run import _hugetlb_fix, _hugetlb_undo, _mounts_below, sh  # noqa: E402
+from run import _hugetlb_fix, _mounts_below, private_podman, remove_base, sh  # noqa: E402
 
 from dockyard.fsutil import remove_cgroup  # noqa: E402
 from dockyard.testing.servers import free_port  # noqa: E402
@@ -132,20 +132,7 @@ class Podman(Side):
     def __init__(self, base: Path) -> None:
         self.base = base / "podman"
         self.base.mkdir()
-        conf = self.base / "containers.conf"
-        # Its own root and network config, cgroupfs (no systemd here), the ulimits this host allows.
-        conf.write_text(f"""[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-[network]
-network_backend = "netavark"
-network_config_dir = "{self.base / 'networks'}"
-""")
-        self.env = {**os.environ, "CONTAINERS_CONF": str(conf)}
-        self.flags = ["--root", str(self.base / "root"), "--runroot", str(self.base / "run"),
-                      "--tmpdir", str(self.base / "tmp")]
+        self.env, self.flags = private_podman(self.base)
 
     def cli(self, *args: str) -> list[str]:
         return ["podman", *self.flags, *args]
@@ -259,18 +246,8 @@ def main() -> int:
                 side.close(file)
             except Exception as ex:  # noqa: BLE001 - the next one still closes
                 print(f"{side.name}: clean-up failed: {ex}", file=sys.stderr)
-        if mounted:
-            _hugetlb_undo()
-        for point in _mounts_below(base):
-            subprocess.run(["umount", "-l", point], check=False)
-        shutil.rmtree(base, ignore_errors=True)
-        left = host.restore()
-        if left:
-            print("host network state NOT as it was:", file=sys.stderr)
-            for line in left:
-                print(f"  {line}", file=sys.stderr)
-        else:
-            print("host network state restored (links, iptables, ip6tables, sysctls as before)")
+        remove_base(base, mounted)
+        host.restore_and_report()
     medians = {name: {op: statistics.median(ts) if ts else None for op, ts in ops.items()}
                for name, ops in times.items()}
     if "dockyard" in medians and "podman" in medians:

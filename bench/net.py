@@ -53,7 +53,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 from run import (  # noqa: E402  bench/run.py: the engines and the timing loop
-    DOCKERD, Docker, Dockyard, Engine, Podman, _hugetlb_fix, _hugetlb_undo, _mounts_below, measure, sh)
+    DOCKERD, Docker, Dockyard, Engine, Podman, _hugetlb_fix, close_all, measure, remove_base, sh)
 
 from dockyard.testing.images import busybox_rootfs_tar  # noqa: E402
 
@@ -190,6 +190,16 @@ class HostNet:
         if not shutil.which(f"{cmd}-save"):
             return ""
         return sh([f"{cmd}-save"], check=False)
+
+    def restore_and_report(self, lead: str = "") -> None:
+        """``restore``, then say whether the host is as it was (what differs goes to stderr)."""
+        left = self.restore()
+        if left:
+            print("host network state NOT as it was:", file=sys.stderr)
+            for line in left:
+                print(f"  {line}", file=sys.stderr)
+        else:
+            print(f"{lead}host network state restored (links, iptables, ip6tables, sysctls as before)")
 
     def restore(self) -> list[str]:
         """Put the saved state back; what still differs afterwards, as lines to print."""
@@ -531,23 +541,9 @@ def main() -> int:
         print(f"benchmark failed: {e}", file=sys.stderr)
         failed = True
     finally:
-        for e in engines:
-            try:
-                e.close()
-            except Exception as ex:  # noqa: BLE001
-                print(f"{e.name}: clean-up failed: {ex}", file=sys.stderr)
-        if mounted:
-            _hugetlb_undo()
-        for point in _mounts_below(base):
-            subprocess.run(["umount", "-l", point], check=False)
-        shutil.rmtree(base, ignore_errors=True)
-        left = host.restore()
-        if left:
-            print("host network state NOT as it was:", file=sys.stderr)
-            for line in left:
-                print(f"  {line}", file=sys.stderr)
-        else:
-            print("\nhost network state restored (links, iptables, ip6tables, sysctls as before)")
+        close_all(engines)
+        remove_base(base, mounted)
+        host.restore_and_report("\n")
 
     print()
     dns = None if "dns" in skip else run_dns_bench(skip)

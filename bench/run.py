@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -189,6 +189,42 @@ def _hugetlb_fix() -> bool:
     return True
 
 
+def close_all(closers: "list[Any]", label: str = "name") -> None:
+    """``close()`` each engine or side; a failure is printed and the next one still closes."""
+    for c in closers:
+        try:
+            c.close()
+        except Exception as ex:  # noqa: BLE001 - the next one still closes
+            print(f"{getattr(c, label)}: clean-up failed: {ex}", file=sys.stderr)
+
+
+def remove_base(base: Path, hugetlb_mounted: bool) -> None:
+    """What a bench made on the host: the hugetlb mount it added, mounts below ``base``, ``base``."""
+    if hugetlb_mounted:
+        _hugetlb_undo()
+    for point in _mounts_below(base):
+        subprocess.run(["umount", "-l", point], check=False)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def private_podman(base: Path) -> "tuple[dict[str, str], list[str]]":
+    """(environment, global flags) of a podman whose root, runroot, tmpdir and network config
+    all live under ``base``: cgroupfs (no systemd here), file events, netavark, the ulimits
+    this host allows (shared/MACHINE.md); nothing read from /etc/containers."""
+    conf = base / "containers.conf"
+    conf.write_text(f"""[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+[network]
+network_backend = "netavark"
+network_config_dir = "{base / 'networks'}"
+""")
+    env = {**os.environ, "CONTAINERS_CONF": str(conf)}
+    return env, ["--root", str(base / "root"), "--runroot", str(base / "run"), "--tmpdir", str(base / "tmp")]
+
+
 def _hugetlb_undo() -> None:
     base = Path("/sys/fs/cgroup/hugetlb")
     for child in sorted((c for c in base.rglob("*") if c.is_dir()), key=lambda p: len(p.parts), reverse=True):
@@ -293,16 +329,8 @@ def main() -> int:
                           "monitor": {k: {"name": v[0], "rss_mib": v[1], "pss_mib": v[2]} for k, v in monitors.items()}}))
         return 0
     finally:
-        for e in engines:
-            try:
-                e.close()
-            except Exception as ex:  # noqa: BLE001
-                print(f"{e.name}: clean-up failed: {ex}", file=sys.stderr)
-        if mounted:
-            _hugetlb_undo()
-        for point in _mounts_below(base):
-            subprocess.run(["umount", "-l", point], check=False)
-        shutil.rmtree(base, ignore_errors=True)
+        close_all(engines)
+        remove_base(base, mounted)
 
 
 if __name__ == "__main__":
