@@ -477,13 +477,15 @@ class LogPrinter:
 
         exited: "queue.Queue[ContainerRecord]" = queue.Queue()
         shown_ids = {r.id for r in shown}
-        self.follow_all(shown, None, since, on_exit=exited.put)
-        watch = [r for r in records if r.id not in shown_ids]
-        if watch:
-            threading.Thread(target=self._watch, args=(watch, exited), daemon=True).start()
         remaining = {r.id for r in records}
         code = 0
         try:
+            # inside the try: a follower may print a container's first line (and the user press
+            # Ctrl-C) before this thread has started the others
+            self.follow_all(shown, None, since, on_exit=exited.put)
+            watch = [r for r in records if r.id not in shown_ids]
+            if watch:
+                threading.Thread(target=self._watch, args=(watch, exited), daemon=True).start()
             while remaining:
                 try:
                     record = exited.get(timeout=0.2)
