@@ -267,8 +267,14 @@ def _under_the_mount(point: str, relative: str, remove: bool = False) -> list[st
     target = f"{peek}/{os.path.relpath(point, CGROUP_ROOT)}/{relative.strip('/')}"
     script = (f"mkdir -p {peek} && mount --bind {CGROUP_ROOT} {peek} && "
               f"if [ -e {target} ]; then find {target}; {'rm -rf ' + target if remove else ''}; fi")
-    result = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
-                            capture_output=True, text=True, timeout=30)
+    try:
+        result = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                                capture_output=True, text=True, timeout=30)
+    finally:
+        try:   # the mount point is made on the host's /tmp; the mount died with the namespace
+            os.rmdir(peek)
+        except OSError:
+            pass
     assert result.returncode == 0, result.stderr
     return result.stdout.split()
 
