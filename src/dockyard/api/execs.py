@@ -414,36 +414,19 @@ class ExecRun:
             if self.record.master >= 0 and not self.exited.done():
                 # detached from a terminal (ctrl-p ctrl-q, or the client went): the process runs
                 # on, as in dockerd; what it writes meanwhile is read and dropped
-                self.loop.create_task(self._linger(self.record.master))
+                self.loop.create_task(self._linger([self.record.master]))
             elif self.outputs and not self.exited.done():
                 # the client went: stdin ends (EOF), and, as dockerd does, what the process still
                 # writes is read and dropped until it ends. Closing our read ends instead killed
                 # a `cat` that had not yet started with SIGPIPE (busybox cat's first splice to a
                 # pipe without a reader), where dockerd's cat sees EOF and exits 0.
                 self._close_stdin()
-                self.loop.create_task(self._linger_pipes())
+                self.loop.create_task(self._linger([fd for fd in self.outputs if fd in self.ours]))
             else:
                 self._close_ours()   # its thread records its end
 
-    async def _linger(self, master: int) -> None:
-        def drop() -> None:
-            try:
-                if os.read(master, 65536):
-                    return
-            except BlockingIOError:
-                return
-            except OSError:
-                pass
-            self.loop.remove_reader(master)
-
-        self.loop.remove_reader(master)
-        self.loop.add_reader(master, drop)
-        try:
-            await self.exited
-        finally:
-            self._close_ours()
-
-    async def _linger_pipes(self) -> None:
+    async def _linger(self, fds: "list[int]") -> None:
+        """Read and drop what the process writes on ``fds`` until it ends, then close ours."""
         def drop(fd: int) -> None:
             try:
                 if os.read(fd, 65536):
@@ -454,10 +437,9 @@ class ExecRun:
                 pass
             self.loop.remove_reader(fd)
 
-        for fd in self.outputs:
-            if fd in self.ours:
-                self.loop.remove_reader(fd)
-                self.loop.add_reader(fd, drop, fd)
+        for fd in fds:
+            self.loop.remove_reader(fd)
+            self.loop.add_reader(fd, drop, fd)
         try:
             await self.exited
         finally:
